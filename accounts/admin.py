@@ -1,0 +1,52 @@
+"""Operators' view of users: PII shown masked only, passwords managed by Django's forms."""
+
+from django.contrib import admin
+from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
+from django.contrib.auth.forms import UserChangeForm
+
+from accounts.models import User
+
+
+class BnplUserChangeForm(UserChangeForm):
+    class Meta(UserChangeForm.Meta):
+        model = User
+        fields = ("username", "email", "full_name", "role", "status", "credit_limit", "is_active")
+
+
+@admin.register(User)
+class UserAdmin(DjangoUserAdmin):
+    form = BnplUserChangeForm
+    list_display = ("user_id", "username", "full_name", "role", "status", "phone", "card", "credit_limit", "created_at")
+    list_filter = ("role", "status", "is_active", "is_staff")
+    search_fields = ("user_id", "username", "full_name", "email")
+    ordering = ("id",)
+    date_hierarchy = "created_at"
+    readonly_fields = ("user_id", "phone", "passport", "card", "created_at", "updated_at", "last_login")
+    fieldsets = (
+        (None, {"fields": ("user_id", "username", "password")}),
+        ("Profile", {"fields": ("full_name", "email", "phone", "passport", "card")}),
+        ("BNPL", {"fields": ("role", "status", "credit_limit")}),
+        ("Access", {"fields": ("is_active", "is_staff", "is_superuser", "groups", "user_permissions")}),
+        ("Dates", {"fields": ("last_login", "created_at", "updated_at")}),
+    )
+    add_fieldsets = (
+        (
+            None,
+            {
+                "classes": ("wide",),
+                "fields": ("username", "email", "role", "usable_password", "password1", "password2"),
+            },
+        ),
+    )
+
+    @admin.display(description="Phone")
+    def phone(self, obj: User) -> str:
+        return obj.masked_phone
+
+    @admin.display(description="Passport")
+    def passport(self, obj: User) -> str:
+        return obj.masked_passport
+
+    @admin.display(description="Card")
+    def card(self, obj: User) -> str:
+        return obj.masked_card

@@ -1,0 +1,158 @@
+"""Accounts API: register, JWT tokens, own profile, users scoped by role."""
+
+from django_filters import rest_framework as filters
+from drf_spectacular.utils import OpenApiExample, extend_schema, extend_schema_view
+from rest_framework import mixins, viewsets
+from rest_framework.permissions import AllowAny
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+from rest_framework_simplejwt import views as jwt_views
+
+from accounts.api.serializers import MeOut, RegisterIn, UserOut
+from accounts.models import User
+from accounts.selectors import user_get_for, user_list_for
+from accounts.services import user_register
+from config.schema import VALIDATION_EXAMPLE, problems
+
+USER_EXAMPLE = {
+    "user_id": "usr-001",
+    "full_name": "Aziz Karimov",
+    "phone_number": "+998****4567",
+    "passport_number": "AA*******",
+    "card_number": "4111 **** **** 1111",
+    "status": "NORMAL",
+    "role": "CUSTOMER",
+    "created_at": "2026-11-22T10:00:00Z",
+}
+ME_EXAMPLE = USER_EXAMPLE | {
+    "username": "usr-001",
+    "email": "usr-001@example.com",
+    "credit_limit": "10000.00",
+    "card_brand": "visa",
+}
+
+
+class RegisterView(APIView):
+    permission_classes = [AllowAny]
+    authentication_classes: list = []
+
+    @extend_schema(
+        operation_id="auth_register",
+        summary="Register a customer or merchant",
+        request=RegisterIn,
+        responses={201: MeOut, **problems(400, 409, 413, 415)},
+        examples=[
+            OpenApiExample(
+                "Customer",
+                value={
+                    "username": "aziz",
+                    "password": "s3cure-pass-phrase",
+                    "role": "CUSTOMER",
+                    "full_name": "Aziz Karimov",
+                    "phone_number": "+998901234567",
+                    "email": "aziz@example.com",
+                    "passport_number": "AA1234567",
+                    "card_number": "4111111111111111",
+                },
+                request_only=True,
+            ),
+            OpenApiExample("Registered", value=ME_EXAMPLE, response_only=True, status_codes=["201"]),
+            VALIDATION_EXAMPLE,
+        ],
+    )
+    def post(self, request: Request) -> Response:
+        body = RegisterIn(data=request.data)
+        body.is_valid(raise_exception=True)
+        user = user_register(**body.validated_data)
+        return Response(MeOut(user).data, status=201)
+
+
+TOKEN_PAIR_EXAMPLE = OpenApiExample(
+    "Token pair", value={"access": "eyJhbGciOiJIUzI1NiIs…", "refresh": "eyJhbGciOiJIUzI1NiIs…"}, response_only=True
+)
+
+
+@extend_schema_view(
+    post=extend_schema(
+        operation_id="auth_token",
+        summary="Obtain a JWT access/refresh pair",
+        responses={200: jwt_views.TokenObtainPairView.serializer_class, **problems(400, 401, 415)},
+        examples=[
+            OpenApiExample("Credentials", value={"username": "usr-001", "password": "demo12345"}, request_only=True),
+            TOKEN_PAIR_EXAMPLE,
+        ],
+    )
+)
+class TokenObtainView(jwt_views.TokenObtainPairView):
+    authentication_classes: list = []
+
+
+@extend_schema_view(
+    post=extend_schema(
+        operation_id="auth_token_refresh",
+        summary="Exchange a refresh token for a new pair",
+        responses={200: jwt_views.TokenRefreshView.serializer_class, **problems(400, 401, 415)},
+        examples=[
+            OpenApiExample("Refresh", value={"refresh": "eyJhbGciOiJIUzI1NiIs…"}, request_only=True),
+            TOKEN_PAIR_EXAMPLE,
+        ],
+    )
+)
+class TokenRefreshView(jwt_views.TokenRefreshView):
+    authentication_classes: list = []
+
+
+class MeView(APIView):
+    @extend_schema(
+        operation_id="auth_me",
+        summary="Your own profile (masked)",
+        responses={200: MeOut, **problems(401)},
+        examples=[OpenApiExample("Me", value=ME_EXAMPLE, response_only=True)],
+    )
+    def get(self, request: Request) -> Response:
+        return Response(MeOut(request.user).data)
+
+
+class UserFilter(filters.FilterSet):
+    role = filters.ChoiceFilter(choices=User.Role.choices)
+    status = filters.ChoiceFilter(choices=User.Status.choices)
+
+    class Meta:
+        model = User
+        fields = ["role", "status"]
+
+
+@extend_schema_view(
+    list=extend_schema(
+        operation_id="users_list",
+        summary="Users in your scope (masked)",
+        responses={200: UserOut(many=True), **problems(400, 401, 404)},
+        examples=[
+            OpenApiExample(
+                "Page",
+                value={"count": 1, "next": None, "previous": None, "results": [USER_EXAMPLE]},
+                response_only=True,
+            )
+        ],
+    ),
+    retrieve=extend_schema(
+        operation_id="users_retrieve",
+        summary="One user in your scope (masked)",
+        responses={200: UserOut, **problems(401, 404)},
+        examples=[OpenApiExample("User", value=USER_EXAMPLE, response_only=True)],
+    ),
+)
+class UserViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """Customers see themselves, merchants their customers, operators everyone; else 404."""
+
+    serializer_class = UserOut
+    filterset_class = UserFilter
+    lookup_field = "user_id"
+    lookup_value_regex = r"[A-Za-z0-9_-]+"
+
+    def get_queryset(self):
+        return user_list_for(viewer=self.request.user)
+
+    def get_object(self) -> User:
+        return user_get_for(viewer=self.request.user, user_id=self.kwargs["user_id"])

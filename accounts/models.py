@@ -1,0 +1,116 @@
+"""Users of the platform: customers, merchants and operators, with their PII kept safe (DESIGN §4)."""
+
+import secrets
+from decimal import Decimal
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractUser, UserManager
+from django.core.validators import RegexValidator
+from django.db import models
+from django.db.models.functions import Lower
+
+from accounts.fields import EncryptedTextField
+from accounts.masking import mask_card, mask_passport, mask_phone
+
+E164_REGEX = r"^\+[1-9]\d{7,14}$"
+USER_ID_REGEX = r"^[A-Za-z0-9][A-Za-z0-9_-]{2,63}$"
+PASSPORT_REGEX = r"^[A-Z0-9]{5,20}$"
+
+PHONE_MESSAGE = 'Enter a phone number in E.164 format: "+", the country code and 7 to 14 more digits.'
+phone_validator = RegexValidator(E164_REGEX, PHONE_MESSAGE)
+user_id_validator = RegexValidator(
+    USER_ID_REGEX, "Use 3 to 64 letters, digits, '-' or '_', starting with a letter or digit."
+)
+
+
+def generate_user_id() -> str:
+    """A new public id like ``usr-3f9a1c2b7d4e``."""
+    return f"usr-{secrets.token_hex(6)}"
+
+
+def default_credit_limit() -> Decimal:
+    return settings.BNPL_DEFAULT_CREDIT_LIMIT
+
+
+class BnplUserManager(UserManager):
+    def create_superuser(self, username, email=None, password=None, **extra_fields):
+        # An operator made from the command line is an operator, not a customer with staff rights.
+        extra_fields.setdefault("role", User.Role.OPERATOR)
+        return super().create_superuser(username, email, password, **extra_fields)
+
+
+class User(AbstractUser):
+    class Role(models.TextChoices):
+        CUSTOMER = "CUSTOMER", "Customer"
+        MERCHANT = "MERCHANT", "Merchant"
+        OPERATOR = "OPERATOR", "Operator"
+
+    class Status(models.TextChoices):
+        NORMAL = "NORMAL", "Normal"
+        DEBT_USER = "DEBT_USER", "Debt user"
+
+    # One display name instead of Django's first/last pair.
+    first_name = None
+    last_name = None
+
+    user_id = models.CharField(
+        max_length=64, unique=True, default=generate_user_id, validators=[user_id_validator], editable=False
+    )
+    full_name = models.CharField(max_length=150, blank=True)
+    role = models.CharField(max_length=16, choices=Role.choices, default=Role.CUSTOMER, db_index=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.NORMAL, db_index=True)
+    credit_limit = models.DecimalField(max_digits=12, decimal_places=2, default=default_credit_limit)
+
+    phone_number = models.CharField(max_length=16, blank=True, validators=[phone_validator])
+    passport_number = EncryptedTextField(blank=True, default="")
+    # Never the full card number: brand, first 6, last 4 and the gateway's token.
+    card_brand = models.CharField(max_length=16, blank=True)
+    card_first6 = models.CharField(max_length=6, blank=True)
+    card_last4 = models.CharField(max_length=4, blank=True)
+    card_token = models.CharField(max_length=64, blank=True)
+
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = BnplUserManager()
+
+    REQUIRED_FIELDS = ["email"]
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            # "Alice" and "alice" are one login name, even when two sign-ups race.
+            models.UniqueConstraint(Lower("username"), name="user_username_ci_unique"),
+            models.CheckConstraint(condition=models.Q(credit_limit__gte=0), name="user_credit_limit_not_negative"),
+            models.CheckConstraint(
+                condition=models.Q(role__in=["CUSTOMER", "MERCHANT", "OPERATOR"]), name="user_role_valid"
+            ),
+            models.CheckConstraint(condition=models.Q(status__in=["NORMAL", "DEBT_USER"]), name="user_status_valid"),
+        ]
+
+    def __str__(self) -> str:
+        return self.user_id
+
+    @property
+    def is_customer(self) -> bool:
+        return self.role == self.Role.CUSTOMER
+
+    @property
+    def is_merchant(self) -> bool:
+        return self.role == self.Role.MERCHANT
+
+    @property
+    def is_operator(self) -> bool:
+        return self.role == self.Role.OPERATOR
+
+    @property
+    def masked_phone(self) -> str:
+        return mask_phone(self.phone_number)
+
+    @property
+    def masked_passport(self) -> str:
+        return mask_passport(self.passport_number)
+
+    @property
+    def masked_card(self) -> str:
+        return mask_card(self.card_first6, self.card_last4)

@@ -1,0 +1,130 @@
+"""Request-level middleware: request ids, problem details for Django's own errors, body limits."""
+
+import logging
+import re
+import time
+import uuid
+
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse
+
+from config.logging import request_id_var
+from config.problems import PROBLEM_CONTENT_TYPE, problem_response
+
+logger = logging.getLogger("bnpl.request")
+
+REQUEST_ID_HEADER = "X-Request-ID"
+_SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+
+class RequestIdMiddleware:
+    """Accepts a safe ``X-Request-ID`` or makes one, tags every log line with it, echoes it back.
+
+    It also writes one access log line per request (method, path, status, duration).
+    """
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        incoming = request.headers.get(REQUEST_ID_HEADER, "")
+        request_id = incoming if _SAFE_REQUEST_ID.match(incoming) else uuid.uuid4().hex
+        request.request_id = request_id
+        token = request_id_var.set(request_id)
+        started = time.perf_counter()
+        try:
+            response = self.get_response(request)
+            response[REQUEST_ID_HEADER] = request_id
+            logger.info(
+                "%s %s %s",
+                request.method,
+                request.path,
+                response.status_code,
+                extra={
+                    "http_method": request.method,
+                    "path": request.path,
+                    "status": response.status_code,
+                    "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+                },
+            )
+            return response
+        finally:
+            request_id_var.reset(token)
+
+
+def _wants_problem(request: HttpRequest) -> bool:
+    # The admin and the static files keep Django's own pages; the API and everything
+    # else a client calls speaks problem details.
+    return not request.path.startswith(("/admin/", f"/{settings.STATIC_URL.lstrip('/')}"))
+
+
+class ProblemDetailsMiddleware:
+    """Turns Django's own error answers (404, 405, 500, ...) into problem details.
+
+    DRF views answer problems themselves (config.problems.exception_handler); this covers
+    unmatched URLs, plain Django views and exceptions nothing else caught.
+    """
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        response = self.get_response(request)
+        if (
+            response.status_code >= 400
+            and not response.get("Content-Type", "").startswith((PROBLEM_CONTENT_TYPE, "application/json"))
+            and _wants_problem(request)
+        ):
+            return self._convert(response)
+        return response
+
+    def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
+        if not _wants_problem(request):
+            return None
+        logger.exception("Unhandled error in %s %s", request.method, request.path)
+        return problem_response(status=500, code="server_error", detail="An unexpected error occurred.")
+
+    @staticmethod
+    def _convert(response: HttpResponse) -> HttpResponse:
+        status = response.status_code
+        codes = {
+            400: "bad_request",
+            403: "permission_denied",
+            404: "not_found",
+            405: "method_not_allowed",
+            413: "request_too_large",
+            500: "server_error",
+        }
+        headers = {name: response[name] for name in ("Allow", "Retry-After") if response.has_header(name)}
+        details = {
+            404: "No resource at this address.",
+            405: "This method is not allowed here.",
+            500: "An unexpected error occurred.",
+        }
+        return problem_response(
+            status=status,
+            code=codes.get(status, "error"),
+            detail=details.get(status, "The request could not be processed."),
+            headers=headers,
+        )
+
+
+class BodySizeLimitMiddleware:
+    """Refuses request bodies above ``MAX_REQUEST_BODY_BYTES`` with 413 before anything reads them."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        limit = settings.MAX_REQUEST_BODY_BYTES
+        try:
+            length = int(request.META.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            return problem_response(status=400, code="bad_request", detail="Content-Length is not a number.")
+        if length > limit:
+            return problem_response(
+                status=413,
+                code="request_too_large",
+                detail=f"The request body is {length} bytes; the limit is {limit} bytes.",
+            )
+        return self.get_response(request)

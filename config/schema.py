@@ -1,0 +1,63 @@
+"""OpenAPI pieces shared by every app: the problem-details schema and response helpers."""
+
+from drf_spectacular.utils import OpenApiExample, OpenApiResponse
+from rest_framework import serializers
+
+from config.problems import PROBLEM_CONTENT_TYPE
+
+_DESCRIPTIONS = {
+    400: "Invalid input (`validation_error`, with `errors` per field) or a malformed body.",
+    401: "Not authenticated, or the token is invalid or expired.",
+    402: "The payment was declined.",
+    403: "Authenticated, but this role or status may not do this.",
+    404: "No such object, or it is outside your scope.",
+    409: "Conflicts with the current state.",
+    413: "The request body is larger than 1 MiB.",
+    415: "The body is not `application/json`.",
+    422: "Well-formed, but a business rule refuses it.",
+    429: "Too many requests; see `Retry-After`.",
+    503: "A dependency is down.",
+}
+
+
+class ProblemSerializer(serializers.Serializer):
+    """RFC 9457 problem details."""
+
+    type = serializers.CharField(help_text="URI reference naming the problem type.")
+    title = serializers.CharField(help_text="Short human summary of the problem type.")
+    status = serializers.IntegerField(help_text="The HTTP status code.")
+    detail = serializers.CharField(help_text="Human explanation of this occurrence.")
+    code = serializers.CharField(help_text="Stable machine-readable code, e.g. `debt_user_forbidden`.")
+    errors = serializers.DictField(
+        child=serializers.ListField(child=serializers.CharField()),
+        required=False,
+        help_text="Per-field messages, for validation errors.",
+    )
+
+    class Meta:
+        ref_name = "Problem"
+
+
+VALIDATION_EXAMPLE = OpenApiExample(
+    "Validation error",
+    value={
+        "type": "/problems/validation_error",
+        "title": "Invalid request",
+        "status": 400,
+        "detail": "Invalid input: phone_number.",
+        "code": "validation_error",
+        "errors": {
+            "phone_number": ['Enter a phone number in E.164 format: "+", the country code and 7 to 14 more digits.']
+        },
+    },
+    status_codes=["400"],
+    response_only=True,
+)
+
+
+def problems(*statuses: int) -> dict:
+    """``responses=`` entries for the given error statuses, as problem+json."""
+    return {
+        (status, PROBLEM_CONTENT_TYPE): OpenApiResponse(ProblemSerializer, description=_DESCRIPTIONS[status])
+        for status in statuses
+    }

@@ -1,0 +1,146 @@
+"""Fixtures shared by every test, and two guards that run on every test:
+
+- every API response a test client receives is checked for unmasked PII;
+- every log line written during the test (through the configured handler's filters and
+  formatter) is checked for unmasked PII.
+"""
+
+import logging
+import os
+import re
+
+import pytest
+from django.conf import settings
+from django.db import connection
+from rest_framework.test import APIClient
+from rest_framework_simplejwt.tokens import RefreshToken
+
+from accounts.masking import find_unmasked_pii
+from accounts.tests.factories import MerchantFactory, OperatorFactory, UserFactory
+
+_JWT = re.compile(r"eyJ[\w-]+\.[\w-]+\.[\w-]+")
+_CHECKED_TYPES = ("application/json", "application/problem+json", "text/html", "text/plain")
+
+
+def pytest_configure(config):
+    # CI must run against the real servers; a silent fallback to SQLite would hide the
+    # PostgreSQL-only tests.
+    if os.environ.get("CI") and not os.environ.get("DATABASE_URL", "").startswith("postgres"):
+        pytest.exit("CI=true but DATABASE_URL is not PostgreSQL: refusing to run on SQLite.", returncode=3)
+    if os.environ.get("CI") and not os.environ.get("REDIS_URL"):
+        pytest.exit("CI=true but REDIS_URL is not set: refusing to run without Redis.", returncode=3)
+
+
+def pytest_collection_modifyitems(config, items):
+    on_postgres = settings.DATABASES["default"]["ENGINE"].endswith("postgresql")
+    for item in items:
+        if "postgres" in item.keywords and not on_postgres:
+            item.add_marker(pytest.mark.skip(reason="needs PostgreSQL (set DATABASE_URL=postgres://...)"))
+        if "redis" in item.keywords and not settings.REDIS_URL:
+            item.add_marker(pytest.mark.skip(reason="needs Redis (set REDIS_URL=redis://...)"))
+
+
+def assert_no_pii(text: str, where: str) -> None:
+    leaked = find_unmasked_pii(_JWT.sub("<jwt>", text))
+    assert not leaked, f"unmasked PII in {where}: {leaked}"
+
+
+class PiiCheckingClient(APIClient):
+    """An APIClient that fails the test if any response carries a full phone, passport or card."""
+
+    def request(self, **kwargs):
+        response = super().request(**kwargs)
+        content_type = response.get("Content-Type", "")
+        if not getattr(response, "streaming", False) and content_type.startswith(_CHECKED_TYPES):
+            assert_no_pii(response.content.decode("utf-8", "replace"), f"response to {kwargs.get('PATH_INFO')}")
+        return response
+
+
+@pytest.fixture
+def api_client() -> PiiCheckingClient:
+    return PiiCheckingClient()
+
+
+def client_for(user) -> PiiCheckingClient:
+    client = PiiCheckingClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {RefreshToken.for_user(user).access_token}")
+    return client
+
+
+@pytest.fixture
+def customer(db):
+    return UserFactory()
+
+
+@pytest.fixture
+def other_customer(db):
+    return UserFactory()
+
+
+@pytest.fixture
+def merchant(db):
+    return MerchantFactory()
+
+
+@pytest.fixture
+def operator(db):
+    return OperatorFactory()
+
+
+@pytest.fixture
+def as_user():
+    """``as_user(user)`` → a client authenticated with that user's JWT."""
+    return client_for
+
+
+class _LineCollector(logging.Handler):
+    def __init__(self, template: logging.Handler):
+        super().__init__(level=logging.NOTSET)
+        self.lines: list[str] = []
+        self.filters = list(template.filters)
+        self.setFormatter(template.formatter)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(self.format(record))
+
+
+@pytest.fixture(scope="session")
+def _log_lines():
+    """Every log line the whole run writes, through the filters and formatter of the
+    handler that settings.LOGGING installs on the root logger."""
+    root = logging.getLogger()
+    configured = next(h for h in root.handlers if isinstance(h.formatter, logging.Formatter) and h.filters)
+    collector = _LineCollector(configured)
+    root.addHandler(collector)
+    yield collector
+    root.removeHandler(collector)
+
+
+@pytest.fixture(autouse=True)
+def _no_pii_in_logs(_log_lines):
+    start = len(_log_lines.lines)
+    yield
+    assert_no_pii("\n".join(_log_lines.lines[start:]), "log lines")
+
+
+@pytest.fixture
+def log_lines(_log_lines):
+    """A callable returning the log lines written since the test started."""
+    start = len(_log_lines.lines)
+
+    def read() -> list[str]:
+        return _log_lines.lines[start:]
+
+    return read
+
+
+@pytest.fixture
+def raw_rows():
+    """``raw_rows(table)`` → every row of a table as text, read with SQL (not the ORM)."""
+
+    def read(table: str) -> list[str]:
+        with connection.cursor() as cursor:
+            cursor.execute(f"SELECT * FROM {connection.ops.quote_name(table)}")  # noqa: S608 - table names from tests
+            return [" | ".join("" if v is None else str(v) for v in row) for row in cursor.fetchall()]
+
+    return read
