@@ -23,6 +23,8 @@ _CHECKED_TYPES = ("application/json", "application/problem+json", "text/html", "
 
 
 def pytest_configure(config):
+    # Password hashing is deliberately slow; tests need its behaviour, not its cost.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     # CI must run against the real servers; a silent fallback to SQLite would hide the
     # PostgreSQL-only tests.
     if os.environ.get("CI") and not os.environ.get("DATABASE_URL", "").startswith("postgres"):

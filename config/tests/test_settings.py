@@ -1,0 +1,58 @@
+"""Production settings, checked in a fresh interpreter (settings are read once per process)."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+PROD_ENV = {
+    "DEBUG": "False",
+    "SECRET_KEY": "prod-" + "k3y-material-" * 5,
+    "FIELD_ENCRYPTION_KEY": "prod-field-" + "encryption-" * 3,
+    "ALLOWED_HOSTS": "bnpl.example.com",
+}
+
+
+def manage(*args: str, **env: str) -> subprocess.CompletedProcess:
+    base = {k: v for k, v in os.environ.items() if k not in ("DEBUG", "SECRET_KEY", "FIELD_ENCRYPTION_KEY")}
+    return subprocess.run(  # noqa: S603 - our own manage.py with fixed arguments
+        [sys.executable, "manage.py", *args],
+        cwd=ROOT,
+        env=base | env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_production_refuses_to_start_without_a_secret_key():
+    result = manage("check", DEBUG="False", ALLOWED_HOSTS="bnpl.example.com")
+
+    assert result.returncode != 0
+    assert "SECRET_KEY" in result.stderr
+
+
+def test_production_refuses_to_start_without_a_field_encryption_key():
+    result = manage("check", DEBUG="False", SECRET_KEY=PROD_ENV["SECRET_KEY"], ALLOWED_HOSTS="x.example.com")
+
+    assert result.returncode != 0
+    assert "FIELD_ENCRYPTION_KEY" in result.stderr
+
+
+def test_production_settings_pass_check_deploy():
+    result = manage("check", "--deploy", "--fail-level", "WARNING", **PROD_ENV)
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "no issues" in result.stdout
+
+
+@pytest.mark.django_db
+def test_demo_data_is_refused_in_production():
+    result = manage("populate_mock_data", **PROD_ENV)
+
+    assert result.returncode == 1
+    assert "refused when DEBUG=False" in result.stderr

@@ -1,0 +1,62 @@
+"""Views that fail on purpose, mounted beside the real URLs for the error-handling tests."""
+
+from django.db import OperationalError
+from django.urls import include, path
+from rest_framework.permissions import AllowAny
+from rest_framework.response import Response
+from rest_framework.throttling import AnonRateThrottle
+from rest_framework.views import APIView
+
+from config.problems import DomainError
+
+
+class Boom(DomainError):
+    status_code = 422
+    code = "boom_refused"
+    title = "Boom refused"
+
+
+class OnceAMinute(AnonRateThrottle):
+    rate = "1/min"
+    scope = "test-once"
+
+
+class Open(APIView):
+    permission_classes = [AllowAny]
+    authentication_classes: list = []
+
+
+class CrashView(Open):
+    def get(self, request):
+        raise RuntimeError("crash while charging 4111111111111111 for +998901234567")
+
+
+class DomainView(Open):
+    def get(self, request):
+        raise Boom("Not today.", limit="10.00")
+
+
+class DatabaseDownView(Open):
+    def get(self, request):
+        raise OperationalError("connection refused")
+
+
+class ThrottledView(Open):
+    throttle_classes = [OnceAMinute]
+
+    def get(self, request):
+        return Response({"ok": True})
+
+
+def plain_crash(request):
+    raise RuntimeError("plain Django view crashed")
+
+
+urlpatterns = [
+    path("t/crash/", CrashView.as_view()),
+    path("t/domain/", DomainView.as_view()),
+    path("t/db-down/", DatabaseDownView.as_view()),
+    path("t/throttled/", ThrottledView.as_view()),
+    path("t/plain-crash/", plain_crash),
+    path("", include("config.urls")),
+]
