@@ -21,7 +21,7 @@ class UserAdmin(DjangoUserAdmin):
     search_fields = ("user_id", "username", "full_name", "email")
     ordering = ("id",)
     date_hierarchy = "created_at"
-    readonly_fields = ("user_id", "phone", "passport", "card", "created_at", "updated_at", "last_login")
+    readonly_fields = ("user_id", "phone", "passport", "card", "is_staff", "created_at", "updated_at", "last_login")
     fieldsets = (
         (None, {"fields": ("user_id", "username", "password")}),
         ("Profile", {"fields": ("full_name", "email", "phone", "passport", "card")}),

@@ -91,6 +91,11 @@ class User(AbstractUser):
     def __str__(self) -> str:
         return self.user_id
 
+    def save(self, *args, **kwargs) -> None:
+        # Operators are exactly the staff: the admin is theirs and no one else's.
+        self.is_staff = self.role == self.Role.OPERATOR
+        super().save(*args, **kwargs)
+
     @property
     def is_customer(self) -> bool:
         return self.role == self.Role.CUSTOMER

@@ -37,7 +37,6 @@ def user_register(
         phone_number=phone_number,
         email=email,
         passport_number=passport_number,
-        is_staff=role == User.Role.OPERATOR,
     )
     if card_number:
         _set_card(user, card_number)

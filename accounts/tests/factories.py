@@ -55,7 +55,6 @@ class MerchantFactory(UserFactory):
 
 class OperatorFactory(UserFactory):
     role = User.Role.OPERATOR
-    is_staff = True
     is_superuser = True
     username = factory.Sequence(lambda n: f"operator{n}")
     user_id = factory.Sequence(lambda n: f"op-t{n:05d}")

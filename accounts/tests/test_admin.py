@@ -1,0 +1,60 @@
+import pytest
+from django.test import Client
+
+from accounts.models import User
+from accounts.tests.factories import UserFactory
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def admin_client_(operator):
+    client = Client()
+    client.force_login(operator)
+    return client
+
+
+def test_admin_user_list_and_form_show_pii_masked(admin_client_):
+    user = UserFactory(phone_number="+998901234567", passport_number="AA1234567", card_number="4111111111111111")
+
+    listing = admin_client_.get("/admin/accounts/user/").content.decode()
+    form = admin_client_.get(f"/admin/accounts/user/{user.pk}/change/").content.decode()
+
+    for page in (listing, form):
+        assert "+998****4567" in page
+        assert "4111 **** **** 1111" in page
+        assert "+998901234567" not in page
+        assert "4111111111111111" not in page
+    assert "AA*******" in form
+    assert "AA1234567" not in form
+
+
+def test_admin_search_and_filters_answer(admin_client_, customer):
+    assert customer.user_id in admin_client_.get("/admin/accounts/user/", {"q": customer.user_id}).content.decode()
+    assert admin_client_.get("/admin/accounts/user/", {"role__exact": "MERCHANT"}).status_code == 200
+
+
+def test_admin_creates_an_operator(admin_client_):
+    response = admin_client_.post(
+        "/admin/accounts/user/add/",
+        {
+            "username": "second-operator",
+            "email": "ops@example.com",
+            "role": "OPERATOR",
+            "usable_password": "true",
+            "password1": "a-long-operator-passphrase",
+            "password2": "a-long-operator-passphrase",
+        },
+    )
+
+    assert response.status_code == 302, response.content.decode()[:2000]
+    created = User.objects.get(username="second-operator")
+    assert created.role == User.Role.OPERATOR
+    assert created.is_staff
+    assert created.user_id.startswith("usr-")
+
+
+def test_admin_is_for_operators_only(customer):
+    client = Client()
+    client.force_login(customer)
+    assert client.get("/admin/accounts/user/").status_code == 302  # to the login page
