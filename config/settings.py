@@ -126,6 +126,8 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BROKER_TRANSPORT_OPTIONS = {"socket_connect_timeout": 2, "visibility_timeout": 3600}
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_TIMEZONE = "UTC"
+# Workers log through settings.LOGGING too: JSON lines, PII masked.
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 
 # --- Auth -------------------------------------------------------------------------------
 AUTH_USER_MODEL = "accounts.User"
@@ -148,7 +150,6 @@ BNPL_TIME_ZONE = config("BNPL_TIME_ZONE", default="Asia/Tashkent")
 STATIC_URL = "static/"
 # `collectstatic` output, served by WhiteNoise in production; unused while DEBUG is on.
 STATIC_ROOT = config("STATIC_ROOT", default="" if DEBUG else str(BASE_DIR / "staticfiles")) or None
-STATICFILES_DIRS = [BASE_DIR / "static"]
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {
@@ -244,6 +245,8 @@ LOGGING = {
     "loggers": {
         "django.db.backends": {"level": "INFO"},
         "django.utils.autoreload": {"level": "WARNING"},
+        # runserver's own request line repeats the access log of config.middleware.
+        "django.server": {"level": "WARNING"},
     },
 }
 logging.config.dictConfig(LOGGING)
