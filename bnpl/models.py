@@ -1,5 +1,7 @@
 """Installment plans (DESIGN §6). The schedule, payments and sweep build on this table."""
 
+from decimal import Decimal
+
 from django.conf import settings
 from django.db import models
 
@@ -43,3 +45,143 @@ class Plan(models.Model):
 
     def __str__(self) -> str:
         return f"Plan {self.pk} ({self.total_amount} {self.currency})"
+
+    # Summed in Python over `installments.all()`, so a prefetch serves every plan of a page.
+    @property
+    def installments_paid(self) -> Decimal:
+        return sum((i.amount_paid for i in self.installments.all()), Decimal("0.00"))
+
+    @property
+    def installments_remaining(self) -> Decimal:
+        return sum((i.amount_remaining for i in self.installments.all()), Decimal("0.00"))
+
+
+class Installment(models.Model):
+    class Status(models.TextChoices):
+        UPCOMING = "UPCOMING", "Upcoming"
+        OVERDUE = "OVERDUE", "Overdue"
+        PAID = "PAID", "Paid"
+        CANCELLED = "CANCELLED", "Cancelled"
+
+    plan = models.ForeignKey(Plan, on_delete=models.PROTECT, related_name="installments")
+    sequence = models.PositiveSmallIntegerField()
+    amount_due = models.DecimalField(max_digits=12, decimal_places=2)
+    amount_paid = models.DecimalField(max_digits=12, decimal_places=2, default=Decimal("0.00"))
+    due_date = models.DateField()
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.UPCOMING)
+    paid_at = models.DateTimeField(null=True, blank=True)
+    overdue_since = models.DateField(null=True, blank=True, help_text="The business day the sweep marked it overdue.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["plan_id", "sequence"]
+        indexes = [
+            # The sweep's scan: unpaid installments by due date.
+            models.Index(fields=["status", "due_date"], name="installment_status_due"),
+        ]
+        constraints = [
+            models.UniqueConstraint(fields=["plan", "sequence"], name="installment_plan_sequence_unique"),
+            models.CheckConstraint(condition=models.Q(amount_due__gte=0), name="installment_amount_due_not_negative"),
+            models.CheckConstraint(condition=models.Q(amount_paid__gte=0), name="installment_amount_paid_not_negative"),
+            models.CheckConstraint(
+                condition=models.Q(amount_paid__lte=models.F("amount_due")), name="installment_not_overpaid"
+            ),
+            models.CheckConstraint(
+                condition=models.Q(status__in=["UPCOMING", "OVERDUE", "PAID", "CANCELLED"]),
+                name="installment_status_valid",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Installment {self.sequence}/{self.plan_id}"
+
+    @property
+    def amount_remaining(self) -> Decimal:
+        return self.amount_due - self.amount_paid
+
+
+class LateFee(models.Model):
+    class Kind(models.TextChoices):
+        FIRST = "FIRST", "First (on turning overdue)"
+        SECOND = "SECOND", "Second (still unpaid later)"
+
+    class Status(models.TextChoices):
+        DUE = "DUE", "Due"
+        PAID = "PAID", "Paid"
+        WAIVED = "WAIVED", "Waived"
+
+    installment = models.ForeignKey(Installment, on_delete=models.PROTECT, related_name="late_fees")
+    plan = models.ForeignKey(Plan, on_delete=models.PROTECT, related_name="late_fees")
+    kind = models.CharField(max_length=8, choices=Kind.choices)
+    amount = models.DecimalField(max_digits=12, decimal_places=2)
+    amount_paid = models.DecimalField(max_digits=12, decimal_places=2, default=Decimal("0.00"))
+    status = models.CharField(max_length=8, choices=Status.choices, default=Status.DUE, db_index=True)
+    waived_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    waived_reason = models.CharField(max_length=500, blank=True)
+    waived_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            # Each fee at most once per installment, whatever races the sweep has.
+            models.UniqueConstraint(fields=["installment", "kind"], name="late_fee_once_per_installment"),
+            models.CheckConstraint(condition=models.Q(amount__gt=0), name="late_fee_amount_positive"),
+            models.CheckConstraint(
+                condition=models.Q(amount_paid__gte=0, amount_paid__lte=models.F("amount")),
+                name="late_fee_paid_within_amount",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Late fee {self.kind} on installment {self.installment_id}"
+
+    @property
+    def amount_remaining(self) -> Decimal:
+        return self.amount - self.amount_paid if self.status == self.Status.DUE else Decimal("0.00")
+
+
+class Reminder(models.Model):
+    class Kind(models.TextChoices):
+        DUE_SOON = "DUE_SOON", "Due soon"
+        OVERDUE = "OVERDUE", "Overdue"
+
+    class Outcome(models.TextChoices):
+        SENT = "SENT", "Sent"
+        FAILED = "FAILED", "Failed"
+
+    installment = models.ForeignKey(Installment, on_delete=models.CASCADE, related_name="reminders")
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    outcome = models.CharField(max_length=8, choices=Outcome.choices, default=Outcome.SENT)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["installment", "kind"], name="reminder_once_per_installment_kind")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} reminder for installment {self.installment_id}"
+
+
+class SweepRun(models.Model):
+    """One run of the overdue sweep: when, what it changed, how long it took."""
+
+    business_date = models.DateField()
+    started_at = models.DateTimeField()
+    duration_ms = models.PositiveIntegerField(default=0)
+    installments_marked_overdue = models.PositiveIntegerField(default=0)
+    customers_marked_debt = models.PositiveIntegerField(default=0)
+    customers_restored = models.PositiveIntegerField(default=0)
+    late_fees_created = models.PositiveIntegerField(default=0)
+    skipped = models.BooleanField(default=False, help_text="Another sweep held the lock.")
+
+    class Meta:
+        ordering = ["-id"]
+
+    def __str__(self) -> str:
+        return f"Sweep {self.started_at:%Y-%m-%d %H:%M:%S}"

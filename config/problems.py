@@ -36,6 +36,17 @@ class DomainError(Exception):
         super().__init__(self.detail)
 
 
+class FieldInvalid(DomainError):
+    """Input that passed its serializer but names something that cannot be used (400, per field)."""
+
+    status_code = 400
+    code = "validation_error"
+    title = "Invalid request"
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"Invalid input: {field}.", errors={field: [message]})
+
+
 def problem_body(*, status: int, code: str, detail: str, title: str | None = None, **extra: Any) -> dict:
     """The problem-details document for one error; extension members go beside the standard ones."""
     body = {

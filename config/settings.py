@@ -166,6 +166,30 @@ WHITENOISE_USE_FINDERS = DEBUG
 BNPL_DEFAULT_CURRENCY = config("BNPL_DEFAULT_CURRENCY", default="USD")
 BNPL_MAX_AMOUNT = config("BNPL_MAX_AMOUNT", default="100000.00", cast=Decimal)
 BNPL_DEFAULT_CREDIT_LIMIT = config("BNPL_DEFAULT_CREDIT_LIMIT", default="2000.00", cast=Decimal)
+BNPL_CURRENCIES = config("BNPL_CURRENCIES", default="USD,EUR,UZS", cast=Csv())
+# Installments become OVERDUE this many days after their due date has passed.
+BNPL_GRACE_DAYS = config("BNPL_GRACE_DAYS", default=0, cast=int)
+BNPL_OVERDUE_SWEEP_MINUTES = config("BNPL_OVERDUE_SWEEP_MINUTES", default=5, cast=int)
+BNPL_DUE_SOON_DAYS = config("BNPL_DUE_SOON_DAYS", default=3, cast=int)
+# Late fees (Afterpay's policy when on): a first fee when an installment turns overdue, a
+# second one if it is still unpaid N days later; a plan's fees are capped at the lower of
+# a share of its total and a fixed amount.
+BNPL_LATE_FEES_ENABLED = config("BNPL_LATE_FEES_ENABLED", default=False, cast=bool)
+BNPL_LATE_FEE_FIRST = config("BNPL_LATE_FEE_FIRST", default="10.00", cast=Decimal)
+BNPL_LATE_FEE_SECOND = config("BNPL_LATE_FEE_SECOND", default="7.00", cast=Decimal)
+BNPL_LATE_FEE_SECOND_AFTER_DAYS = config("BNPL_LATE_FEE_SECOND_AFTER_DAYS", default=7, cast=int)
+BNPL_LATE_FEE_CAP_PERCENT = config("BNPL_LATE_FEE_CAP_PERCENT", default="25", cast=Decimal)
+BNPL_LATE_FEE_CAP_AMOUNT = config("BNPL_LATE_FEE_CAP_AMOUNT", default="68.00", cast=Decimal)
+
+# --- Email (reminders) --------------------------------------------------------------------
+EMAIL_BACKEND = config("EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend")
+EMAIL_HOST = config("EMAIL_HOST", default="localhost")
+EMAIL_PORT = config("EMAIL_PORT", default=25, cast=int)
+EMAIL_HOST_USER = config("EMAIL_HOST_USER", default="")
+EMAIL_HOST_PASSWORD = config("EMAIL_HOST_PASSWORD", default="")
+EMAIL_USE_TLS = config("EMAIL_USE_TLS", default=False, cast=bool)
+EMAIL_TIMEOUT = 10
+DEFAULT_FROM_EMAIL = config("DEFAULT_FROM_EMAIL", default="BNPL <no-reply@bnpl.local>")
 
 # --- HTTP limits ------------------------------------------------------------------------
 # Bodies above this are answered 413 before any view reads them.

@@ -8,6 +8,7 @@ from config import health
 
 api_v1 = [
     path("", include("accounts.api.urls")),
+    path("", include("bnpl.api.urls")),
 ]
 
 urlpatterns = [

@@ -1,0 +1,89 @@
+"""Request and response shapes of plans, installments, late fees and debt status."""
+
+from rest_framework import serializers
+
+from bnpl.models import Installment, LateFee, Plan
+from config.money import CurrencyField, MoneyField
+
+AMOUNT = {"max_digits": 12, "decimal_places": 2}
+
+
+class PlanCreateIn(serializers.Serializer):
+    user_id = serializers.CharField(
+        max_length=64, required=False, help_text="The customer; a customer creating its own plan may omit it."
+    )
+    merchant_id = serializers.CharField(
+        max_length=64, required=False, help_text="The merchant; a merchant selling may omit it."
+    )
+    total_amount = MoneyField(help_text="0 < amount <= 100000.00, at most two decimals, as a string.")
+    installment_count = serializers.IntegerField(min_value=2, max_value=24, default=4)
+    frequency = serializers.ChoiceField(choices=Plan.Frequency.choices, default=Plan.Frequency.MONTHLY)
+    currency = CurrencyField(required=False)
+    merchant_reference = serializers.CharField(max_length=128, required=False, allow_blank=True, default="")
+
+
+class InstallmentOut(serializers.Serializer):
+    id = serializers.IntegerField()
+    plan_id = serializers.IntegerField()
+    sequence = serializers.IntegerField()
+    amount_due = serializers.DecimalField(**AMOUNT)
+    amount_paid = serializers.DecimalField(**AMOUNT)
+    amount_remaining = serializers.DecimalField(**AMOUNT)
+    due_date = serializers.DateField()
+    status = serializers.ChoiceField(choices=Installment.Status.choices)
+    paid_at = serializers.DateTimeField(allow_null=True)
+
+
+class PlanOut(serializers.Serializer):
+    id = serializers.IntegerField()
+    user_id = serializers.CharField(source="customer.user_id")
+    merchant_id = serializers.CharField(source="merchant.user_id")
+    total_amount = serializers.DecimalField(**AMOUNT)
+    currency = serializers.CharField()
+    installment_count = serializers.IntegerField()
+    frequency = serializers.ChoiceField(choices=Plan.Frequency.choices)
+    status = serializers.ChoiceField(choices=Plan.Status.choices)
+    merchant_reference = serializers.CharField()
+    purchase_date = serializers.DateField()
+    amount_paid = serializers.DecimalField(**AMOUNT, source="installments_paid")
+    amount_remaining = serializers.DecimalField(**AMOUNT, source="installments_remaining")
+    created_at = serializers.DateTimeField()
+    installments = InstallmentOut(many=True)
+
+
+class LateFeeOut(serializers.Serializer):
+    id = serializers.IntegerField()
+    plan_id = serializers.IntegerField()
+    installment_id = serializers.IntegerField()
+    kind = serializers.ChoiceField(choices=LateFee.Kind.choices)
+    amount = serializers.DecimalField(**AMOUNT)
+    amount_paid = serializers.DecimalField(**AMOUNT)
+    status = serializers.ChoiceField(choices=LateFee.Status.choices)
+    waived_reason = serializers.CharField()
+    waived_at = serializers.DateTimeField(allow_null=True)
+    created_at = serializers.DateTimeField()
+
+
+class LateFeeWaiveIn(serializers.Serializer):
+    reason = serializers.CharField(max_length=500)
+
+
+class OverdueInstallmentOut(serializers.Serializer):
+    id = serializers.IntegerField()
+    plan_id = serializers.IntegerField()
+    amount_due = serializers.DecimalField(**AMOUNT)
+    amount_remaining = serializers.DecimalField(**AMOUNT)
+    due_date = serializers.DateField()
+    days_overdue = serializers.IntegerField()
+    bucket = serializers.ChoiceField(choices=["1-30", "31-60", "61-90", "90+"], help_text="Days past due.")
+
+
+class DebtStatusOut(serializers.Serializer):
+    user_id = serializers.CharField()
+    user_status = serializers.CharField()
+    has_overdue = serializers.BooleanField()
+    total_debt = serializers.DecimalField(**AMOUNT, help_text="Everything unpaid, late fees included.")
+    overdue_amount = serializers.DecimalField(**AMOUNT, help_text="Unpaid remainder of overdue installments.")
+    fees_due = serializers.DecimalField(**AMOUNT)
+    overdue_by_bucket = serializers.DictField(child=serializers.DecimalField(**AMOUNT))
+    overdue_installments = OverdueInstallmentOut(many=True)

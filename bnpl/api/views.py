@@ -1,0 +1,278 @@
+"""Plans, installments, late fees and debt status over REST."""
+
+from django.http import Http404
+from django_filters import rest_framework as filters
+from drf_spectacular.utils import OpenApiExample, extend_schema, extend_schema_view
+from rest_framework import mixins, viewsets
+from rest_framework.decorators import action
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from accounts.models import User
+from accounts.permissions import HasRole
+from accounts.selectors import user_get_for
+from bnpl.api.serializers import (
+    DebtStatusOut,
+    InstallmentOut,
+    LateFeeOut,
+    LateFeeWaiveIn,
+    PlanCreateIn,
+    PlanOut,
+)
+from bnpl.models import Installment, LateFee, Plan
+from bnpl.selectors import debt_status_for, installment_list_for, plan_list_for, plan_scope
+from bnpl.services import late_fee_waive, plan_create, plan_parties_resolve
+from config.schema import VALIDATION_EXAMPLE, problems
+
+INSTALLMENT_EXAMPLE = {
+    "id": 11,
+    "plan_id": 7,
+    "sequence": 1,
+    "amount_due": "166.67",
+    "amount_paid": "0.00",
+    "amount_remaining": "166.67",
+    "due_date": "2026-12-22",
+    "status": "UPCOMING",
+    "paid_at": None,
+}
+PLAN_EXAMPLE = {
+    "id": 7,
+    "user_id": "usr-001",
+    "merchant_id": "merchant-001",
+    "total_amount": "500.00",
+    "currency": "USD",
+    "installment_count": 3,
+    "frequency": "MONTHLY",
+    "status": "ACTIVE",
+    "merchant_reference": "order-1001",
+    "purchase_date": "2026-11-22",
+    "amount_paid": "0.00",
+    "amount_remaining": "500.00",
+    "created_at": "2026-11-22T10:00:00Z",
+    "installments": [
+        INSTALLMENT_EXAMPLE,
+        INSTALLMENT_EXAMPLE | {"id": 12, "sequence": 2, "due_date": "2027-01-22"},
+        INSTALLMENT_EXAMPLE
+        | {"id": 13, "sequence": 3, "amount_due": "166.66", "amount_remaining": "166.66", "due_date": "2027-02-22"},
+    ],
+}
+
+
+def _page(example: dict) -> dict:
+    return {"count": 1, "next": None, "previous": None, "results": [example]}
+
+
+class PlanFilter(filters.FilterSet):
+    status = filters.ChoiceFilter(choices=Plan.Status.choices)
+    user_id = filters.CharFilter(field_name="customer__user_id", help_text="The customer's user_id.")
+
+    class Meta:
+        model = Plan
+        fields = ["status", "user_id"]
+
+
+@extend_schema_view(
+    list=extend_schema(
+        operation_id="plans_list",
+        summary="Plans in your scope, with installments",
+        responses={200: PlanOut(many=True), **problems(400, 401, 404)},
+        examples=[OpenApiExample("Page", value=_page(PLAN_EXAMPLE), response_only=True)],
+    ),
+    retrieve=extend_schema(
+        operation_id="plans_retrieve",
+        summary="One plan with its installments",
+        responses={200: PlanOut, **problems(401, 404)},
+        examples=[OpenApiExample("Plan", value=PLAN_EXAMPLE, response_only=True)],
+    ),
+)
+class PlanViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """Customers see their plans, merchants the plans they sold, operators all; else 404."""
+
+    serializer_class = PlanOut
+    filterset_class = PlanFilter
+
+    def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):
+            return Plan.objects.none()
+        return plan_list_for(viewer=self.request.user)
+
+    @extend_schema(
+        operation_id="plans_create",
+        summary="Create a plan: installments by the split rule, posted to the ledger",
+        request=PlanCreateIn,
+        responses={201: PlanOut, **problems(400, 401, 403, 413, 415, 422)},
+        examples=[
+            OpenApiExample(
+                "Merchant sells to usr-001",
+                value={
+                    "user_id": "usr-001",
+                    "total_amount": "500.00",
+                    "installment_count": 3,
+                    "frequency": "MONTHLY",
+                    "currency": "USD",
+                    "merchant_reference": "order-1001",
+                },
+                request_only=True,
+            ),
+            OpenApiExample("Created", value=PLAN_EXAMPLE, response_only=True, status_codes=["201"]),
+            OpenApiExample(
+                "Debt user",
+                value={
+                    "type": "/problems/debt_user_forbidden",
+                    "title": "Customer has overdue debt",
+                    "status": 403,
+                    "detail": "Users with DEBT_USER status cannot create new BNPL plans",
+                    "code": "debt_user_forbidden",
+                },
+                response_only=True,
+                status_codes=["403"],
+            ),
+            VALIDATION_EXAMPLE,
+        ],
+    )
+    def create(self, request: Request) -> Response:
+        body = PlanCreateIn(data=request.data)
+        body.is_valid(raise_exception=True)
+        data = dict(body.validated_data)
+        customer, merchant = plan_parties_resolve(
+            creator=request.user, user_id=data.pop("user_id", None), merchant_id=data.pop("merchant_id", None)
+        )
+        plan = plan_create(customer=customer, merchant=merchant, **data)
+        return Response(PlanOut(plan_list_for(viewer=request.user).get(pk=plan.pk)).data, status=201)
+
+
+class InstallmentFilter(filters.FilterSet):
+    status = filters.ChoiceFilter(choices=Installment.Status.choices)
+    due_before = filters.DateFilter(field_name="due_date", lookup_expr="lte", help_text="Due on or before.")
+    due_after = filters.DateFilter(field_name="due_date", lookup_expr="gte", help_text="Due on or after.")
+    plan_id = filters.NumberFilter(field_name="plan_id")
+
+    class Meta:
+        model = Installment
+        fields = ["status", "due_before", "due_after", "plan_id"]
+
+
+@extend_schema_view(
+    list=extend_schema(
+        operation_id="installments_list",
+        summary="Installments in your scope",
+        responses={200: InstallmentOut(many=True), **problems(400, 401, 404)},
+        examples=[OpenApiExample("Page", value=_page(INSTALLMENT_EXAMPLE), response_only=True)],
+    ),
+    retrieve=extend_schema(
+        operation_id="installments_retrieve",
+        summary="One installment",
+        responses={200: InstallmentOut, **problems(401, 404)},
+        examples=[OpenApiExample("Installment", value=INSTALLMENT_EXAMPLE, response_only=True)],
+    ),
+)
+class InstallmentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    serializer_class = InstallmentOut
+    filterset_class = InstallmentFilter
+
+    def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):
+            return Installment.objects.none()
+        return installment_list_for(viewer=self.request.user)
+
+
+LATE_FEE_EXAMPLE = {
+    "id": 3,
+    "plan_id": 7,
+    "installment_id": 11,
+    "kind": "FIRST",
+    "amount": "10.00",
+    "amount_paid": "0.00",
+    "status": "DUE",
+    "waived_reason": "",
+    "waived_at": None,
+    "created_at": "2026-12-23T00:05:00Z",
+}
+
+
+@extend_schema_view(
+    list=extend_schema(
+        operation_id="late_fees_list",
+        summary="Late fees in your scope",
+        responses={200: LateFeeOut(many=True), **problems(401, 404)},
+        examples=[OpenApiExample("Page", value=_page(LATE_FEE_EXAMPLE), response_only=True)],
+    ),
+    retrieve=extend_schema(
+        operation_id="late_fees_retrieve",
+        summary="One late fee",
+        responses={200: LateFeeOut, **problems(401, 404)},
+        examples=[OpenApiExample("Fee", value=LATE_FEE_EXAMPLE, response_only=True)],
+    ),
+)
+class LateFeeViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    serializer_class = LateFeeOut
+    filterset_fields = ["status", "plan_id"]
+
+    def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):
+            return LateFee.objects.none()
+        return LateFee.objects.filter(plan_scope(self.request.user, "plan__")).order_by("-id")
+
+    @extend_schema(
+        operation_id="late_fees_waive",
+        summary="Waive a late fee (operators), recording who and why",
+        request=LateFeeWaiveIn,
+        responses={200: LateFeeOut, **problems(400, 401, 403, 404, 409)},
+        examples=[
+            OpenApiExample("Reason", value={"reason": "Customer was in hospital"}, request_only=True),
+            OpenApiExample(
+                "Waived",
+                value=LATE_FEE_EXAMPLE
+                | {
+                    "status": "WAIVED",
+                    "waived_reason": "Customer was in hospital",
+                    "waived_at": "2026-12-24T09:00:00Z",
+                },
+                response_only=True,
+            ),
+        ],
+    )
+    @action(detail=True, methods=["post"], permission_classes=[HasRole.of(User.Role.OPERATOR)])
+    def waive(self, request: Request, pk: str | None = None) -> Response:
+        fee = self.get_object()
+        body = LateFeeWaiveIn(data=request.data)
+        body.is_valid(raise_exception=True)
+        fee = late_fee_waive(fee_id=fee.pk, operator=request.user, reason=body.validated_data["reason"])
+        return Response(LateFeeOut(fee).data)
+
+
+DEBT_EXAMPLE = {
+    "user_id": "debt-user-001",
+    "user_status": "DEBT_USER",
+    "has_overdue": True,
+    "total_debt": "760.00",
+    "overdue_amount": "250.00",
+    "fees_due": "10.00",
+    "overdue_by_bucket": {"1-30": "250.00", "31-60": "0.00", "61-90": "0.00", "90+": "0.00"},
+    "overdue_installments": [
+        {
+            "id": 21,
+            "plan_id": 9,
+            "amount_due": "250.00",
+            "amount_remaining": "250.00",
+            "due_date": "2026-11-07",
+            "days_overdue": 15,
+            "bucket": "1-30",
+        }
+    ],
+}
+
+
+class DebtStatusView(APIView):
+    @extend_schema(
+        operation_id="debt_retrieve",
+        summary="A customer's debt status: what is owed, what is overdue, fees due",
+        responses={200: DebtStatusOut, **problems(401, 404)},
+        examples=[OpenApiExample("In debt", value=DEBT_EXAMPLE, response_only=True)],
+    )
+    def get(self, request: Request, user_id: str) -> Response:
+        user = user_get_for(viewer=request.user, user_id=user_id)
+        if not user.is_customer:
+            raise Http404("Debt status exists for customers only.")
+        return Response(DebtStatusOut(debt_status_for(customer=user)).data)

@@ -1,0 +1,372 @@
+"""Every change to plans, installments and late fees goes through here."""
+
+import logging
+import time
+from dataclasses import dataclass
+from datetime import date, timedelta
+from decimal import Decimal
+
+from django.conf import settings
+from django.core.mail import EmailMessage, get_connection
+from django.db import connection, transaction
+from django.db.models import DecimalField, ExpressionWrapper, F, Sum
+from django.db.models.functions import Coalesce
+from django.utils import timezone
+
+from accounts.models import User
+from bnpl.errors import CreditLimitExceeded, DebtUserForbidden, LateFeeNotWaivable
+from bnpl.models import Installment, LateFee, Plan, Reminder, SweepRun
+from bnpl.schedule import build_schedule, business_today
+from config.money import ZERO, floor_money
+from config.problems import FieldInvalid
+from payments.ledger import CUSTOMER_RECEIVABLE, FEE_INCOME, MERCHANT_PAYABLE, Leg, ledger_post, ledger_post_many
+from payments.models import JournalEntry
+
+logger = logging.getLogger(__name__)
+
+OPEN_STATUSES = (Installment.Status.UPCOMING, Installment.Status.OVERDUE)
+_MONEY = DecimalField(max_digits=14, decimal_places=2)
+# Keys for pg_try_advisory_xact_lock: one job of each kind at a time across all workers.
+SWEEP_LOCK_KEY = 0x424E504C01
+REMINDERS_LOCK_KEY = 0x424E504C02
+
+
+def _remaining():
+    return ExpressionWrapper(F("amount_due") - F("amount_paid"), output_field=_MONEY)
+
+
+def customer_outstanding(*, customer_id: int) -> Decimal:
+    """What the customer still owes: unpaid installments of every plan plus late fees due."""
+    installments = Installment.objects.filter(plan__customer_id=customer_id, status__in=OPEN_STATUSES).aggregate(
+        total=Coalesce(Sum(_remaining()), ZERO, output_field=_MONEY)
+    )["total"]
+    fees = LateFee.objects.filter(plan__customer_id=customer_id, status=LateFee.Status.DUE).aggregate(
+        total=Coalesce(Sum(F("amount") - F("amount_paid"), output_field=_MONEY), ZERO, output_field=_MONEY)
+    )["total"]
+    return installments + fees
+
+
+def plan_parties_resolve(*, creator: User, user_id: str | None, merchant_id: str | None) -> tuple[User, User]:
+    """Who the plan is for and who sold it, by the creator's role (DESIGN §5).
+
+    A customer buys for itself, a merchant sells as itself, an operator names both.
+    Raises FieldInvalid naming the field that is missing or wrong.
+    """
+    if creator.is_customer:
+        if user_id and user_id != creator.user_id:
+            raise FieldInvalid("user_id", "A customer can only create plans for itself.")
+        customer = creator
+    else:
+        if not user_id:
+            raise FieldInvalid("user_id", "This field is required.")
+        customer = User.objects.filter(user_id=user_id, role=User.Role.CUSTOMER, is_active=True).first()
+        if customer is None:
+            raise FieldInvalid("user_id", "No active customer has this user_id.")
+    if creator.is_merchant:
+        if merchant_id and merchant_id != creator.user_id:
+            raise FieldInvalid("merchant_id", "A merchant can only create plans it sells.")
+        merchant = creator
+    else:
+        if not merchant_id:
+            raise FieldInvalid("merchant_id", "This field is required.")
+        merchant = User.objects.filter(user_id=merchant_id, role=User.Role.MERCHANT, is_active=True).first()
+        if merchant is None:
+            raise FieldInvalid("merchant_id", "No active merchant has this user_id.")
+    return customer, merchant
+
+
+@transaction.atomic
+def plan_create(
+    *,
+    customer: User,
+    merchant: User,
+    total_amount: Decimal,
+    installment_count: int = 4,
+    frequency: str = Plan.Frequency.MONTHLY,
+    currency: str | None = None,
+    merchant_reference: str = "",
+    purchase_date: date | None = None,
+) -> Plan:
+    """Originate a plan: its installments by the split rule and its ledger entry, at once.
+
+    Raises DebtUserForbidden (403), CreditLimitExceeded (422), FieldInvalid (400).
+    """
+    if total_amount < Decimal("0.01") * installment_count:
+        raise FieldInvalid(
+            "total_amount",
+            f"Must be at least {Decimal('0.01') * installment_count} for {installment_count} installments.",
+        )
+    # Lock the customer: two plans created at once must not both fit under one limit.
+    customer = User.objects.select_for_update().get(pk=customer.pk)
+    if customer.status == User.Status.DEBT_USER:
+        raise DebtUserForbidden()
+    outstanding = customer_outstanding(customer_id=customer.pk)
+    if outstanding + total_amount > customer.credit_limit:
+        raise CreditLimitExceeded(
+            credit_limit=str(customer.credit_limit),
+            outstanding=str(outstanding),
+            available=str(max(customer.credit_limit - outstanding, ZERO)),
+        )
+    currency = currency or settings.BNPL_DEFAULT_CURRENCY
+    purchase_date = purchase_date or business_today()
+    plan = Plan.objects.create(
+        customer=customer,
+        merchant=merchant,
+        total_amount=total_amount,
+        currency=currency,
+        installment_count=installment_count,
+        frequency=frequency,
+        merchant_reference=merchant_reference,
+        purchase_date=purchase_date,
+    )
+    schedule = build_schedule(
+        total=total_amount, count=installment_count, frequency=frequency, purchase_date=purchase_date
+    )
+    Installment.objects.bulk_create(
+        Installment(plan=plan, sequence=sequence, amount_due=amount, due_date=due) for sequence, amount, due in schedule
+    )
+    ledger_post(
+        kind=JournalEntry.Kind.ORIGINATION,
+        plan_id=plan.pk,
+        memo=f"Plan {plan.pk} originated",
+        legs=origination_legs(plan),
+    )
+    return plan
+
+
+def origination_legs(plan: Plan) -> list[Leg]:
+    """The customer owes the plan total; the platform owes it to the merchant."""
+    return [
+        Leg(CUSTOMER_RECEIVABLE, plan.total_amount, plan.currency, plan_id=plan.pk, party_id=plan.customer_id),
+        Leg(MERCHANT_PAYABLE, -plan.total_amount, plan.currency, plan_id=plan.pk, party_id=plan.merchant_id),
+    ]
+
+
+# --- The overdue sweep ---------------------------------------------------------------------
+
+
+def _try_lock(key: int) -> bool:
+    """Take a transaction-scoped advisory lock on PostgreSQL; False if another holder has it.
+
+    SQLite serialises writers by itself, so there it always succeeds.
+    """
+    if connection.vendor != "postgresql":
+        return True
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_try_advisory_xact_lock(%s)", [key])
+        return bool(cursor.fetchone()[0])
+
+
+def overdue_sweep(*, today: date | None = None, late_fees: bool | None = None) -> SweepRun:
+    """Mark past-due installments OVERDUE and their customers DEBT_USER; charge late fees.
+
+    Set-based: a fixed number of queries whatever the number of rows. Idempotent, and safe
+    when two run at once (the second finds the advisory lock taken and records a skip).
+    Customers left with nothing overdue are set back to NORMAL.
+    """
+    today = today or business_today()
+    late_fees = settings.BNPL_LATE_FEES_ENABLED if late_fees is None else late_fees
+    cutoff = today - timedelta(days=settings.BNPL_GRACE_DAYS)
+    started_at, started = timezone.now(), time.perf_counter()
+    with transaction.atomic():
+        if not _try_lock(SWEEP_LOCK_KEY):
+            logger.info("Overdue sweep skipped: another sweep holds the lock")
+            return SweepRun.objects.create(business_date=today, started_at=started_at, skipped=True)
+        marked = Installment.objects.filter(
+            status=Installment.Status.UPCOMING, due_date__lt=cutoff, amount_paid__lt=F("amount_due")
+        ).update(status=Installment.Status.OVERDUE, overdue_since=today, updated_at=started_at)
+        overdue_customers = Installment.objects.filter(status=Installment.Status.OVERDUE).values("plan__customer_id")
+        debt = User.objects.filter(status=User.Status.NORMAL, pk__in=overdue_customers).update(
+            status=User.Status.DEBT_USER, updated_at=started_at
+        )
+        restored = (
+            User.objects.filter(status=User.Status.DEBT_USER)
+            .exclude(pk__in=overdue_customers)
+            .update(status=User.Status.NORMAL, updated_at=started_at)
+        )
+        fees = late_fees_charge(today=today) if late_fees else 0
+        run = SweepRun.objects.create(
+            business_date=today,
+            started_at=started_at,
+            installments_marked_overdue=marked,
+            customers_marked_debt=debt,
+            customers_restored=restored,
+            late_fees_created=fees,
+            duration_ms=int((time.perf_counter() - started) * 1000),
+        )
+    logger.info(
+        "Overdue sweep done",
+        extra={"marked_overdue": marked, "marked_debt": debt, "restored": restored, "late_fees": fees},
+    )
+    return run
+
+
+@dataclass(frozen=True)
+class _FeeCandidate:
+    installment_id: int
+    plan_id: int
+    customer_id: int
+    currency: str
+    total_amount: Decimal
+    kind: str
+
+
+def late_fee_cap(total_amount: Decimal) -> Decimal:
+    """The most a plan may be charged in late fees: min(percent of its total, fixed amount)."""
+    share = floor_money(total_amount * settings.BNPL_LATE_FEE_CAP_PERCENT / 100)
+    return min(share, settings.BNPL_LATE_FEE_CAP_AMOUNT)
+
+
+def late_fees_charge(*, today: date) -> int:
+    """Charge the first fee of newly overdue installments and the second of those still
+    unpaid N days on, each at most once, within the plan's cap; post them to the ledger.
+
+    Runs inside the sweep's transaction and lock. A fixed number of queries.
+    """
+    fields = ("id", "plan_id", "plan__customer_id", "plan__currency", "plan__total_amount")
+    overdue = Installment.objects.filter(status=Installment.Status.OVERDUE)
+    firsts = overdue.exclude(late_fees__kind=LateFee.Kind.FIRST).values_list(*fields)
+    second_day = today - timedelta(days=settings.BNPL_LATE_FEE_SECOND_AFTER_DAYS)
+    seconds = (
+        overdue.filter(overdue_since__lte=second_day, late_fees__kind=LateFee.Kind.FIRST)
+        .exclude(late_fees__kind=LateFee.Kind.SECOND)
+        .values_list(*fields)
+    )
+    candidates = [_FeeCandidate(*row, kind=LateFee.Kind.FIRST) for row in firsts.order_by("plan_id", "sequence")]
+    candidates += [_FeeCandidate(*row, kind=LateFee.Kind.SECOND) for row in seconds.order_by("plan_id", "sequence")]
+    if not candidates:
+        return 0
+    charged = dict(
+        LateFee.objects.filter(plan_id__in={c.plan_id for c in candidates})
+        .exclude(status=LateFee.Status.WAIVED)
+        .values("plan_id")
+        .annotate(total=Sum("amount"))
+        .values_list("plan_id", "total")
+    )
+    price = {LateFee.Kind.FIRST: settings.BNPL_LATE_FEE_FIRST, LateFee.Kind.SECOND: settings.BNPL_LATE_FEE_SECOND}
+    fees, entries = [], []
+    for candidate in candidates:
+        used = charged.get(candidate.plan_id, ZERO)
+        amount = min(price[candidate.kind], late_fee_cap(candidate.total_amount) - used)
+        if amount <= 0:
+            continue
+        charged[candidate.plan_id] = used + amount
+        fees.append(
+            LateFee(
+                installment_id=candidate.installment_id,
+                plan_id=candidate.plan_id,
+                kind=candidate.kind,
+                amount=amount,
+            )
+        )
+        entries.append(
+            (
+                candidate.plan_id,
+                f"Late fee ({candidate.kind.lower()}) on installment {candidate.installment_id}",
+                [
+                    Leg(CUSTOMER_RECEIVABLE, amount, candidate.currency, candidate.plan_id, candidate.customer_id),
+                    Leg(FEE_INCOME, -amount, candidate.currency, candidate.plan_id, candidate.customer_id),
+                ],
+            )
+        )
+    LateFee.objects.bulk_create(fees)
+    ledger_post_many(kind=JournalEntry.Kind.LATE_FEE, entries=entries)
+    return len(fees)
+
+
+@transaction.atomic
+def late_fee_waive(*, fee_id: int, operator: User, reason: str) -> LateFee:
+    """Waive what is still due of a late fee, recording who and why; reverses it in the ledger.
+
+    Raises LateFee.DoesNotExist, LateFeeNotWaivable (409), FieldInvalid (400, no reason).
+    """
+    reason = (reason or "").strip()
+    if not reason:
+        raise FieldInvalid("reason", "Say why the fee is waived.")
+    plan = Plan.objects.select_for_update().get(late_fees__id=fee_id)
+    fee = LateFee.objects.get(pk=fee_id)  # re-read under the plan's lock
+    if fee.status != LateFee.Status.DUE:
+        raise LateFeeNotWaivable()
+    waived = fee.amount - fee.amount_paid
+    fee.status = LateFee.Status.WAIVED
+    fee.waived_by = operator
+    fee.waived_reason = reason
+    fee.waived_at = timezone.now()
+    fee.save(update_fields=["status", "waived_by", "waived_reason", "waived_at"])
+    ledger_post(
+        kind=JournalEntry.Kind.FEE_WAIVER,
+        plan_id=plan.pk,
+        memo=f"Late fee {fee.pk} waived by {operator.user_id}",
+        legs=[
+            Leg(FEE_INCOME, waived, plan.currency, plan.pk, plan.customer_id),
+            Leg(CUSTOMER_RECEIVABLE, -waived, plan.currency, plan.pk, plan.customer_id),
+        ],
+    )
+    return fee
+
+
+# --- Reminders -----------------------------------------------------------------------------
+
+
+def reminders_send(*, today: date | None = None) -> dict[str, int]:
+    """Email due-soon and overdue reminders, each at most once per installment and kind.
+
+    The reminder rows are committed before any email leaves, so a crash or a second run
+    can never send one twice (a failed send is recorded as FAILED, not retried).
+    """
+    today = today or business_today()
+    open_installments = Installment.objects.filter(amount_paid__lt=F("amount_due")).select_related("plan__customer")
+    with transaction.atomic():
+        if not _try_lock(REMINDERS_LOCK_KEY):
+            return {"due_soon": 0, "overdue": 0, "failed": 0}
+        due_soon = list(
+            open_installments.filter(
+                status=Installment.Status.UPCOMING,
+                due_date__gt=today,
+                due_date__lte=today + timedelta(days=settings.BNPL_DUE_SOON_DAYS),
+            ).exclude(reminders__kind=Reminder.Kind.DUE_SOON)
+        )
+        overdue = list(
+            open_installments.filter(status=Installment.Status.OVERDUE).exclude(reminders__kind=Reminder.Kind.OVERDUE)
+        )
+        records = [Reminder(installment=i, kind=Reminder.Kind.DUE_SOON) for i in due_soon]
+        records += [Reminder(installment=i, kind=Reminder.Kind.OVERDUE) for i in overdue]
+        Reminder.objects.bulk_create(records)
+    failed = _deliver(records)
+    return {"due_soon": len(due_soon), "overdue": len(overdue), "failed": failed}
+
+
+def _reminder_message(reminder: Reminder) -> EmailMessage | None:
+    installment = reminder.installment
+    customer = installment.plan.customer
+    if not customer.email:
+        return None
+    amount = f"{installment.amount_remaining} {installment.plan.currency}"
+    if reminder.kind == Reminder.Kind.DUE_SOON:
+        subject = f"Installment {installment.sequence} of plan #{installment.plan_id} is due on {installment.due_date}"
+        body = f"Hello {customer.full_name or customer.username},\n\n{amount} is due on {installment.due_date}."
+    else:
+        subject = f"Installment {installment.sequence} of plan #{installment.plan_id} is overdue"
+        body = (
+            f"Hello {customer.full_name or customer.username},\n\n{amount} was due on {installment.due_date} "
+            "and is now overdue. Please pay it to keep your account in good standing."
+        )
+    return EmailMessage(subject=subject, body=body, to=[customer.email])
+
+
+def _deliver(records: list[Reminder]) -> int:
+    failed_ids = []
+    mail = get_connection(fail_silently=False)
+    for reminder in records:
+        message = _reminder_message(reminder)
+        if message is None:
+            failed_ids.append(reminder.pk)
+            continue
+        try:
+            mail.send_messages([message])
+        except OSError:
+            logger.warning("Reminder %s could not be sent", reminder.pk, exc_info=True)
+            failed_ids.append(reminder.pk)
+    if failed_ids:
+        Reminder.objects.filter(pk__in=failed_ids).update(outcome=Reminder.Outcome.FAILED)
+    return len(failed_ids)

@@ -1,0 +1,73 @@
+"""Money helpers: Decimal only, two places, rounded once at the edge (DESIGN §3)."""
+
+from decimal import ROUND_DOWN, ROUND_HALF_UP, Decimal
+
+from django.conf import settings
+from rest_framework import serializers
+
+CENT = Decimal("0.01")
+ZERO = Decimal("0.00")
+
+
+def to_money(value: Decimal | int | str) -> Decimal:
+    """``value`` as a two-place Decimal, half-up: the one rounding step for amounts."""
+    return Decimal(value).quantize(CENT, rounding=ROUND_HALF_UP)
+
+
+def split_amount(total: Decimal, parts: int) -> list[Decimal]:
+    """Split ``total`` into ``parts`` amounts that add up to it exactly.
+
+    Each part is ``floor(total / parts)`` to the cent; the leftover cents go one each to
+    the first parts: 500.00 / 3 → 166.67, 166.67, 166.66.
+    """
+    if parts < 1:
+        raise ValueError("parts must be at least 1")
+    cents = int(to_money(total) / CENT)
+    base, leftover = divmod(cents, parts)
+    return [(Decimal(base + (1 if index < leftover else 0)) * CENT).quantize(CENT) for index in range(parts)]
+
+
+def floor_money(value: Decimal) -> Decimal:
+    """``value`` rounded down to the cent (for caps: never charge a fraction above a limit)."""
+    return Decimal(value).quantize(CENT, rounding=ROUND_DOWN)
+
+
+class MoneyField(serializers.DecimalField):
+    """An amount in JSON: a string or number with at most two decimals, ``0 < amount <= BNPL_MAX_AMOUNT``."""
+
+    default_error_messages = {
+        "not_positive": "Must be greater than 0.",
+        "too_large": "Must be at most {max_amount}.",
+    }
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("max_digits", 12)
+        kwargs.setdefault("decimal_places", 2)
+        super().__init__(**kwargs)
+
+    def to_internal_value(self, data):
+        if isinstance(data, float):
+            # A JSON number arrives as a float; its shortest repr is what the client wrote.
+            data = repr(data)
+        value = super().to_internal_value(data)
+        if value <= 0:
+            self.fail("not_positive")
+        if value > settings.BNPL_MAX_AMOUNT:
+            self.fail("too_large", max_amount=settings.BNPL_MAX_AMOUNT)
+        return value
+
+
+class CurrencyField(serializers.CharField):
+    """An ISO 4217 code among ``BNPL_CURRENCIES``; defaults to ``BNPL_DEFAULT_CURRENCY``."""
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("max_length", 3)
+        kwargs.setdefault("min_length", 3)
+        kwargs.setdefault("help_text", "ISO 4217 code, e.g. USD.")
+        super().__init__(**kwargs)
+
+    def to_internal_value(self, data):
+        value = super().to_internal_value(data).upper()
+        if value not in settings.BNPL_CURRENCIES:
+            raise serializers.ValidationError(f"Use one of: {', '.join(settings.BNPL_CURRENCIES)}.")
+        return value

@@ -1,0 +1,142 @@
+"""The ledger kernel: post balanced entries, read balances. Imports no bnpl or refunds code.
+
+Accounts (signed postings: debit positive, credit negative):
+- ``customer_receivable`` (asset): what customers owe, per plan;
+- ``merchant_payable`` (liability): what the platform owes merchants for plans sold;
+- ``gateway_clearing`` (asset): money collected through the payment gateway;
+- ``fee_income`` (income): late fees charged (a waiver reverses one).
+"""
+
+from collections import defaultdict
+from dataclasses import dataclass
+from decimal import Decimal
+
+from django.db import transaction
+from django.db.models import Sum
+
+from payments.models import JournalEntry, LedgerAccount, Posting
+
+CUSTOMER_RECEIVABLE = "customer_receivable"
+MERCHANT_PAYABLE = "merchant_payable"
+GATEWAY_CLEARING = "gateway_clearing"
+FEE_INCOME = "fee_income"
+
+ACCOUNTS = {
+    CUSTOMER_RECEIVABLE: ("Customer receivable", LedgerAccount.Kind.ASSET),
+    MERCHANT_PAYABLE: ("Merchant payable", LedgerAccount.Kind.LIABILITY),
+    GATEWAY_CLEARING: ("Gateway clearing", LedgerAccount.Kind.ASSET),
+    FEE_INCOME: ("Late fee income", LedgerAccount.Kind.INCOME),
+}
+
+
+class UnbalancedEntry(ValueError):
+    """The legs of an entry do not sum to zero per currency."""
+
+
+@dataclass(frozen=True)
+class Leg:
+    """One side of an entry: ``amount`` is signed (debit positive, credit negative)."""
+
+    account: str
+    amount: Decimal
+    currency: str
+    plan_id: int | None = None
+    party_id: int | None = None
+
+
+def ledger_accounts() -> dict[str, LedgerAccount]:
+    """The chart of accounts by code, created on first use."""
+    existing = {account.code: account for account in LedgerAccount.objects.filter(code__in=ACCOUNTS)}
+    for code, (name, kind) in ACCOUNTS.items():
+        if code not in existing:
+            existing[code], _ = LedgerAccount.objects.get_or_create(code=code, defaults={"name": name, "kind": kind})
+    return existing
+
+
+def _check_balanced(legs: list[Leg]) -> None:
+    totals: dict[str, Decimal] = defaultdict(Decimal)
+    for leg in legs:
+        if leg.account not in ACCOUNTS:
+            raise ValueError(f"unknown ledger account {leg.account!r}")
+        totals[leg.currency] += leg.amount
+    unbalanced = {currency: total for currency, total in totals.items() if total != 0}
+    if unbalanced:
+        raise UnbalancedEntry(f"entry does not balance: {unbalanced}")
+
+
+@transaction.atomic
+def ledger_post(*, kind: str, legs: list[Leg], plan_id: int | None = None, memo: str = "") -> JournalEntry:
+    """Post one balanced entry with its legs (zero legs dropped). Raises UnbalancedEntry.
+
+    Call it inside the transaction of the state change it records.
+    """
+    legs = [leg for leg in legs if leg.amount != 0]
+    _check_balanced(legs)
+    accounts = ledger_accounts()
+    entry = JournalEntry.objects.create(kind=kind, plan_id=plan_id, memo=memo)
+    Posting.objects.bulk_create(
+        Posting(
+            entry=entry,
+            account=accounts[leg.account],
+            amount=leg.amount,
+            currency=leg.currency,
+            plan_id=leg.plan_id,
+            party_id=leg.party_id,
+        )
+        for leg in legs
+    )
+    return entry
+
+
+@transaction.atomic
+def ledger_post_many(*, kind: str, entries: list[tuple[int | None, str, list[Leg]]]) -> int:
+    """Post many balanced entries ``(plan_id, memo, legs)`` in a fixed number of queries.
+
+    For set-based jobs (the sweep's late fees, bulk demo data). Returns the entries posted.
+    """
+    for _, _, legs in entries:
+        _check_balanced(legs)
+    if not entries:
+        return 0
+    accounts = ledger_accounts()
+    created = JournalEntry.objects.bulk_create(
+        [JournalEntry(kind=kind, plan_id=plan_id, memo=memo) for plan_id, memo, _ in entries]
+    )
+    Posting.objects.bulk_create(
+        [
+            Posting(
+                entry=entry,
+                account=accounts[leg.account],
+                amount=leg.amount,
+                currency=leg.currency,
+                plan_id=leg.plan_id,
+                party_id=leg.party_id,
+            )
+            for entry, (_, _, legs) in zip(created, entries, strict=True)
+            for leg in legs
+            if leg.amount != 0
+        ],
+        batch_size=5000,
+    )
+    return len(created)
+
+
+def unbalanced_entries(limit: int = 20) -> list[dict]:
+    """Invariant 1: entries whose postings do not sum to zero in some currency."""
+    rows = (
+        Posting.objects.values("entry_id", "currency")
+        .annotate(total=Sum("amount"))
+        .exclude(total=0)
+        .order_by("entry_id")[:limit]
+    )
+    return list(rows)
+
+
+def receivable_by_plan() -> dict[int, Decimal]:
+    """The customer-receivable balance of every plan that has postings."""
+    rows = (
+        Posting.objects.filter(account__code=CUSTOMER_RECEIVABLE, plan_id__isnull=False)
+        .values("plan_id")
+        .annotate(total=Sum("amount"))
+    )
+    return {row["plan_id"]: row["total"] for row in rows}

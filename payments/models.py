@@ -1,0 +1,113 @@
+"""The double-entry ledger (DESIGN §3): accounts, journal entries and their postings.
+
+Postings are signed: a debit is positive, a credit negative, so an entry balances when its
+postings sum to zero per currency. Entries and postings are append-only: a correction is a
+new entry. On PostgreSQL a deferred constraint trigger rejects an unbalanced entry at
+commit, and row triggers refuse UPDATE and DELETE.
+"""
+
+from django.conf import settings
+from django.db import models
+
+
+class AppendOnlyError(Exception):
+    """Ledger rows are never changed or removed; post a correcting entry instead."""
+
+
+class AppendOnlyQuerySet(models.QuerySet):
+    def update(self, **kwargs):
+        raise AppendOnlyError(f"{self.model.__name__} rows are append-only.")
+
+    def delete(self):
+        raise AppendOnlyError(f"{self.model.__name__} rows are append-only.")
+
+
+class AppendOnlyModel(models.Model):
+    objects = AppendOnlyQuerySet.as_manager()
+
+    class Meta:
+        abstract = True
+
+    def save(self, *args, **kwargs):
+        if not self._state.adding:
+            raise AppendOnlyError(f"{type(self).__name__} rows are append-only.")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        raise AppendOnlyError(f"{type(self).__name__} rows are append-only.")
+
+
+class LedgerAccount(models.Model):
+    class Kind(models.TextChoices):
+        ASSET = "ASSET", "Asset"
+        LIABILITY = "LIABILITY", "Liability"
+        INCOME = "INCOME", "Income"
+
+    code = models.CharField(max_length=64, unique=True)
+    name = models.CharField(max_length=128)
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+
+    class Meta:
+        ordering = ["code"]
+
+    def __str__(self) -> str:
+        return self.code
+
+
+class JournalEntry(AppendOnlyModel):
+    class Kind(models.TextChoices):
+        ORIGINATION = "ORIGINATION", "Plan origination"
+        PAYMENT = "PAYMENT", "Installment payment"
+        LATE_FEE = "LATE_FEE", "Late fee"
+        FEE_WAIVER = "FEE_WAIVER", "Late fee waived"
+        REFUND_APPLIED = "REFUND_APPLIED", "Refund applied to unpaid installments"
+        REFUND_PAYOUT = "REFUND_PAYOUT", "Refund paid back to the customer"
+
+    kind = models.CharField(max_length=32, choices=Kind.choices)
+    memo = models.CharField(max_length=255, blank=True)
+    plan = models.ForeignKey("bnpl.Plan", on_delete=models.PROTECT, null=True, blank=True, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-id"]
+        verbose_name_plural = "journal entries"
+
+    def __str__(self) -> str:
+        return f"{self.kind} #{self.pk}"
+
+
+class Posting(AppendOnlyModel):
+    entry = models.ForeignKey(JournalEntry, on_delete=models.PROTECT, related_name="postings")
+    account = models.ForeignKey(LedgerAccount, on_delete=models.PROTECT, related_name="postings")
+    # Debit positive, credit negative.
+    amount = models.DecimalField(max_digits=14, decimal_places=2)
+    currency = models.CharField(max_length=3)
+    # Sub-ledger dimensions: which plan and which party the amount belongs to.
+    plan = models.ForeignKey("bnpl.Plan", on_delete=models.PROTECT, null=True, blank=True, related_name="+")
+    party = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [models.Index(fields=["account", "plan"], name="posting_account_plan")]
+        constraints = [models.CheckConstraint(condition=~models.Q(amount=0), name="posting_amount_not_zero")]
+
+    def __str__(self) -> str:
+        return f"{self.account_id} {self.amount} {self.currency}"
+
+
+class LedgerCheckRun(models.Model):
+    """One run of the ledger invariant check: its verdict and what it found."""
+
+    checked_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    ok = models.BooleanField()
+    breach_count = models.PositiveIntegerField(default=0)
+    breaches = models.JSONField(default=list, blank=True)
+    duration_ms = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["-id"]
+
+    def __str__(self) -> str:
+        return f"Ledger check {self.checked_at:%Y-%m-%d %H:%M} {'ok' if self.ok else 'FAILED'}"
