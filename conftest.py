@@ -8,6 +8,8 @@
 import logging
 import os
 import re
+from datetime import date
+from decimal import Decimal
 
 import pytest
 from django.conf import settings
@@ -17,6 +19,7 @@ from rest_framework_simplejwt.tokens import RefreshToken
 
 from accounts.masking import find_unmasked_pii
 from accounts.tests.factories import MerchantFactory, OperatorFactory, UserFactory
+from bnpl.services import plan_create
 
 _JWT = re.compile(r"eyJ[\w-]+\.[\w-]+\.[\w-]+")
 _CHECKED_TYPES = ("application/json", "application/problem+json", "text/html", "text/plain")
@@ -90,6 +93,24 @@ def operator(db):
 
 
 @pytest.fixture
+def make_plan(db):
+    """``make_plan(total=, count=, purchase_date=, customer=, merchant=)``: a real plan, through the service."""
+
+    def make(*, total="500.00", count=4, frequency="MONTHLY", purchase_date: date | None = None, **parties):
+        return plan_create(
+            customer=parties.get("customer") or UserFactory(),
+            merchant=parties.get("merchant") or MerchantFactory(),
+            total_amount=Decimal(total),
+            installment_count=count,
+            frequency=frequency,
+            currency=parties.get("currency", "USD"),
+            purchase_date=purchase_date,
+        )
+
+    return make
+
+
+@pytest.fixture
 def as_user():
     """``as_user(user)`` → a client authenticated with that user's JWT."""
     return client_for
@@ -134,6 +155,22 @@ def log_lines(_log_lines):
         return _log_lines.lines[start:]
 
     return read
+
+
+@pytest.fixture(autouse=True)
+def _ledger_holds_after_every_scenario(request):
+    """After every test that touched the database, the ledger invariants must hold —
+    except in the tests that break the books on purpose (marked ``breaks_ledger``)."""
+    uses_db = request.node.get_closest_marker("django_db") or {"db", "transactional_db"} & set(request.fixturenames)
+    if not uses_db or request.node.get_closest_marker("breaks_ledger"):
+        yield
+        return
+    request.getfixturevalue("db")  # set up first, so the check below runs before the rollback
+    yield
+    from payments.checks import ledger_check
+
+    report = ledger_check(record=False)
+    assert report.ok, "ledger invariants broken after this test:\n" + "\n".join(report.breaches)
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from accounts.models import User
 from bnpl.errors import CreditLimitExceeded, DebtUserForbidden, LateFeeNotWaivable
 from bnpl.models import Installment, LateFee, Plan, Reminder, SweepRun
 from bnpl.schedule import build_schedule, business_today
-from config.money import ZERO, floor_money
+from config.money import ZERO, floor_money, to_money
 from config.problems import FieldInvalid
 from payments.ledger import CUSTOMER_RECEIVABLE, FEE_INCOME, MERCHANT_PAYABLE, Leg, ledger_post, ledger_post_many
 from payments.models import JournalEntry
@@ -43,7 +43,7 @@ def customer_outstanding(*, customer_id: int) -> Decimal:
     fees = LateFee.objects.filter(plan__customer_id=customer_id, status=LateFee.Status.DUE).aggregate(
         total=Coalesce(Sum(F("amount") - F("amount_paid"), output_field=_MONEY), ZERO, output_field=_MONEY)
     )["total"]
-    return installments + fees
+    return to_money(installments + fees)  # SQLite sums lose the scale
 
 
 def plan_parties_resolve(*, creator: User, user_id: str | None, merchant_id: str | None) -> tuple[User, User]:

@@ -15,6 +15,7 @@ from decimal import Decimal
 from django.db.models import DecimalField, F, Sum
 
 from bnpl.models import Installment, LateFee
+from config.money import to_money
 from payments.ledger import receivable_by_plan, unbalanced_entries
 from payments.models import LedgerCheckRun
 
@@ -55,7 +56,9 @@ def ledger_check(*, record: bool = True) -> LedgerReport:
     started = time.perf_counter()
     report = LedgerReport()
     for row in unbalanced_entries(limit=MAX_LISTED):
-        report.breaches.append(f"entry {row['entry_id']} does not balance in {row['currency']}: off by {row['total']}")
+        report.breaches.append(
+            f"entry {row['entry_id']} does not balance in {row['currency']}: off by {to_money(row['total'])}"
+        )
 
     booked = receivable_by_plan()
     expected = _expected_receivable()
@@ -67,8 +70,8 @@ def ledger_check(*, record: bool = True) -> LedgerReport:
     )
     for plan_id in mismatched[:MAX_LISTED]:
         report.breaches.append(
-            f"plan {plan_id}: receivable in the ledger {booked.get(plan_id, Decimal('0.00'))} "
-            f"!= unpaid installments and fees {expected.get(plan_id, Decimal('0.00'))}"
+            f"plan {plan_id}: receivable in the ledger {to_money(booked.get(plan_id, 0))} "
+            f"!= unpaid installments and fees {to_money(expected.get(plan_id, 0))}"
         )
     if len(mismatched) > MAX_LISTED:
         report.breaches.append(f"... and {len(mismatched) - MAX_LISTED} more plans whose receivable does not match")

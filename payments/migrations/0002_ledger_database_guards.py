@@ -33,7 +33,7 @@ CREATE CONSTRAINT TRIGGER posting_entry_balanced
 CREATE OR REPLACE FUNCTION ledger_append_only() RETURNS trigger AS $$
 BEGIN
     RAISE EXCEPTION '% rows are append-only: post a correcting entry', TG_TABLE_NAME
-        USING ERRCODE = 'insufficient_privilege';
+        USING ERRCODE = 'restrict_violation';
 END;
 $$ LANGUAGE plpgsql;
 
@@ -54,12 +54,12 @@ DROP FUNCTION IF EXISTS ledger_entry_must_balance();
 
 def forward(apps, schema_editor):
     if schema_editor.connection.vendor == "postgresql":
-        schema_editor.execute(FORWARD)
+        schema_editor.execute(FORWARD, params=None)  # the SQL has its own % placeholders
 
 
 def backward(apps, schema_editor):
     if schema_editor.connection.vendor == "postgresql":
-        schema_editor.execute(BACKWARD)
+        schema_editor.execute(BACKWARD, params=None)
 
 
 class Migration(migrations.Migration):

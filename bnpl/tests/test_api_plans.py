@@ -1,0 +1,186 @@
+from datetime import date, timedelta
+from decimal import Decimal
+
+import pytest
+
+from accounts.models import User
+from accounts.tests.factories import MerchantFactory, UserFactory
+from bnpl.models import Plan
+from payments.models import JournalEntry
+
+pytestmark = pytest.mark.django_db
+
+PLANS = "/api/v1/plans/"
+INSTALLMENTS = "/api/v1/installments/"
+
+
+def test_merchant_creates_a_plan_for_a_customer(as_user, merchant, customer):
+    response = as_user(merchant).post(
+        PLANS,
+        {"user_id": customer.user_id, "total_amount": "500.00", "installment_count": 3, "merchant_reference": "o-1"},
+        format="json",
+    )
+
+    assert response.status_code == 201, response.content
+    body = response.json()
+    assert body["user_id"] == customer.user_id
+    assert body["merchant_id"] == merchant.user_id
+    assert body["total_amount"] == "500.00"
+    assert body["amount_remaining"] == "500.00"
+    assert body["amount_paid"] == "0.00"
+    assert body["status"] == "ACTIVE"
+    assert body["currency"] == "USD"
+    assert [i["amount_due"] for i in body["installments"]] == ["166.67", "166.67", "166.66"]
+    assert JournalEntry.objects.filter(plan_id=body["id"], kind="ORIGINATION").count() == 1
+
+
+def test_customer_creates_its_own_plan_naming_the_merchant(as_user, customer, merchant):
+    response = as_user(customer).post(
+        PLANS, {"merchant_id": merchant.user_id, "total_amount": 120, "frequency": "WEEKLY"}, format="json"
+    )
+
+    assert response.status_code == 201, response.content
+    assert response.json()["user_id"] == customer.user_id
+    assert len(response.json()["installments"]) == 4
+
+
+def test_operator_names_both_parties(as_user, operator, customer, merchant):
+    response = as_user(operator).post(
+        PLANS,
+        {"user_id": customer.user_id, "merchant_id": merchant.user_id, "total_amount": "99.99", "currency": "eur"},
+        format="json",
+    )
+
+    assert response.status_code == 201, response.content
+    assert response.json()["currency"] == "EUR"
+
+
+@pytest.mark.parametrize(
+    ("who", "body", "field"),
+    [
+        ("merchant", {"total_amount": "10.00"}, "user_id"),
+        ("merchant", {"user_id": "usr-nobody", "total_amount": "10.00"}, "user_id"),
+        ("merchant", {"user_id": "CUSTOMER", "merchant_id": "mch-other", "total_amount": "10.00"}, "merchant_id"),
+        ("customer", {"total_amount": "10.00"}, "merchant_id"),
+        ("customer", {"user_id": "someone-else", "merchant_id": "MERCHANT", "total_amount": "10.00"}, "user_id"),
+        ("operator", {"user_id": "MERCHANT", "merchant_id": "MERCHANT", "total_amount": "10.00"}, "user_id"),
+        ("operator", {"user_id": "CUSTOMER", "merchant_id": "CUSTOMER", "total_amount": "10.00"}, "merchant_id"),
+        ("merchant", {"user_id": "CUSTOMER", "total_amount": "0"}, "total_amount"),
+        ("merchant", {"user_id": "CUSTOMER", "total_amount": "-5"}, "total_amount"),
+        ("merchant", {"user_id": "CUSTOMER", "total_amount": "100000.01"}, "total_amount"),
+        ("merchant", {"user_id": "CUSTOMER", "total_amount": "10.005"}, "total_amount"),
+        ("merchant", {"user_id": "CUSTOMER", "total_amount": "0.03"}, "total_amount"),
+        ("merchant", {"user_id": "CUSTOMER", "total_amount": "ten"}, "total_amount"),
+        ("merchant", {"user_id": "CUSTOMER", "total_amount": "10", "installment_count": 1}, "installment_count"),
+        ("merchant", {"user_id": "CUSTOMER", "total_amount": "10", "installment_count": 25}, "installment_count"),
+        ("merchant", {"user_id": "CUSTOMER", "total_amount": "10", "installment_count": "x"}, "installment_count"),
+        ("merchant", {"user_id": "CUSTOMER", "total_amount": "10", "frequency": "DAILY"}, "frequency"),
+        ("merchant", {"user_id": "CUSTOMER", "total_amount": "10", "currency": "XXX"}, "currency"),
+        ("merchant", {"user_id": "CUSTOMER", "total_amount": "10", "currency": "US"}, "currency"),
+        (
+            "merchant",
+            {"user_id": "CUSTOMER", "total_amount": "10", "merchant_reference": "r" * 129},
+            "merchant_reference",
+        ),
+    ],
+)
+def test_plan_create_bad_input_names_the_field(as_user, customer, merchant, operator, who, body, field):
+    names = {"CUSTOMER": customer.user_id, "MERCHANT": merchant.user_id}
+    body = {k: names.get(v, v) if isinstance(v, str) else v for k, v in body.items()}
+    creator = {"customer": customer, "merchant": merchant, "operator": operator}[who]
+
+    response = as_user(creator).post(PLANS, body, format="json")
+
+    assert response.status_code == 400, response.content
+    assert response["Content-Type"].startswith("application/problem+json")
+    assert field in response.json()["errors"]
+    assert not Plan.objects.exists()
+
+
+def test_debt_user_gets_403_with_the_documented_detail(as_user, merchant):
+    debtor = UserFactory(status=User.Status.DEBT_USER)
+
+    response = as_user(merchant).post(PLANS, {"user_id": debtor.user_id, "total_amount": "50.00"}, format="json")
+
+    assert response.status_code == 403
+    body = response.json()
+    assert body["code"] == "debt_user_forbidden"
+    assert body["detail"] == "Users with DEBT_USER status cannot create new BNPL plans"
+
+
+def test_credit_limit_exceeded_is_422(as_user, merchant):
+    customer = UserFactory(credit_limit=Decimal("100.00"))
+
+    response = as_user(merchant).post(PLANS, {"user_id": customer.user_id, "total_amount": "100.01"}, format="json")
+
+    assert response.status_code == 422
+    assert response.json()["code"] == "credit_limit_exceeded"
+    assert response.json()["available"] == "100.00"
+
+
+def test_plan_scoping(as_user, make_plan, customer, other_customer, merchant, operator):
+    mine = make_plan(customer=customer, merchant=merchant)
+    theirs = make_plan(customer=other_customer)
+
+    assert {p["id"] for p in as_user(customer).get(PLANS).json()["results"]} == {mine.pk}
+    assert as_user(customer).get(f"{PLANS}{theirs.pk}/").status_code == 404
+    assert {p["id"] for p in as_user(merchant).get(PLANS).json()["results"]} == {mine.pk}
+    assert as_user(merchant).get(f"{PLANS}{theirs.pk}/").status_code == 404
+    assert {p["id"] for p in as_user(operator).get(PLANS).json()["results"]} == {mine.pk, theirs.pk}
+
+
+def test_plan_filters(as_user, make_plan, operator, customer, other_customer):
+    first = make_plan(customer=customer)
+    make_plan(customer=other_customer)
+    Plan.objects.filter(pk=first.pk).update(status=Plan.Status.COMPLETED)
+    client = as_user(operator)
+
+    assert [p["id"] for p in client.get(PLANS, {"user_id": customer.user_id}).json()["results"]] == [first.pk]
+    assert [p["id"] for p in client.get(PLANS, {"status": "COMPLETED"}).json()["results"]] == [first.pk]
+    assert client.get(PLANS, {"status": "BOGUS"}).status_code == 400
+
+
+def test_a_page_of_50_plans_with_12_installments_takes_a_fixed_number_of_queries(
+    as_user, make_plan, merchant, django_assert_max_num_queries
+):
+    customer = UserFactory(credit_limit=Decimal("100000.00"))
+    for _ in range(50):
+        make_plan(customer=customer, merchant=merchant, total="120.00", count=12)
+    client = as_user(merchant)
+
+    with django_assert_max_num_queries(4):  # token user, count, plans + parties, installments
+        response = client.get(PLANS, {"page_size": 50})
+
+    assert len(response.json()["results"]) == 50
+    assert all(len(p["installments"]) == 12 for p in response.json()["results"])
+
+
+def test_installments_list_filters_and_scope(as_user, make_plan, customer, other_customer):
+    make_plan(customer=customer, count=4, purchase_date=date(2026, 1, 15))
+    make_plan(customer=other_customer)
+    client = as_user(customer)
+
+    everything = client.get(INSTALLMENTS).json()
+    assert everything["count"] == 4
+    window = client.get(INSTALLMENTS, {"due_after": "2026-03-01", "due_before": "2026-04-15"}).json()
+    assert [row["due_date"] for row in window["results"]] == ["2026-03-15", "2026-04-15"]
+    assert client.get(INSTALLMENTS, {"status": "OVERDUE"}).json()["count"] == 0
+    assert client.get(INSTALLMENTS, {"due_before": "not-a-date"}).status_code == 400
+    other_installment = other_customer.plans.get().installments.first()
+    assert client.get(f"{INSTALLMENTS}{other_installment.pk}/").status_code == 404
+
+
+def test_plan_create_needs_authentication(api_client):
+    assert api_client.post(PLANS, {"total_amount": "10"}, format="json").status_code == 401
+
+
+def test_plans_with_far_future_dates_are_listed(as_user, make_plan, customer):
+    plan = make_plan(customer=customer, purchase_date=date.today() + timedelta(days=400), count=24)
+    assert as_user(customer).get(f"{PLANS}{plan.pk}/").json()["installment_count"] == 24
+
+
+def test_plan_is_created_for_an_active_merchant_only(as_user, customer):
+    inactive = MerchantFactory(is_active=False)
+    response = as_user(customer).post(PLANS, {"merchant_id": inactive.user_id, "total_amount": "10"}, format="json")
+    assert response.status_code == 400
+    assert "merchant_id" in response.json()["errors"]

@@ -1,0 +1,68 @@
+from datetime import date
+from decimal import Decimal
+
+import pytest
+
+from accounts.models import User
+from accounts.tests.factories import MerchantFactory, UserFactory
+from bnpl.errors import CreditLimitExceeded, DebtUserForbidden
+from bnpl.models import Installment, Plan
+from bnpl.services import customer_outstanding, plan_create
+from config.problems import FieldInvalid
+from payments.ledger import CUSTOMER_RECEIVABLE, MERCHANT_PAYABLE
+from payments.models import JournalEntry, Posting
+
+pytestmark = pytest.mark.django_db
+
+
+def test_plan_create_splits_dates_and_posts_origination(make_plan):
+    plan = make_plan(total="500.00", count=3, purchase_date=date(2026, 1, 31))
+
+    installments = list(plan.installments.order_by("sequence"))
+    assert [i.amount_due for i in installments] == [Decimal("166.67"), Decimal("166.67"), Decimal("166.66")]
+    assert [i.due_date for i in installments] == [date(2026, 2, 28), date(2026, 3, 31), date(2026, 4, 30)]
+    assert {i.status for i in installments} == {Installment.Status.UPCOMING}
+    entry = JournalEntry.objects.get(plan=plan)
+    assert entry.kind == JournalEntry.Kind.ORIGINATION
+    legs = {p.account.code: p.amount for p in entry.postings.select_related("account")}
+    assert legs == {CUSTOMER_RECEIVABLE: Decimal("500.00"), MERCHANT_PAYABLE: Decimal("-500.00")}
+
+
+def test_plan_create_refuses_debt_user(make_plan):
+    debtor = UserFactory(status=User.Status.DEBT_USER)
+
+    with pytest.raises(DebtUserForbidden) as refused:
+        make_plan(customer=debtor)
+
+    assert refused.value.detail == "Users with DEBT_USER status cannot create new BNPL plans"
+    assert refused.value.status_code == 403
+    assert not Plan.objects.exists()
+
+
+def test_plan_create_counts_existing_debt_against_the_credit_limit(make_plan):
+    customer = UserFactory(credit_limit=Decimal("1000.00"))
+    make_plan(customer=customer, total="600.00")
+
+    with pytest.raises(CreditLimitExceeded) as refused:
+        make_plan(customer=customer, total="400.01")
+
+    assert refused.value.extra == {"credit_limit": "1000.00", "outstanding": "600.00", "available": "400.00"}
+    make_plan(customer=customer, total="400.00")  # exactly up to the limit is fine
+    assert customer_outstanding(customer_id=customer.pk) == Decimal("1000.00")
+    assert Posting.objects.count() == 4
+
+
+def test_plan_create_refuses_a_total_smaller_than_a_cent_per_installment(make_plan):
+    with pytest.raises(FieldInvalid) as refused:
+        make_plan(total="0.03", count=4)
+    assert "total_amount" in refused.value.extra["errors"]
+
+
+def test_plan_create_defaults_currency_and_purchase_date(settings):
+    settings.BNPL_DEFAULT_CURRENCY = "EUR"
+    plan = plan_create(customer=UserFactory(), merchant=MerchantFactory(), total_amount=Decimal("100.00"))
+
+    assert plan.currency == "EUR"
+    assert plan.installment_count == 4
+    assert plan.frequency == Plan.Frequency.MONTHLY
+    assert plan.purchase_date is not None

@@ -1,0 +1,168 @@
+from datetime import date, timedelta
+from decimal import Decimal
+
+import pytest
+import time_machine
+from django.core.management import call_command
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from accounts.models import User
+from accounts.tests.factories import UserFactory
+from bnpl.models import Installment, LateFee, Plan, SweepRun
+from bnpl.services import overdue_sweep
+from payments.checks import ledger_check
+from payments.models import JournalEntry
+
+pytestmark = pytest.mark.django_db
+
+TODAY = date(2026, 6, 15)
+
+
+def test_sweep_marks_past_due_installments_and_customers(make_plan):
+    debtor, punctual = UserFactory(), UserFactory()
+    late = make_plan(customer=debtor, purchase_date=TODAY - timedelta(days=40))  # 1st due 10 days ago
+    make_plan(customer=punctual, purchase_date=TODAY - timedelta(days=20))  # 1st due in 11 days
+
+    run = overdue_sweep(today=TODAY)
+
+    assert run.installments_marked_overdue == 1
+    assert run.customers_marked_debt == 1
+    first = late.installments.get(sequence=1)
+    assert first.status == Installment.Status.OVERDUE
+    assert first.overdue_since == TODAY
+    assert late.installments.filter(status=Installment.Status.UPCOMING).count() == 3
+    debtor.refresh_from_db()
+    punctual.refresh_from_db()
+    assert debtor.status == User.Status.DEBT_USER
+    assert punctual.status == User.Status.NORMAL
+
+
+def test_sweep_is_idempotent(make_plan):
+    make_plan(purchase_date=TODAY - timedelta(days=70))  # two installments past due
+
+    first, second = overdue_sweep(today=TODAY), overdue_sweep(today=TODAY)
+
+    assert (first.installments_marked_overdue, first.customers_marked_debt) == (2, 1)
+    assert (second.installments_marked_overdue, second.customers_marked_debt, second.customers_restored) == (0, 0, 0)
+    assert SweepRun.objects.count() == 2
+
+
+def test_due_today_is_not_overdue_and_grace_days_delay_it(make_plan, settings):
+    plan = make_plan(purchase_date=TODAY - timedelta(days=31))  # 1st due 2026-06-14... one month on
+    due = plan.installments.get(sequence=1).due_date
+    assert overdue_sweep(today=due).installments_marked_overdue == 0
+    settings.BNPL_GRACE_DAYS = 2
+    assert overdue_sweep(today=due + timedelta(days=2)).installments_marked_overdue == 0
+    assert overdue_sweep(today=due + timedelta(days=3)).installments_marked_overdue == 1
+
+
+def test_paid_installments_are_never_marked(make_plan):
+    plan = make_plan(purchase_date=TODAY - timedelta(days=40))
+    Installment.objects.filter(plan=plan, sequence=1).update(status=Installment.Status.PAID)
+
+    assert overdue_sweep(today=TODAY).installments_marked_overdue == 0
+
+
+def test_sweep_restores_customers_with_nothing_overdue(make_plan):
+    customer = UserFactory(status=User.Status.DEBT_USER)
+
+    run = overdue_sweep(today=TODAY)
+
+    assert run.customers_restored == 1
+    customer.refresh_from_db()
+    assert customer.status == User.Status.NORMAL
+
+
+def test_sweep_runs_a_fixed_number_of_queries_whatever_the_rows(make_plan):
+    def queries_for(plans: int) -> int:
+        for _ in range(plans):
+            make_plan(purchase_date=TODAY - timedelta(days=100), count=6)
+        with CaptureQueriesContext(connection) as captured:
+            overdue_sweep(today=TODAY, late_fees=True)
+        return len(captured)
+
+    # 12 plans stay under SQLite's 999 parameters per INSERT, so no batching blurs the count.
+    assert queries_for(1) == queries_for(12)
+
+
+def test_late_fees_first_then_second_capped_and_posted(make_plan, settings):
+    # 40.00 plan: cap = min(25 % = 10.00, 68.00) = 10.00, so the first fee alone fills it.
+    small = make_plan(total="40.00", purchase_date=TODAY - timedelta(days=40))
+    big = make_plan(total="1000.00", purchase_date=TODAY - timedelta(days=40))
+
+    overdue_sweep(today=TODAY, late_fees=True)
+    assert sorted(LateFee.objects.values_list("plan_id", "kind", "amount")) == sorted(
+        [(small.pk, "FIRST", Decimal("10.00")), (big.pk, "FIRST", Decimal("10.00"))]
+    )
+    overdue_sweep(today=TODAY + timedelta(days=6), late_fees=True)
+    assert LateFee.objects.count() == 2  # second fee only 7 days after turning overdue
+    overdue_sweep(today=TODAY + timedelta(days=7), late_fees=True)
+    assert LateFee.objects.filter(plan=big, kind="SECOND").get().amount == Decimal("7.00")
+    assert not LateFee.objects.filter(plan=small, kind="SECOND").exists()  # capped
+    overdue_sweep(today=TODAY + timedelta(days=30), late_fees=True)  # installment 2 of each is late now
+    assert LateFee.objects.filter(plan=big, installment__sequence=2).get().kind == "FIRST"
+    overdue_sweep(today=TODAY + timedelta(days=30), late_fees=True)
+    assert LateFee.objects.count() == 4  # each at most once per installment; the small plan is capped
+    assert JournalEntry.objects.filter(kind=JournalEntry.Kind.LATE_FEE).count() == 4
+    assert ledger_check(record=False).ok
+
+
+def test_late_fee_cap_applies_across_installments_of_one_plan(make_plan, settings):
+    settings.BNPL_LATE_FEE_CAP_AMOUNT = Decimal("15.00")
+    plan = make_plan(total="1000.00", count=4, purchase_date=TODAY - timedelta(days=100))  # 3 past due
+
+    overdue_sweep(today=TODAY, late_fees=True)
+
+    assert list(plan.late_fees.order_by("installment__sequence").values_list("amount", flat=True)) == [
+        Decimal("10.00"),
+        Decimal("5.00"),
+    ]
+
+
+def test_late_fees_are_off_by_default(make_plan, settings):
+    assert settings.BNPL_LATE_FEES_ENABLED is False
+    make_plan(purchase_date=TODAY - timedelta(days=40))
+    overdue_sweep(today=TODAY)
+    assert not LateFee.objects.exists()
+
+
+def test_sweep_overdue_command(make_plan, capsys):
+    make_plan(purchase_date=date.today() - timedelta(days=45))
+    call_command("sweep_overdue")
+    assert "1 installments overdue" in capsys.readouterr().out
+
+
+def test_plan_life_with_a_frozen_clock(api_client, merchant, settings):
+    """Created, first installment overdue after the sweep, customer DEBT_USER, new plan
+    refused with 403, debt status showing the overdue amount and days."""
+    settings.BNPL_TIME_ZONE = "UTC"
+    customer = UserFactory()
+    client = api_client
+    client.force_authenticate(merchant)  # a JWT issued now would not be valid in the travelled time
+    with time_machine.travel("2026-03-01 10:00:00Z", tick=False):
+        created = client.post(PLANS, {"user_id": customer.user_id, "total_amount": "400.00"}, format="json")
+        assert created.status_code == 201
+        assert created.json()["installments"][0]["due_date"] == "2026-04-01"
+    with time_machine.travel("2026-04-01 23:00:00Z", tick=False):
+        overdue_sweep()
+        assert Installment.objects.filter(status="OVERDUE").count() == 0  # due today is not late
+    with time_machine.travel("2026-04-11 10:00:00Z", tick=False):
+        overdue_sweep()
+        customer.refresh_from_db()
+        assert customer.status == User.Status.DEBT_USER
+        refused = client.post(PLANS, {"user_id": customer.user_id, "total_amount": "10.00"}, format="json")
+        assert refused.status_code == 403
+        assert refused.json()["code"] == "debt_user_forbidden"
+        debt = client.get(f"/api/v1/debt/{customer.user_id}/").json()
+    assert debt["user_status"] == "DEBT_USER"
+    assert debt["has_overdue"] is True
+    assert debt["overdue_amount"] == "100.00"
+    assert debt["total_debt"] == "400.00"
+    assert debt["overdue_installments"][0]["days_overdue"] == 10
+    assert debt["overdue_installments"][0]["due_date"] == "2026-04-01"
+    assert debt["overdue_installments"][0]["bucket"] == "1-30"
+    assert Plan.objects.count() == 1
+
+
+PLANS = "/api/v1/plans/"

@@ -1,0 +1,104 @@
+from decimal import Decimal
+
+import pytest
+from django.core.management import call_command
+from django.db import IntegrityError, connection, transaction
+
+from bnpl.models import Installment
+from payments.checks import ledger_check
+from payments.ledger import CUSTOMER_RECEIVABLE, FEE_INCOME, Leg, UnbalancedEntry, ledger_post, ledger_post_many
+from payments.models import AppendOnlyError, JournalEntry, LedgerCheckRun, Posting
+
+pytestmark = pytest.mark.django_db
+
+
+def test_ledger_post_refuses_an_unbalanced_entry():
+    with pytest.raises(UnbalancedEntry):
+        ledger_post(kind="LATE_FEE", legs=[Leg(CUSTOMER_RECEIVABLE, Decimal("1.00"), "USD")])
+    with pytest.raises(UnbalancedEntry):  # balanced in total, not per currency
+        ledger_post(
+            kind="LATE_FEE",
+            legs=[Leg(CUSTOMER_RECEIVABLE, Decimal("1.00"), "USD"), Leg(FEE_INCOME, Decimal("-1.00"), "EUR")],
+        )
+    with pytest.raises(UnbalancedEntry):
+        ledger_post_many(kind="LATE_FEE", entries=[(None, "x", [Leg(FEE_INCOME, Decimal("-2.00"), "USD")])])
+    assert not JournalEntry.objects.exists()
+
+
+def test_postings_and_entries_are_append_only(make_plan):
+    make_plan()
+    posting = Posting.objects.first()
+
+    posting.amount = Decimal("1.00")
+    with pytest.raises(AppendOnlyError):
+        posting.save()
+    with pytest.raises(AppendOnlyError):
+        posting.delete()
+    with pytest.raises(AppendOnlyError):
+        Posting.objects.update(amount=0)
+    with pytest.raises(AppendOnlyError):
+        JournalEntry.objects.all().delete()
+
+
+def test_check_ledger_passes_on_healthy_books(make_plan, capsys):
+    make_plan()
+    call_command("check_ledger")
+    assert "Ledger OK" in capsys.readouterr().out
+    assert LedgerCheckRun.objects.get().ok
+
+
+@pytest.mark.breaks_ledger
+def test_check_ledger_exits_1_with_a_report_on_broken_books(make_plan, capsys):
+    plan = make_plan(total="100.00")
+    # Break it the way only a bug or a hand edit could: an unbalanced entry, and an
+    # installment that no longer matches the receivable. PostgreSQL would refuse the entry,
+    # so there its guard is switched off the way a superuser could (rolled back after).
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")  # settle the plan's own pending checks
+            cursor.execute("ALTER TABLE payments_posting DISABLE TRIGGER posting_entry_balanced")
+    entry = JournalEntry.objects.create(kind="LATE_FEE", plan=plan)
+    Posting.objects.create(entry=entry, account=Posting.objects.first().account, amount=Decimal("3.00"), currency="USD")
+    Installment.objects.filter(plan=plan, sequence=1).update(amount_paid=Decimal("5.00"))
+
+    with pytest.raises(SystemExit) as exited:
+        call_command("check_ledger")
+
+    assert exited.value.code == 1
+    err = capsys.readouterr().err
+    assert f"entry {entry.pk} does not balance in USD: off by 3.00" in err
+    assert f"plan {plan.pk}: receivable in the ledger 100.00 != unpaid installments and fees 95.00" in err
+    assert not ledger_check(record=False).ok
+    assert LedgerCheckRun.objects.get().ok is False
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_postgres_rejects_an_unbalanced_entry_at_commit_even_from_raw_sql(make_plan):
+    make_plan()
+    account_id = Posting.objects.first().account_id
+
+    def post_one_sided_entry() -> None:
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute("INSERT INTO payments_journalentry (kind, memo, created_at) VALUES ('LATE_FEE', '', now())")
+            cursor.execute("SELECT currval(pg_get_serial_sequence('payments_journalentry', 'id'))")
+            entry_id = cursor.fetchone()[0]
+            cursor.execute(
+                "INSERT INTO payments_posting (entry_id, account_id, amount, currency) VALUES (%s, %s, 5.00, 'USD')",
+                [entry_id, account_id],
+            )
+
+    with pytest.raises(IntegrityError, match="does not balance"):
+        post_one_sided_entry()
+    assert JournalEntry.objects.count() == 1  # only the origination
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_postgres_refuses_updates_and_deletes_of_postings_from_raw_sql(make_plan):
+    make_plan()
+
+    for statement in ("UPDATE payments_posting SET amount = amount * 2", "DELETE FROM payments_posting"):
+        with pytest.raises(IntegrityError, match="append-only"), transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute(statement)
+    assert ledger_check(record=False).ok
