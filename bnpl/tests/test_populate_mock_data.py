@@ -2,6 +2,7 @@ import pytest
 from django.core.management import call_command
 
 from accounts.models import User
+from bnpl.models import Installment, LateFee, Plan
 
 pytestmark = pytest.mark.django_db
 
@@ -14,9 +15,15 @@ def _local_development(settings):
 def test_populate_mock_data_is_idempotent_and_makes_the_documented_users(api_client):
     call_command("populate_mock_data")
     snapshot = sorted(User.objects.values_list("user_id", "role", "status", "credit_limit", "card_last4"))
+    plans = sorted(Plan.objects.values_list("merchant_reference", "total_amount"))
     call_command("populate_mock_data")
 
     assert sorted(User.objects.values_list("user_id", "role", "status", "credit_limit", "card_last4")) == snapshot
+    assert sorted(Plan.objects.values_list("merchant_reference", "total_amount")) == plans
+    assert Plan.objects.filter(customer__user_id="usr-001").count() == 2
+    debtor_plan = Plan.objects.get(customer__user_id="debt-user-001")
+    assert debtor_plan.installments.get(sequence=1).status == "OVERDUE"
+    assert LateFee.objects.filter(plan=debtor_plan).count() == 1
     usr = User.objects.get(user_id="usr-001")
     assert (usr.role, usr.status, str(usr.credit_limit)) == ("CUSTOMER", "NORMAL", "10000.00")
     assert (usr.phone_number, usr.passport_number, usr.masked_card) == (
@@ -40,3 +47,13 @@ def test_demo_users_can_log_in(api_client, username, password):
 
     assert response.status_code == 200
     assert "access" in response.json()
+
+
+def test_scale_creates_customers_with_plans_in_bulk_idempotently():
+    call_command("populate_mock_data", "--scale", "40")
+    call_command("populate_mock_data", "--scale", "50")
+
+    assert User.objects.filter(user_id__startswith="scale-").count() == 50
+    assert Plan.objects.filter(merchant_reference__startswith="scale-").count() == 50
+    assert Installment.objects.filter(plan__merchant_reference__startswith="scale-").count() == 200
+    assert Installment.objects.filter(status="OVERDUE").count() > 1

@@ -1,0 +1,199 @@
+"""Demo data for local use: idempotent and deterministic; refused when DEBUG is off.
+
+Without options: the users of the README, a plan paid on time for ``usr-001`` and an
+overdue plan (with a late fee) that makes ``debt-user-001`` a DEBT_USER. ``--scale N``
+adds N customers with one plan each, inserted in bulk, for benchmarks.
+"""
+
+import time
+from datetime import timedelta
+from decimal import Decimal
+
+from django.conf import settings
+from django.contrib.auth.hashers import make_password
+from django.core.management.base import BaseCommand, CommandError
+from django.db import transaction
+
+from accounts.cards import card_brand
+from accounts.models import User
+from accounts.services import user_register
+from bnpl.models import Installment, Plan
+from bnpl.schedule import build_schedule, business_today
+from bnpl.services import origination_legs, overdue_sweep, plan_create
+from payments.ledger import ledger_post_many
+from payments.models import JournalEntry
+
+DEMO_PASSWORD = "demo12345"
+OPERATOR_USERNAME = "admin"
+OPERATOR_PASSWORD = "admin123"
+MERCHANT_ID = "merchant-001"
+SCALE_PREFIX = "scale-"
+BATCH = 5000
+
+DEMO_USERS = [
+    {
+        "user_id": "usr-001",
+        "role": User.Role.CUSTOMER,
+        "full_name": "Aziz Karimov",
+        "phone_number": "+998901234567",
+        "email": "usr-001@example.com",
+        "passport_number": "AA1234567",
+        "card_number": "4111111111111111",
+        "credit_limit": Decimal("10000.00"),
+    },
+    {
+        "user_id": "debt-user-001",
+        "role": User.Role.CUSTOMER,
+        "full_name": "Dilnoza Rahimova",
+        "phone_number": "+998907654321",
+        "email": "debt-user-001@example.com",
+        "passport_number": "AB7654321",
+        "card_number": "4242424242424242",
+    },
+    {
+        "user_id": MERCHANT_ID,
+        "role": User.Role.MERCHANT,
+        "full_name": "Demo Electronics LLC",
+        "phone_number": "+998712000001",
+        "email": "merchant-001@example.com",
+    },
+]
+
+# (customer, reference, total, installments, frequency, days since purchase)
+DEMO_PLANS = [
+    ("usr-001", "demo-laptop", "1200.00", 4, Plan.Frequency.MONTHLY, 10),
+    ("usr-001", "demo-headphones", "180.00", 6, Plan.Frequency.BIWEEKLY, 3),
+    ("debt-user-001", "demo-phone", "800.00", 4, Plan.Frequency.MONTHLY, 45),
+]
+
+
+class Command(BaseCommand):
+    help = "Create the demo users and plans of the README (local only; refused when DEBUG=False)."
+
+    def add_arguments(self, parser) -> None:
+        parser.add_argument("--scale", type=int, default=0, help="Also create N customers with a plan each, in bulk.")
+
+    def handle(self, *args, **options) -> None:
+        if not settings.DEBUG:
+            raise CommandError("populate_mock_data creates well-known passwords; it is refused when DEBUG=False.")
+        with transaction.atomic():
+            created = [spec["user_id"] for spec in DEMO_USERS if self._ensure_user(spec)]
+            if self._ensure_operator():
+                created.append(OPERATOR_USERNAME)
+            plans = self._ensure_plans()
+        # The sweep marks debt-user-001's first installment overdue, with a late fee (on
+        # for the demo whatever the setting says).
+        overdue_sweep(late_fees=True)
+        self.stdout.write(
+            self.style.SUCCESS(f"Demo users created: {', '.join(created) or 'none'}; demo plans created: {plans}.")
+        )
+        if options["scale"]:
+            self._scale(options["scale"])
+
+    @staticmethod
+    def _ensure_user(spec: dict) -> bool:
+        if User.objects.filter(user_id=spec["user_id"]).exists():
+            return False
+        fields = {k: v for k, v in spec.items() if k != "credit_limit"}
+        user = user_register(username=spec["user_id"], password=DEMO_PASSWORD, **fields)
+        if "credit_limit" in spec:
+            User.objects.filter(pk=user.pk).update(credit_limit=spec["credit_limit"])
+        return True
+
+    @staticmethod
+    def _ensure_operator() -> bool:
+        if User.objects.filter(username=OPERATOR_USERNAME).exists():
+            return False
+        User.objects.create_superuser(
+            OPERATOR_USERNAME, "admin@example.com", OPERATOR_PASSWORD, user_id="admin", full_name="Platform Operator"
+        )
+        return True
+
+    @staticmethod
+    def _ensure_plans() -> int:
+        merchant = User.objects.get(user_id=MERCHANT_ID)
+        today = business_today()
+        made = 0
+        for user_id, reference, total, count, frequency, age in DEMO_PLANS:
+            if Plan.objects.filter(merchant=merchant, merchant_reference=reference).exists():
+                continue
+            plan_create(
+                customer=User.objects.get(user_id=user_id),
+                merchant=merchant,
+                total_amount=Decimal(total),
+                installment_count=count,
+                frequency=frequency,
+                merchant_reference=reference,
+                purchase_date=today - timedelta(days=age),
+            )
+            made += 1
+        return made
+
+    def _scale(self, count: int) -> None:
+        """``count`` customers ``scale-0000001``… with one plan each, bought up to 120 days
+        ago (so some are overdue after the sweep), inserted in bulk."""
+        started = time.perf_counter()
+        merchant = User.objects.get(user_id=MERCHANT_ID)
+        existing = set(
+            User.objects.filter(user_id__startswith=SCALE_PREFIX).values_list("user_id", flat=True).iterator()
+        )
+        wanted = [i for i in range(1, count + 1) if f"{SCALE_PREFIX}{i:07d}" not in existing]
+        password = make_password(DEMO_PASSWORD)  # hashing once: the slow part of a user
+        today = business_today()
+        for start in range(0, len(wanted), BATCH):
+            with transaction.atomic():
+                self._scale_batch(wanted[start : start + BATCH], merchant, password, today)
+        self.stdout.write(
+            self.style.SUCCESS(
+                f"Scale data: {len(wanted)} customers with {len(wanted)} plans and {len(wanted) * 4} installments "
+                f"created in {time.perf_counter() - started:.1f} s ({count - len(wanted)} already there)."
+            )
+        )
+        overdue_sweep()
+
+    @staticmethod
+    def _scale_batch(indexes: list[int], merchant: User, password: str, today) -> None:
+        card = "4111111111111111"
+        users = User.objects.bulk_create(
+            User(
+                username=f"{SCALE_PREFIX}{i:07d}",
+                user_id=f"{SCALE_PREFIX}{i:07d}",
+                email=f"{SCALE_PREFIX}{i:07d}@example.com",
+                full_name=f"Scale Customer {i}",
+                password=password,
+                phone_number=f"+99893{i:07d}",
+                card_brand=card_brand(card),
+                card_first6=card[:6],
+                card_last4=card[-4:],
+                card_token=f"tok_scale_{i}",
+                credit_limit=Decimal("5000.00"),
+            )
+            for i in indexes
+        )
+        total = Decimal("400.00")
+        plans = Plan.objects.bulk_create(
+            Plan(
+                customer=user,
+                merchant=merchant,
+                total_amount=total,
+                currency=settings.BNPL_DEFAULT_CURRENCY,
+                installment_count=4,
+                purchase_date=today - timedelta(days=i % 120),
+                merchant_reference=f"scale-{i}",
+            )
+            for i, user in zip(indexes, users, strict=True)
+        )
+        Installment.objects.bulk_create(
+            [
+                Installment(plan=plan, sequence=sequence, amount_due=amount, due_date=due)
+                for plan in plans
+                for sequence, amount, due in build_schedule(
+                    total=total, count=4, frequency=plan.frequency, purchase_date=plan.purchase_date
+                )
+            ],
+            batch_size=BATCH,
+        )
+        ledger_post_many(
+            kind=JournalEntry.Kind.ORIGINATION,
+            entries=[(plan.pk, f"Plan {plan.pk} originated", origination_legs(plan)) for plan in plans],
+        )

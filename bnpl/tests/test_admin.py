@@ -1,0 +1,62 @@
+from datetime import timedelta
+
+import pytest
+from django.test import Client
+
+from bnpl.schedule import business_today
+from bnpl.services import overdue_sweep
+from payments.models import JournalEntry
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def admin_client_(operator):
+    client = Client()
+    client.force_login(operator)
+    return client
+
+
+@pytest.fixture
+def books(make_plan):
+    plan = make_plan(purchase_date=business_today() - timedelta(days=45))
+    overdue_sweep(late_fees=True)
+    return plan
+
+
+@pytest.mark.parametrize(
+    "page",
+    [
+        "/admin/bnpl/plan/",
+        "/admin/bnpl/plan/?status__exact=ACTIVE&q=usr",
+        "/admin/bnpl/installment/?status__exact=OVERDUE",
+        "/admin/bnpl/latefee/",
+        "/admin/bnpl/reminder/",
+        "/admin/bnpl/sweeprun/",
+        "/admin/payments/journalentry/?kind__exact=ORIGINATION",
+        "/admin/payments/posting/",
+        "/admin/payments/ledgeraccount/",
+        "/admin/payments/ledgercheckrun/",
+        "/admin/django_celery_beat/periodictask/",
+    ],
+)
+def test_admin_lists_render(admin_client_, books, page):
+    assert admin_client_.get(page).status_code == 200
+
+
+def test_plan_page_shows_its_installments_read_only(admin_client_, books):
+    page = admin_client_.get(f"/admin/bnpl/plan/{books.pk}/change/").content.decode()
+
+    assert page.count('<td class="field-status">') == 4
+    assert "Overdue" in page
+    assert "Upcoming" in page
+    assert 'name="_save"' not in page  # nothing to save: services own these rows
+
+
+def test_ledger_rows_cannot_be_added_changed_or_deleted(admin_client_, books):
+    entry = JournalEntry.objects.first()
+
+    assert admin_client_.get("/admin/payments/journalentry/add/").status_code == 403
+    assert admin_client_.post(f"/admin/payments/journalentry/{entry.pk}/delete/", {"post": "yes"}).status_code == 403
+    assert admin_client_.post(f"/admin/payments/journalentry/{entry.pk}/change/", {"memo": "x"}).status_code == 403
+    assert admin_client_.get("/admin/bnpl/plan/add/").status_code == 403

@@ -1,0 +1,67 @@
+"""Races on PostgreSQL with real threads, each on its own connection."""
+
+import threading
+from datetime import date, timedelta
+from decimal import Decimal
+
+import pytest
+from django.db import connections
+
+from accounts.tests.factories import MerchantFactory, UserFactory
+from bnpl.errors import CreditLimitExceeded
+from bnpl.models import Installment, LateFee, Plan
+from bnpl.services import overdue_sweep, plan_create
+
+pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
+
+TODAY = date(2026, 6, 15)
+
+
+def run_at_once(count: int, work) -> list:
+    """Run ``work(i)`` in ``count`` threads released together; returns results or exceptions."""
+    barrier = threading.Barrier(count)
+    results: list = [None] * count
+
+    def target(index: int) -> None:
+        try:
+            barrier.wait()
+            results[index] = work(index)
+        except Exception as exc:
+            results[index] = exc
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=target, args=(i,)) for i in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return results
+
+
+def test_two_sweeps_at_once_mark_and_charge_everything_exactly_once(make_plan):
+    for _ in range(20):
+        make_plan(purchase_date=TODAY - timedelta(days=70))  # two installments past due each
+
+    runs = run_at_once(2, lambda _: overdue_sweep(today=TODAY, late_fees=True))
+
+    assert not [r for r in runs if isinstance(r, Exception)], runs
+    assert sum(r.installments_marked_overdue for r in runs) == 40
+    assert sum(r.customers_marked_debt for r in runs) == 20
+    assert Installment.objects.filter(status="OVERDUE").count() == 40
+    assert LateFee.objects.count() == 40
+    assert sum(r.late_fees_created for r in runs) == 40
+
+
+def test_concurrent_plans_cannot_together_exceed_the_credit_limit():
+    customer = UserFactory(credit_limit=Decimal("1000.00"))
+    merchant = MerchantFactory()
+
+    results = run_at_once(
+        6, lambda _: plan_create(customer=customer, merchant=merchant, total_amount=Decimal("400.00"))
+    )
+
+    created = [r for r in results if isinstance(r, Plan)]
+    refused = [r for r in results if isinstance(r, CreditLimitExceeded)]
+    assert (len(created), len(refused)) == (2, 4), results
+    assert Plan.objects.filter(customer=customer).count() == 2
