@@ -10,7 +10,7 @@ from accounts.models import User
 class BnplUserChangeForm(UserChangeForm):
     class Meta(UserChangeForm.Meta):
         model = User
-        fields = ("username", "email", "full_name", "role", "status", "credit_limit", "is_active")
+        fields = ("username", "email", "full_name", "role", "credit_limit", "is_active")
 
 
 @admin.register(User)
@@ -21,7 +21,18 @@ class UserAdmin(DjangoUserAdmin):
     search_fields = ("user_id", "username", "full_name", "email")
     ordering = ("id",)
     date_hierarchy = "created_at"
-    readonly_fields = ("user_id", "phone", "passport", "card", "is_staff", "created_at", "updated_at", "last_login")
+    # `status` belongs to the services (the sweep, payments): shown, never edited by hand.
+    readonly_fields = (
+        "user_id",
+        "status",
+        "phone",
+        "passport",
+        "card",
+        "is_staff",
+        "created_at",
+        "updated_at",
+        "last_login",
+    )
     fieldsets = (
         (None, {"fields": ("user_id", "username", "password")}),
         ("Profile", {"fields": ("full_name", "email", "phone", "passport", "card")}),

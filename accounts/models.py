@@ -57,8 +57,10 @@ class User(AbstractUser):
         max_length=64, unique=True, default=generate_user_id, validators=[user_id_validator], editable=False
     )
     full_name = models.CharField(max_length=150, blank=True)
-    role = models.CharField(max_length=16, choices=Role.choices, default=Role.CUSTOMER, db_index=True)
-    status = models.CharField(max_length=16, choices=Status.choices, default=Status.NORMAL, db_index=True)
+    # Deliberately not indexed: the sweep flips `status` for many customers at once, and an
+    # unindexed column lets PostgreSQL update the row in place (HOT) without touching indexes.
+    role = models.CharField(max_length=16, choices=Role.choices, default=Role.CUSTOMER)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.NORMAL)
     credit_limit = models.DecimalField(max_digits=12, decimal_places=2, default=default_credit_limit)
 
     phone_number = models.CharField(max_length=16, blank=True, validators=[phone_validator])

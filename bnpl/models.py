@@ -63,7 +63,13 @@ class Installment(models.Model):
         PAID = "PAID", "Paid"
         CANCELLED = "CANCELLED", "Cancelled"
 
-    plan = models.ForeignKey(Plan, on_delete=models.PROTECT, related_name="installments")
+    # No index of its own: the unique (plan, sequence) index serves lookups by plan.
+    plan = models.ForeignKey(Plan, on_delete=models.PROTECT, related_name="installments", db_index=False)
+    # The plan's customer, copied here (a plan never changes hands) so that "who has
+    # something overdue" is read from the installments alone, without a join per row.
+    customer = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="installments", db_index=False
+    )
     sequence = models.PositiveSmallIntegerField()
     amount_due = models.DecimalField(max_digits=12, decimal_places=2)
     amount_paid = models.DecimalField(max_digits=12, decimal_places=2, default=Decimal("0.00"))

@@ -39,7 +39,8 @@ def installment_list_for(*, viewer: User) -> QuerySet[Installment]:
 
 def plan_get_for_update(**lookup) -> Plan:
     """The plan matching ``lookup``, row-locked until the transaction ends (lock the parent first)."""
-    return Plan.objects.select_for_update().get(**lookup)
+    # of=("self",): a lookup through a relation must not lock the related rows too.
+    return Plan.objects.select_for_update(of=("self",)).get(**lookup)
 
 
 @dataclass

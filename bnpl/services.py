@@ -9,7 +9,7 @@ from decimal import Decimal
 from django.conf import settings
 from django.core.mail import EmailMessage, get_connection
 from django.db import connection, transaction
-from django.db.models import DecimalField, ExpressionWrapper, F, Sum
+from django.db.models import DecimalField, Exists, ExpressionWrapper, F, OuterRef, Sum
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
@@ -17,6 +17,7 @@ from accounts.models import User
 from bnpl.errors import CreditLimitExceeded, DebtUserForbidden, LateFeeNotWaivable
 from bnpl.models import Installment, LateFee, Plan, Reminder, SweepRun
 from bnpl.schedule import build_schedule, business_today
+from bnpl.selectors import plan_get_for_update
 from config.money import ZERO, floor_money, to_money
 from config.problems import FieldInvalid
 from payments.ledger import CUSTOMER_RECEIVABLE, FEE_INCOME, MERCHANT_PAYABLE, Leg, ledger_post, ledger_post_many
@@ -123,7 +124,8 @@ def plan_create(
         total=total_amount, count=installment_count, frequency=frequency, purchase_date=purchase_date
     )
     Installment.objects.bulk_create(
-        Installment(plan=plan, sequence=sequence, amount_due=amount, due_date=due) for sequence, amount, due in schedule
+        Installment(plan=plan, customer=customer, sequence=sequence, amount_due=amount, due_date=due)
+        for sequence, amount, due in schedule
     )
     ledger_post(
         kind=JournalEntry.Kind.ORIGINATION,
@@ -175,14 +177,19 @@ def overdue_sweep(*, today: date | None = None, late_fees: bool | None = None) -
         marked = Installment.objects.filter(
             status=Installment.Status.UPCOMING, due_date__lt=cutoff, amount_paid__lt=F("amount_due")
         ).update(status=Installment.Status.OVERDUE, overdue_since=today, updated_at=started_at)
-        overdue_customers = Installment.objects.filter(status=Installment.Status.OVERDUE).values("plan__customer_id")
-        debt = User.objects.filter(status=User.Status.NORMAL, pk__in=overdue_customers).update(
-            status=User.Status.DEBT_USER, updated_at=started_at
+        overdue_customers = Installment.objects.filter(status=Installment.Status.OVERDUE).values("customer_id")
+        # Restore before marking: only the customers already in debt are looked at, so the
+        # usual run (few of them) never scans the overdue set twice.
+        has_overdue = Exists(
+            Installment.objects.filter(status=Installment.Status.OVERDUE, plan__customer_id=OuterRef("pk"))
         )
         restored = (
             User.objects.filter(status=User.Status.DEBT_USER)
-            .exclude(pk__in=overdue_customers)
+            .exclude(has_overdue)
             .update(status=User.Status.NORMAL, updated_at=started_at)
+        )
+        debt = User.objects.filter(status=User.Status.NORMAL, pk__in=overdue_customers).update(
+            status=User.Status.DEBT_USER, updated_at=started_at
         )
         fees = late_fees_charge(today=today) if late_fees else 0
         run = SweepRun.objects.create(
@@ -283,7 +290,7 @@ def late_fee_waive(*, fee_id: int, operator: User, reason: str) -> LateFee:
     reason = (reason or "").strip()
     if not reason:
         raise FieldInvalid("reason", "Say why the fee is waived.")
-    plan = Plan.objects.select_for_update().get(late_fees__id=fee_id)
+    plan = plan_get_for_update(late_fees__id=fee_id)
     fee = LateFee.objects.get(pk=fee_id)  # re-read under the plan's lock
     if fee.status != LateFee.Status.DUE:
         raise LateFeeNotWaivable()

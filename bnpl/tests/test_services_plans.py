@@ -22,6 +22,7 @@ def test_plan_create_splits_dates_and_posts_origination(make_plan):
     assert [i.amount_due for i in installments] == [Decimal("166.67"), Decimal("166.67"), Decimal("166.66")]
     assert [i.due_date for i in installments] == [date(2026, 2, 28), date(2026, 3, 31), date(2026, 4, 30)]
     assert {i.status for i in installments} == {Installment.Status.UPCOMING}
+    assert {i.customer_id for i in installments} == {plan.customer_id}
     entry = JournalEntry.objects.get(plan=plan)
     assert entry.kind == JournalEntry.Kind.ORIGINATION
     legs = {p.account.code: p.amount for p in entry.postings.select_related("account")}

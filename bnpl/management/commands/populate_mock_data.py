@@ -185,7 +185,7 @@ class Command(BaseCommand):
         )
         Installment.objects.bulk_create(
             [
-                Installment(plan=plan, sequence=sequence, amount_due=amount, due_date=due)
+                Installment(plan=plan, customer=plan.customer, sequence=sequence, amount_due=amount, due_date=due)
                 for plan in plans
                 for sequence, amount, due in build_schedule(
                     total=total, count=4, frequency=plan.frequency, purchase_date=plan.purchase_date
