@@ -53,27 +53,25 @@ def plan_parties_resolve(*, creator: User, user_id: str | None, merchant_id: str
     A customer buys for itself, a merchant sells as itself, an operator names both.
     Raises FieldInvalid naming the field that is missing or wrong.
     """
-    if creator.is_customer:
-        if user_id and user_id != creator.user_id:
-            raise FieldInvalid("user_id", "A customer can only create plans for itself.")
-        customer = creator
-    else:
-        if not user_id:
-            raise FieldInvalid("user_id", "This field is required.")
-        customer = User.objects.filter(user_id=user_id, role=User.Role.CUSTOMER, is_active=True).first()
-        if customer is None:
-            raise FieldInvalid("user_id", "No active customer has this user_id.")
-    if creator.is_merchant:
-        if merchant_id and merchant_id != creator.user_id:
-            raise FieldInvalid("merchant_id", "A merchant can only create plans it sells.")
-        merchant = creator
-    else:
-        if not merchant_id:
-            raise FieldInvalid("merchant_id", "This field is required.")
-        merchant = User.objects.filter(user_id=merchant_id, role=User.Role.MERCHANT, is_active=True).first()
-        if merchant is None:
-            raise FieldInvalid("merchant_id", "No active merchant has this user_id.")
+    customer = _plan_party(creator, user_id, User.Role.CUSTOMER, "user_id", "A customer can only buy for itself.")
+    merchant = _plan_party(
+        creator, merchant_id, User.Role.MERCHANT, "merchant_id", "A merchant can only sell as itself."
+    )
     return customer, merchant
+
+
+def _plan_party(creator: User, given_id: str | None, role: str, field: str, not_yourself: str) -> User:
+    """The party of ``role``: the creator itself when it has that role, else the active user named."""
+    if creator.role == role:
+        if given_id and given_id != creator.user_id:
+            raise FieldInvalid(field, not_yourself)
+        return creator
+    if not given_id:
+        raise FieldInvalid(field, "This field is required.")
+    party = User.objects.filter(user_id=given_id, role=role, is_active=True).first()
+    if party is None:
+        raise FieldInvalid(field, f"No active {role.lower()} has this user_id.")
+    return party
 
 
 @transaction.atomic

@@ -1,6 +1,6 @@
 """OpenAPI pieces shared by every app: the problem-details schema and response helpers."""
 
-from drf_spectacular.utils import OpenApiExample, OpenApiResponse
+from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import serializers
 
 from config.problems import PROBLEM_CONTENT_TYPE
@@ -61,3 +61,23 @@ def problems(*statuses: int) -> dict:
         (status, PROBLEM_CONTENT_TYPE): OpenApiResponse(ProblemSerializer, description=_DESCRIPTIONS[status])
         for status in statuses
     }
+
+
+def list_retrieve_schema(*, name: str, plural: str, serializer, example: dict):
+    """``extend_schema_view`` for a read-only resource: the paginated list and the detail,
+    with an example each and the problems they can answer."""
+    page = {"count": 1, "next": None, "previous": None, "results": [example]}
+    return extend_schema_view(
+        list=extend_schema(
+            operation_id=f"{name}_list",
+            summary=f"{plural} in your scope",
+            responses={200: serializer(many=True), **problems(400, 401, 404)},
+            examples=[OpenApiExample("Page", value=page, response_only=True)],
+        ),
+        retrieve=extend_schema(
+            operation_id=f"{name}_retrieve",
+            summary=f"One of the {plural.lower()} in your scope",
+            responses={200: serializer, **problems(401, 404)},
+            examples=[OpenApiExample("One", value=example, response_only=True)],
+        ),
+    )

@@ -70,22 +70,7 @@ def ledger_post(*, kind: str, legs: list[Leg], plan_id: int | None = None, memo:
 
     Call it inside the transaction of the state change it records.
     """
-    legs = [leg for leg in legs if leg.amount != 0]
-    _check_balanced(legs)
-    accounts = ledger_accounts()
-    entry = JournalEntry.objects.create(kind=kind, plan_id=plan_id, memo=memo)
-    Posting.objects.bulk_create(
-        Posting(
-            entry=entry,
-            account=accounts[leg.account],
-            amount=leg.amount,
-            currency=leg.currency,
-            plan_id=leg.plan_id,
-            party_id=leg.party_id,
-        )
-        for leg in legs
-    )
-    return entry
+    return _post(kind=kind, entries=[(plan_id, memo, legs)])[0]
 
 
 @transaction.atomic
@@ -94,13 +79,16 @@ def ledger_post_many(*, kind: str, entries: list[tuple[int | None, str, list[Leg
 
     For set-based jobs (the sweep's late fees, bulk demo data). Returns the entries posted.
     """
-    for _, _, legs in entries:
+    return len(_post(kind=kind, entries=entries)) if entries else 0
+
+
+def _post(*, kind: str, entries: list[tuple[int | None, str, list[Leg]]]) -> list[JournalEntry]:
+    kept = [(plan_id, memo, [leg for leg in legs if leg.amount != 0]) for plan_id, memo, legs in entries]
+    for _, _, legs in kept:
         _check_balanced(legs)
-    if not entries:
-        return 0
     accounts = ledger_accounts()
     created = JournalEntry.objects.bulk_create(
-        [JournalEntry(kind=kind, plan_id=plan_id, memo=memo) for plan_id, memo, _ in entries]
+        [JournalEntry(kind=kind, plan_id=plan_id, memo=memo) for plan_id, memo, _ in kept]
     )
     Posting.objects.bulk_create(
         [
@@ -112,13 +100,12 @@ def ledger_post_many(*, kind: str, entries: list[tuple[int | None, str, list[Leg
                 plan_id=leg.plan_id,
                 party_id=leg.party_id,
             )
-            for entry, (_, _, legs) in zip(created, entries, strict=True)
+            for entry, (_, _, legs) in zip(created, kept, strict=True)
             for leg in legs
-            if leg.amount != 0
         ],
         batch_size=5000,
     )
-    return len(created)
+    return created
 
 
 def unbalanced_entries(limit: int = 20) -> list[dict]:

@@ -13,7 +13,7 @@ from accounts.api.serializers import MeOut, RegisterIn, UserOut
 from accounts.models import User
 from accounts.selectors import user_get_for, user_list_for
 from accounts.services import user_register
-from config.schema import VALIDATION_EXAMPLE, problems
+from config.schema import VALIDATION_EXAMPLE, list_retrieve_schema, problems
 
 USER_EXAMPLE = {
     "user_id": "usr-001",
@@ -123,26 +123,7 @@ class UserFilter(filters.FilterSet):
         fields = ["role", "status"]
 
 
-@extend_schema_view(
-    list=extend_schema(
-        operation_id="users_list",
-        summary="Users in your scope (masked)",
-        responses={200: UserOut(many=True), **problems(400, 401, 404)},
-        examples=[
-            OpenApiExample(
-                "Page",
-                value={"count": 1, "next": None, "previous": None, "results": [USER_EXAMPLE]},
-                response_only=True,
-            )
-        ],
-    ),
-    retrieve=extend_schema(
-        operation_id="users_retrieve",
-        summary="One user in your scope (masked)",
-        responses={200: UserOut, **problems(401, 404)},
-        examples=[OpenApiExample("User", value=USER_EXAMPLE, response_only=True)],
-    ),
-)
+@list_retrieve_schema(name="users", plural="Users (masked)", serializer=UserOut, example=USER_EXAMPLE)
 class UserViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     """Customers see themselves, merchants their customers, operators everyone; else 404."""
 

@@ -2,7 +2,7 @@
 
 from django.http import Http404
 from django_filters import rest_framework as filters
-from drf_spectacular.utils import OpenApiExample, extend_schema, extend_schema_view
+from drf_spectacular.utils import OpenApiExample, extend_schema
 from rest_framework import mixins, viewsets
 from rest_framework.decorators import action
 from rest_framework.request import Request
@@ -23,7 +23,7 @@ from bnpl.api.serializers import (
 from bnpl.models import Installment, LateFee, Plan
 from bnpl.selectors import debt_status_for, installment_list_for, plan_list_for, plan_scope
 from bnpl.services import late_fee_waive, plan_create, plan_parties_resolve
-from config.schema import VALIDATION_EXAMPLE, problems
+from config.schema import VALIDATION_EXAMPLE, list_retrieve_schema, problems
 
 INSTALLMENT_EXAMPLE = {
     "id": 11,
@@ -59,10 +59,6 @@ PLAN_EXAMPLE = {
 }
 
 
-def _page(example: dict) -> dict:
-    return {"count": 1, "next": None, "previous": None, "results": [example]}
-
-
 class PlanFilter(filters.FilterSet):
     status = filters.ChoiceFilter(choices=Plan.Status.choices)
     user_id = filters.CharFilter(field_name="customer__user_id", help_text="The customer's user_id.")
@@ -72,20 +68,7 @@ class PlanFilter(filters.FilterSet):
         fields = ["status", "user_id"]
 
 
-@extend_schema_view(
-    list=extend_schema(
-        operation_id="plans_list",
-        summary="Plans in your scope, with installments",
-        responses={200: PlanOut(many=True), **problems(400, 401, 404)},
-        examples=[OpenApiExample("Page", value=_page(PLAN_EXAMPLE), response_only=True)],
-    ),
-    retrieve=extend_schema(
-        operation_id="plans_retrieve",
-        summary="One plan with its installments",
-        responses={200: PlanOut, **problems(401, 404)},
-        examples=[OpenApiExample("Plan", value=PLAN_EXAMPLE, response_only=True)],
-    ),
-)
+@list_retrieve_schema(name="plans", plural="Plans", serializer=PlanOut, example=PLAN_EXAMPLE)
 class PlanViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     """Customers see their plans, merchants the plans they sold, operators all; else 404."""
 
@@ -153,19 +136,8 @@ class InstallmentFilter(filters.FilterSet):
         fields = ["status", "due_before", "due_after", "plan_id"]
 
 
-@extend_schema_view(
-    list=extend_schema(
-        operation_id="installments_list",
-        summary="Installments in your scope",
-        responses={200: InstallmentOut(many=True), **problems(400, 401, 404)},
-        examples=[OpenApiExample("Page", value=_page(INSTALLMENT_EXAMPLE), response_only=True)],
-    ),
-    retrieve=extend_schema(
-        operation_id="installments_retrieve",
-        summary="One installment",
-        responses={200: InstallmentOut, **problems(401, 404)},
-        examples=[OpenApiExample("Installment", value=INSTALLMENT_EXAMPLE, response_only=True)],
-    ),
+@list_retrieve_schema(
+    name="installments", plural="Installments", serializer=InstallmentOut, example=INSTALLMENT_EXAMPLE
 )
 class InstallmentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     serializer_class = InstallmentOut
@@ -191,20 +163,7 @@ LATE_FEE_EXAMPLE = {
 }
 
 
-@extend_schema_view(
-    list=extend_schema(
-        operation_id="late_fees_list",
-        summary="Late fees in your scope",
-        responses={200: LateFeeOut(many=True), **problems(401, 404)},
-        examples=[OpenApiExample("Page", value=_page(LATE_FEE_EXAMPLE), response_only=True)],
-    ),
-    retrieve=extend_schema(
-        operation_id="late_fees_retrieve",
-        summary="One late fee",
-        responses={200: LateFeeOut, **problems(401, 404)},
-        examples=[OpenApiExample("Fee", value=LATE_FEE_EXAMPLE, response_only=True)],
-    ),
-)
+@list_retrieve_schema(name="late_fees", plural="Late fees", serializer=LateFeeOut, example=LATE_FEE_EXAMPLE)
 class LateFeeViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     serializer_class = LateFeeOut
     filterset_fields = ["status", "plan_id"]
