@@ -184,3 +184,24 @@ def test_plan_is_created_for_an_active_merchant_only(as_user, customer):
     response = as_user(customer).post(PLANS, {"merchant_id": inactive.user_id, "total_amount": "10"}, format="json")
     assert response.status_code == 400
     assert "merchant_id" in response.json()["errors"]
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type"),
+    [
+        ("{not json", "application/json"),
+        ("[1, 2]", "application/json"),
+        ('{"total_amount": {"a": 1}, "installment_count": [], "frequency": 5, "currency": null}', "application/json"),
+        ("total_amount=10", "application/x-www-form-urlencoded"),
+        ("", "application/json"),
+        ('{"pad": "' + "x" * (2 * 1024 * 1024) + '"}', "application/json"),
+    ],
+    ids=["malformed", "array", "wrong-types", "form", "empty", "2MiB"],
+)
+@pytest.mark.parametrize("path", [PLANS, "/api/v1/late-fees/1/waive/"])
+def test_bad_body_to_authenticated_posts_is_a_4xx_problem(as_user, operator, path, body, content_type):
+    response = as_user(operator).post(path, data=body, content_type=content_type)
+
+    assert 400 <= response.status_code < 500, response.content[:300]
+    assert response["Content-Type"].startswith("application/problem+json")
+    assert not Plan.objects.exists()
