@@ -166,6 +166,8 @@ WHITENOISE_USE_FINDERS = DEBUG
 BNPL_DEFAULT_CURRENCY = config("BNPL_DEFAULT_CURRENCY", default="USD")
 BNPL_MAX_AMOUNT = config("BNPL_MAX_AMOUNT", default="100000.00", cast=Decimal)
 BNPL_DEFAULT_CREDIT_LIMIT = config("BNPL_DEFAULT_CREDIT_LIMIT", default="2000.00", cast=Decimal)
+BNPL_PAYMENT_GATEWAY = config("BNPL_PAYMENT_GATEWAY", default="payments.gateways.FakeGateway")
+BNPL_IDEMPOTENCY_TTL_HOURS = config("BNPL_IDEMPOTENCY_TTL_HOURS", default=24, cast=int)
 BNPL_CURRENCIES = config("BNPL_CURRENCIES", default="USD,EUR,UZS", cast=Csv())
 # Installments become OVERDUE this many days after their due date has passed.
 BNPL_GRACE_DAYS = config("BNPL_GRACE_DAYS", default=0, cast=int)

@@ -9,6 +9,7 @@ from config import health
 api_v1 = [
     path("", include("accounts.api.urls")),
     path("", include("bnpl.api.urls")),
+    path("", include("payments.api.urls")),
 ]
 
 urlpatterns = [

@@ -3,7 +3,15 @@
 from django.contrib import admin
 
 from config.admin import ReadOnlyAdmin
-from payments.models import JournalEntry, LedgerAccount, LedgerCheckRun, Posting
+from payments.models import (
+    IdempotencyKey,
+    JournalEntry,
+    LedgerAccount,
+    LedgerCheckRun,
+    Payment,
+    PaymentAllocation,
+    Posting,
+)
 
 
 class PostingInline(admin.TabularInline):
@@ -47,3 +55,35 @@ class LedgerCheckRunAdmin(ReadOnlyAdmin):
     list_display = ("checked_at", "ok", "breach_count", "duration_ms")
     list_filter = ("ok",)
     date_hierarchy = "checked_at"
+
+
+class AllocationInline(admin.TabularInline):
+    model = PaymentAllocation
+    fields = ("installment", "late_fee", "amount")
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(Payment)
+class PaymentAdmin(ReadOnlyAdmin):
+    list_display = ("id", "plan", "customer", "amount", "currency", "status", "decline_code", "created_at")
+    list_filter = ("status", "decline_code", "currency")
+    search_fields = ("=id", "=plan__id", "customer__user_id", "gateway_reference")
+    date_hierarchy = "created_at"
+    list_select_related = ("plan", "customer")
+    inlines = [AllocationInline]
+
+
+@admin.register(IdempotencyKey)
+class IdempotencyKeyAdmin(ReadOnlyAdmin):
+    list_display = ("key", "principal", "method", "path", "status", "response_status", "created_at", "expires_at")
+    list_filter = ("status", "method")
+    search_fields = ("key", "principal__user_id")
+    date_hierarchy = "created_at"

@@ -111,3 +111,91 @@ class LedgerCheckRun(models.Model):
 
     def __str__(self) -> str:
         return f"Ledger check {self.checked_at:%Y-%m-%d %H:%M} {'ok' if self.ok else 'FAILED'}"
+
+
+class Payment(models.Model):
+    """One attempt to collect money for a plan, with what it was meant to pay (allocations).
+
+    PENDING while the gateway is asked (its allocations reserve the amounts, so a second
+    payment cannot pay the same cents meanwhile), then SUCCEEDED or FAILED.
+    """
+
+    class Status(models.TextChoices):
+        PENDING = "PENDING", "Pending"
+        SUCCEEDED = "SUCCEEDED", "Succeeded"
+        FAILED = "FAILED", "Failed"
+
+    plan = models.ForeignKey("bnpl.Plan", on_delete=models.PROTECT, related_name="payments")
+    customer = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="payments")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    amount = models.DecimalField(max_digits=12, decimal_places=2)
+    currency = models.CharField(max_length=3)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING, db_index=True)
+    decline_code = models.CharField(max_length=64, blank=True)
+    gateway_reference = models.CharField(max_length=128, blank=True)
+    # What the gateway sees as the idempotency key of the charge: a retry never charges twice.
+    gateway_key = models.CharField(max_length=64, unique=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    completed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+        constraints = [models.CheckConstraint(condition=models.Q(amount__gt=0), name="payment_amount_positive")]
+
+    def __str__(self) -> str:
+        return f"Payment {self.pk} {self.amount} {self.currency} {self.status}"
+
+
+class PaymentAllocation(models.Model):
+    """The part of a payment meant for one installment or one late fee."""
+
+    payment = models.ForeignKey(Payment, on_delete=models.PROTECT, related_name="allocations")
+    installment = models.ForeignKey(
+        "bnpl.Installment", on_delete=models.PROTECT, null=True, blank=True, related_name="allocations"
+    )
+    late_fee = models.ForeignKey(
+        "bnpl.LateFee", on_delete=models.PROTECT, null=True, blank=True, related_name="allocations"
+    )
+    amount = models.DecimalField(max_digits=12, decimal_places=2)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.CheckConstraint(condition=models.Q(amount__gt=0), name="allocation_amount_positive"),
+            models.CheckConstraint(
+                condition=models.Q(installment__isnull=False, late_fee__isnull=True)
+                | models.Q(installment__isnull=True, late_fee__isnull=False),
+                name="allocation_one_target",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        target = f"installment {self.installment_id}" if self.installment_id else f"fee {self.late_fee_id}"
+        return f"{self.amount} of payment {self.payment_id} to {target}"
+
+
+class IdempotencyKey(models.Model):
+    """A client's Idempotency-Key, scoped to the principal: the request's fingerprint and,
+    once done, the response to replay (kept 24 hours)."""
+
+    class Status(models.TextChoices):
+        IN_FLIGHT = "IN_FLIGHT", "In flight"
+        COMPLETED = "COMPLETED", "Completed"
+
+    principal = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    key = models.CharField(max_length=255)
+    method = models.CharField(max_length=8)
+    path = models.CharField(max_length=255)
+    fingerprint = models.CharField(max_length=64)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.IN_FLIGHT)
+    response_status = models.PositiveSmallIntegerField(null=True, blank=True)
+    # The rendered bytes, not parsed JSON: a replay must be the same body to the byte.
+    response_body = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField(db_index=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["principal", "key"], name="idempotency_key_per_principal")]
+
+    def __str__(self) -> str:
+        return f"{self.principal_id}:{self.key}"

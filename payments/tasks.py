@@ -11,3 +11,11 @@ def ledger_check_task(self) -> dict:
 
     report = ledger_check()
     return {"ok": report.ok, "breaches": len(report.breaches)}
+
+
+@shared_task(bind=True, acks_late=True, autoretry_for=(OperationalError,), retry_backoff=True, max_retries=5)
+def idempotency_keys_prune_task(self) -> int:
+    """Delete Idempotency-Keys older than 24 hours (beat: hourly)."""
+    from payments.idempotency import idempotency_keys_prune
+
+    return idempotency_keys_prune()

@@ -24,6 +24,7 @@ from bnpl.models import Installment, LateFee, Plan
 from bnpl.selectors import debt_status_for, installment_list_for, plan_list_for, plan_scope
 from bnpl.services import late_fee_waive, plan_create, plan_parties_resolve
 from config.schema import VALIDATION_EXAMPLE, list_retrieve_schema, problems
+from payments.idempotency import IDEMPOTENCY_PARAMETER, idempotent
 
 INSTALLMENT_EXAMPLE = {
     "id": 11,
@@ -84,7 +85,8 @@ class PlanViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
         operation_id="plans_create",
         summary="Create a plan: installments by the split rule, posted to the ledger",
         request=PlanCreateIn,
-        responses={201: PlanOut, **problems(400, 401, 403, 413, 415, 422)},
+        parameters=[IDEMPOTENCY_PARAMETER],
+        responses={201: PlanOut, **problems(400, 401, 403, 409, 413, 415, 422)},
         examples=[
             OpenApiExample(
                 "Merchant sells to usr-001",
@@ -114,6 +116,7 @@ class PlanViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
             VALIDATION_EXAMPLE,
         ],
     )
+    @idempotent
     def create(self, request: Request) -> Response:
         body = PlanCreateIn(data=request.data)
         body.is_valid(raise_exception=True)

@@ -38,6 +38,8 @@ def books(make_plan):
         "/admin/payments/ledgeraccount/",
         "/admin/payments/ledgercheckrun/",
         "/admin/django_celery_beat/periodictask/",
+        "/admin/payments/payment/",
+        "/admin/payments/idempotencykey/",
     ],
 )
 def test_admin_lists_render(admin_client_, books, page):

@@ -198,9 +198,11 @@ def test_plan_is_created_for_an_active_merchant_only(as_user, customer):
     ],
     ids=["malformed", "array", "wrong-types", "form", "empty", "2MiB"],
 )
-@pytest.mark.parametrize("path", [PLANS, "/api/v1/late-fees/1/waive/"])
+@pytest.mark.parametrize(
+    "path", [PLANS, "/api/v1/late-fees/1/waive/", "/api/v1/plans/1/pay/", "/api/v1/installments/1/pay/"]
+)
 def test_bad_body_to_authenticated_posts_is_a_4xx_problem(as_user, operator, path, body, content_type):
-    response = as_user(operator).post(path, data=body, content_type=content_type)
+    response = as_user(operator).post(path, data=body, content_type=content_type, HTTP_IDEMPOTENCY_KEY="k")
 
     assert 400 <= response.status_code < 500, response.content[:300]
     assert response["Content-Type"].startswith("application/problem+json")

@@ -23,6 +23,7 @@ def test_beat_schedule_is_in_the_database():
     assert sweep.enabled
     assert tasks["reminders-daily"].crontab.hour == "9"
     assert tasks["ledger-check-daily"].task == "payments.tasks.ledger_check_task"
+    assert tasks["idempotency-keys-prune"].interval.period == "hours"
 
 
 @pytest.mark.redis

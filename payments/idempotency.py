@@ -1,0 +1,137 @@
+"""Idempotency-Key for POSTs that create or move money (IETF httpapi draft, Stripe's rules).
+
+- A key (1 to 255 characters) is scoped to the authenticated principal and kept 24 hours.
+- The request is fingerprinted (method, path, canonical JSON body). The same key with the
+  same request replays the stored status and body with ``Idempotent-Replayed: true``; with
+  a different request it is a 422 ``idempotency_key_reused``; while the first request is
+  still running it is a 409 ``idempotency_key_in_flight``.
+- Nothing is stored when the request never started its work: invalid input (400), no
+  authentication or permission (401, 403), an object outside the caller's scope (404),
+  or a server error (5xx, whose transaction rolled back); the key can then be used again.
+"""
+
+import functools
+import hashlib
+import json
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.http import HttpResponse
+from django.utils import timezone
+from drf_spectacular.utils import OpenApiParameter
+from rest_framework.renderers import JSONRenderer
+
+from config.problems import DomainError, FieldInvalid
+from payments.models import IdempotencyKey
+
+HEADER = "Idempotency-Key"
+MAX_KEY_LENGTH = 255
+NOT_STORED = {400, 401, 403, 404, 405, 413, 415}
+
+IDEMPOTENCY_PARAMETER = OpenApiParameter(
+    HEADER,
+    str,
+    OpenApiParameter.HEADER,
+    required=False,
+    description=(
+        "Up to 255 characters, unique per operation you mean to perform. Retrying with the same key "
+        "replays the first answer (`Idempotent-Replayed: true`) instead of doing it twice; the same key "
+        "with a different body is a 422, and a 409 while the first request is still running. Kept 24 hours."
+    ),
+)
+
+
+class IdempotencyKeyReused(DomainError):
+    status_code = 422
+    code = "idempotency_key_reused"
+    title = "Idempotency key reused"
+    default_detail = "This Idempotency-Key was used with a different request."
+
+
+class IdempotencyKeyInFlight(DomainError):
+    status_code = 409
+    code = "idempotency_key_in_flight"
+    title = "Request in progress"
+    default_detail = "A request with this Idempotency-Key is still being processed; retry shortly."
+
+
+def request_fingerprint(request) -> str:
+    """SHA-256 of method, path and the body as canonical JSON (key order and spacing ignored)."""
+    body = json.dumps(request.data, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(f"{request.method}\n{request.path}\n{body}".encode()).hexdigest()
+
+
+def _claim(request, key: str, fingerprint: str) -> IdempotencyKey | HttpResponse:
+    """Record the key as in flight, or answer from the record a previous request left."""
+    principal = request.user
+    for _ in range(2):
+        try:
+            with transaction.atomic():
+                return IdempotencyKey.objects.create(
+                    principal=principal,
+                    key=key,
+                    method=request.method,
+                    path=request.path[:255],
+                    fingerprint=fingerprint,
+                    expires_at=timezone.now() + timedelta(hours=settings.BNPL_IDEMPOTENCY_TTL_HOURS),
+                )
+        except IntegrityError:
+            existing = IdempotencyKey.objects.filter(principal=principal, key=key).first()
+            if existing is None:
+                continue  # removed meanwhile: try to claim it again
+            if existing.expires_at <= timezone.now():
+                IdempotencyKey.objects.filter(pk=existing.pk).delete()
+                continue
+            if existing.fingerprint != fingerprint:
+                raise IdempotencyKeyReused() from None
+            if existing.status == IdempotencyKey.Status.IN_FLIGHT:
+                raise IdempotencyKeyInFlight() from None
+            return _replay(existing)
+    raise IdempotencyKeyInFlight()
+
+
+def _replay(record: IdempotencyKey) -> HttpResponse:
+    content_type = "application/problem+json" if record.response_status >= 400 else "application/json"
+    response = HttpResponse(record.response_body, status=record.response_status, content_type=content_type)
+    response["Idempotent-Replayed"] = "true"
+    return response
+
+
+def idempotent(handler):
+    """Decorate a DRF view method (``create``, a POST ``@action``) to honour ``Idempotency-Key``."""
+
+    @functools.wraps(handler)
+    def wrapper(view, request, *args, **kwargs):
+        key = request.headers.get(HEADER)
+        if key is None:
+            return handler(view, request, *args, **kwargs)
+        if not key.strip() or len(key) > MAX_KEY_LENGTH:
+            raise FieldInvalid(HEADER, f"Use 1 to {MAX_KEY_LENGTH} characters.")
+        claimed = _claim(request, key, request_fingerprint(request))
+        if isinstance(claimed, HttpResponse):
+            return claimed
+        try:
+            response = handler(view, request, *args, **kwargs)
+        except Exception as exc:
+            try:
+                response = view.handle_exception(exc)  # the problem document the client gets
+            except Exception:
+                IdempotencyKey.objects.filter(pk=claimed.pk).delete()  # a 500: nothing was done
+                raise
+        if response.status_code in NOT_STORED or response.status_code >= 500:
+            IdempotencyKey.objects.filter(pk=claimed.pk).delete()
+            return response
+        body = JSONRenderer().render(response.data).decode()  # what the client receives, byte for byte
+        IdempotencyKey.objects.filter(pk=claimed.pk).update(
+            status=IdempotencyKey.Status.COMPLETED, response_status=response.status_code, response_body=body
+        )
+        return response
+
+    return wrapper
+
+
+def idempotency_keys_prune() -> int:
+    """Delete the keys past their 24 hours; returns how many."""
+    deleted, _ = IdempotencyKey.objects.filter(expires_at__lte=timezone.now()).delete()
+    return deleted

@@ -1,0 +1,163 @@
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+
+from accounts.models import User
+from accounts.tests.factories import MerchantFactory, UserFactory
+from bnpl.models import Installment, LateFee, Plan
+from bnpl.schedule import business_today
+from bnpl.services import overdue_sweep
+from config.metrics import counter_value
+from payments.models import JournalEntry, Payment, Posting
+
+pytestmark = pytest.mark.django_db
+
+
+def pay_installment(client, installment, **body):
+    return client.post(f"/api/v1/installments/{installment.pk}/pay/", body, format="json")
+
+
+def test_paying_an_installment_in_full(as_user, make_plan, customer, django_capture_on_commit_callbacks):
+    plan = make_plan(customer=customer, total="500.00", count=3)
+    first = plan.installments.get(sequence=1)
+    before = counter_value("payments_succeeded_total")
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = pay_installment(as_user(customer), first)
+
+    assert response.status_code == 201, response.content
+    body = response.json()
+    assert body["status"] == "SUCCEEDED"
+    assert body["amount"] == "166.67"
+    assert body["allocations"] == [{"installment_id": first.pk, "late_fee_id": None, "amount": "166.67"}]
+    first.refresh_from_db()
+    assert first.status == Installment.Status.PAID
+    assert first.paid_at is not None
+    assert JournalEntry.objects.filter(plan=plan, kind="PAYMENT").count() == 1
+    assert counter_value("payments_succeeded_total") == before + 1
+
+
+def test_a_partial_payment_raises_amount_paid_and_keeps_the_status(as_user, make_plan, customer):
+    plan = make_plan(customer=customer, total="400.00")
+    first = plan.installments.get(sequence=1)
+
+    assert pay_installment(as_user(customer), first, amount="40.00").status_code == 201
+
+    first.refresh_from_db()
+    assert (first.amount_paid, first.status) == (Decimal("40.00"), Installment.Status.UPCOMING)
+    assert pay_installment(as_user(customer), first).json()["amount"] == "60.00"
+
+
+def test_a_debtor_paying_the_overdue_installment_is_normal_at_once(as_user, make_plan, merchant):
+    customer = UserFactory()
+    plan = make_plan(
+        customer=customer, merchant=merchant, total="400.00", purchase_date=business_today() - timedelta(days=45)
+    )
+    overdue_sweep()
+    customer.refresh_from_db()
+    assert customer.status == User.Status.DEBT_USER
+
+    response = pay_installment(as_user(customer), plan.installments.get(sequence=1))
+
+    assert response.status_code == 201
+    customer.refresh_from_db()
+    assert customer.status == User.Status.NORMAL
+    created = as_user(merchant).post(
+        "/api/v1/plans/", {"user_id": customer.user_id, "total_amount": "10.00"}, format="json"
+    )
+    assert created.status_code == 201
+
+
+def test_plan_payment_goes_to_overdue_then_fees_then_upcoming_and_pays_off(as_user, make_plan, customer):
+    plan = make_plan(customer=customer, total="400.00", purchase_date=business_today() - timedelta(days=75))
+    overdue_sweep(late_fees=True)  # installments 1 and 2 overdue, a 10.00 fee each
+    installments = list(plan.installments.order_by("sequence"))
+    fees = list(plan.late_fees.order_by("id"))
+    client = as_user(customer)
+
+    body = client.post(f"/api/v1/plans/{plan.pk}/pay/", {"amount": "230.00"}, format="json").json()
+
+    assert body["allocations"] == [
+        {"installment_id": installments[0].pk, "late_fee_id": None, "amount": "100.00"},
+        {"installment_id": installments[1].pk, "late_fee_id": None, "amount": "100.00"},
+        {"installment_id": None, "late_fee_id": fees[0].pk, "amount": "10.00"},
+        {"installment_id": None, "late_fee_id": fees[1].pk, "amount": "10.00"},
+        {"installment_id": installments[2].pk, "late_fee_id": None, "amount": "10.00"},
+    ]
+    payoff = client.post(f"/api/v1/plans/{plan.pk}/pay/", {"amount": "190.00"}, format="json")
+    assert payoff.status_code == 201
+    plan.refresh_from_db()
+    assert plan.status == Plan.Status.COMPLETED
+    assert set(plan.installments.values_list("status", flat=True)) == {"PAID"}
+    assert set(plan.late_fees.values_list("status", flat=True)) == {LateFee.Status.PAID}
+    again = client.post(f"/api/v1/plans/{plan.pk}/pay/", {"amount": "1.00"}, format="json")
+    assert (again.status_code, again.json()["code"]) == (409, "plan_not_payable")
+
+
+@pytest.mark.parametrize(
+    ("card", "code"), [("4000000000000002", "card_declined"), ("4000000000009995", "insufficient_funds")]
+)
+def test_declined_cards_change_nothing_and_are_listed_as_failed(
+    as_user, make_plan, card, code, django_capture_on_commit_callbacks
+):
+    customer = UserFactory(card_number=card)
+    plan = make_plan(customer=customer, total="100.00")
+    postings = Posting.objects.count()
+    before = counter_value("payments_failed_total")
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = pay_installment(as_user(customer), plan.installments.get(sequence=1))
+
+    assert response.status_code == 402
+    assert response.json()["code"] == "payment_declined"
+    assert response.json()["decline_code"] == code
+    assert Posting.objects.count() == postings
+    assert set(plan.installments.values_list("amount_paid", flat=True)) == {Decimal("0.00")}
+    listed = as_user(customer).get("/api/v1/payments/").json()["results"]
+    assert [(p["status"], p["decline_code"]) for p in listed] == [("FAILED", code)]
+    assert counter_value("payments_failed_total") == before + 1
+    # The failed attempt reserved nothing: the same installment can be paid again.
+    User.objects.filter(pk=customer.pk).update(card_last4="1111")
+    assert pay_installment(as_user(customer), plan.installments.get(sequence=1)).status_code == 201
+
+
+def test_refusals(as_user, make_plan, customer, other_customer, merchant):
+    plan = make_plan(customer=customer, merchant=merchant, total="100.00")
+    first = plan.installments.get(sequence=1)
+    client = as_user(customer)
+
+    over = pay_installment(client, first, amount="25.01")
+    assert (over.status_code, over.json()["code"]) == (422, "overpayment")
+    assert client.post(f"/api/v1/plans/{plan.pk}/pay/", {"amount": "100.01"}, format="json").status_code == 422
+    assert client.post(f"/api/v1/plans/{plan.pk}/pay/", {}, format="json").status_code == 400
+    assert pay_installment(client, first, amount="0").status_code == 400
+    assert pay_installment(client, first).status_code == 201
+    paid = pay_installment(client, first)
+    assert (paid.status_code, paid.json()["code"]) == (409, "nothing_to_pay")
+    assert pay_installment(as_user(other_customer), first).status_code == 404
+    assert pay_installment(as_user(merchant), plan.installments.get(sequence=2)).status_code == 403
+    assert pay_installment(as_user(MerchantFactory()), plan.installments.get(sequence=2)).status_code == 403
+
+
+def test_operator_pays_on_behalf_and_a_customer_without_card_gets_422(as_user, make_plan, operator):
+    plan = make_plan(total="100.00")
+    assert pay_installment(as_user(operator), plan.installments.get(sequence=1)).status_code == 201
+    cardless = UserFactory(card_token="")
+    other = make_plan(customer=cardless, total="100.00")
+    response = pay_installment(as_user(operator), other.installments.get(sequence=1))
+    assert (response.status_code, response.json()["code"]) == (422, "payment_method_missing")
+    assert not Payment.objects.filter(plan=other).exists()
+
+
+def test_payments_are_scoped(as_user, make_plan, customer, other_customer, merchant, operator):
+    mine = make_plan(customer=customer, merchant=merchant)
+    theirs = make_plan(customer=other_customer)
+    pay_installment(as_user(customer), mine.installments.get(sequence=1))
+    pay_installment(as_user(other_customer), theirs.installments.get(sequence=1))
+
+    assert as_user(customer).get("/api/v1/payments/").json()["count"] == 1
+    assert as_user(merchant).get("/api/v1/payments/").json()["count"] == 1
+    assert as_user(operator).get("/api/v1/payments/").json()["count"] == 2
+    their_payment = Payment.objects.get(plan=theirs)
+    assert as_user(customer).get(f"/api/v1/payments/{their_payment.pk}/").status_code == 404

@@ -1,0 +1,131 @@
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from accounts.tests.factories import UserFactory
+from bnpl.models import Plan
+from payments.idempotency import idempotency_keys_prune
+from payments.models import IdempotencyKey, Payment
+
+pytestmark = pytest.mark.django_db
+
+
+def test_same_key_same_body_replays_the_same_answer(as_user, make_plan, customer):
+    plan = make_plan(customer=customer, total="400.00")
+    client = as_user(customer)
+    path = f"/api/v1/plans/{plan.pk}/pay/"
+
+    first = client.post(path, {"amount": "50.00"}, format="json", HTTP_IDEMPOTENCY_KEY="k-1")
+    again = client.post(path, {"amount": "50.00"}, format="json", HTTP_IDEMPOTENCY_KEY="k-1")
+
+    assert first.status_code == again.status_code == 201
+    assert again.json() == first.json()
+    assert again["Idempotent-Replayed"] == "true"
+    assert not first.has_header("Idempotent-Replayed")
+    assert Payment.objects.count() == 1
+
+
+def test_same_key_with_another_body_is_422(as_user, make_plan, customer):
+    plan = make_plan(customer=customer, total="400.00")
+    client = as_user(customer)
+    path = f"/api/v1/plans/{plan.pk}/pay/"
+    client.post(path, {"amount": "50.00"}, format="json", HTTP_IDEMPOTENCY_KEY="k-2")
+
+    reused = client.post(path, {"amount": "60.00"}, format="json", HTTP_IDEMPOTENCY_KEY="k-2")
+
+    assert reused.status_code == 422
+    assert reused.json()["code"] == "idempotency_key_reused"
+    assert Payment.objects.count() == 1
+
+
+def test_keys_are_scoped_to_the_principal(as_user, make_plan, customer, other_customer):
+    mine, theirs = make_plan(customer=customer), make_plan(customer=other_customer)
+    as_user(customer).post(f"/api/v1/plans/{mine.pk}/pay/", {"amount": "5.00"}, format="json", HTTP_IDEMPOTENCY_KEY="k")
+    response = as_user(other_customer).post(
+        f"/api/v1/plans/{theirs.pk}/pay/", {"amount": "5.00"}, format="json", HTTP_IDEMPOTENCY_KEY="k"
+    )
+    assert response.status_code == 201
+    assert "Idempotent-Replayed" not in response
+
+
+def test_a_validation_failure_stores_nothing(as_user, make_plan, customer):
+    plan = make_plan(customer=customer, total="400.00")
+    client = as_user(customer)
+    path = f"/api/v1/plans/{plan.pk}/pay/"
+
+    assert client.post(path, {"amount": "-1"}, format="json", HTTP_IDEMPOTENCY_KEY="k-3").status_code == 400
+    assert not IdempotencyKey.objects.exists()
+    assert client.post(path, {"amount": "1.00"}, format="json", HTTP_IDEMPOTENCY_KEY="k-3").status_code == 201
+
+
+def test_a_decline_is_stored_and_replayed_not_charged_again(as_user, make_plan):
+    customer = UserFactory(card_number="4000000000000002")
+    plan = make_plan(customer=customer)
+    client = as_user(customer)
+    path = f"/api/v1/plans/{plan.pk}/pay/"
+
+    first = client.post(path, {"amount": "10.00"}, format="json", HTTP_IDEMPOTENCY_KEY="k-4")
+    again = client.post(path, {"amount": "10.00"}, format="json", HTTP_IDEMPOTENCY_KEY="k-4")
+
+    assert first.status_code == again.status_code == 402
+    assert again.json() == first.json()
+    assert again["Content-Type"].startswith("application/problem+json")
+    assert Payment.objects.count() == 1
+
+
+def test_a_request_in_flight_is_409(as_user, make_plan, customer):
+    plan = make_plan(customer=customer)
+    client = as_user(customer)
+    path = f"/api/v1/plans/{plan.pk}/pay/"
+    client.post(path, {"amount": "10.00"}, format="json", HTTP_IDEMPOTENCY_KEY="k-5")
+    IdempotencyKey.objects.filter(key="k-5").update(status=IdempotencyKey.Status.IN_FLIGHT)
+
+    response = client.post(path, {"amount": "10.00"}, format="json", HTTP_IDEMPOTENCY_KEY="k-5")
+
+    assert response.status_code == 409
+    assert response.json()["code"] == "idempotency_key_in_flight"
+
+
+def test_plan_creation_is_idempotent(as_user, merchant, customer):
+    client = as_user(merchant)
+    body = {"user_id": customer.user_id, "total_amount": "300.00"}
+
+    first = client.post("/api/v1/plans/", body, format="json", HTTP_IDEMPOTENCY_KEY="order-77")
+    again = client.post("/api/v1/plans/", body, format="json", HTTP_IDEMPOTENCY_KEY="order-77")
+
+    assert first.status_code == again.status_code == 201
+    assert again.json() == first.json()
+    assert Plan.objects.count() == 1
+
+
+@pytest.mark.parametrize("key", ["", "   ", "x" * 256])
+def test_a_bad_key_is_400_naming_the_header(as_user, make_plan, customer, key):
+    plan = make_plan(customer=customer)
+    response = as_user(customer).post(
+        f"/api/v1/plans/{plan.pk}/pay/", {"amount": "1.00"}, format="json", HTTP_IDEMPOTENCY_KEY=key
+    )
+    assert response.status_code == 400
+    assert "Idempotency-Key" in response.json()["errors"]
+
+
+def test_expired_keys_are_pruned_and_can_be_used_again(as_user, make_plan, customer):
+    plan = make_plan(customer=customer, total="400.00")
+    client = as_user(customer)
+    path = f"/api/v1/plans/{plan.pk}/pay/"
+    client.post(path, {"amount": "10.00"}, format="json", HTTP_IDEMPOTENCY_KEY="old")
+    IdempotencyKey.objects.update(expires_at=timezone.now() - timedelta(seconds=1))
+
+    fresh = client.post(path, {"amount": "20.00"}, format="json", HTTP_IDEMPOTENCY_KEY="old")
+    assert fresh.status_code == 201
+    assert "Idempotent-Replayed" not in fresh
+    IdempotencyKey.objects.update(expires_at=timezone.now() - timedelta(seconds=1))
+    assert idempotency_keys_prune() == 1
+    assert not IdempotencyKey.objects.exists()
+
+
+def test_schema_documents_the_header_on_money_moving_posts(api_client):
+    schema = api_client.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json").json()
+    for path in ("/api/v1/plans/", "/api/v1/plans/{id}/pay/", "/api/v1/installments/{id}/pay/"):
+        names = [p["name"] for p in schema["paths"][path]["post"].get("parameters", []) if p["in"] == "header"]
+        assert "Idempotency-Key" in names, path
