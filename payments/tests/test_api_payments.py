@@ -161,3 +161,36 @@ def test_payments_are_scoped(as_user, make_plan, customer, other_customer, merch
     assert as_user(operator).get("/api/v1/payments/").json()["count"] == 2
     their_payment = Payment.objects.get(plan=theirs)
     assert as_user(customer).get(f"/api/v1/payments/{their_payment.pk}/").status_code == 404
+
+
+class TimingOutGateway:
+    """A card network that never answers."""
+
+    def charge(self, **kwargs):
+        raise TimeoutError("gateway timed out")
+
+
+def test_a_gateway_timeout_leaves_the_payment_pending_and_never_charges_twice(as_user, make_plan, customer, settings):
+    settings.BNPL_PAYMENT_GATEWAY = "payments.tests.test_api_payments.TimingOutGateway"
+    plan = make_plan(customer=customer, total="100.00")
+    first = plan.installments.get(sequence=1)
+
+    response = pay_installment(as_user(customer), first)
+
+    assert response.status_code == 502
+    assert response.json()["code"] == "gateway_unavailable"
+    payment = Payment.objects.get()
+    assert payment.status == Payment.Status.PENDING
+    first.refresh_from_db()
+    assert first.amount_paid == Decimal("0.00")
+    retry = pay_installment(as_user(customer), first)  # the pending reservation holds the cents
+    assert (retry.status_code, retry.json()["code"]) == (409, "nothing_to_pay")
+
+
+def test_a_cancelled_plan_cannot_be_paid(as_user, make_plan, customer):
+    plan = make_plan(customer=customer)
+    Plan.objects.filter(pk=plan.pk).update(status=Plan.Status.CANCELLED)
+
+    response = as_user(customer).post(f"/api/v1/plans/{plan.pk}/pay/", {"amount": "1.00"}, format="json")
+
+    assert (response.status_code, response.json()["code"]) == (409, "plan_not_payable")
