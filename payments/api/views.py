@@ -2,7 +2,7 @@
 
 from django.db.models import Q
 from django.http import Http404
-from drf_spectacular.utils import OpenApiExample, extend_schema
+from drf_spectacular.utils import OpenApiExample, extend_schema, extend_schema_view
 from rest_framework import mixins, viewsets
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -55,66 +55,69 @@ def _payment_scope(viewer: User) -> Q:
     return Q(customer=viewer)
 
 
-def _paid(payment: Payment) -> Response:
-    payment = Payment.objects.select_related("customer").prefetch_related("allocations").get(pk=payment.pk)
-    return Response(PaymentOut(payment).data, status=201)
+class _PayView(APIView):
+    """POST: validate, find the target in the caller's scope (else 404), collect the payment."""
 
-
-class InstallmentPayView(APIView):
     permission_classes = CAN_PAY
+    body_class: type
 
-    @extend_schema(
-        operation_id="installments_pay",
-        summary="Pay an installment's remainder, or part of it",
-        request=InstallmentPayIn,
-        parameters=[IDEMPOTENCY_PARAMETER],
-        responses=PAY_RESPONSES,
-        examples=[
-            OpenApiExample("Partial", value={"amount": "50.00"}, request_only=True),
-            OpenApiExample("Paid", value=PAYMENT_EXAMPLE, response_only=True, status_codes=["201"]),
-            DECLINED_EXAMPLE,
-        ],
-    )
     @idempotent
     def post(self, request: Request, pk: int) -> Response:
+        plan_id, installment_id = self.target(request, pk)
+        body = self.body_class(data=request.data)
+        body.is_valid(raise_exception=True)
+        payment = payment_collect(
+            plan_id=plan_id, installment_id=installment_id, amount=body.validated_data.get("amount"), payer=request.user
+        )
+        payment = Payment.objects.select_related("customer").prefetch_related("allocations").get(pk=payment.pk)
+        return Response(PaymentOut(payment).data, status=201)
+
+    def target(self, request: Request, pk: int) -> tuple[int, int | None]:
+        raise NotImplementedError
+
+
+def _pay_schema(operation_id: str, summary: str, body_class, example: dict):
+    return extend_schema_view(
+        post=extend_schema(
+            operation_id=operation_id,
+            summary=summary,
+            request=body_class,
+            parameters=[IDEMPOTENCY_PARAMETER],
+            responses=PAY_RESPONSES,
+            examples=[
+                OpenApiExample("Amount", value=example, request_only=True),
+                OpenApiExample("Paid", value=PAYMENT_EXAMPLE, response_only=True, status_codes=["201"]),
+                DECLINED_EXAMPLE,
+            ],
+        )
+    )
+
+
+@_pay_schema("installments_pay", "Pay an installment's remainder, or part of it", InstallmentPayIn, {"amount": "50.00"})
+class InstallmentPayView(_PayView):
+    body_class = InstallmentPayIn
+
+    def target(self, request: Request, pk: int) -> tuple[int, int | None]:
         installment = installment_list_for(viewer=request.user).filter(pk=pk).first()
         if installment is None:
             raise Http404("No such installment.")
-        body = InstallmentPayIn(data=request.data)
-        body.is_valid(raise_exception=True)
-        payment = payment_collect(
-            plan_id=installment.plan_id,
-            installment_id=installment.pk,
-            amount=body.validated_data.get("amount"),
-            payer=request.user,
-        )
-        return _paid(payment)
+        return installment.plan_id, installment.pk
 
 
-class PlanPayView(APIView):
-    permission_classes = CAN_PAY
+@_pay_schema(
+    "plans_pay",
+    "Pay toward a plan: overdue first, oldest first; the whole remainder pays it off",
+    PlanPayIn,
+    {"amount": "200.00"},
+)
+class PlanPayView(_PayView):
+    body_class = PlanPayIn
 
-    @extend_schema(
-        operation_id="plans_pay",
-        summary="Pay toward a plan: overdue first, oldest first; the whole remainder pays it off",
-        request=PlanPayIn,
-        parameters=[IDEMPOTENCY_PARAMETER],
-        responses=PAY_RESPONSES,
-        examples=[
-            OpenApiExample("Amount", value={"amount": "200.00"}, request_only=True),
-            OpenApiExample("Paid", value=PAYMENT_EXAMPLE, response_only=True, status_codes=["201"]),
-            DECLINED_EXAMPLE,
-        ],
-    )
-    @idempotent
-    def post(self, request: Request, pk: int) -> Response:
+    def target(self, request: Request, pk: int) -> tuple[int, int | None]:
         plan = plan_list_for(viewer=request.user).filter(pk=pk).first()
         if plan is None:
             raise Http404("No such plan.")
-        body = PlanPayIn(data=request.data)
-        body.is_valid(raise_exception=True)
-        payment = payment_collect(plan_id=plan.pk, amount=body.validated_data["amount"], payer=request.user)
-        return _paid(payment)
+        return plan.pk, None
 
 
 @list_retrieve_schema(name="payments", plural="Payments", serializer=PaymentOut, example=PAYMENT_EXAMPLE)
