@@ -5,6 +5,7 @@ from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.contrib.auth.forms import UserChangeForm
 
 from accounts.models import User
+from accounts.services import merchant_webhook_secret_rotate
 
 
 class BnplUserChangeForm(UserChangeForm):
@@ -49,6 +50,14 @@ class UserAdmin(DjangoUserAdmin):
             },
         ),
     )
+
+    actions = ["rotate_webhook_secret"]
+
+    @admin.action(description="Rotate the webhook secret of the selected merchants (shown once)")
+    def rotate_webhook_secret(self, request, queryset) -> None:
+        for merchant in queryset.filter(role=User.Role.MERCHANT):
+            secret = merchant_webhook_secret_rotate(merchant=merchant)
+            self.message_user(request, f"New webhook secret for {merchant.user_id}: {secret} (it is not shown again)")
 
     @admin.display(description="Phone")
     def phone(self, obj: User) -> str:

@@ -28,6 +28,11 @@ def generate_user_id() -> str:
     return f"usr-{secrets.token_hex(6)}"
 
 
+def generate_webhook_secret() -> str:
+    """A new merchant webhook secret like ``whsec_…`` (256 bits)."""
+    return f"whsec_{secrets.token_urlsafe(32)}"
+
+
 def default_credit_limit() -> Decimal:
     return settings.BNPL_DEFAULT_CREDIT_LIMIT
 
@@ -70,6 +75,9 @@ class User(AbstractUser):
     card_first6 = models.CharField(max_length=6, blank=True)
     card_last4 = models.CharField(max_length=4, blank=True)
     card_token = models.CharField(max_length=64, blank=True)
+    # Merchants sign their refund-status webhooks with this (HMAC-SHA256); encrypted at rest
+    # and shown in clear only once, when made.
+    webhook_secret = EncryptedTextField(blank=True, default="")
 
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)

@@ -4,7 +4,7 @@ from django.db import IntegrityError, transaction
 
 from accounts.cards import card_tokenize, normalize_card_number
 from accounts.errors import UserIdTaken, UsernameTaken
-from accounts.models import User, generate_user_id
+from accounts.models import User, generate_user_id, generate_webhook_secret
 
 
 @transaction.atomic
@@ -40,6 +40,8 @@ def user_register(
     )
     if card_number:
         _set_card(user, card_number)
+    if role == User.Role.MERCHANT:
+        user.webhook_secret = generate_webhook_secret()
     user.set_password(password)
     try:
         # A savepoint, so the losing side of a race can still answer cleanly.
@@ -58,3 +60,11 @@ def _set_card(user: User, card_number: str) -> None:
     user.card_first6 = details.first6
     user.card_last4 = details.last4
     user.card_token = details.token
+
+
+def merchant_webhook_secret_rotate(*, merchant: User) -> str:
+    """Give ``merchant`` a new webhook secret and return it: the only time it is shown."""
+    secret = generate_webhook_secret()
+    merchant.webhook_secret = secret
+    merchant.save(update_fields=["webhook_secret", "updated_at"])
+    return secret

@@ -73,14 +73,15 @@ def setup_django(url: str) -> None:
 
 
 SEED_SQL = """
-TRUNCATE bnpl_reminder, bnpl_latefee, bnpl_installment, bnpl_sweeprun, payments_posting,
+TRUNCATE refunds_refundevent, refunds_refund, payments_paymentallocation, payments_payment,
+         payments_idempotencykey, bnpl_reminder, bnpl_latefee, bnpl_installment, bnpl_sweeprun, payments_posting,
          payments_journalentry, bnpl_plan, accounts_user RESTART IDENTITY CASCADE;
 
 INSERT INTO accounts_user (password, is_superuser, username, email, is_staff, is_active, date_joined,
     user_id, full_name, role, status, credit_limit, phone_number, passport_number,
-    card_brand, card_first6, card_last4, card_token, created_at, updated_at)
+    card_brand, card_first6, card_last4, card_token, webhook_secret, created_at, updated_at)
 SELECT '!', false, 'bench-' || g, '', false, true, now(), 'bench-' || g, '',
-       CASE WHEN g = 0 THEN 'MERCHANT' ELSE 'CUSTOMER' END, 'NORMAL', 0, '', '', '', '', '', '', now(), now()
+       CASE WHEN g = 0 THEN 'MERCHANT' ELSE 'CUSTOMER' END, 'NORMAL', 0, '', '', '', '', '', '', '', now(), now()
 FROM generate_series(0, %(customers)s) AS g;
 
 INSERT INTO bnpl_plan (customer_id, merchant_id, total_amount, currency, installment_count, frequency,

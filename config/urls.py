@@ -5,17 +5,20 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
 from config import health
+from refunds.webhooks import refund_status_webhook
 
 api_v1 = [
     path("", include("accounts.api.urls")),
     path("", include("bnpl.api.urls")),
     path("", include("payments.api.urls")),
+    path("", include("refunds.api.urls")),
 ]
 
 urlpatterns = [
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
     path("api/v1/", include(api_v1)),
+    path("webhook/refund-status/", refund_status_webhook, name="refund-status-webhook"),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("swagger/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
     path("redoc/", SpectacularRedocView.as_view(url_name="schema"), name="redoc"),

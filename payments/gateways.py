@@ -35,6 +35,10 @@ class Gateway(Protocol):
         """Charge the card behind ``card_token``; the same ``idempotency_key`` charges at most once."""
         ...
 
+    def refund(self, *, amount: Decimal, currency: str, card_token: str, idempotency_key: str) -> ChargeResult:
+        """Pay ``amount`` back to the card; the same ``idempotency_key`` pays at most once."""
+        ...
+
 
 class FakeGateway:
     """Deterministic stand-in for a card network: a card ending 0002 is declined
@@ -50,6 +54,12 @@ class FakeGateway:
         if last4 in self.DECLINES:
             return ChargeResult(FAILED, self.DECLINES[last4], reference)
         return ChargeResult(SUCCEEDED, "", reference)
+
+    def refund(self, *, amount: Decimal, currency: str, card_token: str, idempotency_key: str) -> ChargeResult:
+        """Refunds to a known card always go through."""
+        if not User.objects.filter(card_token=card_token).exists():
+            return ChargeResult(FAILED, "invalid_card_token")
+        return ChargeResult(SUCCEEDED, "", "fake_refund_" + hashlib.sha256(idempotency_key.encode()).hexdigest()[:20])
 
 
 @cache

@@ -74,7 +74,7 @@ class NoPaymentMethod(DomainError):
     default_detail = "The customer has no card on file to charge."
 
 
-def _reserved(*, installment_ids=(), fee_ids=()) -> tuple[dict[int, Decimal], dict[int, Decimal]]:
+def payment_reservations(*, installment_ids=(), fee_ids=()) -> tuple[dict[int, Decimal], dict[int, Decimal]]:
     """Amounts that PENDING payments have already claimed, per installment and per fee."""
     pending = PaymentAllocation.objects.filter(payment__status=Payment.Status.PENDING).filter(
         Q(installment_id__in=list(installment_ids)) | Q(late_fee_id__in=list(fee_ids))
@@ -98,7 +98,7 @@ def _payable_targets(plan: Plan, installment_id: int | None) -> list[tuple[str, 
         fees = []
     else:
         fees = list(plan.late_fees.filter(status=LateFee.Status.DUE).order_by("id"))
-    held_i, held_f = _reserved(installment_ids=[i.pk for i in installments], fee_ids=[f.pk for f in fees])
+    held_i, held_f = payment_reservations(installment_ids=[i.pk for i in installments], fee_ids=[f.pk for f in fees])
     overdue = [i for i in installments if i.status == Installment.Status.OVERDUE]
     upcoming = [i for i in installments if i.status == Installment.Status.UPCOMING]
     targets = [("installment", i, i.amount_remaining - held_i.get(i.pk, ZERO)) for i in overdue]

@@ -88,3 +88,12 @@ class MeOut(UserOut):
     email = serializers.EmailField()
     credit_limit = serializers.DecimalField(max_digits=12, decimal_places=2)
     card_brand = serializers.CharField()
+
+
+class RegisteredOut(MeOut):
+    """The new profile; a merchant also gets its webhook secret, shown this once."""
+
+    webhook_secret = serializers.SerializerMethodField()
+
+    def get_webhook_secret(self, user: User) -> str | None:
+        return user.webhook_secret if user.is_merchant else None

@@ -9,7 +9,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 from rest_framework_simplejwt import views as jwt_views
 
-from accounts.api.serializers import MeOut, RegisterIn, UserOut
+from accounts.api.serializers import MeOut, RegisteredOut, RegisterIn, UserOut
 from accounts.models import User
 from accounts.selectors import user_get_for, user_list_for
 from accounts.services import user_register
@@ -41,7 +41,7 @@ class RegisterView(APIView):
         operation_id="auth_register",
         summary="Register a customer or merchant",
         request=RegisterIn,
-        responses={201: MeOut, **problems(400, 409, 413, 415)},
+        responses={201: RegisteredOut, **problems(400, 409, 413, 415)},
         examples=[
             OpenApiExample(
                 "Customer",
@@ -57,7 +57,9 @@ class RegisterView(APIView):
                 },
                 request_only=True,
             ),
-            OpenApiExample("Registered", value=ME_EXAMPLE, response_only=True, status_codes=["201"]),
+            OpenApiExample(
+                "Registered", value=ME_EXAMPLE | {"webhook_secret": None}, response_only=True, status_codes=["201"]
+            ),
             VALIDATION_EXAMPLE,
         ],
     )
@@ -65,7 +67,7 @@ class RegisterView(APIView):
         body = RegisterIn(data=request.data)
         body.is_valid(raise_exception=True)
         user = user_register(**body.validated_data)
-        return Response(MeOut(user).data, status=201)
+        return Response(RegisteredOut(user).data, status=201)
 
 
 TOKEN_PAIR_EXAMPLE = OpenApiExample(

@@ -56,6 +56,7 @@ DEMO_USERS = [
         "full_name": "Demo Electronics LLC",
         "phone_number": "+998712000001",
         "email": "merchant-001@example.com",
+        "webhook_secret": "whsec_demo_merchant_001",
     },
 ]
 
@@ -94,10 +95,13 @@ class Command(BaseCommand):
     def _ensure_user(spec: dict) -> bool:
         if User.objects.filter(user_id=spec["user_id"]).exists():
             return False
-        fields = {k: v for k, v in spec.items() if k != "credit_limit"}
+        fields = {k: v for k, v in spec.items() if k not in ("credit_limit", "webhook_secret")}
         user = user_register(username=spec["user_id"], password=DEMO_PASSWORD, **fields)
-        if "credit_limit" in spec:
-            User.objects.filter(pk=user.pk).update(credit_limit=spec["credit_limit"])
+        # Demo-only values a user cannot register with: a higher limit, a well-known secret.
+        for name in ("credit_limit", "webhook_secret"):
+            if name in spec:
+                setattr(user, name, spec[name])
+        user.save()
         return True
 
     @staticmethod

@@ -1,0 +1,46 @@
+"""Refunds in the admin: read-only rows, decisions through the same service as the webhook."""
+
+from django.contrib import admin, messages
+
+from config.admin import ReadOnlyAdmin
+from refunds.models import Refund, RefundEvent
+from refunds.services import RefundExceedsPlan, refund_status_apply
+
+
+class RefundEventInline(admin.TabularInline):
+    model = RefundEvent
+    fields = ("requested_status", "source", "outcome", "created_at")
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(Refund)
+class RefundAdmin(ReadOnlyAdmin):
+    list_display = ("transaction_id", "plan", "merchant", "amount", "status", "payout_status", "created_at")
+    list_filter = ("status", "payout_status", "currency")
+    search_fields = ("transaction_id", "=plan__id", "merchant__user_id", "customer__user_id")
+    date_hierarchy = "created_at"
+    list_select_related = ("plan", "merchant")
+    inlines = [RefundEventInline]
+    actions = ["approve", "reject"]
+
+    def _decide(self, request, queryset, status: str) -> None:
+        for refund in queryset:
+            try:
+                refund_status_apply(refund_id=refund.pk, status=status, source="operator", actor=request.user)
+            except RefundExceedsPlan as exc:
+                self.message_user(request, f"{refund.transaction_id}: {exc.detail}", messages.ERROR)
+                continue
+            self.message_user(request, f"{refund.transaction_id}: {status.lower()}")
+
+    @admin.action(description="Approve the selected refunds")
+    def approve(self, request, queryset) -> None:
+        self._decide(request, queryset, Refund.Status.APPROVED)
+
+    @admin.action(description="Reject the selected refunds")
+    def reject(self, request, queryset) -> None:
+        self._decide(request, queryset, Refund.Status.REJECTED)

@@ -1,0 +1,31 @@
+from rest_framework import serializers
+
+from config.money import MoneyField
+from refunds.models import Refund
+
+AMOUNT = {"max_digits": 12, "decimal_places": 2}
+
+
+class RefundCreateIn(serializers.Serializer):
+    plan_id = serializers.IntegerField(min_value=1)
+    transaction_id = serializers.CharField(max_length=128, help_text="Your id for this refund; one refund per id.")
+    amount = MoneyField()
+    reason = serializers.CharField(max_length=500, required=False, allow_blank=True, default="")
+    user_id = serializers.CharField(max_length=64, required=False, help_text="If given, must be the plan's customer.")
+
+
+class RefundOut(serializers.Serializer):
+    id = serializers.IntegerField()
+    plan_id = serializers.IntegerField()
+    transaction_id = serializers.CharField()
+    user_id = serializers.CharField(source="customer.user_id")
+    merchant_id = serializers.CharField(source="merchant.user_id")
+    amount = serializers.DecimalField(**AMOUNT)
+    currency = serializers.CharField()
+    reason = serializers.CharField()
+    status = serializers.ChoiceField(choices=Refund.Status.choices)
+    applied_amount = serializers.DecimalField(**AMOUNT, help_text="Taken off unpaid installments.")
+    payout_amount = serializers.DecimalField(**AMOUNT, help_text="Paid back to the customer's card.")
+    payout_status = serializers.ChoiceField(choices=Refund.PayoutStatus.choices)
+    created_at = serializers.DateTimeField()
+    decided_at = serializers.DateTimeField(allow_null=True)

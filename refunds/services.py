@@ -1,0 +1,233 @@
+"""Refunds: request, decide (webhook or operator), apply to the plan, pay the rest back.
+
+Lock order, as everywhere: the plan row first, then its installments, then the customer.
+"""
+
+import logging
+from decimal import Decimal
+
+from django.db import IntegrityError, transaction
+from django.db.models import Sum
+from django.utils import timezone
+
+from accounts.models import User
+from bnpl.models import Installment, LateFee, Plan
+from bnpl.selectors import plan_get_for_update
+from config.metrics import counter_incr
+from config.money import ZERO
+from config.problems import DomainError, FieldInvalid
+from payments.gateways import get_gateway
+from payments.ledger import CUSTOMER_RECEIVABLE, GATEWAY_CLEARING, MERCHANT_PAYABLE, Leg, ledger_post
+from payments.models import JournalEntry
+from payments.services import payment_reservations
+from refunds.models import Refund, RefundEvent
+
+logger = logging.getLogger(__name__)
+
+WEBHOOK_STATUSES = {
+    "processing": Refund.Status.PROCESSING,
+    "approved": Refund.Status.APPROVED,
+    "rejected": Refund.Status.REJECTED,
+    "failed": Refund.Status.REJECTED,
+}
+ALLOWED = {
+    Refund.Status.PENDING: {Refund.Status.PROCESSING, Refund.Status.APPROVED, Refund.Status.REJECTED},
+    Refund.Status.PROCESSING: {Refund.Status.APPROVED, Refund.Status.REJECTED},
+}
+COUNTED = (Refund.Status.PENDING, Refund.Status.PROCESSING, Refund.Status.APPROVED)
+
+
+class RefundExceedsPlan(DomainError):
+    status_code = 422
+    code = "refund_exceeds_plan"
+    title = "Refund above the plan total"
+    default_detail = "The plan total minus refunds approved or pending is smaller than this refund."
+
+
+class TransactionIdConflict(DomainError):
+    status_code = 409
+    code = "transaction_id_conflict"
+    title = "Transaction id already used"
+    default_detail = "This transaction_id names another refund (other plan or amount)."
+
+
+def _refundable(plan: Plan, *, counted=COUNTED, excluding: int | None = None) -> Decimal:
+    """The plan total minus the refunds in ``counted`` states (other than ``excluding``)."""
+    refunds = Refund.objects.filter(plan=plan, status__in=counted).exclude(pk=excluding)
+    return plan.total_amount - (refunds.aggregate(total=Sum("amount"))["total"] or ZERO)
+
+
+def refund_request(
+    *, plan_id: int, transaction_id: str, amount: Decimal, reason: str, requester: User, user_id: str | None = None
+) -> tuple[Refund, bool]:
+    """Ask for a refund on a plan; ``(refund, created)``. The same ``transaction_id`` with the
+    same plan and amount returns the existing refund (created False).
+
+    Raises Plan.DoesNotExist, FieldInvalid (user_id), TransactionIdConflict (409),
+    RefundExceedsPlan (422).
+    """
+    try:
+        with transaction.atomic():
+            return _refund_request(plan_id, transaction_id, amount, reason, requester, user_id)
+    except IntegrityError:
+        # Another request with this transaction_id (on another plan) won the race.
+        return _existing(requester, plan_id, transaction_id, amount), False
+
+
+def _existing(requester: User, plan_id: int, transaction_id: str, amount: Decimal) -> Refund:
+    plan = Plan.objects.get(pk=plan_id)
+    refund = Refund.objects.get(merchant_id=plan.merchant_id, transaction_id=transaction_id)
+    if refund.plan_id != plan_id or refund.amount != amount:
+        raise TransactionIdConflict()
+    return refund
+
+
+def _refund_request(plan_id, transaction_id, amount, reason, requester, user_id) -> tuple[Refund, bool]:
+    plan = plan_get_for_update(pk=plan_id)
+    customer = User.objects.get(pk=plan.customer_id)
+    if user_id and user_id != customer.user_id:
+        raise FieldInvalid("user_id", "This is not the plan's customer.")
+    if Refund.objects.filter(merchant_id=plan.merchant_id, transaction_id=transaction_id).exists():
+        return _existing(requester, plan_id, transaction_id, amount), False
+    available = _refundable(plan)
+    if amount > available:
+        raise RefundExceedsPlan(
+            f"At most {available} {plan.currency} can still be refunded on this plan.", refundable=str(available)
+        )
+    refund = Refund.objects.create(
+        plan=plan,
+        merchant_id=plan.merchant_id,
+        customer=customer,
+        requested_by=requester,
+        transaction_id=transaction_id,
+        amount=amount,
+        currency=plan.currency,
+        reason=reason,
+    )
+    return refund, True
+
+
+def refund_status_apply(*, refund_id: int, status: str, source: str, actor: User | None = None) -> Refund:
+    """Move a refund to ``status`` (a Refund.Status); APPROVED applies it to the plan.
+
+    Idempotent: a terminal refund never changes; a repeated or out-of-order status is
+    recorded and ignored. Raises RefundExceedsPlan when approving would refund more than
+    the plan's total (the refund is left as it was).
+    """
+    refund = _status_apply(refund_id=refund_id, status=status, source=source, actor=actor)
+    if refund.payout_status == Refund.PayoutStatus.PENDING:
+        refund = refund_payout(refund_id=refund.pk)
+    return refund
+
+
+@transaction.atomic
+def _status_apply(*, refund_id: int, status: str, source: str, actor: User | None) -> Refund:
+    plan = plan_get_for_update(refunds__id=refund_id)
+    refund = Refund.objects.get(pk=refund_id)  # re-read under the plan's lock
+    if refund.status == status:
+        RefundEvent.objects.create(refund=refund, requested_status=status, source=source, outcome="duplicate")
+        return refund
+    if status not in ALLOWED.get(refund.status, set()):
+        logger.warning("Refund %s: %s -> %s ignored", refund.pk, refund.status, status)
+        RefundEvent.objects.create(
+            refund=refund, requested_status=status, source=source, outcome=f"ignored: from {refund.status}"
+        )
+        return refund
+    if status == Refund.Status.APPROVED:
+        _apply_to_plan(refund, plan)
+    refund.status = status
+    if refund.is_terminal:
+        refund.decided_at, refund.decided_by = timezone.now(), actor
+        counter_incr("refunds_processed_total", status=status)
+    refund.save()
+    RefundEvent.objects.create(refund=refund, requested_status=status, source=source, outcome="applied")
+    return refund
+
+
+def _apply_to_plan(refund: Refund, plan: Plan) -> None:
+    """Lower unpaid installments from the last one backwards; what is left is paid back."""
+    # Against what is already approved: a pending one may still be rejected.
+    if refund.amount > _refundable(plan, counted=(Refund.Status.APPROVED,), excluding=refund.pk):
+        raise RefundExceedsPlan()
+    installments = list(
+        plan.installments.filter(status__in=(Installment.Status.UPCOMING, Installment.Status.OVERDUE)).order_by(
+            "-sequence"
+        )
+    )
+    # Cents a pending payment has reserved are not refundable from the installment.
+    held, _ = payment_reservations(installment_ids=[i.pk for i in installments])
+    left = refund.amount
+    for installment in installments:
+        removable = installment.amount_remaining - held.get(installment.pk, ZERO)
+        if left <= 0 or removable <= 0:
+            continue
+        cut = min(left, removable)
+        left -= cut
+        installment.amount_due -= cut
+        if installment.amount_due == installment.amount_paid:
+            installment.status = Installment.Status.CANCELLED  # the refund removed all that was left
+        installment.save()
+    refund.applied_amount = refund.amount - left
+    refund.payout_amount = left
+    refund.payout_status = Refund.PayoutStatus.PENDING if left > 0 else Refund.PayoutStatus.NONE
+    ledger_post(
+        kind=JournalEntry.Kind.REFUND_APPLIED,
+        plan_id=plan.pk,
+        memo=f"Refund {refund.transaction_id} applied to unpaid installments",
+        legs=[
+            Leg(MERCHANT_PAYABLE, refund.applied_amount, plan.currency, plan.pk, plan.merchant_id),
+            Leg(CUSTOMER_RECEIVABLE, -refund.applied_amount, plan.currency, plan.pk, plan.customer_id),
+        ],
+    )
+    _plan_close_if_settled(plan)
+    if not Installment.objects.filter(customer_id=plan.customer_id, status=Installment.Status.OVERDUE).exists():
+        User.objects.filter(pk=plan.customer_id, status=User.Status.DEBT_USER).update(status=User.Status.NORMAL)
+
+
+def _plan_close_if_settled(plan: Plan) -> None:
+    open_ = plan.installments.filter(status__in=(Installment.Status.UPCOMING, Installment.Status.OVERDUE))
+    if open_.exists() or plan.late_fees.filter(status=LateFee.Status.DUE).exists():
+        return
+    never_paid = not plan.installments.filter(amount_paid__gt=0).exists()
+    plan.status = Plan.Status.CANCELLED if never_paid else Plan.Status.COMPLETED
+    plan.save(update_fields=["status", "updated_at"])
+
+
+def refund_payout(*, refund_id: int) -> Refund:
+    """Pay an approved refund's remainder back to the customer's card, once.
+
+    The gateway is called with no lock held and a key made from the refund, so a repeated
+    call never pays twice; the ledger entry is posted when the gateway says it is paid.
+    """
+    refund = Refund.objects.select_related("customer").get(pk=refund_id)
+    if refund.payout_status != Refund.PayoutStatus.PENDING:
+        return refund
+    result = get_gateway().refund(
+        amount=refund.payout_amount,
+        currency=refund.currency,
+        card_token=refund.customer.card_token,
+        idempotency_key=f"refund_payout_{refund.pk}",
+    )
+    with transaction.atomic():
+        plan = plan_get_for_update(pk=refund.plan_id)
+        refund = Refund.objects.get(pk=refund_id)
+        if refund.payout_status != Refund.PayoutStatus.PENDING:
+            return refund
+        refund.payout_reference = result.reference
+        if not result.succeeded:
+            refund.payout_status = Refund.PayoutStatus.FAILED
+            refund.save(update_fields=["payout_status", "payout_reference", "updated_at"])
+            logger.error("Refund %s payout failed: %s", refund.pk, result.decline_code)
+            return refund
+        refund.payout_status = Refund.PayoutStatus.PAID
+        refund.save(update_fields=["payout_status", "payout_reference", "updated_at"])
+        ledger_post(
+            kind=JournalEntry.Kind.REFUND_PAYOUT,
+            plan_id=plan.pk,
+            memo=f"Refund {refund.transaction_id} paid back to the customer",
+            legs=[
+                Leg(MERCHANT_PAYABLE, refund.payout_amount, plan.currency, plan.pk, plan.merchant_id),
+                Leg(GATEWAY_CLEARING, -refund.payout_amount, plan.currency, plan.pk, plan.customer_id),
+            ],
+        )
+    return refund

@@ -1,0 +1,138 @@
+"""The merchant's refund-status webhook: signature check, then queue (or apply at once).
+
+``BNPL-Merchant: <merchant user_id>`` and ``BNPL-Signature: t=<unix seconds>,v1=<hex>``
+where v1 is HMAC-SHA256 of ``"<t>.<raw body>"`` with the merchant's webhook secret.
+Several ``v1=`` may be sent (a secret being rotated); any match passes, compared in
+constant time. A timestamp more than 300 s away is refused (replays).
+"""
+
+import hashlib
+import hmac
+import json
+import logging
+import time
+
+from django.conf import settings
+from django.http import JsonResponse
+from django.utils import timezone
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_POST
+from kombu.exceptions import OperationalError as BrokerError
+
+from accounts.models import User
+from config.celery import app
+from config.problems import problem_response
+from refunds.models import Refund
+from refunds.services import WEBHOOK_STATUSES, RefundExceedsPlan, refund_status_apply
+from refunds.tasks import refund_status_apply_task
+
+logger = logging.getLogger(__name__)
+
+TOLERANCE_SECONDS = 300
+
+
+def sign(secret: str, timestamp: int, body: bytes) -> str:
+    """The v1 signature of ``body`` at ``timestamp`` (what merchants compute too)."""
+    return hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
+
+
+def _parse_signature(header: str) -> tuple[int, list[str]] | None:
+    timestamp, signatures = None, []
+    for part in header.split(","):
+        name, _, value = part.strip().partition("=")
+        if name == "t" and value.isdigit():
+            timestamp = int(value)
+        elif name == "v1" and value:
+            signatures.append(value)
+    return (timestamp, signatures) if timestamp is not None and signatures else None
+
+
+def verify(merchant: User | None, header: str, body: bytes, now: float) -> str | None:
+    """None when the signature is good; else why not."""
+    if merchant is None or not merchant.webhook_secret:
+        return "Unknown merchant."
+    parsed = _parse_signature(header)
+    if parsed is None:
+        return "Missing or malformed BNPL-Signature."
+    timestamp, signatures = parsed
+    if abs(now - timestamp) > TOLERANCE_SECONDS:
+        return "The signature's timestamp is too old or in the future."
+    expected = sign(merchant.webhook_secret, timestamp, body)
+    if not any(hmac.compare_digest(expected, candidate) for candidate in signatures):
+        return "The signature does not match."
+    return None
+
+
+def _enqueue(refund_id: int, status: str) -> bool:
+    """Queue the change for a worker; False when the broker cannot be reached (or eager mode)."""
+    if settings.CELERY_TASK_ALWAYS_EAGER:
+        return False
+    try:
+        with app.connection_for_write() as connection:
+            refund_status_apply_task.apply_async(
+                (refund_id, status),
+                connection=connection,
+                retry=True,
+                retry_policy={"max_retries": 1, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.2},
+            )
+    except (BrokerError, OSError):
+        logger.warning("Broker unreachable: refund %s processed synchronously", refund_id)
+        return False
+    return True
+
+
+@csrf_exempt
+@require_POST
+def refund_status_webhook(request):
+    """``POST /webhook/refund-status/``: 401 bad signature, 400 bad body, 404 unknown refund, else 200."""
+    body = request.body
+    merchant = User.objects.filter(
+        user_id=request.headers.get("BNPL-Merchant", ""), role=User.Role.MERCHANT, is_active=True
+    ).first()
+    problem = verify(merchant, request.headers.get("BNPL-Signature", ""), body, time.time())
+    if problem:
+        return problem_response(status=401, code="invalid_signature", detail=problem)
+    try:
+        payload = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        return problem_response(status=400, code="parse_error", detail="The body is not valid JSON.")
+    errors = {}
+    if not isinstance(payload, dict):
+        errors["non_field_errors"] = ["Expected a JSON object."]
+        payload = {}
+    if not isinstance(payload.get("refund_id"), str) or not payload.get("refund_id"):
+        errors["refund_id"] = ["The refund's transaction_id, as a string."]
+    if payload.get("status") not in WEBHOOK_STATUSES:
+        errors["status"] = [f"One of: {', '.join(WEBHOOK_STATUSES)}."]
+    reference = payload.get("merchant_reference", "")
+    if not isinstance(reference, str) or len(reference) > 128:
+        errors["merchant_reference"] = ["A string of at most 128 characters."]
+    if errors:
+        return problem_response(
+            status=400,
+            code="validation_error",
+            title="Invalid request",
+            detail=f"Invalid input: {', '.join(sorted(errors))}.",
+            errors=errors,
+        )
+    refund = Refund.objects.filter(merchant=merchant, transaction_id=payload["refund_id"]).first()
+    if refund is None:
+        return problem_response(status=404, code="not_found", detail="This merchant has no refund with this id.")
+    if reference and not refund.merchant_reference:
+        Refund.objects.filter(pk=refund.pk, merchant_reference="").update(merchant_reference=reference)
+    status = WEBHOOK_STATUSES[payload["status"]]
+    mode = "async"
+    if not _enqueue(refund.pk, status):
+        mode = "sync"
+        try:
+            refund_status_apply(refund_id=refund.pk, status=status, source="webhook")
+        except RefundExceedsPlan as exc:
+            return problem_response(status=422, code=exc.code, title=exc.title, detail=exc.detail)
+    return JsonResponse(
+        {
+            "refund_id": refund.transaction_id,
+            "status": payload["status"],
+            "processing_mode": mode,
+            "processed_at": timezone.now().isoformat(),
+        }
+    )
