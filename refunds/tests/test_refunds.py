@@ -284,3 +284,35 @@ def test_processed_refunds_are_counted_by_status(make_plan, merchant, django_cap
     with django_capture_on_commit_callbacks(execute=True):
         refund_status_apply(refund_id=refund.pk, status="REJECTED", source="operator")
     assert counter_value("refunds_processed_total", status="REJECTED") == before + 1
+
+
+def test_refund_creation_honours_idempotency_key(as_user, make_plan, merchant):
+    plan = make_plan(merchant=merchant)
+    client = as_user(merchant)
+    body = {"plan_id": plan.pk, "transaction_id": "rf-key", "amount": "10.00"}
+
+    first = client.post(REFUNDS, body, format="json", HTTP_IDEMPOTENCY_KEY="refund-key")
+    again = client.post(REFUNDS, body, format="json", HTTP_IDEMPOTENCY_KEY="refund-key")
+    other = client.post(REFUNDS, body | {"amount": "11.00"}, format="json", HTTP_IDEMPOTENCY_KEY="refund-key")
+
+    assert (first.status_code, again.status_code, other.status_code) == (201, 201, 422)
+    assert again["Idempotent-Replayed"] == "true"
+    assert Refund.objects.count() == 1
+
+
+def test_operator_rotates_a_merchant_webhook_secret_in_the_admin(merchant, operator):
+    from django.test import Client
+
+    client = Client()
+    client.force_login(operator)
+    old = merchant.webhook_secret
+
+    response = client.post(
+        "/admin/accounts/user/", {"action": "rotate_webhook_secret", "_selected_action": [merchant.pk]}, follow=True
+    )
+
+    merchant.refresh_from_db()
+    assert merchant.webhook_secret != old
+    assert merchant.webhook_secret.startswith("whsec_")
+    assert merchant.webhook_secret in response.content.decode()  # shown this once
+    assert merchant.webhook_secret not in client.get(f"/admin/accounts/user/{merchant.pk}/change/").content.decode()
