@@ -7,7 +7,8 @@ Formats: phone ``+998****4567`` (``+``, first 3 digits, ``****``, last 4), passp
 
 import re
 
-_CARD_RUN = re.compile(r"(?<![\w+])(?:\d[ -]?){12,18}\d(?![\w])")
+# Not inside a decimal number (1.404780840002786e-05 is a float, not a card).
+_CARD_RUN = re.compile(r"(?<![\w+])(?<!\d\.)(?:\d[ -]?){12,18}\d(?!\w)(?!\.\d)")
 _PHONE = re.compile(r"\+\d{8,15}(?!\d)")
 # Passport numbers as issued in the region: two letters and six to nine digits.
 _PASSPORT = re.compile(r"\b[A-Z]{2}\d{6,9}\b")

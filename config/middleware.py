@@ -72,6 +72,7 @@ class ProblemDetailsMiddleware:
         response = self.get_response(request)
         if (
             response.status_code >= 400
+            and not getattr(response, "keep_error_page", False)  # a page that explains itself (the dashboard)
             and not response.get("Content-Type", "").startswith((PROBLEM_CONTENT_TYPE, "application/json"))
             and _wants_problem(request)
         ):

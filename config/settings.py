@@ -56,6 +56,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "config.metrics.MetricsMiddleware",
     "config.middleware.RequestIdMiddleware",
     "config.middleware.ProblemDetailsMiddleware",
     "config.middleware.BodySizeLimitMiddleware",
@@ -192,6 +193,10 @@ EMAIL_HOST_PASSWORD = config("EMAIL_HOST_PASSWORD", default="")
 EMAIL_USE_TLS = config("EMAIL_USE_TLS", default=False, cast=bool)
 EMAIL_TIMEOUT = 10
 DEFAULT_FROM_EMAIL = config("DEFAULT_FROM_EMAIL", default="BNPL <no-reply@bnpl.local>")
+
+# --- Operations ---------------------------------------------------------------------------
+# Bearer token a Prometheus scraper may use for /metrics (operators can always read it).
+METRICS_TOKEN = config("METRICS_TOKEN", default="")
 
 # --- HTTP limits ------------------------------------------------------------------------
 # Bodies above this are answered 413 before any view reads them.

@@ -4,10 +4,12 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
-from config import health
+from config import dashboard, health
+from config.metrics import MetricsView
 from refunds.webhooks import refund_status_webhook
 
 api_v1 = [
+    path("health/", dashboard.health_dashboard, name="health-dashboard"),
     path("", include("accounts.api.urls")),
     path("", include("bnpl.api.urls")),
     path("", include("payments.api.urls")),
@@ -17,6 +19,7 @@ api_v1 = [
 urlpatterns = [
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
+    path("metrics", MetricsView.as_view(), name="metrics"),
     path("api/v1/", include(api_v1)),
     path("webhook/refund-status/", refund_status_webhook, name="refund-status-webhook"),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),

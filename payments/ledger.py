@@ -127,3 +127,11 @@ def receivable_by_plan() -> dict[int, Decimal]:
         .annotate(total=Sum("amount"))
     )
     return {row["plan_id"]: row["total"] for row in rows}
+
+
+def posted_total(*, kinds: list[str], account: str, plans) -> Decimal:
+    """Sum of the postings to ``account`` in entries of ``kinds`` for the ``plans`` queryset."""
+    total = Posting.objects.filter(entry__kind__in=kinds, account__code=account, plan__in=plans).aggregate(
+        total=Sum("amount")
+    )["total"]
+    return (total or Decimal("0")).quantize(Decimal("0.01"))

@@ -20,7 +20,6 @@ from django.utils import timezone
 from accounts.models import User
 from bnpl.models import Installment, LateFee, Plan
 from bnpl.selectors import plan_get_for_update
-from config.metrics import counter_incr
 from config.money import ZERO
 from config.problems import DomainError
 from payments.gateways import get_gateway
@@ -166,7 +165,6 @@ def _settle(*, payment_id: int, succeeded: bool, decline_code: str, reference: s
         payment.status = Payment.Status.FAILED
         payment.decline_code = decline_code or "declined"
         payment.save(update_fields=["status", "decline_code", "gateway_reference", "completed_at"])
-        counter_incr("payments_failed_total")
         return payment
 
     for allocation in payment.allocations.select_related("installment", "late_fee"):
@@ -190,7 +188,6 @@ def _settle(*, payment_id: int, succeeded: bool, decline_code: str, reference: s
     )
     _plan_complete_if_settled(plan)
     _customer_restore_if_clear(payment.customer_id)
-    counter_incr("payments_succeeded_total")
     return payment
 
 

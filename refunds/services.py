@@ -13,7 +13,6 @@ from django.utils import timezone
 from accounts.models import User
 from bnpl.models import Installment, LateFee, Plan
 from bnpl.selectors import plan_get_for_update
-from config.metrics import counter_incr
 from config.money import ZERO
 from config.problems import DomainError, FieldInvalid
 from payments.gateways import get_gateway
@@ -138,7 +137,6 @@ def _status_apply(*, refund_id: int, status: str, source: str, actor: User | Non
     refund.status = status
     if refund.is_terminal:
         refund.decided_at, refund.decided_by = timezone.now(), actor
-        counter_incr("refunds_processed_total", status=status)
     refund.save()
     RefundEvent.objects.create(refund=refund, requested_status=status, source=source, outcome="applied")
     return refund

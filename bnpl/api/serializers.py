@@ -87,3 +87,19 @@ class DebtStatusOut(serializers.Serializer):
     fees_due = serializers.DecimalField(**AMOUNT)
     overdue_by_bucket = serializers.DictField(child=serializers.DecimalField(**AMOUNT))
     overdue_installments = OverdueInstallmentOut(many=True)
+
+
+class AnalyticsOut(serializers.Serializer):
+    total_revenue = serializers.DecimalField(**AMOUNT, help_text="Collected through successful payments.")
+    outstanding = serializers.DecimalField(**AMOUNT, help_text="Unpaid installments and late fees due.")
+    overdue_installments = serializers.IntegerField()
+    overdue_amount = serializers.DecimalField(**AMOUNT)
+    overdue_by_bucket = serializers.DictField(
+        child=serializers.IntegerField(), help_text="Overdue installments by days past due."
+    )
+    success_rate = serializers.FloatField(
+        allow_null=True,
+        help_text="Share of installments paid on time among those that have fallen due (cancelled ones left out).",
+    )
+    refunds_total = serializers.DecimalField(**AMOUNT, help_text="Approved refunds: applied and paid back.")
+    plans_by_status = serializers.DictField(child=serializers.IntegerField())

@@ -10,5 +10,6 @@ router.register("late-fees", views.LateFeeViewSet, basename="late-fee")
 
 urlpatterns = [
     path("debt/<str:user_id>/", views.DebtStatusView.as_view(), name="debt-status"),
+    path("analytics/dashboard/", views.AnalyticsView.as_view(), name="analytics-dashboard"),
     *router.urls,
 ]

@@ -2,7 +2,7 @@
 
 from django.http import Http404
 from django_filters import rest_framework as filters
-from drf_spectacular.utils import OpenApiExample, extend_schema
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema
 from rest_framework import mixins, viewsets
 from rest_framework.decorators import action
 from rest_framework.request import Request
@@ -12,7 +12,9 @@ from rest_framework.views import APIView
 from accounts.models import User
 from accounts.permissions import HasRole
 from accounts.selectors import user_get_for
+from bnpl.analytics import merchant_dashboard
 from bnpl.api.serializers import (
+    AnalyticsOut,
     DebtStatusOut,
     InstallmentOut,
     LateFeeOut,
@@ -238,3 +240,39 @@ class DebtStatusView(APIView):
         if not user.is_customer:
             raise Http404("Debt status exists for customers only.")
         return Response(DebtStatusOut(debt_status_for(customer=user)).data)
+
+
+ANALYTICS_EXAMPLE = {
+    "total_revenue": "1250.00",
+    "outstanding": "3400.00",
+    "overdue_installments": 2,
+    "overdue_amount": "200.00",
+    "overdue_by_bucket": {"1-30": 2, "31-60": 0, "61-90": 0, "90+": 0},
+    "success_rate": 0.9,
+    "refunds_total": "80.00",
+    "plans_by_status": {"ACTIVE": 12, "COMPLETED": 3, "CANCELLED": 1},
+}
+
+
+class AnalyticsView(APIView):
+    permission_classes = [HasRole.of(User.Role.MERCHANT, User.Role.OPERATOR)]
+
+    @extend_schema(
+        operation_id="analytics_dashboard",
+        summary="Merchant analytics: a merchant's own plans; an operator's all or one merchant's",
+        parameters=[
+            OpenApiParameter("merchant_id", str, description="Operators: one merchant's figures (its user_id).")
+        ],
+        responses={200: AnalyticsOut, **problems(401, 403, 404)},
+        examples=[OpenApiExample("Dashboard", value=ANALYTICS_EXAMPLE, response_only=True)],
+    )
+    def get(self, request: Request) -> Response:
+        plans = Plan.objects.all()
+        if request.user.is_merchant:
+            plans = plans.filter(merchant=request.user)
+        elif merchant_id := request.query_params.get("merchant_id"):
+            merchant = User.objects.filter(user_id=merchant_id, role=User.Role.MERCHANT).first()
+            if merchant is None:
+                raise Http404("No merchant has this user_id.")
+            plans = plans.filter(merchant=merchant)
+        return Response(AnalyticsOut(merchant_dashboard(plans=plans)).data)

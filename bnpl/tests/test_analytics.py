@@ -1,0 +1,75 @@
+"""Analytics against a fixture whose figures were worked out by hand (see the comments)."""
+
+from datetime import datetime, time, timedelta
+from decimal import Decimal
+
+import pytest
+import time_machine
+
+from accounts.tests.factories import MerchantFactory, UserFactory
+from bnpl.schedule import business_today
+from bnpl.services import overdue_sweep
+from payments.services import payment_collect
+from refunds.services import refund_request, refund_status_apply
+
+pytestmark = pytest.mark.django_db
+
+DASHBOARD = "/api/v1/analytics/dashboard/"
+
+
+@pytest.fixture
+def books(make_plan, operator):
+    today = business_today()
+    merchant = MerchantFactory()
+    # Plan A, 400.00 in 4: installment 1 paid the day before it was due (on time).
+    plan_a = make_plan(merchant=merchant, total="400.00", purchase_date=today - timedelta(days=40))
+    first_a = plan_a.installments.get(sequence=1)
+    with time_machine.travel(datetime.combine(first_a.due_date - timedelta(days=1), time(12)), tick=False):
+        payment_collect(plan_id=plan_a.pk, installment_id=first_a.pk, payer=plan_a.customer)
+    # Plan B, 100.00 in 4: installments 1 and 2 past due; 1 paid late, 2 still overdue.
+    plan_b = make_plan(merchant=merchant, total="100.00", purchase_date=today - timedelta(days=75))
+    overdue_sweep()
+    payment_collect(plan_id=plan_b.pk, installment_id=plan_b.installments.get(sequence=1).pk, payer=plan_b.customer)
+    # 50.00 refunded on A: taken off its last installment.
+    refund, _ = refund_request(
+        plan_id=plan_a.pk, transaction_id="a-1", amount=Decimal("50.00"), reason="", requester=merchant
+    )
+    refund_status_apply(refund_id=refund.pk, status="APPROVED", source="operator", actor=operator)
+    # Another merchant's plan, which must not count.
+    make_plan(total="999.00", purchase_date=today - timedelta(days=75))
+    overdue_sweep()
+    return merchant
+
+
+def test_merchant_dashboard_matches_the_hand_computed_figures(as_user, books):
+    body = as_user(books).get(DASHBOARD).json()
+
+    assert body == {
+        "total_revenue": "125.00",  # 100.00 (A #1) + 25.00 (B #1)
+        "outstanding": "325.00",  # A: 300.00 - 50.00 refunded; B: 75.00
+        "overdue_installments": 1,  # B #2
+        "overdue_amount": "25.00",
+        "overdue_by_bucket": {"1-30": 1, "31-60": 0, "61-90": 0, "90+": 0},
+        "success_rate": 0.3333,  # due: A #1 (on time), B #1 (late), B #2 (unpaid)
+        "refunds_total": "50.00",
+        "plans_by_status": {"ACTIVE": 2, "COMPLETED": 0, "CANCELLED": 0},
+    }
+
+
+def test_operator_sees_all_or_one_merchant(as_user, books, operator):
+    everyone = as_user(operator).get(DASHBOARD).json()
+    one = as_user(operator).get(DASHBOARD, {"merchant_id": books.user_id}).json()
+
+    assert everyone["plans_by_status"]["ACTIVE"] == 3
+    assert everyone["overdue_installments"] == 3  # the other merchant's plan adds two
+    assert one["total_revenue"] == "125.00"
+    assert as_user(operator).get(DASHBOARD, {"merchant_id": "nobody"}).status_code == 404
+
+
+def test_customers_may_not_see_analytics(as_user):
+    assert as_user(UserFactory()).get(DASHBOARD).status_code == 403
+
+
+def test_dashboard_takes_a_fixed_number_of_queries(as_user, books, django_assert_max_num_queries):
+    with django_assert_max_num_queries(9):
+        as_user(books).get(DASHBOARD)
