@@ -1,10 +1,14 @@
 """Demo data for local use: idempotent and deterministic; refused when DEBUG is off.
 
-Without options: the users of the README, a plan paid on time for ``usr-001`` and an
-overdue plan (with a late fee) that makes ``debt-user-001`` a DEBT_USER. ``--scale N``
-adds N customers with one plan each, inserted in bulk, for benchmarks.
+Without options: the users of the README; plans for ``usr-001`` (one installment paid,
+a pending and an approved refund), an overdue plan with a late fee that makes
+``debt-user-001`` a DEBT_USER, and ``usr-002`` whose card is declined (a failed payment),
+so the dashboard, the admin and the analytics all show something. ``--scale N`` adds N
+customers with one plan each, inserted in bulk, for benchmarks. It lives in ``refunds``,
+the top of the dependency chain, because it touches every app.
 """
 
+import contextlib
 import time
 from datetime import timedelta
 from decimal import Decimal
@@ -21,7 +25,10 @@ from bnpl.models import Installment, Plan
 from bnpl.schedule import build_schedule, business_today
 from bnpl.services import origination_legs, overdue_sweep, plan_create
 from payments.ledger import ledger_post_many
-from payments.models import JournalEntry
+from payments.models import JournalEntry, Payment
+from payments.services import PaymentDeclined, payment_collect
+from refunds.models import Refund
+from refunds.services import refund_request, refund_status_apply
 
 DEMO_PASSWORD = "demo12345"
 OPERATOR_USERNAME = "admin"
@@ -51,6 +58,14 @@ DEMO_USERS = [
         "card_number": "4242424242424242",
     },
     {
+        "user_id": "usr-002",
+        "role": User.Role.CUSTOMER,
+        "full_name": "Bobur Aliyev",
+        "phone_number": "+998909876543",
+        "email": "usr-002@example.com",
+        "card_number": "4000000000000002",  # the fake gateway declines it: the failed-payment example
+    },
+    {
         "user_id": MERCHANT_ID,
         "role": User.Role.MERCHANT,
         "full_name": "Demo Electronics LLC",
@@ -65,6 +80,7 @@ DEMO_PLANS = [
     ("usr-001", "demo-laptop", "1200.00", 4, Plan.Frequency.MONTHLY, 10),
     ("usr-001", "demo-headphones", "180.00", 6, Plan.Frequency.BIWEEKLY, 3),
     ("debt-user-001", "demo-phone", "800.00", 4, Plan.Frequency.MONTHLY, 45),
+    ("usr-002", "demo-tablet", "300.00", 3, Plan.Frequency.MONTHLY, 5),
 ]
 
 
@@ -85,6 +101,7 @@ class Command(BaseCommand):
         # The sweep marks debt-user-001's first installment overdue, with a late fee (on
         # for the demo whatever the setting says).
         overdue_sweep(late_fees=True)
+        self._ensure_activity()
         self.stdout.write(
             self.style.SUCCESS(f"Demo users created: {', '.join(created) or 'none'}; demo plans created: {plans}.")
         )
@@ -132,6 +149,36 @@ class Command(BaseCommand):
             )
             made += 1
         return made
+
+    @staticmethod
+    def _ensure_activity() -> None:
+        """Payments (one paid, one declined) and refunds (one approved, one pending), once."""
+        merchant = User.objects.get(user_id=MERCHANT_ID)
+        laptop = Plan.objects.get(merchant=merchant, merchant_reference="demo-laptop")
+        if not Payment.objects.filter(plan=laptop).exists():
+            first = laptop.installments.get(sequence=1)
+            payment_collect(plan_id=laptop.pk, installment_id=first.pk, payer=laptop.customer)
+        tablet = Plan.objects.get(merchant=merchant, merchant_reference="demo-tablet")
+        if not Payment.objects.filter(plan=tablet).exists():
+            with contextlib.suppress(PaymentDeclined):
+                payment_collect(plan_id=tablet.pk, amount=Decimal("100.00"), payer=tablet.customer)
+        approved, _ = refund_request(
+            plan_id=laptop.pk,
+            transaction_id="rf-demo-approved",
+            amount=Decimal("20.00"),
+            reason="Scratched lid",
+            requester=merchant,
+        )
+        if approved.status == Refund.Status.PENDING:
+            refund_status_apply(refund_id=approved.pk, status=Refund.Status.APPROVED, source="operator")
+        headphones = Plan.objects.get(merchant=merchant, merchant_reference="demo-headphones")
+        refund_request(
+            plan_id=headphones.pk,
+            transaction_id="rf-demo-pending",
+            amount=Decimal("30.00"),
+            reason="Returned",
+            requester=merchant,
+        )
 
     def _scale(self, count: int) -> None:
         """``count`` customers ``scale-0000001``… with one plan each, bought up to 120 days

@@ -3,6 +3,8 @@ from django.core.management import call_command
 
 from accounts.models import User
 from bnpl.models import Installment, LateFee, Plan
+from payments.models import Payment
+from refunds.models import Refund
 
 pytestmark = pytest.mark.django_db
 
@@ -24,6 +26,11 @@ def test_populate_mock_data_is_idempotent_and_makes_the_documented_users(api_cli
     debtor_plan = Plan.objects.get(customer__user_id="debt-user-001")
     assert debtor_plan.installments.get(sequence=1).status == "OVERDUE"
     assert LateFee.objects.filter(plan=debtor_plan).count() == 1
+    assert sorted(Payment.objects.values_list("status", flat=True)) == ["FAILED", "SUCCEEDED"]
+    assert dict(Refund.objects.values_list("transaction_id", "status")) == {
+        "rf-demo-approved": "APPROVED",
+        "rf-demo-pending": "PENDING",
+    }
     usr = User.objects.get(user_id="usr-001")
     assert (usr.role, usr.status, str(usr.credit_limit)) == ("CUSTOMER", "NORMAL", "10000.00")
     assert (usr.phone_number, usr.passport_number, usr.masked_card) == (
