@@ -1,9 +1,15 @@
 """Operators' view of plans, installments, late fees, reminders and sweeps: read-mostly."""
 
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.shortcuts import redirect
+from django.template.response import TemplateResponse
+from django.urls import path
+from django.views.decorators.http import require_POST
 
+from bnpl.errors import LateFeeNotWaivable
 from bnpl.models import Installment, LateFee, Plan, Reminder, SweepRun
 from bnpl.schedule import business_today, days_past_due_bucket
+from bnpl.services import late_fee_waive, overdue_sweep
 from config.admin import ReadOnlyAdmin
 
 
@@ -60,6 +66,23 @@ class LateFeeAdmin(ReadOnlyAdmin):
     list_filter = ("status", "kind")
     search_fields = ("=plan__id", "plan__customer__user_id", "waived_reason")
     date_hierarchy = "created_at"
+    actions = ["waive_fees"]
+
+    @admin.action(description="Waive the selected late fees (asks why)")
+    def waive_fees(self, request, queryset):
+        reason = request.POST.get("reason", "").strip()
+        if "confirm" not in request.POST or not reason:
+            return TemplateResponse(
+                request, "admin/bnpl/latefee/waive.html", {**self.admin_site.each_context(request), "fees": queryset}
+            )
+        for fee in queryset:
+            try:
+                late_fee_waive(fee_id=fee.pk, operator=request.user, reason=reason)
+            except LateFeeNotWaivable as exc:
+                self.message_user(request, f"Fee {fee.pk}: {exc.detail}", messages.WARNING)
+                continue
+            self.message_user(request, f"Fee {fee.pk} waived.")
+        return None
 
 
 @admin.register(Reminder)
@@ -71,6 +94,23 @@ class ReminderAdmin(ReadOnlyAdmin):
 
 @admin.register(SweepRun)
 class SweepRunAdmin(ReadOnlyAdmin):
+    def get_urls(self):
+        run_now = self.admin_site.admin_view(require_POST(self.run_now))
+        return [path("run-now/", run_now, name="bnpl_sweeprun_run_now"), *super().get_urls()]
+
+    def run_now(self, request):
+        """Run the overdue sweep at once, through its service."""
+        run = overdue_sweep()
+        if run.skipped:
+            self.message_user(request, "Another sweep is running; nothing done.", messages.WARNING)
+        else:
+            self.message_user(
+                request,
+                f"Sweep done in {run.duration_ms} ms: {run.installments_marked_overdue} installments overdue, "
+                f"{run.customers_marked_debt} customers in debt, {run.customers_restored} restored.",
+            )
+        return redirect("admin:bnpl_sweeprun_changelist")
+
     list_display = (
         "started_at",
         "business_date",

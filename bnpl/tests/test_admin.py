@@ -62,3 +62,35 @@ def test_ledger_rows_cannot_be_added_changed_or_deleted(admin_client_, books):
     assert admin_client_.post(f"/admin/payments/journalentry/{entry.pk}/delete/", {"post": "yes"}).status_code == 403
     assert admin_client_.post(f"/admin/payments/journalentry/{entry.pk}/change/", {"memo": "x"}).status_code == 403
     assert admin_client_.get("/admin/bnpl/plan/add/").status_code == 403
+
+
+def test_operator_runs_the_sweep_now_from_the_admin(admin_client_, make_plan):
+    plan = make_plan(purchase_date=business_today() - timedelta(days=45))
+
+    page = admin_client_.get("/admin/bnpl/sweeprun/").content.decode()
+    response = admin_client_.post("/admin/bnpl/sweeprun/run-now/", follow=True)
+
+    assert "Run the overdue sweep now" in page
+    assert response.status_code == 200
+    assert "1 installments overdue" in response.content.decode()
+    assert plan.installments.get(sequence=1).status == "OVERDUE"
+
+
+def test_operator_waives_fees_from_the_admin_with_a_reason(admin_client_, books, operator):
+    from bnpl.models import LateFee
+
+    fee = LateFee.objects.first()
+    asked = admin_client_.post("/admin/bnpl/latefee/", {"action": "waive_fees", "_selected_action": [fee.pk]})
+    assert "Why (recorded with your name)" in asked.content.decode()
+    fee.refresh_from_db()
+    assert fee.status == "DUE"
+
+    done = admin_client_.post(
+        "/admin/bnpl/latefee/",
+        {"action": "waive_fees", "_selected_action": [fee.pk], "reason": "Goodwill", "confirm": "Waive"},
+        follow=True,
+    )
+
+    assert "waived" in done.content.decode()
+    fee.refresh_from_db()
+    assert (fee.status, fee.waived_by, fee.waived_reason) == ("WAIVED", operator, "Goodwill")
