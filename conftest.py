@@ -111,6 +111,27 @@ def make_plan(db):
 
 
 @pytest.fixture
+def operator_client(operator):
+    """A Django test client logged in (session) as an operator: the admin's user."""
+    from django.test import Client
+
+    client = Client()
+    client.force_login(operator)
+    return client
+
+
+@pytest.fixture
+def database_down():
+    """Point the default connection at a port where nothing listens, then back (PostgreSQL)."""
+    port = connection.settings_dict["PORT"]
+    connection.close()
+    connection.settings_dict["PORT"] = "1"
+    yield
+    connection.close()
+    connection.settings_dict["PORT"] = port
+
+
+@pytest.fixture
 def as_user():
     """``as_user(user)`` → a client authenticated with that user's JWT."""
     return client_for

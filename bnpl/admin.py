@@ -10,19 +10,13 @@ from bnpl.errors import LateFeeNotWaivable
 from bnpl.models import Installment, LateFee, Plan, Reminder, SweepRun
 from bnpl.schedule import business_today, days_past_due_bucket
 from bnpl.services import late_fee_waive, overdue_sweep
-from config.admin import ReadOnlyAdmin
+from config.admin import ReadOnlyAdmin, ReadOnlyInline
 
 
-class InstallmentInline(admin.TabularInline):
+class InstallmentInline(ReadOnlyInline):
     model = Installment
     fields = ("sequence", "amount_due", "amount_paid", "due_date", "status", "paid_at", "overdue_since")
-    readonly_fields = fields
-    extra = 0
-    can_delete = False
     ordering = ("sequence",)
-
-    def has_add_permission(self, request, obj=None) -> bool:
-        return False
 
 
 @admin.register(Plan)

@@ -142,6 +142,25 @@ def origination_legs(plan: Plan) -> list[Leg]:
     ]
 
 
+def plan_close_if_settled(plan: Plan) -> None:
+    """Close a plan with nothing left to pay: CANCELLED when nothing was ever paid on it
+    (refunded in full first), else COMPLETED. Call under the plan's lock."""
+    if plan.installments.filter(status__in=OPEN_STATUSES).exists():
+        return
+    if plan.late_fees.filter(status=LateFee.Status.DUE).exists():
+        return
+    never_paid = not plan.installments.filter(amount_paid__gt=0).exists()
+    plan.status = Plan.Status.CANCELLED if never_paid else Plan.Status.COMPLETED
+    plan.save(update_fields=["status", "updated_at"])
+
+
+def customer_restore_if_clear(*, customer_id: int) -> None:
+    """A DEBT_USER with nothing overdue any more is NORMAL again at once."""
+    if Installment.objects.filter(customer_id=customer_id, status=Installment.Status.OVERDUE).exists():
+        return
+    User.objects.filter(pk=customer_id, status=User.Status.DEBT_USER).update(status=User.Status.NORMAL)
+
+
 # --- The overdue sweep ---------------------------------------------------------------------
 
 

@@ -20,6 +20,7 @@ from django.utils import timezone
 from accounts.models import User
 from bnpl.models import Installment, LateFee, Plan
 from bnpl.selectors import plan_get_for_update
+from bnpl.services import customer_restore_if_clear, plan_close_if_settled
 from config.money import ZERO
 from config.problems import DomainError
 from payments.gateways import get_gateway
@@ -186,25 +187,9 @@ def _settle(*, payment_id: int, succeeded: bool, decline_code: str, reference: s
             Leg(CUSTOMER_RECEIVABLE, -payment.amount, payment.currency, plan.pk, payment.customer_id),
         ],
     )
-    _plan_complete_if_settled(plan)
-    _customer_restore_if_clear(payment.customer_id)
+    plan_close_if_settled(plan)
+    customer_restore_if_clear(customer_id=payment.customer_id)
     return payment
-
-
-def _plan_complete_if_settled(plan: Plan) -> None:
-    if plan.installments.filter(status__in=OPEN).exists():
-        return
-    if plan.late_fees.filter(status=LateFee.Status.DUE).exists():
-        return
-    plan.status = Plan.Status.COMPLETED
-    plan.save(update_fields=["status", "updated_at"])
-
-
-def _customer_restore_if_clear(customer_id: int) -> None:
-    """A customer whose last overdue installment was just paid is NORMAL again at once."""
-    if Installment.objects.filter(customer_id=customer_id, status=Installment.Status.OVERDUE).exists():
-        return
-    User.objects.filter(pk=customer_id, status=User.Status.DEBT_USER).update(status=User.Status.NORMAL)
 
 
 def payment_collect(*, plan_id: int, payer: User, amount: Decimal | None = None, installment_id: int | None = None):

@@ -2,20 +2,14 @@
 
 from django.contrib import admin, messages
 
-from config.admin import ReadOnlyAdmin
+from config.admin import ReadOnlyAdmin, ReadOnlyInline
 from refunds.models import Refund, RefundEvent
 from refunds.services import RefundExceedsPlan, refund_status_apply
 
 
-class RefundEventInline(admin.TabularInline):
+class RefundEventInline(ReadOnlyInline):
     model = RefundEvent
     fields = ("requested_status", "source", "outcome", "created_at")
-    readonly_fields = fields
-    extra = 0
-    can_delete = False
-
-    def has_add_permission(self, request, obj=None) -> bool:
-        return False
 
 
 @admin.register(Refund)

@@ -11,8 +11,9 @@ from django.db.models import Sum
 from django.utils import timezone
 
 from accounts.models import User
-from bnpl.models import Installment, LateFee, Plan
+from bnpl.models import Installment, Plan
 from bnpl.selectors import plan_get_for_update
+from bnpl.services import customer_restore_if_clear, plan_close_if_settled
 from config.money import ZERO
 from config.problems import DomainError, FieldInvalid
 from payments.gateways import get_gateway
@@ -177,18 +178,8 @@ def _apply_to_plan(refund: Refund, plan: Plan) -> None:
             Leg(CUSTOMER_RECEIVABLE, -refund.applied_amount, plan.currency, plan.pk, plan.customer_id),
         ],
     )
-    _plan_close_if_settled(plan)
-    if not Installment.objects.filter(customer_id=plan.customer_id, status=Installment.Status.OVERDUE).exists():
-        User.objects.filter(pk=plan.customer_id, status=User.Status.DEBT_USER).update(status=User.Status.NORMAL)
-
-
-def _plan_close_if_settled(plan: Plan) -> None:
-    open_ = plan.installments.filter(status__in=(Installment.Status.UPCOMING, Installment.Status.OVERDUE))
-    if open_.exists() or plan.late_fees.filter(status=LateFee.Status.DUE).exists():
-        return
-    never_paid = not plan.installments.filter(amount_paid__gt=0).exists()
-    plan.status = Plan.Status.CANCELLED if never_paid else Plan.Status.COMPLETED
-    plan.save(update_fields=["status", "updated_at"])
+    plan_close_if_settled(plan)
+    customer_restore_if_clear(customer_id=plan.customer_id)
 
 
 def refund_payout(*, refund_id: int) -> Refund:

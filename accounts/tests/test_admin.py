@@ -7,18 +7,11 @@ from accounts.tests.factories import UserFactory
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture
-def admin_client_(operator):
-    client = Client()
-    client.force_login(operator)
-    return client
-
-
-def test_admin_user_list_and_form_show_pii_masked(admin_client_):
+def test_admin_user_list_and_form_show_pii_masked(operator_client):
     user = UserFactory(phone_number="+998901234567", passport_number="AA1234567", card_number="4111111111111111")
 
-    listing = admin_client_.get("/admin/accounts/user/").content.decode()
-    form = admin_client_.get(f"/admin/accounts/user/{user.pk}/change/").content.decode()
+    listing = operator_client.get("/admin/accounts/user/").content.decode()
+    form = operator_client.get(f"/admin/accounts/user/{user.pk}/change/").content.decode()
 
     for page in (listing, form):
         assert "+998****4567" in page
@@ -29,13 +22,13 @@ def test_admin_user_list_and_form_show_pii_masked(admin_client_):
     assert "AA1234567" not in form
 
 
-def test_admin_search_and_filters_answer(admin_client_, customer):
-    assert customer.user_id in admin_client_.get("/admin/accounts/user/", {"q": customer.user_id}).content.decode()
-    assert admin_client_.get("/admin/accounts/user/", {"role__exact": "MERCHANT"}).status_code == 200
+def test_admin_search_and_filters_answer(operator_client, customer):
+    assert customer.user_id in operator_client.get("/admin/accounts/user/", {"q": customer.user_id}).content.decode()
+    assert operator_client.get("/admin/accounts/user/", {"role__exact": "MERCHANT"}).status_code == 200
 
 
-def test_admin_creates_an_operator(admin_client_):
-    response = admin_client_.post(
+def test_admin_creates_an_operator(operator_client):
+    response = operator_client.post(
         "/admin/accounts/user/add/",
         {
             "username": "second-operator",

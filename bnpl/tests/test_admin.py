@@ -1,20 +1,12 @@
 from datetime import timedelta
 
 import pytest
-from django.test import Client
 
 from bnpl.schedule import business_today
 from bnpl.services import overdue_sweep
 from payments.models import JournalEntry
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def admin_client_(operator):
-    client = Client()
-    client.force_login(operator)
-    return client
 
 
 @pytest.fixture
@@ -42,12 +34,12 @@ def books(make_plan):
         "/admin/payments/idempotencykey/",
     ],
 )
-def test_admin_lists_render(admin_client_, books, page):
-    assert admin_client_.get(page).status_code == 200
+def test_admin_lists_render(operator_client, books, page):
+    assert operator_client.get(page).status_code == 200
 
 
-def test_plan_page_shows_its_installments_read_only(admin_client_, books):
-    page = admin_client_.get(f"/admin/bnpl/plan/{books.pk}/change/").content.decode()
+def test_plan_page_shows_its_installments_read_only(operator_client, books):
+    page = operator_client.get(f"/admin/bnpl/plan/{books.pk}/change/").content.decode()
 
     assert page.count('<td class="field-status">') == 4
     assert "Overdue" in page
@@ -55,20 +47,20 @@ def test_plan_page_shows_its_installments_read_only(admin_client_, books):
     assert 'name="_save"' not in page  # nothing to save: services own these rows
 
 
-def test_ledger_rows_cannot_be_added_changed_or_deleted(admin_client_, books):
+def test_ledger_rows_cannot_be_added_changed_or_deleted(operator_client, books):
     entry = JournalEntry.objects.first()
 
-    assert admin_client_.get("/admin/payments/journalentry/add/").status_code == 403
-    assert admin_client_.post(f"/admin/payments/journalentry/{entry.pk}/delete/", {"post": "yes"}).status_code == 403
-    assert admin_client_.post(f"/admin/payments/journalentry/{entry.pk}/change/", {"memo": "x"}).status_code == 403
-    assert admin_client_.get("/admin/bnpl/plan/add/").status_code == 403
+    assert operator_client.get("/admin/payments/journalentry/add/").status_code == 403
+    assert operator_client.post(f"/admin/payments/journalentry/{entry.pk}/delete/", {"post": "yes"}).status_code == 403
+    assert operator_client.post(f"/admin/payments/journalentry/{entry.pk}/change/", {"memo": "x"}).status_code == 403
+    assert operator_client.get("/admin/bnpl/plan/add/").status_code == 403
 
 
-def test_operator_runs_the_sweep_now_from_the_admin(admin_client_, make_plan):
+def test_operator_runs_the_sweep_now_from_the_admin(operator_client, make_plan):
     plan = make_plan(purchase_date=business_today() - timedelta(days=45))
 
-    page = admin_client_.get("/admin/bnpl/sweeprun/").content.decode()
-    response = admin_client_.post("/admin/bnpl/sweeprun/run-now/", follow=True)
+    page = operator_client.get("/admin/bnpl/sweeprun/").content.decode()
+    response = operator_client.post("/admin/bnpl/sweeprun/run-now/", follow=True)
 
     assert "Run the overdue sweep now" in page
     assert response.status_code == 200
@@ -76,16 +68,16 @@ def test_operator_runs_the_sweep_now_from_the_admin(admin_client_, make_plan):
     assert plan.installments.get(sequence=1).status == "OVERDUE"
 
 
-def test_operator_waives_fees_from_the_admin_with_a_reason(admin_client_, books, operator):
+def test_operator_waives_fees_from_the_admin_with_a_reason(operator_client, books, operator):
     from bnpl.models import LateFee
 
     fee = LateFee.objects.first()
-    asked = admin_client_.post("/admin/bnpl/latefee/", {"action": "waive_fees", "_selected_action": [fee.pk]})
+    asked = operator_client.post("/admin/bnpl/latefee/", {"action": "waive_fees", "_selected_action": [fee.pk]})
     assert "Why (recorded with your name)" in asked.content.decode()
     fee.refresh_from_db()
     assert fee.status == "DUE"
 
-    done = admin_client_.post(
+    done = operator_client.post(
         "/admin/bnpl/latefee/",
         {"action": "waive_fees", "_selected_action": [fee.pk], "reason": "Goodwill", "confirm": "Waive"},
         follow=True,

@@ -24,6 +24,7 @@ from accounts.services import user_register
 from bnpl.models import Installment, Plan
 from bnpl.schedule import build_schedule, business_today
 from bnpl.services import origination_legs, overdue_sweep, plan_create
+from payments.checks import ledger_check
 from payments.ledger import ledger_post_many
 from payments.models import JournalEntry, Payment
 from payments.services import PaymentDeclined, payment_collect
@@ -102,6 +103,7 @@ class Command(BaseCommand):
         # for the demo whatever the setting says).
         overdue_sweep(late_fees=True)
         self._ensure_activity()
+        ledger_check()  # so the dashboard shows a ledger check from the start
         self.stdout.write(
             self.style.SUCCESS(f"Demo users created: {', '.join(created) or 'none'}; demo plans created: {plans}.")
         )
