@@ -146,11 +146,11 @@ def _chart(daily: list[dict]) -> dict:
 @never_cache
 @require_GET
 def health_dashboard(request):
-    """``GET /api/v1/health/``: HTML for browsers, JSON for ``Accept: application/json``."""
+    """``GET /api/v1/health/``: HTML for browsers, JSON for ``Accept: application/json`` (or ``?format=json``)."""
     snapshot, healthy = health_snapshot()
     status = 200 if healthy else 503
     accept = request.headers.get("Accept", "")
-    if "application/json" in accept and "text/html" not in accept:
+    if request.GET.get("format") == "json" or ("application/json" in accept and "text/html" not in accept):
         return JsonResponse(snapshot, status=status)
     chart = _chart(snapshot["figures"]["daily"]) if snapshot["figures"] else None
     response = render(request, "health.html", {"snapshot": snapshot, "chart": chart}, status=status)

@@ -50,6 +50,7 @@ def test_json_carries_every_figure_on_the_page(api_client, activity):
     assert figures["installments_overdue"] == 1
     assert len(figures["daily"]) == 30
     assert data["components"]["last_sweep"]["status"] == "ok"
+    assert api_client.get("/api/v1/health/?format=json", HTTP_ACCEPT="text/html").json()["figures"] == figures
 
 
 @pytest.mark.postgres
