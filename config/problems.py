@@ -93,14 +93,14 @@ def flatten_errors(detail: Any, prefix: str = "") -> dict[str, list[str]]:
     return {prefix or "non_field_errors": [str(detail)]}
 
 
-def _validation_problem(exc: exceptions.ValidationError) -> dict:
-    errors = flatten_errors(exc.detail)
-    fields = ", ".join(sorted(errors))
+def validation_problem(detail) -> dict:
+    """The 400 problem for DRF-style validation errors, naming every field."""
+    errors = flatten_errors(detail)
     return problem_body(
         status=400,
         code="validation_error",
         title="Invalid request",
-        detail=f"Invalid input: {fields}.",
+        detail=f"Invalid input: {', '.join(sorted(errors))}.",
         errors=errors,
     )
 
@@ -146,7 +146,7 @@ def exception_handler(exc: Exception, context: dict) -> Response | None:
         exc = exceptions.PermissionDenied()
 
     if isinstance(exc, (exceptions.ValidationError, serializers.ValidationError)):
-        body = _validation_problem(exc)
+        body = validation_problem(exc.detail)
     else:
         extra = {}
         if isinstance(exc, exceptions.Throttled) and exc.wait is not None:

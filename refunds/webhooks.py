@@ -18,10 +18,11 @@ from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 from kombu.exceptions import OperationalError as BrokerError
+from rest_framework import serializers
 
 from accounts.models import User
 from config.celery import app
-from config.problems import problem_response
+from config.problems import PROBLEM_CONTENT_TYPE, problem_response, validation_problem
 from refunds.models import Refund
 from refunds.services import WEBHOOK_STATUSES, RefundExceedsPlan, refund_status_apply
 from refunds.tasks import refund_status_apply_task
@@ -29,6 +30,12 @@ from refunds.tasks import refund_status_apply_task
 logger = logging.getLogger(__name__)
 
 TOLERANCE_SECONDS = 300
+
+
+class RefundStatusIn(serializers.Serializer):
+    refund_id = serializers.CharField(max_length=128, help_text="The refund's transaction_id.")
+    status = serializers.ChoiceField(choices=list(WEBHOOK_STATUSES))
+    merchant_reference = serializers.CharField(max_length=128, required=False, allow_blank=True, default="")
 
 
 def sign(secret: str, timestamp: int, body: bytes) -> str:
@@ -96,25 +103,11 @@ def refund_status_webhook(request):
         payload = json.loads(body)
     except (ValueError, UnicodeDecodeError):
         return problem_response(status=400, code="parse_error", detail="The body is not valid JSON.")
-    errors = {}
-    if not isinstance(payload, dict):
-        errors["non_field_errors"] = ["Expected a JSON object."]
-        payload = {}
-    if not isinstance(payload.get("refund_id"), str) or not payload.get("refund_id"):
-        errors["refund_id"] = ["The refund's transaction_id, as a string."]
-    if payload.get("status") not in WEBHOOK_STATUSES:
-        errors["status"] = [f"One of: {', '.join(WEBHOOK_STATUSES)}."]
-    reference = payload.get("merchant_reference", "")
-    if not isinstance(reference, str) or len(reference) > 128:
-        errors["merchant_reference"] = ["A string of at most 128 characters."]
-    if errors:
-        return problem_response(
-            status=400,
-            code="validation_error",
-            title="Invalid request",
-            detail=f"Invalid input: {', '.join(sorted(errors))}.",
-            errors=errors,
-        )
+    incoming = RefundStatusIn(data=payload)
+    if not incoming.is_valid():
+        return JsonResponse(validation_problem(incoming.errors), status=400, content_type=PROBLEM_CONTENT_TYPE)
+    payload = incoming.validated_data
+    reference = payload["merchant_reference"]
     refund = Refund.objects.filter(merchant=merchant, transaction_id=payload["refund_id"]).first()
     if refund is None:
         return problem_response(status=404, code="not_found", detail="This merchant has no refund with this id.")

@@ -1,6 +1,5 @@
 """Paying plans and installments, and the payments list."""
 
-from django.db.models import Q
 from django.http import Http404
 from drf_spectacular.utils import OpenApiExample, extend_schema, extend_schema_view
 from rest_framework import mixins, viewsets
@@ -10,7 +9,7 @@ from rest_framework.views import APIView
 
 from accounts.models import User
 from accounts.permissions import HasRole
-from bnpl.selectors import installment_list_for, plan_list_for
+from bnpl.selectors import installment_list_for, plan_list_for, plan_scope
 from config.schema import list_retrieve_schema, problems
 from payments.api.serializers import InstallmentPayIn, PaymentOut, PlanPayIn
 from payments.idempotency import IDEMPOTENCY_PARAMETER, idempotent
@@ -45,14 +44,6 @@ DECLINED_EXAMPLE = OpenApiExample(
 )
 PAY_RESPONSES = {201: PaymentOut, **problems(400, 401, 402, 403, 404, 409, 422)}
 CAN_PAY = [HasRole.of(User.Role.CUSTOMER, User.Role.OPERATOR)]
-
-
-def _payment_scope(viewer: User) -> Q:
-    if viewer.is_operator:
-        return Q()
-    if viewer.is_merchant:
-        return Q(plan__merchant=viewer)
-    return Q(customer=viewer)
 
 
 class _PayView(APIView):
@@ -129,7 +120,7 @@ class PaymentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
         if getattr(self, "swagger_fake_view", False):
             return Payment.objects.none()
         return (
-            Payment.objects.filter(_payment_scope(self.request.user))
+            Payment.objects.filter(plan_scope(self.request.user, "plan__"))
             .select_related("customer")
             .prefetch_related("allocations")
             .order_by("-id")

@@ -1,6 +1,5 @@
 """Refunds over REST: merchants and operators request, operators may decide."""
 
-from django.db.models import Q
 from django.http import Http404
 from drf_spectacular.utils import OpenApiExample, extend_schema
 from rest_framework import mixins, viewsets
@@ -10,7 +9,7 @@ from rest_framework.response import Response
 
 from accounts.models import User
 from accounts.permissions import HasRole
-from bnpl.selectors import plan_list_for
+from bnpl.selectors import plan_list_for, plan_scope
 from config.schema import VALIDATION_EXAMPLE, list_retrieve_schema, problems
 from payments.idempotency import IDEMPOTENCY_PARAMETER, idempotent
 from refunds.api.serializers import RefundCreateIn, RefundOut
@@ -36,14 +35,6 @@ REFUND_EXAMPLE = {
 OPERATORS = [HasRole.of(User.Role.OPERATOR)]
 
 
-def _refund_scope(viewer: User) -> Q:
-    if viewer.is_operator:
-        return Q()
-    if viewer.is_merchant:
-        return Q(merchant=viewer)
-    return Q(customer=viewer)
-
-
 @list_retrieve_schema(name="refunds", plural="Refunds", serializer=RefundOut, example=REFUND_EXAMPLE)
 class RefundViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     serializer_class = RefundOut
@@ -52,7 +43,7 @@ class RefundViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.G
     def get_queryset(self):
         if getattr(self, "swagger_fake_view", False):
             return Refund.objects.none()
-        return Refund.objects.filter(_refund_scope(self.request.user)).select_related("customer", "merchant")
+        return Refund.objects.filter(plan_scope(self.request.user, "plan__")).select_related("customer", "merchant")
 
     def get_permissions(self):
         if self.action == "create":
