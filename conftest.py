@@ -28,6 +28,8 @@ _CHECKED_TYPES = ("application/json", "application/problem+json", "text/html", "
 def pytest_configure(config):
     # Password hashing is deliberately slow; tests need its behaviour, not its cost.
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    # Like Django's locmem email backend in tests: SMS land in a list, not on the console.
+    settings.BNPL_SMS_BACKEND = "events.sms.LocmemSmsBackend"
     # CI must run against the real servers; a silent fallback to SQLite would hide the
     # PostgreSQL-only tests.
     if os.environ.get("CI") and not os.environ.get("DATABASE_URL", "").startswith("postgres"):
@@ -70,6 +72,32 @@ def client_for(user) -> PiiCheckingClient:
     client = PiiCheckingClient()
     client.credentials(HTTP_AUTHORIZATION=f"Bearer {RefreshToken.for_user(user).access_token}")
     return client
+
+
+@pytest.fixture(autouse=True)
+def _sms_outbox():
+    from events.sms import LocmemSmsBackend
+
+    LocmemSmsBackend.outbox.clear()
+
+
+@pytest.fixture
+def sms_outbox():
+    """The SMS sent during the test (the locmem backend's list)."""
+    from events.sms import LocmemSmsBackend
+
+    return LocmemSmsBackend.outbox
+
+
+@pytest.fixture
+def eager_tasks():
+    """Run Celery tasks in-process, as without a broker (what CI's Redis would otherwise queue)."""
+    from config.celery import app
+
+    previous = app.conf.task_always_eager
+    app.conf.task_always_eager = True
+    yield
+    app.conf.task_always_eager = previous
 
 
 @pytest.fixture

@@ -78,6 +78,10 @@ class User(AbstractUser):
     # Merchants sign their refund-status webhooks with this (HMAC-SHA256); encrypted at rest
     # and shown in clear only once, when made.
     webhook_secret = EncryptedTextField(blank=True, default="")
+    # Where a merchant's events are delivered (signed with the webhook secret); none when blank.
+    webhook_url = models.URLField(max_length=500, blank=True)
+    # Customers: charge the card on file automatically on each due date.
+    autopay = models.BooleanField(default=True)
 
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)

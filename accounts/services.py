@@ -68,3 +68,17 @@ def merchant_webhook_secret_rotate(*, merchant: User) -> str:
     merchant.webhook_secret = secret
     merchant.save(update_fields=["webhook_secret", "updated_at"])
     return secret
+
+
+def user_settings_update(*, user: User, autopay: bool | None = None, webhook_url: str | None = None) -> User:
+    """Change what a user may change about themselves (validated by api.serializers.MeUpdateIn)."""
+    fields = []
+    if autopay is not None:
+        user.autopay = autopay
+        fields.append("autopay")
+    if webhook_url is not None:
+        user.webhook_url = webhook_url
+        fields.append("webhook_url")
+    if fields:
+        user.save(update_fields=[*fields, "updated_at"])
+    return user

@@ -73,15 +73,17 @@ def setup_django(url: str) -> None:
 
 
 SEED_SQL = """
-TRUNCATE refunds_refundevent, refunds_refund, payments_paymentallocation, payments_payment,
+TRUNCATE events_eventdelivery, events_event, events_notification, refunds_refundevent, refunds_refund,
+         payments_paymentallocation, payments_payment,
          payments_idempotencykey, bnpl_reminder, bnpl_latefee, bnpl_installment, bnpl_sweeprun, payments_posting,
          payments_journalentry, bnpl_plan, accounts_user RESTART IDENTITY CASCADE;
 
 INSERT INTO accounts_user (password, is_superuser, username, email, is_staff, is_active, date_joined,
     user_id, full_name, role, status, credit_limit, phone_number, passport_number,
-    card_brand, card_first6, card_last4, card_token, webhook_secret, created_at, updated_at)
+    card_brand, card_first6, card_last4, card_token, webhook_secret, webhook_url, autopay, created_at, updated_at)
 SELECT '!', false, 'bench-' || g, '', false, true, now(), 'bench-' || g, '',
-       CASE WHEN g = 0 THEN 'MERCHANT' ELSE 'CUSTOMER' END, 'NORMAL', 0, '', '', '', '', '', '', '', now(), now()
+       CASE WHEN g = 0 THEN 'MERCHANT' ELSE 'CUSTOMER' END, 'NORMAL', 0, '', '', '', '', '', '', '', '', false,
+       now(), now()
 FROM generate_series(0, %(customers)s) AS g;
 
 INSERT INTO bnpl_plan (customer_id, merchant_id, total_amount, currency, installment_count, frequency,
@@ -101,7 +103,7 @@ FROM bnpl_plan p CROSS JOIN generate_series(1, 4) AS s;
 RESET_SQL = """
 UPDATE bnpl_installment SET status = 'UPCOMING', overdue_since = NULL WHERE status = 'OVERDUE';
 UPDATE accounts_user SET status = 'NORMAL' WHERE status = 'DEBT_USER';
-TRUNCATE bnpl_sweeprun;
+TRUNCATE bnpl_sweeprun, events_eventdelivery, events_event;
 """
 
 

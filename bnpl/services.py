@@ -7,7 +7,6 @@ from datetime import date, timedelta
 from decimal import Decimal
 
 from django.conf import settings
-from django.core.mail import EmailMessage, get_connection
 from django.db import connection, transaction
 from django.db.models import DecimalField, Exists, ExpressionWrapper, F, OuterRef, Sum
 from django.db.models.functions import Coalesce
@@ -20,6 +19,9 @@ from bnpl.schedule import build_schedule, business_today
 from bnpl.selectors import plan_get_for_update
 from config.money import ZERO, floor_money, to_money
 from config.problems import FieldInvalid
+from events.models import Event, Notification
+from events.notifications import notifications_queue, notifications_send
+from events.services import event_record, events_record_many
 from payments.ledger import CUSTOMER_RECEIVABLE, FEE_INCOME, MERCHANT_PAYABLE, Leg, ledger_post, ledger_post_many
 from payments.models import JournalEntry
 
@@ -131,7 +133,38 @@ def plan_create(
         memo=f"Plan {plan.pk} originated",
         legs=origination_legs(plan),
     )
+    event_record(merchant_id=merchant.pk, type=Event.Type.PLAN_CREATED, data=plan_event_data(plan, customer))
     return plan
+
+
+def plan_event_data(plan: Plan, customer: User | None = None) -> dict:
+    """What a merchant event says about a plan."""
+    customer_id = (customer or User.objects.only("user_id").get(pk=plan.customer_id)).user_id
+    return {
+        "plan_id": plan.pk,
+        "customer_id": customer_id,
+        "merchant_reference": plan.merchant_reference,
+        "total_amount": plan.total_amount,
+        "currency": plan.currency,
+        "installment_count": plan.installment_count,
+        "frequency": plan.frequency,
+        "status": plan.status,
+    }
+
+
+def installment_event_data(installment: Installment, plan: Plan) -> dict:
+    """What a merchant event says about an installment."""
+    return {
+        "installment_id": installment.pk,
+        "plan_id": plan.pk,
+        "merchant_reference": plan.merchant_reference,
+        "sequence": installment.sequence,
+        "amount_due": installment.amount_due,
+        "amount_paid": installment.amount_paid,
+        "currency": plan.currency,
+        "due_date": installment.due_date,
+        "status": installment.status,
+    }
 
 
 def origination_legs(plan: Plan) -> list[Leg]:
@@ -152,6 +185,8 @@ def plan_close_if_settled(plan: Plan) -> None:
     never_paid = not plan.installments.filter(amount_paid__gt=0).exists()
     plan.status = Plan.Status.CANCELLED if never_paid else Plan.Status.COMPLETED
     plan.save(update_fields=["status", "updated_at"])
+    if plan.status == Plan.Status.COMPLETED:
+        event_record(merchant_id=plan.merchant_id, type=Event.Type.PLAN_COMPLETED, data=plan_event_data(plan))
 
 
 def customer_restore_if_clear(*, customer_id: int) -> None:
@@ -191,9 +226,7 @@ def overdue_sweep(*, today: date | None = None, late_fees: bool | None = None) -
         if not _try_lock(SWEEP_LOCK_KEY):
             logger.info("Overdue sweep skipped: another sweep holds the lock")
             return SweepRun.objects.create(business_date=today, started_at=started_at, skipped=True)
-        marked = Installment.objects.filter(
-            status=Installment.Status.UPCOMING, due_date__lt=cutoff, amount_paid__lt=F("amount_due")
-        ).update(status=Installment.Status.OVERDUE, overdue_since=today, updated_at=started_at)
+        marked = _mark_overdue(cutoff=cutoff, today=today, now=started_at)
         overdue_customers = Installment.objects.filter(status=Installment.Status.OVERDUE).values("customer_id")
         # Restore before marking: only the customers already in debt are looked at, so the
         # usual run (few of them) never scans the overdue set twice.
@@ -223,6 +256,59 @@ def overdue_sweep(*, today: date | None = None, late_fees: bool | None = None) -
         extra={"marked_overdue": marked, "marked_debt": debt, "restored": restored, "late_fees": fees},
     )
     return run
+
+
+_MARK_OVERDUE_SQL = """
+    UPDATE bnpl_installment SET status = 'OVERDUE', overdue_since = %s, updated_at = %s
+    WHERE status = 'UPCOMING' AND due_date < %s AND amount_paid < amount_due
+    RETURNING id, plan_id, sequence, amount_due, amount_paid, due_date
+"""
+# PostgreSQL joins the plans in the same statement; SQLite's RETURNING cannot see other
+# tables, so there the plans are read afterwards.
+_MARK_OVERDUE_PG_SQL = f"""
+    WITH marked AS ({_MARK_OVERDUE_SQL})
+    SELECT marked.id, marked.plan_id, marked.sequence, marked.amount_due, marked.amount_paid, marked.due_date,
+      bnpl_plan.merchant_id, bnpl_plan.merchant_reference, bnpl_plan.currency
+    FROM marked JOIN bnpl_plan ON bnpl_plan.id = marked.plan_id
+"""  # noqa: S608 - composed of constants only
+
+
+def _mark_overdue(*, cutoff: date, today: date, now) -> int:
+    """Mark past-due installments OVERDUE and record an ``installment.overdue`` event for each:
+    one UPDATE … RETURNING and one bulk insert, whatever the number of rows."""
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute(_MARK_OVERDUE_PG_SQL, [today, now, cutoff])
+            rows = cursor.fetchall()
+        else:
+            cursor.execute(_MARK_OVERDUE_SQL, [today, now, cutoff])
+            marked = cursor.fetchall()
+            plans = {}
+            plan_ids = sorted({row[1] for row in marked})
+            for start in range(0, len(plan_ids), 10000):  # SQLite's limit on query parameters
+                chunk = plan_ids[start : start + 10000]
+                plans |= {
+                    pk: rest
+                    for pk, *rest in Plan.objects.filter(pk__in=chunk).values_list(
+                        "pk", "merchant_id", "merchant_reference", "currency"
+                    )
+                }
+            rows = [(*row, *plans[row[1]]) for row in marked]
+    events = []
+    for installment_id, plan_id, sequence, due, paid, due_date, merchant_id, reference, currency in rows:
+        installment = Installment(
+            pk=installment_id,
+            sequence=sequence,
+            amount_due=to_money(due),
+            amount_paid=to_money(paid),
+            # SQLite hands dates back as text.
+            due_date=date.fromisoformat(due_date) if isinstance(due_date, str) else due_date,
+            status=Installment.Status.OVERDUE,
+        )
+        plan = Plan(pk=plan_id, merchant_reference=reference, currency=currency)
+        events.append((merchant_id, Event.Type.INSTALLMENT_OVERDUE, installment_event_data(installment, plan)))
+    events_record_many(events=events)
+    return len(rows)
 
 
 @dataclass(frozen=True)
@@ -333,10 +419,12 @@ def late_fee_waive(*, fee_id: int, operator: User, reason: str) -> LateFee:
 
 
 def reminders_send(*, today: date | None = None) -> dict[str, int]:
-    """Email due-soon and overdue reminders, each at most once per installment and kind.
+    """Send due-soon and overdue reminders by email and SMS, each at most once per
+    installment and kind.
 
-    The reminder rows are committed before any email leaves, so a crash or a second run
-    can never send one twice (a failed send is recorded as FAILED, not retried).
+    The reminder rows and their notifications are committed before any message leaves, so
+    a crash or a second run never sends one twice (a failed send is recorded, not retried).
+    ``failed`` counts the reminders one of whose messages could not be sent.
     """
     today = today or business_today()
     open_installments = Installment.objects.filter(amount_paid__lt=F("amount_due")).select_related("plan__customer")
@@ -356,41 +444,32 @@ def reminders_send(*, today: date | None = None) -> dict[str, int]:
         records = [Reminder(installment=i, kind=Reminder.Kind.DUE_SOON) for i in due_soon]
         records += [Reminder(installment=i, kind=Reminder.Kind.OVERDUE) for i in overdue]
         Reminder.objects.bulk_create(records)
-    failed = _deliver(records)
-    return {"due_soon": len(due_soon), "overdue": len(overdue), "failed": failed}
+        # Sent below, by this task, rather than queued once more.
+        notifications_queue(items=[_reminder_message(r) for r in records], send=False)
+    outcome = notifications_send(causes=[(r.kind, _reminder_cause(r)) for r in records]) if records else {}
+    failed = [r.pk for r in records if (r.kind, _reminder_cause(r)) in outcome.get("failed_causes", set())]
+    if failed:
+        Reminder.objects.filter(pk__in=failed).update(outcome=Reminder.Outcome.FAILED)
+    return {"due_soon": len(due_soon), "overdue": len(overdue), "failed": len(failed)}
 
 
-def _reminder_message(reminder: Reminder) -> EmailMessage | None:
+def _reminder_cause(reminder: Reminder) -> str:
+    return f"installment:{reminder.installment_id}"
+
+
+def _reminder_message(reminder: Reminder) -> tuple[int, str, str, str, str]:
     installment = reminder.installment
     customer = installment.plan.customer
-    if not customer.email:
-        return None
     amount = f"{installment.amount_remaining} {installment.plan.currency}"
+    name = customer.full_name or customer.username
     if reminder.kind == Reminder.Kind.DUE_SOON:
         subject = f"Installment {installment.sequence} of plan #{installment.plan_id} is due on {installment.due_date}"
-        body = f"Hello {customer.full_name or customer.username},\n\n{amount} is due on {installment.due_date}."
+        body = f"Hello {name},\n\n{amount} is due on {installment.due_date}."
     else:
         subject = f"Installment {installment.sequence} of plan #{installment.plan_id} is overdue"
         body = (
-            f"Hello {customer.full_name or customer.username},\n\n{amount} was due on {installment.due_date} "
+            f"Hello {name},\n\n{amount} was due on {installment.due_date} "
             "and is now overdue. Please pay it to keep your account in good standing."
         )
-    return EmailMessage(subject=subject, body=body, to=[customer.email])
-
-
-def _deliver(records: list[Reminder]) -> int:
-    failed_ids = []
-    mail = get_connection(fail_silently=False)
-    for reminder in records:
-        message = _reminder_message(reminder)
-        if message is None:
-            failed_ids.append(reminder.pk)
-            continue
-        try:
-            mail.send_messages([message])
-        except OSError:
-            logger.warning("Reminder %s could not be sent", reminder.pk, exc_info=True)
-            failed_ids.append(reminder.pk)
-    if failed_ids:
-        Reminder.objects.filter(pk__in=failed_ids).update(outcome=Reminder.Outcome.FAILED)
-    return len(failed_ids)
+    kind = Notification.Kind.DUE_SOON if reminder.kind == Reminder.Kind.DUE_SOON else Notification.Kind.OVERDUE
+    return customer.pk, kind, _reminder_cause(reminder), subject, body

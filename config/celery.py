@@ -16,3 +16,28 @@ app.autodiscover_tasks()
 def use_django_logging(**kwargs) -> None:
     """Leave logging to settings.LOGGING (JSON lines, PII masked): with a receiver here,
     Celery neither replaces the handlers nor changes the root level (LOG_LEVEL rules)."""
+
+
+def enqueue(task, *args, countdown: float | None = None) -> bool:
+    """Publish ``task(*args)`` for a worker; False when the broker cannot be reached.
+
+    Publishes through a write connection with one quick retry, so a request never hangs on
+    a dead broker; the caller decides what to do instead (run it now, or leave it to a relay).
+    In eager mode nothing is published and the answer is False.
+    """
+    from kombu.exceptions import OperationalError as BrokerError
+
+    if app.conf.task_always_eager:
+        return False
+    try:
+        with app.connection_for_write() as connection:
+            task.apply_async(
+                args,
+                countdown=countdown,
+                connection=connection,
+                retry=True,
+                retry_policy={"max_retries": 1, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.2},
+            )
+    except (BrokerError, OSError):
+        return False
+    return True

@@ -50,6 +50,7 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "django_celery_beat",
     "accounts",
+    "events",
     "bnpl",
     "payments",
     "refunds",
@@ -184,7 +185,26 @@ BNPL_LATE_FEE_SECOND_AFTER_DAYS = config("BNPL_LATE_FEE_SECOND_AFTER_DAYS", defa
 BNPL_LATE_FEE_CAP_PERCENT = config("BNPL_LATE_FEE_CAP_PERCENT", default="25", cast=Decimal)
 BNPL_LATE_FEE_CAP_AMOUNT = config("BNPL_LATE_FEE_CAP_AMOUNT", default="68.00", cast=Decimal)
 
-# --- Email (reminders) --------------------------------------------------------------------
+# Autopay: customers with a card on file (and autopay on) are charged on the due date; a
+# failed charge is tried again this many days after the due date.
+BNPL_AUTOPAY_ENABLED = config("BNPL_AUTOPAY_ENABLED", default=True, cast=bool)
+BNPL_AUTOPAY_RETRY_DAYS = [int(d) for d in config("BNPL_AUTOPAY_RETRY_DAYS", default="1,3", cast=Csv())]
+# What a refund returns beyond the unpaid remainder goes back to the card, or to the
+# customer's credit balance ("card" or "credit"; a refund request may choose).
+BNPL_REFUND_PAYOUT_METHOD = config("BNPL_REFUND_PAYOUT_METHOD", default="card")
+
+# --- Merchant event webhooks (outbound) ---------------------------------------------------
+BNPL_WEBHOOK_TIMEOUT_SECONDS = config("BNPL_WEBHOOK_TIMEOUT_SECONDS", default=10, cast=float)
+# Retries back off exponentially (base, doubled each time, capped) for up to RETRY_HOURS.
+BNPL_WEBHOOK_BACKOFF_BASE_SECONDS = config("BNPL_WEBHOOK_BACKOFF_BASE_SECONDS", default=60, cast=float)
+BNPL_WEBHOOK_BACKOFF_MAX_SECONDS = config("BNPL_WEBHOOK_BACKOFF_MAX_SECONDS", default=6 * 3600, cast=float)
+BNPL_WEBHOOK_RETRY_HOURS = config("BNPL_WEBHOOK_RETRY_HOURS", default=72, cast=float)
+# Delivering to loopback or private addresses is for local development only (SSRF).
+BNPL_WEBHOOK_ALLOW_PRIVATE_URLS = config("BNPL_WEBHOOK_ALLOW_PRIVATE_URLS", default=DEBUG, cast=bool)
+
+# --- Notifications (email, SMS) -------------------------------------------------------------
+BNPL_SMS_BACKEND = config("BNPL_SMS_BACKEND", default="events.sms.ConsoleSmsBackend")
+
 EMAIL_BACKEND = config("EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend")
 EMAIL_HOST = config("EMAIL_HOST", default="localhost")
 EMAIL_PORT = config("EMAIL_PORT", default=25, cast=int)

@@ -4,3 +4,9 @@ from django.apps import AppConfig
 class PaymentsConfig(AppConfig):
     name = "payments"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from accounts.profile import register_profile_field
+        from payments.ledger import credit_balances
+
+        register_profile_field("credit_balance", lambda user: credit_balances(customer_id=user.pk))

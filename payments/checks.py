@@ -17,7 +17,7 @@ from django.db.models import DecimalField, F, Sum
 
 from bnpl.models import Installment, LateFee
 from config.money import to_money
-from payments.ledger import receivable_by_plan, unbalanced_entries
+from payments.ledger import negative_credit_balances, receivable_by_plan, unbalanced_entries
 from payments.models import LedgerCheckRun
 
 MAX_LISTED = 20
@@ -86,6 +86,10 @@ def ledger_check(*, record: bool = True) -> LedgerReport:
     if len(mismatched) > MAX_LISTED:
         report.breaches.append(f"... and {len(mismatched) - MAX_LISTED} more plans whose receivable does not match")
 
+    for row in negative_credit_balances(limit=MAX_LISTED):
+        report.breaches.append(
+            f"customer {row['party_id']}: credit balance below zero in {row['currency']} ({to_money(-row['total'])})"
+        )
     overpaid = Installment.objects.filter(amount_paid__gt=F("amount_due")).values_list("id", flat=True)
     report.breaches.extend(f"installment {pk} is paid above its amount due" for pk in overpaid[:MAX_LISTED])
     for check in EXTRA_CHECKS:

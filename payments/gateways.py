@@ -24,6 +24,9 @@ class ChargeResult:
     status: str  # SUCCEEDED or FAILED
     decline_code: str = ""
     reference: str = ""
+    # What was actually captured when it differs from what was asked (an overpayment the
+    # gateway reports); None means exactly the amount asked.
+    captured: Decimal | None = None
 
     @property
     def succeeded(self) -> bool:

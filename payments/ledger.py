@@ -4,7 +4,9 @@ Accounts (signed postings: debit positive, credit negative):
 - ``customer_receivable`` (asset): what customers owe, per plan;
 - ``merchant_payable`` (liability): what the platform owes merchants for plans sold;
 - ``gateway_clearing`` (asset): money collected through the payment gateway;
-- ``fee_income`` (income): late fees charged (a waiver reverses one).
+- ``fee_income`` (income): late fees charged (a waiver reverses one);
+- ``customer_credit`` (liability): what the platform holds for a customer (refunds taken
+  as credit, overpayments), per customer (``party``); spent first by the next payment.
 """
 
 from collections import defaultdict
@@ -20,12 +22,14 @@ CUSTOMER_RECEIVABLE = "customer_receivable"
 MERCHANT_PAYABLE = "merchant_payable"
 GATEWAY_CLEARING = "gateway_clearing"
 FEE_INCOME = "fee_income"
+CUSTOMER_CREDIT = "customer_credit"
 
 ACCOUNTS = {
     CUSTOMER_RECEIVABLE: ("Customer receivable", LedgerAccount.Kind.ASSET),
     MERCHANT_PAYABLE: ("Merchant payable", LedgerAccount.Kind.LIABILITY),
     GATEWAY_CLEARING: ("Gateway clearing", LedgerAccount.Kind.ASSET),
     FEE_INCOME: ("Late fee income", LedgerAccount.Kind.INCOME),
+    CUSTOMER_CREDIT: ("Customer credit balance", LedgerAccount.Kind.LIABILITY),
 }
 
 
@@ -127,6 +131,30 @@ def receivable_by_plan() -> dict[int, Decimal]:
         .annotate(total=Sum("amount"))
     )
     return {row["plan_id"]: row["total"] for row in rows}
+
+
+def credit_balances(*, customer_id: int) -> dict[str, Decimal]:
+    """A customer's credit balance per currency (what the platform holds for them), from
+    the ledger: the credit account is a liability, so the balance is minus its postings."""
+    rows = (
+        Posting.objects.filter(account__code=CUSTOMER_CREDIT, party_id=customer_id)
+        .values("currency")
+        .annotate(total=Sum("amount"))
+        .order_by("currency")
+    )
+    return {row["currency"]: (-row["total"]).quantize(Decimal("0.01")) for row in rows if row["total"]}
+
+
+def negative_credit_balances(limit: int = 20) -> list[dict]:
+    """Customers whose credit balance is below zero in some currency (spent more than held)."""
+    rows = (
+        Posting.objects.filter(account__code=CUSTOMER_CREDIT)
+        .values("party_id", "currency")
+        .annotate(total=Sum("amount"))
+        .filter(total__gt=0)
+        .order_by("party_id")[:limit]
+    )
+    return list(rows)
 
 
 def posted_total(*, kinds: list[str], account: str, plans) -> Decimal:

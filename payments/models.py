@@ -6,6 +6,8 @@ new entry. On PostgreSQL a deferred constraint trigger rejects an unbalanced ent
 commit, and row triggers refuse UPDATE and DELETE.
 """
 
+from decimal import Decimal
+
 from django.conf import settings
 from django.db import models
 
@@ -62,6 +64,7 @@ class JournalEntry(AppendOnlyModel):
         FEE_WAIVER = "FEE_WAIVER", "Late fee waived"
         REFUND_APPLIED = "REFUND_APPLIED", "Refund applied to unpaid installments"
         REFUND_PAYOUT = "REFUND_PAYOUT", "Refund paid back to the customer"
+        REFUND_CREDIT = "REFUND_CREDIT", "Refund credited to the customer's balance"
 
     kind = models.CharField(max_length=32, choices=Kind.choices)
     memo = models.CharField(max_length=255, blank=True)
@@ -90,7 +93,11 @@ class Posting(AppendOnlyModel):
 
     class Meta:
         ordering = ["id"]
-        indexes = [models.Index(fields=["account", "plan"], name="posting_account_plan")]
+        indexes = [
+            models.Index(fields=["account", "plan"], name="posting_account_plan"),
+            # Per-customer balances (the credit balance) and their movements.
+            models.Index(fields=["account", "party"], name="posting_account_party"),
+        ]
         constraints = [models.CheckConstraint(condition=~models.Q(amount=0), name="posting_amount_not_zero")]
 
     def __str__(self) -> str:
@@ -125,11 +132,22 @@ class Payment(models.Model):
         SUCCEEDED = "SUCCEEDED", "Succeeded"
         FAILED = "FAILED", "Failed"
 
+    class Source(models.TextChoices):
+        MANUAL = "MANUAL", "Paid by the customer or an operator"
+        AUTOPAY = "AUTOPAY", "Automatic payment on the due date"
+
     plan = models.ForeignKey("bnpl.Plan", on_delete=models.PROTECT, related_name="payments")
     customer = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="payments")
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
     amount = models.DecimalField(max_digits=12, decimal_places=2)
     currency = models.CharField(max_length=3)
+    # The part of ``amount`` paid from the customer's credit balance; the rest goes to the card.
+    credit_amount = models.DecimalField(max_digits=12, decimal_places=2, default=Decimal("0.00"))
+    # What the gateway captured beyond the card part, put on the customer's credit balance.
+    excess_credited = models.DecimalField(max_digits=12, decimal_places=2, default=Decimal("0.00"))
+    source = models.CharField(max_length=8, choices=Source.choices, default=Source.MANUAL)
+    # Autopay: 1 on the due date, then 2, 3, ... for the retries.
+    attempt = models.PositiveSmallIntegerField(null=True, blank=True)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING, db_index=True)
     decline_code = models.CharField(max_length=64, blank=True)
     gateway_reference = models.CharField(max_length=128, blank=True)
@@ -140,10 +158,21 @@ class Payment(models.Model):
 
     class Meta:
         ordering = ["-id"]
-        constraints = [models.CheckConstraint(condition=models.Q(amount__gt=0), name="payment_amount_positive")]
+        constraints = [
+            models.CheckConstraint(condition=models.Q(amount__gt=0), name="payment_amount_positive"),
+            models.CheckConstraint(
+                condition=models.Q(credit_amount__gte=0, credit_amount__lte=models.F("amount")),
+                name="payment_credit_within_amount",
+            ),
+            models.CheckConstraint(condition=models.Q(excess_credited__gte=0), name="payment_excess_not_negative"),
+        ]
 
     def __str__(self) -> str:
         return f"Payment {self.pk} {self.amount} {self.currency} {self.status}"
+
+    @property
+    def card_amount(self) -> Decimal:
+        return self.amount - self.credit_amount
 
 
 class PaymentAllocation(models.Model):

@@ -1,7 +1,8 @@
 """Paying installments: reserve under the plan's lock, charge with no lock held, apply.
 
 1. A short transaction locks the plan, checks what is payable, and records the payment
-   as PENDING with its allocations; pending allocations count as paid for any payment that
+   as PENDING with its allocations and the part its customer's credit balance covers
+   (credit is spent first; the card pays the rest); pending allocations count as paid for any payment that
    comes after, so two payments can never take the same cents.
 2. The gateway is called with the payment's own key, outside any transaction.
 3. A short transaction locks the plan again and applies the result: FAILED changes no
@@ -11,6 +12,7 @@
 
 import logging
 import uuid
+from datetime import timedelta
 from decimal import Decimal
 
 from django.db import transaction
@@ -20,11 +22,14 @@ from django.utils import timezone
 from accounts.models import User
 from bnpl.models import Installment, LateFee, Plan
 from bnpl.selectors import plan_get_for_update
-from bnpl.services import customer_restore_if_clear, plan_close_if_settled
+from bnpl.services import customer_restore_if_clear, installment_event_data, plan_close_if_settled
 from config.money import ZERO
 from config.problems import DomainError
-from payments.gateways import get_gateway
-from payments.ledger import CUSTOMER_RECEIVABLE, GATEWAY_CLEARING, Leg, ledger_post
+from events.models import Event, Notification
+from events.notifications import notifications_queue
+from events.services import event_record
+from payments.gateways import SUCCEEDED, ChargeResult, get_gateway
+from payments.ledger import CUSTOMER_CREDIT, CUSTOMER_RECEIVABLE, GATEWAY_CLEARING, Leg, credit_balances, ledger_post
 from payments.models import JournalEntry, Payment, PaymentAllocation
 
 logger = logging.getLogger(__name__)
@@ -107,9 +112,31 @@ def _payable_targets(plan: Plan, installment_id: int | None) -> list[tuple[str, 
     return [t for t in targets if t[2] > 0]
 
 
+def credit_available(*, customer_id: int, currency: str) -> Decimal:
+    """The customer's credit balance in ``currency`` less what PENDING payments have claimed."""
+    held = Payment.objects.filter(customer_id=customer_id, currency=currency, status=Payment.Status.PENDING).aggregate(
+        total=Sum("credit_amount")
+    )["total"]
+    return credit_balances(customer_id=customer_id).get(currency, ZERO) - (held or ZERO)
+
+
 @transaction.atomic
-def _reserve(*, plan_id: int, installment_id: int | None, amount: Decimal | None, payer: User) -> Payment:
+def _reserve(
+    *,
+    plan_id: int,
+    installment_id: int | None,
+    amount: Decimal | None,
+    payer: User,
+    gateway_key: str | None,
+    source: str,
+    attempt: int | None,
+) -> Payment:
     plan = plan_get_for_update(pk=plan_id)
+    if gateway_key:
+        # A derived key (autopay): the payment made with it before, if any, is the answer.
+        existing = Payment.objects.filter(gateway_key=gateway_key).first()
+        if existing is not None:
+            return existing
     if plan.status != Plan.Status.ACTIVE:
         raise PlanNotPayable()
     if installment_id is not None:
@@ -123,16 +150,22 @@ def _reserve(*, plan_id: int, installment_id: int | None, amount: Decimal | None
     amount = payable if amount is None else amount
     if amount > payable:
         raise Overpayment(f"At most {payable} {plan.currency} can be paid here now.", payable=str(payable))
-    customer = User.objects.get(pk=plan.customer_id)
-    if not customer.card_token:
+    # Locked after the plan (the lock order): two payments on two plans of one customer
+    # must not spend the same credit.
+    customer = User.objects.select_for_update().get(pk=plan.customer_id)
+    credit = min(max(credit_available(customer_id=customer.pk, currency=plan.currency), ZERO), amount)
+    if credit < amount and not customer.card_token:
         raise NoPaymentMethod()
     payment = Payment.objects.create(
         plan=plan,
         customer=customer,
         created_by=payer,
         amount=amount,
+        credit_amount=credit,
         currency=plan.currency,
-        gateway_key=f"pay_{uuid.uuid4().hex}",
+        source=source,
+        attempt=attempt,
+        gateway_key=gateway_key or f"pay_{uuid.uuid4().hex}",
     )
     allocations, left = [], amount
     for kind, row, payable_here in targets:
@@ -153,71 +186,191 @@ def _reserve(*, plan_id: int, installment_id: int | None, amount: Decimal | None
 
 
 @transaction.atomic
-def _settle(*, payment_id: int, succeeded: bool, decline_code: str, reference: str) -> Payment:
+def _settle(*, payment_id: int, result: ChargeResult) -> Payment:
     payment = Payment.objects.get(pk=payment_id)
     plan = plan_get_for_update(pk=payment.plan_id)
     payment.refresh_from_db()  # re-read under the lock
     if payment.status != Payment.Status.PENDING:
         return payment
     now = timezone.now()
-    payment.gateway_reference = reference
+    payment.gateway_reference = result.reference
     payment.completed_at = now
-    if not succeeded:
+    if not result.succeeded:
         payment.status = Payment.Status.FAILED
-        payment.decline_code = decline_code or "declined"
+        payment.decline_code = result.decline_code or "declined"
         payment.save(update_fields=["status", "decline_code", "gateway_reference", "completed_at"])
+        _tell_failed(payment, plan)
         return payment
 
+    paid_installments = []
     for allocation in payment.allocations.select_related("installment", "late_fee"):
         target = allocation.installment or allocation.late_fee
         target.amount_paid += allocation.amount
         if allocation.installment and target.amount_paid == target.amount_due:
             target.status, target.paid_at = Installment.Status.PAID, now
+            paid_installments.append(target)
         if allocation.late_fee and target.amount_paid == target.amount:
             target.status = LateFee.Status.PAID
         target.save()
+    captured = payment.card_amount if result.captured is None else result.captured
+    payment.excess_credited = max(captured - payment.card_amount, ZERO)
     payment.status = Payment.Status.SUCCEEDED
-    payment.save(update_fields=["status", "gateway_reference", "completed_at"])
+    payment.save(update_fields=["status", "gateway_reference", "completed_at", "excess_credited"])
+    customer_id, currency = payment.customer_id, payment.currency
     ledger_post(
         kind=JournalEntry.Kind.PAYMENT,
         plan_id=plan.pk,
         memo=f"Payment {payment.pk}",
         legs=[
-            Leg(GATEWAY_CLEARING, payment.amount, payment.currency, plan.pk, payment.customer_id),
-            Leg(CUSTOMER_RECEIVABLE, -payment.amount, payment.currency, plan.pk, payment.customer_id),
+            Leg(GATEWAY_CLEARING, payment.card_amount + payment.excess_credited, currency, plan.pk, customer_id),
+            Leg(CUSTOMER_CREDIT, payment.credit_amount, currency, plan.pk, customer_id),  # credit spent
+            Leg(CUSTOMER_RECEIVABLE, -payment.amount, currency, plan.pk, customer_id),
+            Leg(CUSTOMER_CREDIT, -payment.excess_credited, currency, plan.pk, customer_id),  # overpayment kept
         ],
     )
+    for installment in paid_installments:
+        event_record(
+            merchant_id=plan.merchant_id,
+            type=Event.Type.INSTALLMENT_PAID,
+            data=installment_event_data(installment, plan) | {"payment_id": payment.pk},
+        )
     plan_close_if_settled(plan)
-    customer_restore_if_clear(customer_id=payment.customer_id)
+    customer_restore_if_clear(customer_id=customer_id)
+    notifications_queue(
+        items=[
+            (
+                customer_id,
+                Notification.Kind.PAYMENT_RECEIPT,
+                f"payment:{payment.pk}",
+                f"Payment received: {payment.amount} {currency} for plan #{plan.pk}",
+                f"Thank you. We received {payment.amount} {currency} for plan #{plan.pk}"
+                + (f", {payment.credit_amount} of it from your credit balance" if payment.credit_amount else "")
+                + (
+                    f"; {payment.excess_credited} more was added to your credit balance"
+                    if payment.excess_credited
+                    else ""
+                )
+                + ".",
+            )
+        ]
+    )
     return payment
 
 
-def payment_collect(*, plan_id: int, payer: User, amount: Decimal | None = None, installment_id: int | None = None):
-    """Charge the customer's card for ``amount`` (everything payable when None) of a plan,
-    or of one installment; returns the SUCCEEDED payment.
-
-    Raises PlanNotPayable, NothingToPay (409), Overpayment, NoPaymentMethod (422),
-    PaymentDeclined (402, the payment is recorded as FAILED and no balance changes).
-    """
-    payment = _reserve(plan_id=plan_id, installment_id=installment_id, amount=amount, payer=payer)
-    customer = User.objects.get(pk=payment.customer_id)
-    try:
-        result = get_gateway().charge(
-            amount=payment.amount,
-            currency=payment.currency,
-            card_token=customer.card_token,
-            idempotency_key=payment.gateway_key,
-        )
-    except Exception as exc:
-        # The gateway's answer is unknown: the payment stays PENDING (its reservation too) for
-        # reconciliation with the gateway by its key, rather than risk charging twice.
-        logger.exception("Gateway call failed for payment %s", payment.pk)
-        raise GatewayUnavailable(payment_id=payment.pk) from exc
-    payment = _settle(
-        payment_id=payment.pk, succeeded=result.succeeded, decline_code=result.decline_code, reference=result.reference
+def _tell_failed(payment: Payment, plan: Plan) -> None:
+    """A failed payment: the merchant's event, and the customer's notice when autopay failed."""
+    event_record(
+        merchant_id=plan.merchant_id,
+        type=Event.Type.PAYMENT_FAILED,
+        data={
+            "payment_id": payment.pk,
+            "plan_id": plan.pk,
+            "amount": payment.amount,
+            "currency": payment.currency,
+            "decline_code": payment.decline_code,
+            "source": payment.source,
+        },
     )
+    if payment.source == Payment.Source.AUTOPAY:
+        notifications_queue(
+            items=[
+                (
+                    payment.customer_id,
+                    Notification.Kind.AUTOPAY_FAILED,
+                    f"payment:{payment.pk}",
+                    f"We could not charge {payment.amount} {payment.currency} for plan #{plan.pk}",
+                    f"Your card was declined ({payment.decline_code}). We will try again; you can also pay "
+                    "in the app now to keep your account in good standing.",
+                )
+            ]
+        )
+
+
+def payment_attempt(
+    *,
+    plan_id: int,
+    payer: User,
+    amount: Decimal | None = None,
+    installment_id: int | None = None,
+    gateway_key: str | None = None,
+    source: str = Payment.Source.MANUAL,
+    attempt: int | None = None,
+) -> Payment:
+    """Collect ``amount`` (everything payable when None) of a plan, or of one installment:
+    credit balance first, then the card. Returns the payment, SUCCEEDED or FAILED.
+
+    With a ``gateway_key`` (derived by the caller, e.g. from installment and day) the same
+    key never makes a second payment: the first one is returned, and finished if it was
+    left PENDING. Raises PlanNotPayable, NothingToPay (409), Overpayment, NoPaymentMethod
+    (422), GatewayUnavailable (502, the payment stays PENDING).
+    """
+    payment = _reserve(
+        plan_id=plan_id,
+        installment_id=installment_id,
+        amount=amount,
+        payer=payer,
+        gateway_key=gateway_key,
+        source=source,
+        attempt=attempt,
+    )
+    if payment.status != Payment.Status.PENDING:
+        return payment
+    return payment_resume(payment_id=payment.pk)
+
+
+def payment_resume(*, payment_id: int) -> Payment:
+    """Charge a PENDING payment's card part with its own key and apply the answer.
+
+    Safe to repeat, and safe while another process does the same: the gateway charges a
+    key once, and the answer is applied once (re-checked under the plan's lock).
+    """
+    payment = Payment.objects.select_related("customer").get(pk=payment_id)
+    if payment.status != Payment.Status.PENDING:
+        return payment
+    if payment.card_amount == 0:
+        result = ChargeResult(SUCCEEDED, "", "credit_balance")
+    else:
+        try:
+            result = get_gateway().charge(
+                amount=payment.card_amount,
+                currency=payment.currency,
+                card_token=payment.customer.card_token,
+                idempotency_key=payment.gateway_key,
+            )
+        except Exception as exc:
+            # The gateway's answer is unknown: the payment stays PENDING (its reservation too)
+            # until it is resumed with the same key, rather than risk charging twice.
+            logger.exception("Gateway call failed for payment %s", payment.pk)
+            raise GatewayUnavailable(payment_id=payment.pk) from exc
+    return _settle(payment_id=payment.pk, result=result)
+
+
+def payment_collect(*, plan_id: int, payer: User, amount: Decimal | None = None, installment_id: int | None = None):
+    """Charge the customer for ``amount`` (everything payable when None) of a plan, or of
+    one installment; returns the SUCCEEDED payment.
+
+    Raises what ``payment_attempt`` raises, and PaymentDeclined (402, the payment is
+    recorded as FAILED and no balance changes).
+    """
+    payment = payment_attempt(plan_id=plan_id, payer=payer, amount=amount, installment_id=installment_id)
     if payment.status == Payment.Status.FAILED:
         raise PaymentDeclined(
             f"The card was declined ({payment.decline_code}).", decline_code=payment.decline_code, payment_id=payment.pk
         )
     return payment
+
+
+def payments_reconcile(*, older_than_minutes: int = 5, limit: int = 500) -> int:
+    """Resume PENDING payments left by a crash or a gateway timeout (same key, so never
+    charged twice); returns how many were finished."""
+    cutoff = timezone.now() - timedelta(minutes=older_than_minutes)
+    finished = 0
+    for payment_id in Payment.objects.filter(status=Payment.Status.PENDING, created_at__lt=cutoff).values_list(
+        "id", flat=True
+    )[:limit]:
+        try:
+            payment_resume(payment_id=payment_id)
+            finished += 1
+        except GatewayUnavailable:
+            continue
+    return finished

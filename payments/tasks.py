@@ -19,3 +19,29 @@ def idempotency_keys_prune_task(self) -> int:
     from payments.idempotency import idempotency_keys_prune
 
     return idempotency_keys_prune()
+
+
+@shared_task(bind=True, acks_late=True, autoretry_for=(OperationalError,), retry_backoff=True, max_retries=5)
+def autopay_run_task(self) -> int:
+    """Fan out one autopay task per customer with something due (beat: daily); harmless twice."""
+    from payments.autopay import autopay_run
+
+    return autopay_run()
+
+
+@shared_task(bind=True, acks_late=True, autoretry_for=(OperationalError,), retry_backoff=True, max_retries=5)
+def autopay_customer_task(self, customer_id: int, business_date: str) -> dict:
+    """Charge one customer's due installments for ``business_date``; each at most once that day."""
+    from datetime import date
+
+    from payments.autopay import autopay_customer
+
+    return autopay_customer(customer_id=customer_id, today=date.fromisoformat(business_date))
+
+
+@shared_task(bind=True, acks_late=True, autoretry_for=(OperationalError,), retry_backoff=True, max_retries=5)
+def payments_reconcile_task(self) -> int:
+    """Finish payments left PENDING by a crash or a gateway timeout (beat: every 10 minutes)."""
+    from payments.services import payments_reconcile
+
+    return payments_reconcile()

@@ -18,6 +18,11 @@ class Refund(models.Model):
         PENDING = "PENDING", "To be paid back"
         PAID = "PAID", "Paid back"
         FAILED = "FAILED", "Payback failed"
+        CREDITED = "CREDITED", "Put on the customer's credit balance"
+
+    class PayoutMethod(models.TextChoices):
+        CARD = "CARD", "Back to the card"
+        CREDIT = "CREDIT", "To the customer's credit balance"
 
     plan = models.ForeignKey("bnpl.Plan", on_delete=models.PROTECT, related_name="refunds")
     merchant = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
@@ -32,6 +37,8 @@ class Refund(models.Model):
     applied_amount = models.DecimalField(max_digits=12, decimal_places=2, default=Decimal("0.00"))
     payout_amount = models.DecimalField(max_digits=12, decimal_places=2, default=Decimal("0.00"))
     payout_status = models.CharField(max_length=8, choices=PayoutStatus.choices, default=PayoutStatus.NONE)
+    # Where what exceeds the unpaid remainder goes (the customer's choice, default from settings).
+    payout_method = models.CharField(max_length=8, choices=PayoutMethod.choices, default=PayoutMethod.CARD)
     payout_reference = models.CharField(max_length=128, blank=True)
     merchant_reference = models.CharField(max_length=128, blank=True)
     decided_by = models.ForeignKey(

@@ -6,6 +6,7 @@ Lock order, as everywhere: the plan row first, then its installments, then the c
 import logging
 from decimal import Decimal
 
+from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import Sum
 from django.utils import timezone
@@ -16,8 +17,17 @@ from bnpl.selectors import plan_get_for_update
 from bnpl.services import customer_restore_if_clear, plan_close_if_settled
 from config.money import ZERO
 from config.problems import DomainError, FieldInvalid
+from events.models import Event
+from events.services import event_record
 from payments.gateways import get_gateway
-from payments.ledger import CUSTOMER_RECEIVABLE, GATEWAY_CLEARING, MERCHANT_PAYABLE, Leg, ledger_post
+from payments.ledger import (
+    CUSTOMER_CREDIT,
+    CUSTOMER_RECEIVABLE,
+    GATEWAY_CLEARING,
+    MERCHANT_PAYABLE,
+    Leg,
+    ledger_post,
+)
 from payments.models import JournalEntry
 from payments.services import payment_reservations
 from refunds.models import Refund, RefundEvent
@@ -58,7 +68,14 @@ def _refundable(plan: Plan, *, counted=COUNTED, excluding: int | None = None) ->
 
 
 def refund_request(
-    *, plan_id: int, transaction_id: str, amount: Decimal, reason: str, requester: User, user_id: str | None = None
+    *,
+    plan_id: int,
+    transaction_id: str,
+    amount: Decimal,
+    reason: str,
+    requester: User,
+    user_id: str | None = None,
+    payout_method: str | None = None,
 ) -> tuple[Refund, bool]:
     """Ask for a refund on a plan; ``(refund, created)``. The same ``transaction_id`` with the
     same plan and amount returns the existing refund (created False).
@@ -68,7 +85,8 @@ def refund_request(
     """
     try:
         with transaction.atomic():
-            return _refund_request(plan_id, transaction_id, amount, reason, requester, user_id)
+            method = payout_method or settings.BNPL_REFUND_PAYOUT_METHOD.upper()
+            return _refund_request(plan_id, transaction_id, amount, reason, requester, user_id, method)
     except IntegrityError:
         # Another request with this transaction_id (on another plan) won the race.
         return _existing(requester, plan_id, transaction_id, amount), False
@@ -82,7 +100,7 @@ def _existing(requester: User, plan_id: int, transaction_id: str, amount: Decima
     return refund
 
 
-def _refund_request(plan_id, transaction_id, amount, reason, requester, user_id) -> tuple[Refund, bool]:
+def _refund_request(plan_id, transaction_id, amount, reason, requester, user_id, method) -> tuple[Refund, bool]:
     plan = plan_get_for_update(pk=plan_id)
     customer = User.objects.get(pk=plan.customer_id)
     if user_id and user_id != customer.user_id:
@@ -103,6 +121,7 @@ def _refund_request(plan_id, transaction_id, amount, reason, requester, user_id)
         amount=amount,
         currency=plan.currency,
         reason=reason,
+        payout_method=method,
     )
     return refund, True
 
@@ -138,9 +157,25 @@ def _status_apply(*, refund_id: int, status: str, source: str, actor: User | Non
     refund.status = status
     if refund.is_terminal:
         refund.decided_at, refund.decided_by = timezone.now(), actor
+        event_type = Event.Type.REFUND_APPROVED if status == Refund.Status.APPROVED else Event.Type.REFUND_REJECTED
+        event_record(merchant_id=refund.merchant_id, type=event_type, data=_refund_event_data(refund))
     refund.save()
     RefundEvent.objects.create(refund=refund, requested_status=status, source=source, outcome="applied")
     return refund
+
+
+def _refund_event_data(refund: Refund) -> dict:
+    return {
+        "refund_id": refund.transaction_id,
+        "plan_id": refund.plan_id,
+        "amount": refund.amount,
+        "currency": refund.currency,
+        "status": refund.status,
+        "applied_amount": refund.applied_amount,
+        "payout_amount": refund.payout_amount,
+        "payout_method": refund.payout_method,
+        "merchant_reference": refund.merchant_reference,
+    }
 
 
 def _apply_to_plan(refund: Refund, plan: Plan) -> None:
@@ -178,6 +213,18 @@ def _apply_to_plan(refund: Refund, plan: Plan) -> None:
             Leg(CUSTOMER_RECEIVABLE, -refund.applied_amount, plan.currency, plan.pk, plan.customer_id),
         ],
     )
+    if left > 0 and refund.payout_method == Refund.PayoutMethod.CREDIT:
+        # Kept for the customer instead of going back to the card: no gateway call at all.
+        refund.payout_status = Refund.PayoutStatus.CREDITED
+        ledger_post(
+            kind=JournalEntry.Kind.REFUND_CREDIT,
+            plan_id=plan.pk,
+            memo=f"Refund {refund.transaction_id} credited to the customer's balance",
+            legs=[
+                Leg(MERCHANT_PAYABLE, left, plan.currency, plan.pk, plan.merchant_id),
+                Leg(CUSTOMER_CREDIT, -left, plan.currency, plan.pk, plan.customer_id),
+            ],
+        )
     plan_close_if_settled(plan)
     customer_restore_if_clear(customer_id=plan.customer_id)
 

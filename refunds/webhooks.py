@@ -6,30 +6,25 @@ Several ``v1=`` may be sent (a secret being rotated); any match passes, compared
 constant time. A timestamp more than 300 s away is refused (replays).
 """
 
-import hashlib
-import hmac
 import json
 import logging
 import time
 
-from django.conf import settings
 from django.http import JsonResponse
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
-from kombu.exceptions import OperationalError as BrokerError
 from rest_framework import serializers
 
 from accounts.models import User
-from config.celery import app
+from config.celery import app, enqueue
 from config.problems import PROBLEM_CONTENT_TYPE, problem_response, validation_problem
+from config.signatures import signature_problem
 from refunds.models import Refund
 from refunds.services import WEBHOOK_STATUSES, RefundExceedsPlan, refund_status_apply
 from refunds.tasks import refund_status_apply_task
 
 logger = logging.getLogger(__name__)
-
-TOLERANCE_SECONDS = 300
 
 
 class RefundStatusIn(serializers.Serializer):
@@ -38,54 +33,19 @@ class RefundStatusIn(serializers.Serializer):
     merchant_reference = serializers.CharField(max_length=128, required=False, allow_blank=True, default="")
 
 
-def sign(secret: str, timestamp: int, body: bytes) -> str:
-    """The v1 signature of ``body`` at ``timestamp`` (what merchants compute too)."""
-    return hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
-
-
-def _parse_signature(header: str) -> tuple[int, list[str]] | None:
-    timestamp, signatures = None, []
-    for part in header.split(","):
-        name, _, value = part.strip().partition("=")
-        if name == "t" and value.isdigit():
-            timestamp = int(value)
-        elif name == "v1" and value:
-            signatures.append(value)
-    return (timestamp, signatures) if timestamp is not None and signatures else None
-
-
 def verify(merchant: User | None, header: str, body: bytes, now: float) -> str | None:
     """None when the signature is good; else why not."""
-    if merchant is None or not merchant.webhook_secret:
+    if merchant is None:
         return "Unknown merchant."
-    parsed = _parse_signature(header)
-    if parsed is None:
-        return "Missing or malformed BNPL-Signature."
-    timestamp, signatures = parsed
-    if abs(now - timestamp) > TOLERANCE_SECONDS:
-        return "The signature's timestamp is too old or in the future."
-    expected = sign(merchant.webhook_secret, timestamp, body)
-    if not any(hmac.compare_digest(expected, candidate) for candidate in signatures):
-        return "The signature does not match."
-    return None
+    return signature_problem(merchant.webhook_secret, header, body, now)
 
 
 def _enqueue(refund_id: int, status: str) -> bool:
     """Queue the change for a worker; False when the broker cannot be reached (or eager mode)."""
-    if settings.CELERY_TASK_ALWAYS_EAGER:
-        return False
-    try:
-        with app.connection_for_write() as connection:
-            refund_status_apply_task.apply_async(
-                (refund_id, status),
-                connection=connection,
-                retry=True,
-                retry_policy={"max_retries": 1, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.2},
-            )
-    except (BrokerError, OSError):
+    queued = enqueue(refund_status_apply_task, refund_id, status)
+    if not queued and not app.conf.task_always_eager:
         logger.warning("Broker unreachable: refund %s processed synchronously", refund_id)
-        return False
-    return True
+    return queued
 
 
 @csrf_exempt

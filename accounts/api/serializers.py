@@ -5,10 +5,12 @@ import re
 from django.contrib.auth.password_validation import validate_password
 from django.contrib.auth.validators import UnicodeUsernameValidator
 from django.core.exceptions import ValidationError as DjangoValidationError
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from accounts.cards import normalize_card_number
 from accounts.models import E164_REGEX, PASSPORT_REGEX, PHONE_MESSAGE, USER_ID_REGEX, User
+from accounts.profile import profile_field
 
 
 class RegisterIn(serializers.Serializer):
@@ -88,6 +90,38 @@ class MeOut(UserOut):
     email = serializers.EmailField()
     credit_limit = serializers.DecimalField(max_digits=12, decimal_places=2)
     card_brand = serializers.CharField()
+    autopay = serializers.BooleanField(help_text="Customers: the card is charged automatically on each due date.")
+    credit_balance = serializers.SerializerMethodField(
+        help_text="What the platform holds for you per currency (refunds taken as credit, overpayments); "
+        "spent first by your next payment."
+    )
+    webhook_url = serializers.CharField(help_text="Merchants: where your events are delivered (blank: none).")
+
+    @extend_schema_field(serializers.DictField(child=serializers.DecimalField(max_digits=14, decimal_places=2)))
+    def get_credit_balance(self, user: User) -> dict:
+        return {currency: str(amount) for currency, amount in profile_field("credit_balance", user, {}).items()}
+
+
+class MeUpdateIn(serializers.Serializer):
+    """What you may change about yourself."""
+
+    autopay = serializers.BooleanField(required=False, help_text="Customers only.")
+    webhook_url = serializers.URLField(
+        max_length=500, required=False, allow_blank=True, help_text="Merchants only; http(s), blank to stop deliveries."
+    )
+
+    def validate(self, attrs: dict) -> dict:
+        if not attrs:
+            raise serializers.ValidationError("Give at least one of: autopay, webhook_url.")
+        user: User = self.context["user"]
+        if "autopay" in attrs and not user.is_customer:
+            raise serializers.ValidationError({"autopay": ["Only customers pay installments automatically."]})
+        if "webhook_url" in attrs and not user.is_merchant:
+            raise serializers.ValidationError({"webhook_url": ["Only merchants receive event webhooks."]})
+        url = attrs.get("webhook_url", "")
+        if url and not url.lower().startswith(("https://", "http://")):
+            raise serializers.ValidationError({"webhook_url": ["Use an http or https URL."]})
+        return attrs
 
 
 class RegisteredOut(MeOut):

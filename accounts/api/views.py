@@ -9,10 +9,10 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 from rest_framework_simplejwt import views as jwt_views
 
-from accounts.api.serializers import MeOut, RegisteredOut, RegisterIn, UserOut
+from accounts.api.serializers import MeOut, MeUpdateIn, RegisteredOut, RegisterIn, UserOut
 from accounts.models import User
 from accounts.selectors import user_get_for, user_list_for
-from accounts.services import user_register
+from accounts.services import user_register, user_settings_update
 from config.schema import VALIDATION_EXAMPLE, list_retrieve_schema, problems
 
 USER_EXAMPLE = {
@@ -30,6 +30,9 @@ ME_EXAMPLE = USER_EXAMPLE | {
     "email": "usr-001@example.com",
     "credit_limit": "10000.00",
     "card_brand": "visa",
+    "autopay": True,
+    "credit_balance": {"USD": "5.00"},
+    "webhook_url": "",
 }
 
 
@@ -114,6 +117,25 @@ class MeView(APIView):
     )
     def get(self, request: Request) -> Response:
         return Response(MeOut(request.user).data)
+
+    @extend_schema(
+        operation_id="auth_me_update",
+        summary="Change your settings: autopay (customers), webhook URL (merchants)",
+        request=MeUpdateIn,
+        responses={200: MeOut, **problems(400, 401, 415)},
+        examples=[
+            OpenApiExample("Autopay off", value={"autopay": False}, request_only=True),
+            OpenApiExample(
+                "Webhook URL", value={"webhook_url": "https://shop.example.com/bnpl/events"}, request_only=True
+            ),
+            VALIDATION_EXAMPLE,
+        ],
+    )
+    def patch(self, request: Request) -> Response:
+        body = MeUpdateIn(data=request.data, context={"user": request.user})
+        body.is_valid(raise_exception=True)
+        user = user_settings_update(user=request.user, **body.validated_data)
+        return Response(MeOut(user).data)
 
 
 class UserFilter(filters.FilterSet):

@@ -1,9 +1,10 @@
 """Request and response shapes of payments."""
 
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from config.money import MoneyField
-from payments.models import Payment
+from payments.models import JournalEntry, Payment
 
 AMOUNT = {"max_digits": 12, "decimal_places": 2}
 
@@ -28,8 +29,34 @@ class PaymentOut(serializers.Serializer):
     user_id = serializers.CharField(source="customer.user_id")
     amount = serializers.DecimalField(**AMOUNT)
     currency = serializers.CharField()
+    credit_amount = serializers.DecimalField(
+        **AMOUNT, help_text="Paid from the credit balance; the card paid the rest."
+    )
+    excess_credited = serializers.DecimalField(
+        **AMOUNT, help_text="Captured by the gateway beyond the card part, added to the credit balance."
+    )
+    source = serializers.ChoiceField(choices=Payment.Source.choices)
+    attempt = serializers.IntegerField(allow_null=True, help_text="Autopay: 1 on the due date, then the retries.")
     status = serializers.ChoiceField(choices=Payment.Status.choices)
     decline_code = serializers.CharField()
     created_at = serializers.DateTimeField()
     completed_at = serializers.DateTimeField(allow_null=True)
     allocations = AllocationOut(many=True)
+
+
+class CreditTransactionOut(serializers.Serializer):
+    """One movement of a customer's credit balance (a posting on the credit account)."""
+
+    id = serializers.IntegerField()
+    user_id = serializers.CharField(source="party.user_id")
+    kind = serializers.ChoiceField(source="entry.kind", choices=JournalEntry.Kind.choices)
+    amount = serializers.SerializerMethodField(help_text="Positive: added to the balance; negative: spent.")
+    currency = serializers.CharField()
+    plan_id = serializers.IntegerField(allow_null=True)
+    memo = serializers.CharField(source="entry.memo")
+    created_at = serializers.DateTimeField(source="entry.created_at")
+
+    @extend_schema_field(serializers.DecimalField(**AMOUNT))
+    def get_amount(self, posting) -> str:
+        # The credit account is a liability: a credit posting (negative) raises the balance.
+        return str(-posting.amount)

@@ -5,6 +5,7 @@ from payments.api import views
 
 router = SimpleRouter()
 router.register("payments", views.PaymentViewSet, basename="payment")
+router.register("credit-transactions", views.CreditTransactionViewSet, basename="credit-transaction")
 
 urlpatterns = [
     path("installments/<int:pk>/pay/", views.InstallmentPayView.as_view(), name="installment-pay"),

@@ -1,6 +1,7 @@
 """Paying plans and installments, and the payments list."""
 
 from django.http import Http404
+from django_filters import rest_framework as filters
 from drf_spectacular.utils import OpenApiExample, extend_schema, extend_schema_view
 from rest_framework import mixins, viewsets
 from rest_framework.request import Request
@@ -11,9 +12,10 @@ from accounts.models import User
 from accounts.permissions import HasRole
 from bnpl.selectors import installment_list_for, plan_list_for, plan_scope
 from config.schema import list_retrieve_schema, problems
-from payments.api.serializers import InstallmentPayIn, PaymentOut, PlanPayIn
+from payments.api.serializers import CreditTransactionOut, InstallmentPayIn, PaymentOut, PlanPayIn
 from payments.idempotency import IDEMPOTENCY_PARAMETER, idempotent
-from payments.models import Payment
+from payments.models import Payment, Posting
+from payments.selectors import credit_transactions_for
 from payments.services import payment_collect
 
 PAYMENT_EXAMPLE = {
@@ -22,6 +24,10 @@ PAYMENT_EXAMPLE = {
     "user_id": "usr-001",
     "amount": "166.67",
     "currency": "USD",
+    "credit_amount": "0.00",
+    "excess_credited": "0.00",
+    "source": "MANUAL",
+    "attempt": None,
     "status": "SUCCEEDED",
     "decline_code": "",
     "created_at": "2026-12-22T09:00:00Z",
@@ -125,3 +131,42 @@ class PaymentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
             .prefetch_related("allocations")
             .order_by("-id")
         )
+
+
+CREDIT_EXAMPLE = {
+    "id": 120,
+    "user_id": "usr-001",
+    "kind": "REFUND_CREDIT",
+    "amount": "5.00",
+    "currency": "USD",
+    "plan_id": 7,
+    "memo": "Refund rf-1001 credited to the customer's balance",
+    "created_at": "2026-12-22T09:00:00Z",
+}
+
+
+class CreditTransactionFilter(filters.FilterSet):
+    user_id = filters.CharFilter(field_name="party__user_id")
+    currency = filters.CharFilter()
+
+    class Meta:
+        model = Posting
+        fields = ["user_id", "currency"]
+
+
+@list_retrieve_schema(
+    name="credit_transactions",
+    plural="Credit balance movements",
+    serializer=CreditTransactionOut,
+    example=CREDIT_EXAMPLE,
+)
+class CreditTransactionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """Customers see their own movements, merchants those on plans they sold, operators all."""
+
+    serializer_class = CreditTransactionOut
+    filterset_class = CreditTransactionFilter
+
+    def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):
+            return Posting.objects.none()
+        return credit_transactions_for(viewer=self.request.user)

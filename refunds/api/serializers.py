@@ -12,6 +12,12 @@ class RefundCreateIn(serializers.Serializer):
     amount = MoneyField()
     reason = serializers.CharField(max_length=500, required=False, allow_blank=True, default="")
     user_id = serializers.CharField(max_length=64, required=False, help_text="If given, must be the plan's customer.")
+    payout_method = serializers.ChoiceField(
+        choices=Refund.PayoutMethod.choices,
+        required=False,
+        help_text="Where what exceeds the unpaid remainder goes: back to the card (CARD) or to the "
+        "customer's credit balance (CREDIT). Default from the platform's settings.",
+    )
 
 
 class RefundOut(serializers.Serializer):
@@ -25,7 +31,8 @@ class RefundOut(serializers.Serializer):
     reason = serializers.CharField()
     status = serializers.ChoiceField(choices=Refund.Status.choices)
     applied_amount = serializers.DecimalField(**AMOUNT, help_text="Taken off unpaid installments.")
-    payout_amount = serializers.DecimalField(**AMOUNT, help_text="Paid back to the customer's card.")
+    payout_amount = serializers.DecimalField(**AMOUNT, help_text="Paid back to the card or credited.")
+    payout_method = serializers.ChoiceField(choices=Refund.PayoutMethod.choices)
     payout_status = serializers.ChoiceField(choices=Refund.PayoutStatus.choices)
     created_at = serializers.DateTimeField()
     decided_at = serializers.DateTimeField(allow_null=True)

@@ -83,6 +83,7 @@ class RefundViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.G
             reason=data["reason"],
             user_id=data.get("user_id"),
             requester=request.user,
+            payout_method=data.get("payout_method"),
         )
         return Response(RefundOut(refund).data, status=201 if created else 200)
 

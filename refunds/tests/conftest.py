@@ -4,7 +4,7 @@ import time
 import pytest
 from django.test import Client
 
-from refunds.webhooks import sign
+from config.signatures import sign
 
 
 @pytest.fixture

@@ -1,0 +1,244 @@
+"""Merchant events: a transactional outbox delivered as signed webhooks.
+
+``event_record`` stores the event in the caller's transaction, so an event exists exactly
+when its cause committed. Delivery starts after commit (a task per event) and is retried
+with exponential backoff until ``give_up_at``; a periodic relay re-queues any pending event
+whose task was lost (broker down, worker killed), so no event is ever dropped. Each attempt
+claims the row under a lock and pushes ``next_attempt_at`` forward (a lease), so two
+workers never deliver the same attempt; delivery is at least once, and merchants dedupe
+by the event id.
+"""
+
+import ipaddress
+import json
+import logging
+import socket
+import time
+import urllib.error
+import urllib.request
+from datetime import timedelta
+from urllib.parse import urlsplit
+
+from django.conf import settings
+from django.core.serializers.json import DjangoJSONEncoder
+from django.db import transaction
+from django.utils import timezone
+
+from accounts.models import User
+from config.celery import app, enqueue
+from config.signatures import signature_header
+from events.models import Event, EventDelivery
+
+logger = logging.getLogger(__name__)
+
+USER_AGENT = "bnpl-webhooks/1"
+# How long an attempt may hold the event before the relay may start another one.
+LEASE_MARGIN_SECONDS = 30
+RELAY_GRACE_SECONDS = 30
+
+
+def _json(data: dict) -> dict:
+    # Decimals and dates as strings, the way the API writes them.
+    return json.loads(json.dumps(data, cls=DjangoJSONEncoder))
+
+
+def event_record(*, merchant_id: int, type: str, data: dict) -> Event:
+    """Store one event in the caller's transaction; its delivery is queued once that commits."""
+    now = timezone.now()
+    event = Event.objects.create(
+        merchant_id=merchant_id,
+        type=type,
+        data=_json(data),
+        created_at=now,
+        next_attempt_at=now,
+        give_up_at=_give_up(now),
+    )
+    transaction.on_commit(lambda: _dispatch(event.pk))
+    return event
+
+
+def events_record_many(*, events: list[tuple[int, str, dict]]) -> int:
+    """Store many ``(merchant_id, type, data)`` events in a fixed number of queries (set-based
+    jobs); the relay delivers them once the transaction commits."""
+    if not events:
+        return 0
+    now = timezone.now()
+    Event.objects.bulk_create(
+        [
+            Event(merchant_id=m, type=t, data=_json(d), created_at=now, next_attempt_at=now, give_up_at=_give_up(now))
+            for m, t, d in events
+        ],
+        batch_size=5000,
+    )
+    transaction.on_commit(_relay_soon)
+    return len(events)
+
+
+def _give_up(start) -> timezone.datetime:
+    return start + timedelta(hours=settings.BNPL_WEBHOOK_RETRY_HOURS)
+
+
+def _dispatch(event_id: int, *, manual: bool = False, countdown: float | None = None) -> None:
+    from events.tasks import event_deliver_task
+
+    if enqueue(event_deliver_task, event_id, manual, countdown=countdown):
+        return
+    if app.conf.task_always_eager and not countdown:
+        event_deliver(event_id=event_id, manual=manual)
+    # Else the broker is down: the event stays PENDING and the relay sends it later.
+
+
+def _relay_soon() -> None:
+    from events.tasks import events_relay_task
+
+    if not enqueue(events_relay_task, 0) and app.conf.task_always_eager:
+        events_relay(grace_seconds=0)
+
+
+def backoff_seconds(attempt: int) -> float:
+    """The wait after failed attempt number ``attempt`` (1, 2, …): base * 2^(attempt-1), capped."""
+    delay = settings.BNPL_WEBHOOK_BACKOFF_BASE_SECONDS * 2 ** (attempt - 1)
+    return min(delay, settings.BNPL_WEBHOOK_BACKOFF_MAX_SECONDS)
+
+
+def _claim(event_id: int, manual: bool) -> tuple[Event, str] | None:
+    """Take the next attempt of a pending, due event; None if there is nothing to do."""
+    now = timezone.now()
+    with transaction.atomic():
+        event = (
+            Event.objects.select_for_update(skip_locked=True)
+            .filter(pk=event_id, delivery_status=Event.Delivery.PENDING)
+            .first()
+        )
+        if event is None or (event.next_attempt_at > now and not manual):
+            return None  # delivered, given up, held by another attempt, or not due yet
+        url = User.objects.filter(pk=event.merchant_id).values_list("webhook_url", flat=True).first()
+        if not url:
+            event.delivery_status = Event.Delivery.NO_ENDPOINT
+            event.save(update_fields=["delivery_status"])
+            return None
+        event.attempts += 1
+        lease = settings.BNPL_WEBHOOK_TIMEOUT_SECONDS + LEASE_MARGIN_SECONDS
+        event.next_attempt_at = now + timedelta(seconds=lease)
+        event.save(update_fields=["attempts", "next_attempt_at"])
+    return event, url
+
+
+def event_deliver(*, event_id: int, manual: bool = False) -> EventDelivery | None:
+    """Make one delivery attempt of a pending event, record it, and schedule the next one.
+
+    Returns the attempt, or None when there was nothing to do (already delivered, given up,
+    another attempt running, not due yet, or the merchant has no webhook URL).
+    """
+    claimed = _claim(event_id, manual)
+    if claimed is None:
+        return None
+    event, url = claimed
+    secret = User.objects.filter(pk=event.merchant_id).values_list("webhook_secret", flat=True).first() or ""
+    body = json.dumps(event.payload(), separators=(",", ":")).encode()
+    headers = {
+        "Content-Type": "application/json",
+        "User-Agent": USER_AGENT,
+        "BNPL-Event-Id": event.public_id,
+        "BNPL-Event-Type": event.type,
+        "BNPL-Signature": signature_header(secret, int(time.time()), body),
+    }
+    started_at, started = timezone.now(), time.perf_counter()
+    status, error = _post(url, body, headers)
+    duration_ms = int((time.perf_counter() - started) * 1000)
+    succeeded = status is not None and 200 <= status < 300
+    retry_in = None
+    with transaction.atomic():
+        attempt = EventDelivery.objects.create(
+            event=event,
+            number=event.attempts,
+            url=url[:500],
+            started_at=started_at,
+            duration_ms=duration_ms,
+            response_status=status,
+            error=error[:500],
+            succeeded=succeeded,
+            manual=manual,
+        )
+        event = Event.objects.select_for_update().get(pk=event_id)
+        now = timezone.now()
+        if succeeded:
+            event.delivery_status, event.delivered_at = Event.Delivery.DELIVERED, now
+        elif now + timedelta(seconds=backoff_seconds(event.attempts)) > event.give_up_at:
+            event.delivery_status = Event.Delivery.FAILED
+            logger.warning("Event %s given up after %s attempts", event.public_id, event.attempts)
+        else:
+            retry_in = backoff_seconds(event.attempts)
+            event.next_attempt_at = now + timedelta(seconds=retry_in)
+        event.save(update_fields=["delivery_status", "delivered_at", "next_attempt_at"])
+    if retry_in is not None:
+        _dispatch(event_id, countdown=retry_in)  # the relay is the safety net if this task is lost
+    return attempt
+
+
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args, **kwargs):
+        return None  # a 3xx is an answer (a failed attempt), never a hop to another host
+
+
+_opener = urllib.request.build_opener(urllib.request.ProxyHandler({}), _NoRedirects())
+
+
+def _blocked(url: str) -> str:
+    """Why ``url`` may not be called ("" when it may): http(s) only, and no loopback or
+    private addresses unless settings allow them (they would reach our own network)."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return "The webhook URL must be http or https."
+    if settings.BNPL_WEBHOOK_ALLOW_PRIVATE_URLS:
+        return ""
+    try:
+        addresses = {info[4][0] for info in socket.getaddrinfo(parts.hostname, parts.port or 443)}
+    except OSError as exc:
+        return f"Cannot resolve the webhook host: {exc}"
+    for address in addresses:
+        ip = ipaddress.ip_address(address.split("%")[0])
+        if not ip.is_global:
+            return f"The webhook host resolves to a non-public address ({ip})."
+    return ""
+
+
+def _post(url: str, body: bytes, headers: dict) -> tuple[int | None, str]:
+    """POST and return ``(status code, "")``, or ``(None, why)`` when no answer came."""
+    blocked = _blocked(url)
+    if blocked:
+        return None, blocked
+    request = urllib.request.Request(url, data=body, headers=headers, method="POST")  # noqa: S310 - scheme checked
+    try:
+        with _opener.open(request, timeout=settings.BNPL_WEBHOOK_TIMEOUT_SECONDS) as response:
+            return response.status, ""
+    except urllib.error.HTTPError as exc:
+        return exc.code, ""
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        return None, str(getattr(exc, "reason", exc))
+
+
+def events_relay(*, grace_seconds: float = RELAY_GRACE_SECONDS, limit: int = 1000) -> int:
+    """Queue a delivery for every pending event due more than ``grace_seconds`` ago (its own
+    task was lost, never published, or is late); returns how many were queued."""
+    cutoff = timezone.now() - timedelta(seconds=grace_seconds)
+    due = list(
+        Event.objects.filter(delivery_status=Event.Delivery.PENDING, next_attempt_at__lte=cutoff)
+        .order_by("next_attempt_at")
+        .values_list("id", flat=True)[:limit]
+    )
+    for event_id in due:
+        _dispatch(event_id)
+    return len(due)
+
+
+@transaction.atomic
+def event_redeliver(*, event_id: int) -> Event:
+    """Deliver an event again now, whatever became of it (an operator's manual redeliver);
+    a new retry window starts."""
+    event = Event.objects.select_for_update().get(pk=event_id)
+    now = timezone.now()
+    event.delivery_status, event.next_attempt_at, event.give_up_at = Event.Delivery.PENDING, now, _give_up(now)
+    event.save(update_fields=["delivery_status", "next_attempt_at", "give_up_at"])
+    transaction.on_commit(lambda: _dispatch(event_id, manual=True))
+    return event

@@ -1,0 +1,99 @@
+"""Autopay: charge customers' cards on file for installments that fall due (DESIGN §6).
+
+A daily beat task finds, in one query, the customers with something due today (or due on
+a retry day: +1 and +3 days by default) and fans out one task per customer. Each charge
+goes through the same payment service as a manual payment, with a gateway key derived from
+the installment and the business day: whoever runs it, however often, one installment is
+charged at most once a day (the key is unique, and a payment found under it is the
+answer). Every attempt is a Payment (``source=AUTOPAY``, ``attempt`` 1, 2, 3…) with its
+decline code.
+"""
+
+import logging
+from datetime import date, timedelta
+
+from django.conf import settings
+from django.db.models import F
+
+from accounts.models import User
+from bnpl.models import Installment, Plan
+from bnpl.schedule import business_today
+from config.problems import DomainError
+from payments.models import Payment
+from payments.services import OPEN, payment_attempt
+
+logger = logging.getLogger(__name__)
+
+
+def _attempt_days(today: date) -> dict[date, int]:
+    """Due dates charged today, with the attempt number a charge on each of them is."""
+    offsets = [0, *sorted(set(settings.BNPL_AUTOPAY_RETRY_DAYS))]
+    return {today - timedelta(days=offset): number for number, offset in enumerate(offsets, start=1)}
+
+
+def _due(today: date):
+    return Installment.objects.filter(
+        status__in=OPEN,
+        due_date__in=list(_attempt_days(today)),
+        amount_paid__lt=F("amount_due"),
+        plan__status=Plan.Status.ACTIVE,
+    )
+
+
+def autopay_customers_due(*, today: date) -> list[int]:
+    """Customers (ids) with autopay on, a card on file, and an installment to charge today."""
+    return list(
+        _due(today)
+        .filter(customer__autopay=True, customer__is_active=True)
+        .exclude(customer__card_token="")
+        .values_list("customer_id", flat=True)
+        .distinct()
+        .order_by("customer_id")
+    )
+
+
+def autopay_run(*, today: date | None = None) -> int:
+    """Queue one autopay task per customer with something due; returns how many were queued."""
+    from payments.tasks import autopay_customer_task
+
+    if not settings.BNPL_AUTOPAY_ENABLED:
+        return 0
+    today = today or business_today()
+    customers = autopay_customers_due(today=today)
+    day = today.isoformat()
+    from config.celery import app
+
+    with app.producer_or_acquire() as producer:
+        for customer_id in customers:
+            autopay_customer_task.apply_async((customer_id, day), producer=producer)
+    logger.info("Autopay queued", extra={"customers": len(customers), "business_date": day})
+    return len(customers)
+
+
+def autopay_customer(*, customer_id: int, today: date) -> dict[str, int]:
+    """Charge one customer's installments due today (or on a retry day), each at most once
+    today. Returns how many charges ``succeeded``, ``failed`` or were ``skipped``."""
+    counts = {"succeeded": 0, "failed": 0, "skipped": 0}
+    customer = User.objects.filter(pk=customer_id).first()
+    if customer is None or not (customer.autopay and customer.card_token and customer.is_active):
+        return counts
+    attempts = _attempt_days(today)
+    due = _due(today).filter(customer_id=customer_id).order_by("due_date", "plan_id", "sequence")
+    for installment_id, plan_id, due_date in due.values_list("id", "plan_id", "due_date"):
+        try:
+            payment = payment_attempt(
+                plan_id=plan_id,
+                installment_id=installment_id,
+                payer=customer,
+                gateway_key=f"autopay_{installment_id}_{today:%Y%m%d}",
+                source=Payment.Source.AUTOPAY,
+                attempt=attempts[due_date],
+            )
+        except DomainError as exc:
+            # Paid meanwhile, being paid, plan closed, card gone, gateway down (left PENDING
+            # under today's key, resumed by reconciliation): nothing to charge now.
+            logger.info("Autopay skipped installment %s: %s", installment_id, exc.code)
+            counts["skipped"] += 1
+            continue
+        counts["succeeded" if payment.status == Payment.Status.SUCCEEDED else "failed"] += 1
+    return counts

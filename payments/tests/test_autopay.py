@@ -1,0 +1,168 @@
+"""Autopay: charged on the due date, retried on +1 and +3 days, once per installment and day."""
+
+from datetime import UTC, date, datetime, time, timedelta
+from decimal import Decimal
+
+import pytest
+import time_machine
+from django.db import connections
+
+from accounts.models import User
+from accounts.tests.factories import UserFactory
+from bnpl.models import Installment, Plan
+from bnpl.services import overdue_sweep
+from bnpl.tests.test_concurrency import run_at_once
+from events.models import Event, Notification
+from payments.autopay import autopay_customer, autopay_customers_due, autopay_run
+from payments.models import Payment
+from payments.tests.gateways import RecordingGateway
+
+PURCHASE = date(2026, 1, 10)  # monthly: due 2/10, 3/10, 4/10, 5/10
+DUES = [date(2026, 2, 10), date(2026, 3, 10), date(2026, 4, 10), date(2026, 5, 10)]
+
+
+@pytest.fixture
+def gateway(settings):
+    settings.BNPL_PAYMENT_GATEWAY = "payments.tests.gateways.RecordingGateway"
+    RecordingGateway.charges.clear()
+    return RecordingGateway.charges
+
+
+def business_day(day: date):
+    """Freeze the clock at 11:00 in the business time zone (UTC+5) of ``day``."""
+    return time_machine.travel(datetime.combine(day, time(6, 0), tzinfo=UTC), tick=False)
+
+
+@pytest.fixture
+def the_beat_runs(eager_tasks, django_capture_on_commit_callbacks):
+    """What beat does on a day: the sweep, then autopay (the task delivered twice); what
+    waits for a commit (notifications, events) runs too."""
+
+    def run() -> None:
+        with django_capture_on_commit_callbacks(execute=True):
+            overdue_sweep()
+            autopay_run()
+            autopay_run()
+
+    return run
+
+
+@pytest.mark.django_db
+def test_a_plan_is_charged_on_each_due_date_and_completes(make_plan, gateway, the_beat_runs, mailoutbox):
+    customer = UserFactory()
+    plan = make_plan(customer=customer, total="400.00", purchase_date=PURCHASE)
+
+    for number, due in enumerate(DUES, start=1):
+        with business_day(due - timedelta(days=1)):
+            the_beat_runs()
+            assert Payment.objects.count() == number - 1, "nothing is charged before the due date"
+        with business_day(due):
+            the_beat_runs()
+        installment = plan.installments.get(sequence=number)
+        assert installment.status == Installment.Status.PAID
+        assert installment.paid_at.date() == due
+
+    payments = list(Payment.objects.order_by("id"))
+    assert [(p.source, p.attempt, p.status, p.amount) for p in payments] == [
+        (Payment.Source.AUTOPAY, 1, Payment.Status.SUCCEEDED, Decimal("100.00"))
+    ] * 4
+    # The task ran twice each day; the gateway was asked once per installment, with a key
+    # made of the installment and the day.
+    installments = list(plan.installments.order_by("sequence"))
+    expected = [f"autopay_{i.pk}_{d:%Y%m%d}" for i, d in zip(installments, DUES, strict=True)]
+    assert [key for key, _ in gateway] == expected
+    plan.refresh_from_db()
+    assert plan.status == Plan.Status.COMPLETED
+    assert Event.objects.filter(type=Event.Type.INSTALLMENT_PAID).count() == 4
+    assert Event.objects.filter(type=Event.Type.PLAN_COMPLETED).count() == 1
+    receipts = Notification.objects.filter(kind=Notification.Kind.PAYMENT_RECEIPT)
+    assert receipts.count() == 8  # email and SMS for each of the four payments
+    assert len([m for m in mailoutbox if m.subject.startswith("Payment received")]) == 4
+
+
+@pytest.mark.django_db
+def test_a_declined_card_is_retried_on_day_one_and_three_then_the_customer_is_in_debt(
+    make_plan, gateway, the_beat_runs, settings, sms_outbox
+):
+    settings.BNPL_GRACE_DAYS = 3  # overdue from the fourth day on, after the last retry
+    settings.BNPL_AUTOPAY_RETRY_DAYS = [1, 3]
+    customer = UserFactory(card_last4="0002")  # the fake gateway declines it
+    plan = make_plan(customer=customer, total="400.00", purchase_date=PURCHASE)
+    first = plan.installments.get(sequence=1)
+    due = DUES[0]
+
+    attempts_by_day = {}
+    for offset in range(5):
+        with business_day(due + timedelta(days=offset)):
+            the_beat_runs()
+        attempts_by_day[offset] = Payment.objects.count()
+
+    assert attempts_by_day == {0: 1, 1: 2, 2: 2, 3: 3, 4: 3}
+    payments = list(Payment.objects.order_by("id"))
+    assert [(p.attempt, p.status, p.decline_code) for p in payments] == [
+        (1, Payment.Status.FAILED, "card_declined"),
+        (2, Payment.Status.FAILED, "card_declined"),
+        (3, Payment.Status.FAILED, "card_declined"),
+    ]
+    assert [key for key, _ in gateway] == [
+        f"autopay_{first.pk}_{(due + timedelta(days=d)):%Y%m%d}" for d in (0, 1, 3)
+    ], "one charge a day, whatever the task deliveries"
+    first.refresh_from_db()
+    customer.refresh_from_db()
+    assert first.status == Installment.Status.OVERDUE
+    assert first.amount_paid == 0
+    assert customer.status == User.Status.DEBT_USER
+    # The merchant heard of each failure and of the overdue installment; the customer got
+    # one notice per failed attempt, by email and SMS.
+    assert Event.objects.filter(type=Event.Type.PAYMENT_FAILED).count() == 3
+    assert Event.objects.filter(type=Event.Type.INSTALLMENT_OVERDUE, data__installment_id=first.pk).count() == 1
+    assert Notification.objects.filter(kind=Notification.Kind.AUTOPAY_FAILED).count() == 6
+    assert len([m for m in sms_outbox if "could not charge" in m.body]) == 3
+
+
+@pytest.mark.django_db
+def test_autopay_skips_customers_who_switched_it_off_or_have_no_card(make_plan, gateway, eager_tasks, as_user):
+    off = UserFactory()
+    as_user(off).patch("/api/v1/auth/me/", {"autopay": False}, format="json")
+    no_card = UserFactory(card_token="")
+    on = UserFactory()
+    for customer in (off, no_card, on):
+        make_plan(customer=customer, purchase_date=PURCHASE)
+
+    assert autopay_customers_due(today=DUES[0]) == [on.pk]
+    assert autopay_run(today=DUES[0]) == 1
+    assert list(Payment.objects.values_list("customer_id", flat=True)) == [on.pk]
+    # A task already queued for someone who turns autopay off meanwhile charges nothing.
+    assert autopay_customer(customer_id=off.pk, today=DUES[0]) == {"succeeded": 0, "failed": 0, "skipped": 0}
+
+
+@pytest.mark.django_db
+def test_an_installment_paid_by_hand_before_the_due_date_is_not_charged(make_plan, gateway, as_user, customer):
+    plan = make_plan(customer=customer, purchase_date=PURCHASE)
+    first = plan.installments.get(sequence=1)
+    as_user(customer).post(f"/api/v1/installments/{first.pk}/pay/", {}, format="json")
+
+    assert autopay_customer(customer_id=customer.pk, today=DUES[0]) == {"succeeded": 0, "failed": 0, "skipped": 0}
+    assert Payment.objects.filter(source=Payment.Source.AUTOPAY).count() == 0
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_ten_deliveries_of_one_customer_task_at_once_charge_once(make_plan, gateway):
+    customer = UserFactory()
+    plan = make_plan(customer=customer, purchase_date=PURCHASE)
+
+    def run(_):
+        try:
+            return autopay_customer(customer_id=customer.pk, today=DUES[0])
+        finally:
+            connections.close_all()
+
+    results = run_at_once(10, run)
+
+    assert not [r for r in results if isinstance(r, Exception)], results
+    assert Payment.objects.count() == 1
+    assert Payment.objects.get().status == Payment.Status.SUCCEEDED
+    assert plan.installments.get(sequence=1).status == Installment.Status.PAID
+    # Those that found the payment made under today's key answered with it, no new charge.
+    assert len({key for key, _ in gateway}) == 1
