@@ -18,7 +18,7 @@ class BnplUserChangeForm(UserChangeForm):
 class UserAdmin(DjangoUserAdmin):
     form = BnplUserChangeForm
     list_display = ("user_id", "username", "full_name", "role", "status", "phone", "card", "credit_limit", "created_at")
-    list_filter = ("role", "status", "is_active", "is_staff")
+    list_filter = ("role", "status", "autopay", "is_active", "is_staff")
     search_fields = ("user_id", "username", "full_name", "email")
     ordering = ("id",)
     date_hierarchy = "created_at"
@@ -37,7 +37,7 @@ class UserAdmin(DjangoUserAdmin):
     fieldsets = (
         (None, {"fields": ("user_id", "username", "password")}),
         ("Profile", {"fields": ("full_name", "email", "phone", "passport", "card")}),
-        ("BNPL", {"fields": ("role", "status", "credit_limit")}),
+        ("BNPL", {"fields": ("role", "status", "credit_limit", "autopay", "webhook_url")}),
         ("Access", {"fields": ("is_active", "is_staff", "is_superuser", "groups", "user_permissions")}),
         ("Dates", {"fields": ("last_login", "created_at", "updated_at")}),
     )

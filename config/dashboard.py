@@ -64,6 +64,7 @@ def _figures() -> dict:
     from accounts.models import User
     from bnpl.analytics import plan_figures
     from bnpl.models import Plan
+    from events.models import Event
     from payments.models import Payment
     from refunds.models import Refund
 
@@ -92,6 +93,8 @@ def _figures() -> dict:
         "payments_failed_24h": Payment.objects.filter(
             status="FAILED", created_at__gte=now - timedelta(hours=24)
         ).count(),
+        "events_pending": Event.objects.filter(delivery_status=Event.Delivery.PENDING).count(),
+        "events_failed": Event.objects.filter(delivery_status=Event.Delivery.FAILED).count(),
         "daily": [{"day": d.isoformat(), **per_day.get(d, {"plans": 0, "payments": 0})} for d in days],
     }
 

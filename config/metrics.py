@@ -49,6 +49,7 @@ class BusinessCollector:
 
     def collect(self):
         from bnpl.models import Installment, Plan, SweepRun
+        from events.models import Event
         from payments.models import LedgerCheckRun, Payment
         from refunds.models import Refund
 
@@ -76,6 +77,15 @@ class BusinessCollector:
             "ledger_check_failures",
             "Ledger checks that found a breach.",
             value=LedgerCheckRun.objects.filter(ok=False).count(),
+        )
+        events = dict(
+            Event.objects.values("delivery_status").annotate(n=Count("id")).values_list("delivery_status", "n")
+        )
+        yield GaugeMetricFamily(
+            "merchant_events_pending", "Merchant events awaiting delivery.", value=events.get(Event.Delivery.PENDING, 0)
+        )
+        yield CounterMetricFamily(
+            "merchant_events_failed", "Merchant events given up on.", value=events.get(Event.Delivery.FAILED, 0)
         )
 
 

@@ -55,8 +55,20 @@ class AllocationInline(ReadOnlyInline):
 
 @admin.register(Payment)
 class PaymentAdmin(ReadOnlyAdmin):
-    list_display = ("id", "plan", "customer", "amount", "currency", "status", "decline_code", "created_at")
-    list_filter = ("status", "decline_code", "currency")
+    list_display = (
+        "id",
+        "plan",
+        "customer",
+        "amount",
+        "credit_amount",
+        "currency",
+        "source",
+        "attempt",
+        "status",
+        "decline_code",
+        "created_at",
+    )
+    list_filter = ("status", "source", "decline_code", "currency")
     search_fields = ("=id", "=plan__id", "customer__user_id", "gateway_reference")
     date_hierarchy = "created_at"
     list_select_related = ("plan", "customer")

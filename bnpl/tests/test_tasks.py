@@ -24,6 +24,11 @@ def test_beat_schedule_is_in_the_database():
     assert tasks["reminders-daily"].crontab.hour == "9"
     assert tasks["ledger-check-daily"].task == "payments.tasks.ledger_check_task"
     assert tasks["idempotency-keys-prune"].interval.period == "hours"
+    assert tasks["autopay-daily"].task == "payments.tasks.autopay_run_task"
+    assert (tasks["autopay-daily"].crontab.hour, tasks["autopay-daily"].crontab.timezone.key) == ("6", "Asia/Tashkent")
+    assert tasks["payments-reconcile"].interval.every == 10
+    assert (tasks["events-relay"].task, tasks["events-relay"].interval.every) == ("events.tasks.events_relay_task", 1)
+    assert tasks["notifications-send"].task == "events.tasks.notifications_send_task"
 
 
 @pytest.mark.redis

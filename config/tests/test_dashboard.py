@@ -41,6 +41,8 @@ def test_json_carries_every_figure_on_the_page(api_client, activity):
         "customers_debt": figures["customers_debt"],
         "installments_overdue": figures["installments_overdue"],
         "payments_failed_24h": figures["payments_failed_24h"],
+        "events_pending": figures["events_pending"],
+        "events_failed": figures["events_failed"],
         **{f"plans_{k}": v for k, v in figures["plans_by_status"].items()},
         **{f"bucket_{k}": v for k, v in figures["overdue_by_bucket"].items()},
         **{f"refunds_{k}": v for k, v in figures["refunds_by_status"].items()},

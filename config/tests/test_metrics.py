@@ -17,6 +17,8 @@ SERIES = (
     "installments_overdue",
     "overdue_sweep_seconds",
     "ledger_check_failures_total",
+    "merchant_events_pending",
+    "merchant_events_failed_total",
 )
 
 

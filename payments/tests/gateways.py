@@ -26,3 +26,10 @@ class OvercapturingGateway(FakeGateway):
             amount=amount, currency=currency, card_token=card_token, idempotency_key=idempotency_key
         )
         return ChargeResult(result.status, result.decline_code, result.reference, captured=amount + self.EXTRA)
+
+
+class TimeoutGateway(FakeGateway):
+    """Never answers in time: whether the card was charged is unknown."""
+
+    def charge(self, *, amount, currency, card_token, idempotency_key) -> ChargeResult:
+        raise TimeoutError("the gateway did not answer in time")

@@ -1,20 +1,27 @@
 """Autopay: charged on the due date, retried on +1 and +3 days, once per installment and day."""
 
-from datetime import UTC, date, datetime, time, timedelta
+import time
+from datetime import UTC, date, datetime, timedelta
+from datetime import time as day_time
 from decimal import Decimal
 
 import pytest
 import time_machine
+from celery.contrib.testing.worker import start_worker
 from django.db import connections
+from django.utils import timezone
 
 from accounts.models import User
 from accounts.tests.factories import UserFactory
 from bnpl.models import Installment, Plan
 from bnpl.services import overdue_sweep
 from bnpl.tests.test_concurrency import run_at_once
+from config.celery import app
 from events.models import Event, Notification
 from payments.autopay import autopay_customer, autopay_customers_due, autopay_run
 from payments.models import Payment
+from payments.services import payments_reconcile
+from payments.tasks import autopay_run_task
 from payments.tests.gateways import RecordingGateway
 
 PURCHASE = date(2026, 1, 10)  # monthly: due 2/10, 3/10, 4/10, 5/10
@@ -30,7 +37,7 @@ def gateway(settings):
 
 def business_day(day: date):
     """Freeze the clock at 11:00 in the business time zone (UTC+5) of ``day``."""
-    return time_machine.travel(datetime.combine(day, time(6, 0), tzinfo=UTC), tick=False)
+    return time_machine.travel(datetime.combine(day, day_time(6, 0), tzinfo=UTC), tick=False)
 
 
 @pytest.fixture
@@ -166,3 +173,62 @@ def test_ten_deliveries_of_one_customer_task_at_once_charge_once(make_plan, gate
     assert plan.installments.get(sequence=1).status == Installment.Status.PAID
     # Those that found the payment made under today's key answered with it, no new charge.
     assert len({key for key, _ in gateway}) == 1
+
+
+@pytest.mark.django_db
+def test_a_payment_left_pending_by_a_gateway_timeout_is_finished_once_with_its_key(
+    make_plan, customer, as_user, settings
+):
+    settings.BNPL_PAYMENT_GATEWAY = "payments.tests.gateways.TimeoutGateway"
+    plan = make_plan(customer=customer, purchase_date=PURCHASE)
+    first = plan.installments.get(sequence=1)
+    answer = as_user(customer).post(f"/api/v1/installments/{first.pk}/pay/", {}, format="json")
+    assert answer.status_code == 502
+    payment = Payment.objects.get()
+    assert payment.status == Payment.Status.PENDING
+
+    settings.BNPL_PAYMENT_GATEWAY = "payments.tests.gateways.RecordingGateway"
+    RecordingGateway.charges.clear()
+    assert payments_reconcile(older_than_minutes=5) == 0, "too fresh: it may still be in flight"
+    with time_machine.travel(timezone.now() + timedelta(minutes=6)):
+        assert payments_reconcile(older_than_minutes=5) == 1
+        assert payments_reconcile(older_than_minutes=5) == 0
+
+    payment.refresh_from_db()
+    assert payment.status == Payment.Status.SUCCEEDED
+    assert RecordingGateway.charges == [(payment.gateway_key, Decimal("125.00"))], "asked again with the same key"
+    first.refresh_from_db()
+    assert first.status == Installment.Status.PAID
+
+
+@pytest.mark.redis
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_the_beat_task_delivered_twice_to_a_real_worker_charges_once(make_plan, gateway):
+    assert not app.conf.task_always_eager
+    customers = [UserFactory() for _ in range(3)]
+    for customer in customers:
+        make_plan(customer=customer, purchase_date=PURCHASE)
+    app.control.purge()
+
+    with business_day(DUES[0]):
+        # Two beat processes (or one delivery retried): the task is queued twice before a
+        # worker gets to it, so each customer's task is queued twice too.
+        runs = [autopay_run_task.delay(), autopay_run_task.delay()]
+        with start_worker(app, pool="solo", perform_ping_check=False, shutdown_timeout=10):
+            assert [run.get(timeout=30) for run in runs] == [3, 3]
+            assert wait_until(lambda: Payment.objects.filter(status=Payment.Status.SUCCEEDED).count() == 3)
+            time.sleep(0.5)  # the duplicate customer tasks run too
+
+    assert Payment.objects.count() == 3
+    assert sorted(Payment.objects.values_list("customer_id", flat=True)) == sorted(c.pk for c in customers)
+    assert len(gateway) == 3
+
+
+def wait_until(predicate, seconds: float = 30) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.1)
+    return False
