@@ -18,6 +18,30 @@ def use_django_logging(**kwargs) -> None:
     Celery neither replaces the handlers nor changes the root level (LOG_LEVEL rules)."""
 
 
+class BrokerUnavailable(RuntimeError):
+    """The broker could not take what had to be published."""
+
+
+def enqueue_many(task, calls: list[tuple]) -> bool:
+    """Publish ``task(*args)`` for every ``args`` in ``calls`` over one connection (a fan-out);
+    False when the broker cannot be reached (or in eager mode), as ``enqueue``."""
+    from kombu.exceptions import OperationalError as BrokerError
+
+    if app.conf.task_always_eager:
+        return False
+    try:
+        with app.connection_for_write() as connection:
+            producer = connection.Producer()
+            for args in calls:
+                task.apply_async(args, producer=producer, retry=True, retry_policy=_RETRY_POLICY)
+    except (BrokerError, OSError):
+        return False
+    return True
+
+
+_RETRY_POLICY = {"max_retries": 1, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.2}
+
+
 def enqueue(task, *args, countdown: float | None = None) -> bool:
     """Publish ``task(*args)`` for a worker; False when the broker cannot be reached.
 
@@ -36,7 +60,7 @@ def enqueue(task, *args, countdown: float | None = None) -> bool:
                 countdown=countdown,
                 connection=connection,
                 retry=True,
-                retry_policy={"max_retries": 1, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.2},
+                retry_policy=_RETRY_POLICY,
             )
     except (BrokerError, OSError):
         return False

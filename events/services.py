@@ -25,7 +25,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from accounts.models import User
-from config.celery import app, enqueue
+from config.celery import app, enqueue, enqueue_many
 from config.signatures import signature_header
 from events.models import Event, EventDelivery
 
@@ -162,7 +162,9 @@ def event_deliver(*, event_id: int, manual: bool = False) -> EventDelivery | Non
         )
         event = Event.objects.select_for_update().get(pk=event_id)
         now = timezone.now()
-        if succeeded:
+        if event.delivery_status != Event.Delivery.PENDING:
+            pass  # another attempt (a manual one) settled it meanwhile: only this one is recorded
+        elif succeeded:
             event.delivery_status, event.delivered_at = Event.Delivery.DELIVERED, now
         elif now + timedelta(seconds=backoff_seconds(event.attempts)) > event.give_up_at:
             event.delivery_status = Event.Delivery.FAILED
@@ -218,18 +220,28 @@ def _post(url: str, body: bytes, headers: dict) -> tuple[int | None, str]:
         return None, str(getattr(exc, "reason", exc))
 
 
-def events_relay(*, grace_seconds: float = RELAY_GRACE_SECONDS, limit: int = 1000) -> int:
+def events_relay(*, grace_seconds: float = RELAY_GRACE_SECONDS, batch: int = 1000, most: int = 100_000) -> int:
     """Queue a delivery for every pending event due more than ``grace_seconds`` ago (its own
-    task was lost, never published, or is late); returns how many were queued."""
+    task was lost, never published, or is late; or a set-based job recorded it); returns how
+    many were queued. Events of merchants without an endpoint are settled in one UPDATE."""
+    from events.tasks import event_deliver_task
+
     cutoff = timezone.now() - timedelta(seconds=grace_seconds)
-    due = list(
-        Event.objects.filter(delivery_status=Event.Delivery.PENDING, next_attempt_at__lte=cutoff)
-        .order_by("next_attempt_at")
-        .values_list("id", flat=True)[:limit]
-    )
-    for event_id in due:
-        _dispatch(event_id)
-    return len(due)
+    due = Event.objects.filter(delivery_status=Event.Delivery.PENDING, next_attempt_at__lte=cutoff)
+    due.filter(merchant__webhook_url="").update(delivery_status=Event.Delivery.NO_ENDPOINT)
+    queued, after = 0, 0
+    while queued < most:
+        ids = list(due.filter(pk__gt=after).order_by("pk").values_list("pk", flat=True)[:batch])
+        if not ids:
+            break
+        if not enqueue_many(event_deliver_task, [(event_id, False) for event_id in ids]):
+            if not app.conf.task_always_eager:
+                break  # no broker: they stay pending for the next run
+            for event_id in ids:
+                event_deliver(event_id=event_id)
+        queued += len(ids)
+        after = ids[-1]
+    return queued
 
 
 @transaction.atomic

@@ -18,6 +18,7 @@ from django.db.models import F
 from accounts.models import User
 from bnpl.models import Installment, Plan
 from bnpl.schedule import business_today
+from config.celery import BrokerUnavailable, app, enqueue_many
 from config.problems import DomainError
 from payments.models import Payment
 from payments.services import OPEN, payment_attempt
@@ -61,11 +62,11 @@ def autopay_run(*, today: date | None = None) -> int:
     today = today or business_today()
     customers = autopay_customers_due(today=today)
     day = today.isoformat()
-    from config.celery import app
-
-    with app.producer_or_acquire() as producer:
+    if not enqueue_many(autopay_customer_task, [(customer_id, day) for customer_id in customers]):
+        if not app.conf.task_always_eager:
+            raise BrokerUnavailable()  # the task fails and is retried: nothing was charged twice
         for customer_id in customers:
-            autopay_customer_task.apply_async((customer_id, day), producer=producer)
+            autopay_customer(customer_id=customer_id, today=today)
     logger.info("Autopay queued", extra={"customers": len(customers), "business_date": day})
     return len(customers)
 

@@ -3,6 +3,8 @@
 from celery import shared_task
 from django.db import OperationalError
 
+from config.celery import BrokerUnavailable
+
 
 @shared_task(bind=True, acks_late=True, autoretry_for=(OperationalError,), retry_backoff=True, max_retries=5)
 def ledger_check_task(self) -> dict:
@@ -21,7 +23,9 @@ def idempotency_keys_prune_task(self) -> int:
     return idempotency_keys_prune()
 
 
-@shared_task(bind=True, acks_late=True, autoretry_for=(OperationalError,), retry_backoff=True, max_retries=5)
+@shared_task(
+    bind=True, acks_late=True, autoretry_for=(OperationalError, BrokerUnavailable), retry_backoff=True, max_retries=5
+)
 def autopay_run_task(self) -> int:
     """Fan out one autopay task per customer with something due (beat: daily); harmless twice."""
     from payments.autopay import autopay_run

@@ -258,3 +258,26 @@ def test_merchants_set_their_webhook_url_and_customers_their_autopay(as_user, me
     assert off.json()["autopay"] is False
     customer.refresh_from_db()
     assert customer.autopay is False
+
+
+def test_the_sweeps_events_are_relayed_in_bulk(
+    make_plan, merchant, receiver, eager_tasks, django_capture_on_commit_callbacks
+):
+    merchant.webhook_url = receiver.url
+    merchant.save()
+    silent = MerchantFactory()  # no endpoint
+    for seller in (merchant, merchant, silent):
+        make_plan(merchant=seller, purchase_date=date(2026, 1, 1))
+    Event.objects.update(delivery_status=Event.Delivery.DELIVERED)  # plan.created: not under test
+
+    with django_capture_on_commit_callbacks(execute=True):
+        overdue_sweep(today=date(2026, 2, 5))  # the first installment of each plan
+
+    overdue = Event.objects.filter(type=Event.Type.INSTALLMENT_OVERDUE)
+    assert dict(overdue.values_list("merchant_id", "delivery_status")) == {
+        merchant.pk: Event.Delivery.DELIVERED,
+        silent.pk: Event.Delivery.NO_ENDPOINT,
+    }
+    assert overdue.filter(merchant=merchant).count() == 2
+    assert len(receiver.received) == 2
+    assert not EventDelivery.objects.filter(event__merchant=silent).exists()
