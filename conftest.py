@@ -8,6 +8,7 @@
 import logging
 import os
 import re
+import time
 from datetime import date
 from decimal import Decimal
 
@@ -157,6 +158,17 @@ def database_down():
     yield
     connection.close()
     connection.settings_dict["PORT"] = port
+
+
+def wait_until(predicate, seconds: float = 30) -> bool:
+    """Poll ``predicate`` until it holds (True) or ``seconds`` pass (False): for work a real
+    worker does in the background."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.1)
+    return False
 
 
 @pytest.fixture

@@ -8,6 +8,7 @@ an event or a notification in the transaction of the change that causes it.
 import secrets
 
 from django.conf import settings
+from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models
 from django.utils import timezone
 
@@ -38,7 +39,8 @@ class Event(models.Model):
     public_id = models.CharField(max_length=40, unique=True, default=generate_event_id, editable=False)
     merchant = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="events")
     type = models.CharField(max_length=32, choices=Type.choices)
-    data = models.JSONField()
+    # Decimals and dates are written as strings, the way the API writes them.
+    data = models.JSONField(encoder=DjangoJSONEncoder)
     created_at = models.DateTimeField(default=timezone.now)
     delivery_status = models.CharField(max_length=16, choices=Delivery.choices, default=Delivery.PENDING)
     attempts = models.PositiveIntegerField(default=0)

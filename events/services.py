@@ -16,11 +16,10 @@ import socket
 import time
 import urllib.error
 import urllib.request
-from datetime import timedelta
+from datetime import datetime, timedelta
 from urllib.parse import urlsplit
 
 from django.conf import settings
-from django.core.serializers.json import DjangoJSONEncoder
 from django.db import transaction
 from django.utils import timezone
 
@@ -37,18 +36,13 @@ LEASE_MARGIN_SECONDS = 30
 RELAY_GRACE_SECONDS = 30
 
 
-def _json(data: dict) -> dict:
-    # Decimals and dates as strings, the way the API writes them.
-    return json.loads(json.dumps(data, cls=DjangoJSONEncoder))
-
-
 def event_record(*, merchant_id: int, type: str, data: dict) -> Event:
     """Store one event in the caller's transaction; its delivery is queued once that commits."""
     now = timezone.now()
     event = Event.objects.create(
         merchant_id=merchant_id,
         type=type,
-        data=_json(data),
+        data=data,
         created_at=now,
         next_attempt_at=now,
         give_up_at=_give_up(now),
@@ -65,7 +59,7 @@ def events_record_many(*, events: list[tuple[int, str, dict]]) -> int:
     now = timezone.now()
     Event.objects.bulk_create(
         [
-            Event(merchant_id=m, type=t, data=_json(d), created_at=now, next_attempt_at=now, give_up_at=_give_up(now))
+            Event(merchant_id=m, type=t, data=d, created_at=now, next_attempt_at=now, give_up_at=_give_up(now))
             for m, t, d in events
         ],
         batch_size=5000,
@@ -74,7 +68,7 @@ def events_record_many(*, events: list[tuple[int, str, dict]]) -> int:
     return len(events)
 
 
-def _give_up(start) -> timezone.datetime:
+def _give_up(start: datetime) -> datetime:
     return start + timedelta(hours=settings.BNPL_WEBHOOK_RETRY_HOURS)
 
 

@@ -6,7 +6,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -16,6 +15,7 @@ from django.utils import timezone
 
 from accounts.tests.factories import MerchantFactory
 from config.celery import app
+from conftest import wait_until
 from events.models import Event
 from events.tasks import events_relay_task
 
@@ -28,15 +28,6 @@ ROOT = Path(__file__).resolve().parents[2]
 def merchant(settings, receiver):
     settings.BNPL_WEBHOOK_ALLOW_PRIVATE_URLS = True
     return MerchantFactory(webhook_secret="whsec_real_events", webhook_url=receiver.url)
-
-
-def wait_for(predicate, seconds: float = 30) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.1)
-    return False
 
 
 def delivered(event_id: int) -> bool:
@@ -54,7 +45,7 @@ def test_a_worker_retries_two_500s_with_backoff_and_the_third_delivery_succeeds(
     with start_worker(app, pool="solo", perform_ping_check=False, shutdown_timeout=10):
         make_plan(merchant=merchant)  # commits; the delivery task is published after commit
         event = Event.objects.get()
-        assert wait_for(lambda: delivered(event.pk)), list(event.deliveries.values())
+        assert wait_until(lambda: delivered(event.pk)), list(event.deliveries.values())
 
     attempts = list(event.deliveries.order_by("number").values_list("response_status", "started_at"))
     assert [status for status, _ in attempts] == [500, 500, 200]
@@ -110,7 +101,7 @@ def test_an_event_survives_a_worker_killed_mid_delivery_and_is_delivered_after_r
     Event.objects.filter(pk=event.pk).update(next_attempt_at=timezone.now())
     with start_worker(app, pool="solo", perform_ping_check=False, shutdown_timeout=10):
         assert events_relay_task.delay(0).get(timeout=30) == 1  # beat's relay, every minute
-        assert wait_for(lambda: delivered(event.pk))
+        assert wait_until(lambda: delivered(event.pk))
 
     event.refresh_from_db()
     assert event.attempts == 2
@@ -131,5 +122,5 @@ def test_an_event_committed_while_the_broker_is_down_is_delivered_by_the_relay(m
 
     with start_worker(app, pool="solo", perform_ping_check=False, shutdown_timeout=10):
         assert events_relay_task.delay(0).get(timeout=30) == 1
-        assert wait_for(lambda: delivered(event.pk))
+        assert wait_until(lambda: delivered(event.pk))
     assert len(receiver.received) == 1

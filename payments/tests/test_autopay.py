@@ -17,6 +17,7 @@ from bnpl.models import Installment, Plan
 from bnpl.services import overdue_sweep
 from bnpl.tests.test_concurrency import run_at_once
 from config.celery import app
+from conftest import wait_until
 from events.models import Event, Notification
 from payments.autopay import autopay_customer, autopay_customers_due, autopay_run
 from payments.models import Payment
@@ -223,12 +224,3 @@ def test_the_beat_task_delivered_twice_to_a_real_worker_charges_once(make_plan, 
     assert Payment.objects.count() == 3
     assert sorted(Payment.objects.values_list("customer_id", flat=True)) == sorted(c.pk for c in customers)
     assert len(gateway) == 3
-
-
-def wait_until(predicate, seconds: float = 30) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.1)
-    return False
