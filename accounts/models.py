@@ -74,7 +74,8 @@ class User(AbstractUser):
     card_brand = models.CharField(max_length=16, blank=True)
     card_first6 = models.CharField(max_length=6, blank=True)
     card_last4 = models.CharField(max_length=4, blank=True)
-    card_token = models.CharField(max_length=64, blank=True)
+    # Indexed: a gateway callback or the fake gateway finds the card holder by token.
+    card_token = models.CharField(max_length=64, blank=True, db_index=True)
     # Merchants sign their refund-status webhooks with this (HMAC-SHA256); encrypted at rest
     # and shown in clear only once, when made.
     webhook_secret = EncryptedTextField(blank=True, default="")

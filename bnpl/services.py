@@ -191,9 +191,10 @@ def plan_close_if_settled(plan: Plan) -> None:
 
 def customer_restore_if_clear(*, customer_id: int) -> None:
     """A DEBT_USER with nothing overdue any more is NORMAL again at once."""
-    if Installment.objects.filter(customer_id=customer_id, status=Installment.Status.OVERDUE).exists():
-        return
-    User.objects.filter(pk=customer_id, status=User.Status.DEBT_USER).update(status=User.Status.NORMAL)
+    overdue = Installment.objects.filter(customer_id=customer_id, status=Installment.Status.OVERDUE)
+    User.objects.filter(pk=customer_id, status=User.Status.DEBT_USER).exclude(Exists(overdue)).update(
+        status=User.Status.NORMAL
+    )
 
 
 # --- The overdue sweep ---------------------------------------------------------------------

@@ -24,17 +24,32 @@ CHANNELS = (Notification.Channel.EMAIL, Notification.Channel.SMS)
 
 def notifications_queue(*, items: list[tuple[int, str, str, str, str]], send: bool = True) -> None:
     """Record ``(customer_id, kind, cause, subject, body)`` messages on every channel, in the
-    caller's transaction; a cause already recorded is left alone. Sent once committed
-    (unless ``send`` is False: the caller sends them itself)."""
+    caller's transaction; a cause already recorded is left alone. A channel the customer has
+    no address for is recorded as SKIPPED. Sent once committed (unless ``send`` is False:
+    the caller sends them itself)."""
+    if not items:
+        return
+    addresses = {
+        pk: {Notification.Channel.EMAIL: email, Notification.Channel.SMS: phone}
+        for pk, email, phone in User.objects.filter(pk__in={item[0] for item in items}).values_list(
+            "pk", "email", "phone_number"
+        )
+    }
     rows = [
-        Notification(customer_id=customer_id, kind=kind, channel=channel, cause=cause, subject=subject, body=body)
+        Notification(
+            customer_id=customer_id,
+            kind=kind,
+            channel=channel,
+            cause=cause,
+            subject=subject,
+            body=body,
+            status=Notification.Status.PENDING if addresses[customer_id][channel] else Notification.Status.SKIPPED,
+        )
         for customer_id, kind, cause, subject, body in items
         for channel in CHANNELS
     ]
-    if not rows:
-        return
     Notification.objects.bulk_create(rows, ignore_conflicts=True, batch_size=2000)
-    if send:
+    if send and any(row.status == Notification.Status.PENDING for row in rows):
         causes = sorted({(kind, cause) for _, kind, cause, _, _ in items})
         transaction.on_commit(lambda: _send_soon(causes))
 

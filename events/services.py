@@ -37,8 +37,10 @@ RELAY_GRACE_SECONDS = 30
 
 
 def event_record(*, merchant_id: int, type: str, data: dict) -> Event:
-    """Store one event in the caller's transaction; its delivery is queued once that commits."""
+    """Store one event in the caller's transaction; its delivery is queued once that commits
+    (a merchant without a webhook URL has nothing to deliver: the event is only kept)."""
     now = timezone.now()
+    has_endpoint = User.objects.filter(pk=merchant_id).exclude(webhook_url="").exists()
     event = Event.objects.create(
         merchant_id=merchant_id,
         type=type,
@@ -46,8 +48,10 @@ def event_record(*, merchant_id: int, type: str, data: dict) -> Event:
         created_at=now,
         next_attempt_at=now,
         give_up_at=_give_up(now),
+        delivery_status=Event.Delivery.PENDING if has_endpoint else Event.Delivery.NO_ENDPOINT,
     )
-    transaction.on_commit(lambda: _dispatch(event.pk))
+    if has_endpoint:
+        transaction.on_commit(lambda: _dispatch(event.pk))
     return event
 
 

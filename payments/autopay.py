@@ -79,7 +79,9 @@ def autopay_customer(*, customer_id: int, today: date) -> dict[str, int]:
     if customer is None or not (customer.autopay and customer.card_token and customer.is_active):
         return counts
     attempts = _attempt_days(today)
-    due = _due(today).filter(customer_id=customer_id).order_by("due_date", "plan_id", "sequence")
+    # Through the customer's plans (indexed), not the installments' own customer column,
+    # which is deliberately unindexed (see Installment.customer).
+    due = _due(today).filter(plan__customer_id=customer_id).order_by("due_date", "plan_id", "sequence")
     for installment_id, plan_id, due_date in due.values_list("id", "plan_id", "due_date"):
         try:
             payment = payment_attempt(

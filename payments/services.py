@@ -114,10 +114,13 @@ def _payable_targets(plan: Plan, installment_id: int | None) -> list[tuple[str, 
 
 def credit_available(*, customer_id: int, currency: str) -> Decimal:
     """The customer's credit balance in ``currency`` less what PENDING payments have claimed."""
+    balance = credit_balances(customer_id=customer_id).get(currency, ZERO)
+    if balance <= 0:
+        return ZERO  # the usual case: nothing held, nothing to subtract
     held = Payment.objects.filter(customer_id=customer_id, currency=currency, status=Payment.Status.PENDING).aggregate(
         total=Sum("credit_amount")
     )["total"]
-    return credit_balances(customer_id=customer_id).get(currency, ZERO) - (held or ZERO)
+    return balance - (held or ZERO)
 
 
 @transaction.atomic
@@ -139,11 +142,9 @@ def _reserve(
             return existing
     if plan.status != Plan.Status.ACTIVE:
         raise PlanNotPayable()
-    if installment_id is not None:
-        status = Installment.objects.filter(pk=installment_id, plan=plan).values_list("status", flat=True).first()
-        if status not in OPEN:
-            raise NothingToPay("This installment is already paid or cancelled.")
     targets = _payable_targets(plan, installment_id)
+    if installment_id is not None and not any(row.pk == installment_id for _, row, _ in targets):
+        raise NothingToPay("This installment is already paid or cancelled, or being paid.")
     payable = sum((left for _, _, left in targets), ZERO)
     if payable <= 0:
         raise NothingToPay()
@@ -187,9 +188,8 @@ def _reserve(
 
 @transaction.atomic
 def _settle(*, payment_id: int, result: ChargeResult) -> Payment:
-    payment = Payment.objects.get(pk=payment_id)
-    plan = plan_get_for_update(pk=payment.plan_id)
-    payment.refresh_from_db()  # re-read under the lock
+    plan = plan_get_for_update(payments__id=payment_id)
+    payment = Payment.objects.get(pk=payment_id)  # read under the plan's lock
     if payment.status != Payment.Status.PENDING:
         return payment
     now = timezone.now()
@@ -211,7 +211,11 @@ def _settle(*, payment_id: int, result: ChargeResult) -> Payment:
             paid_installments.append(target)
         if allocation.late_fee and target.amount_paid == target.amount:
             target.status = LateFee.Status.PAID
-        target.save()
+        target.save(
+            update_fields=["amount_paid", "status", "paid_at", "updated_at"]
+            if allocation.installment
+            else ["amount_paid", "status"]
+        )
     captured = payment.card_amount if result.captured is None else result.captured
     payment.excess_credited = max(captured - payment.card_amount, ZERO)
     payment.status = Payment.Status.SUCCEEDED
