@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 PORT ?= 8000
 HOST ?= 127.0.0.1
 
-.PHONY: run test lint format worker beat migrate demo schema clean
+.PHONY: run serve test lint format worker beat migrate demo schema clean
 
 $(VENV)/bin/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,14 @@ demo: migrate
 
 run: demo
 	$(PY) manage.py runserver $(HOST):$(PORT)
+
+# The production stack without Docker: gunicorn, a Celery worker and beat (Procfile, honcho),
+# against the PostgreSQL and Redis named by DATABASE_URL and REDIS_URL.
+serve: $(VENV)/.installed-dev
+	@test -n "$$DATABASE_URL" -a -n "$$REDIS_URL" || { \
+		echo "make serve runs gunicorn, a Celery worker and beat: set DATABASE_URL and REDIS_URL (see README)"; exit 2; }
+	$(PY) manage.py migrate --noinput
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" HOST=$(HOST) $(VENV)/bin/honcho start --port $(PORT)
 
 test: $(VENV)/.installed-dev
 	$(PY) -m pytest $(PYTEST_ARGS)

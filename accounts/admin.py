@@ -3,6 +3,7 @@
 from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.contrib.auth.forms import UserChangeForm
+from django.db import models
 
 from accounts.models import User
 from accounts.services import merchant_webhook_secret_rotate
@@ -17,6 +18,8 @@ class BnplUserChangeForm(UserChangeForm):
 @admin.register(User)
 class UserAdmin(DjangoUserAdmin):
     form = BnplUserChangeForm
+    # A webhook URL typed without a scheme means https (Django 6's default, chosen now).
+    formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
     list_display = ("user_id", "username", "full_name", "role", "status", "phone", "card", "credit_limit", "created_at")
     list_filter = ("role", "status", "autopay", "is_active", "is_staff")
     search_fields = ("user_id", "username", "full_name", "email")

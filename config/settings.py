@@ -143,8 +143,6 @@ AUTH_PASSWORD_VALIDATORS = [
 # --- Internationalisation and time ------------------------------------------------------
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
-# Django 6 default now: a scheme-less URL in a form (the admin's webhook URL) means https.
-FORMS_URLFIELD_ASSUME_HTTPS = True
 USE_I18N = True
 USE_TZ = True
 # "Today" for due dates and the overdue sweep is this zone's date (DESIGN §3).
