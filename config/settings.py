@@ -98,6 +98,12 @@ else:
     DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": BASE_DIR / "db.sqlite3"}}
 # Services own their transactions (STYLE §8): no request holds a row lock while it waits.
 DATABASES["default"]["ATOMIC_REQUESTS"] = False
+# A streaming replica of the primary for reads that may lag (analytics); see config/db_router.py.
+DATABASE_REPLICA_URL = config("DATABASE_REPLICA_URL", default="")
+if DATABASE_REPLICA_URL:
+    DATABASES["replica"] = dj_database_url.parse(DATABASE_REPLICA_URL, conn_max_age=60, conn_health_checks=True)
+    DATABASES["replica"]["TEST"] = {"MIRROR": "default"}
+DATABASE_ROUTERS = ["config.db_router.ReplicaRouter"]
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Redis: cache, Celery broker and results --------------------------------------------
