@@ -1,0 +1,331 @@
+#!/usr/bin/env python
+"""Benchmark: the HTTP API under gunicorn on PostgreSQL, measured with wrk, beside bare
+reference views in the same process (bench/reference.py), so each figure has its floor.
+
+In one run it:
+- creates its own database (``bnpl_bench_http``), migrates it and seeds it with
+  ``populate_mock_data --scale N`` (the demo users plus N customers with a plan each);
+- starts gunicorn with the configuration the README recommends for a 2-core machine
+  (config/gunicorn.py, ``DEBUG=False``, Redis for the cache), serving the API and the
+  reference views;
+- runs wrk on each endpoint at each connection count (16 and 64 by default) for
+  ``--seconds`` each: ``GET /healthz`` (the floor), ``POST /api/v1/plans/`` (a unique
+  Idempotency-Key per request), ``GET /api/v1/plans/{id}/``, ``GET /api/v1/debt/{user_id}/``,
+  ``POST /api/v1/installments/{id}/pay/`` (0.01 at a time, unique keys), and their bare
+  references;
+- prints requests/s, p50 and p99 latency and errors, with each endpoint's ratio to its bare
+  reference, and with ``--write`` puts the table in docs/BENCHMARKS.md.
+
+    python bench/http.py                       # 20 s per cell, scale 5000
+    python bench/http.py --seconds 2 --scale 200 --connections 16   # a smoke run
+
+Needs wrk (Debian's package) and the local PostgreSQL and Redis.
+"""
+
+import sys
+
+# This file is named like the standard library's http package: take its folder off the path
+# before anything imports http.client.
+if sys.path and sys.path[0] and __file__.startswith(sys.path[0].rstrip("/") + "/"):
+    sys.path.pop(0)
+
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+from urllib.parse import urlparse
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+BENCH_FIELD_KEY = "bench-only-field-encryption-key-0123456789abcdef"
+BENCH_SECRET_KEY = "bench-only-secret-key-not-for-production-0123456789abcdefghijklmnop"  # noqa: S105 - a throw-away key for a local benchmark
+SAMPLE = 500  # ids per endpoint that wrk picks from at random
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=int, default=20, help="how long wrk runs each cell")
+    parser.add_argument("--connections", default="16,64", help="connection counts, comma-separated")
+    parser.add_argument("--scale", type=int, default=5000, help="customers with a plan each to seed")
+    parser.add_argument("--port", type=int, default=8791)
+    parser.add_argument(
+        "--database-url",
+        default=os.environ.get("BENCH_HTTP_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/bnpl_bench_http"),
+    )
+    parser.add_argument("--redis-url", default=os.environ.get("BENCH_HTTP_REDIS_URL", "redis://127.0.0.1:6379/8"))
+    parser.add_argument("--write", action="store_true", help="write the table to docs/BENCHMARKS.md")
+    args = parser.parse_args()
+    args.connections = [int(c) for c in args.connections.split(",") if c.strip()]
+    return args
+
+
+def env_for(args, *, debug: bool) -> dict[str, str]:
+    """The service's environment: production settings for serving, DEBUG only to seed demo data."""
+    return {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "config.settings",
+        "DATABASE_URL": args.database_url,
+        "REDIS_URL": args.redis_url,
+        "DEBUG": "True" if debug else "False",
+        "SECRET_KEY": BENCH_SECRET_KEY,
+        "FIELD_ENCRYPTION_KEY": BENCH_FIELD_KEY,
+        "ALLOWED_HOSTS": "127.0.0.1,localhost",
+        "SECURE_SSL_REDIRECT": "False",
+        "HOST": "127.0.0.1",
+        "PORT": str(args.port),
+        "LOG_LEVEL": "WARNING",
+        "PYTHONUNBUFFERED": "1",
+    }
+
+
+def prepare_database(args) -> None:
+    """A fresh database, migrated and seeded (the demo users and ``--scale`` customers)."""
+    import psycopg2
+
+    parsed = urlparse(args.database_url)
+    name = parsed.path.lstrip("/")
+    admin = psycopg2.connect(host=parsed.hostname, port=parsed.port or 5432, user=parsed.username, dbname="postgres")
+    admin.autocommit = True
+    with admin.cursor() as cursor:
+        cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        cursor.execute(f'CREATE DATABASE "{name}"')
+    admin.close()
+    seed_env = env_for(args, debug=True)
+    for command in (["migrate", "--noinput", "-v0"], ["populate_mock_data", "--scale", str(args.scale)]):
+        subprocess.run([sys.executable, "manage.py", *command], cwd=ROOT, env=seed_env, check=True, capture_output=True)  # noqa: S603
+
+
+def start_gunicorn(args, log: Path) -> subprocess.Popen:
+    with log.open("w") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "bench.reference_wsgi:application", "-c", "config/gunicorn.py"],
+            cwd=ROOT,
+            env=env_for(args, debug=False),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"gunicorn exited:\n{log.read_text()[-3000:]}")
+        try:
+            if urllib.request.urlopen(f"http://127.0.0.1:{args.port}/healthz", timeout=1).status == 200:
+                return process
+        except OSError:
+            time.sleep(0.3)
+    raise SystemExit(f"gunicorn did not answer:\n{log.read_text()[-3000:]}")
+
+
+def stop(process: subprocess.Popen) -> None:
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+
+
+def token(args, username: str, password: str) -> str:
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{args.port}/api/v1/auth/token/",
+        data=json.dumps({"username": username, "password": password}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=10) as answer:  # noqa: S310 - our own server
+        return json.loads(answer.read())["access"]
+
+
+def samples(args) -> dict[str, list]:
+    """Ids for wrk to pick from: customers that may buy, plans, open installments."""
+    os.environ.update(env_for(args, debug=False))
+    import django
+
+    django.setup()
+    from accounts.models import User
+    from bnpl.models import Installment, Plan
+
+    customers = User.objects.filter(user_id__startswith="scale-", status=User.Status.NORMAL).order_by("?")
+    merchant = User.objects.get(user_id="merchant-001")
+    plans = Plan.objects.filter(merchant=merchant).order_by("?")
+    open_installments = Installment.objects.filter(status__in=("UPCOMING", "OVERDUE"), amount_due__gte=50).order_by("?")
+    buyers = list(customers.values_list("pk", "user_id")[:SAMPLE])
+    return {
+        "merchant_pk": merchant.pk,
+        "buyer_pks": [pk for pk, _ in buyers],
+        "buyer_ids": [user_id for _, user_id in buyers],
+        "plan_ids": list(plans.values_list("pk", flat=True)[:SAMPLE]),
+        "debtor_ids": list(customers.values_list("user_id", flat=True)[:SAMPLE]),
+        "installment_ids": list(open_installments.values_list("pk", flat=True)[:SAMPLE]),
+    }
+
+
+LUA = r"""
+local ids = {%(ids)s}
+local counter = 0
+local threads = 0
+function setup(thread)
+  threads = threads + 1
+  thread:set("thread_id", threads)
+end
+function request()
+  counter = counter + 1
+  local pick = ids[math.random(#ids)]
+  local headers = {["Content-Type"] = "application/json"%(auth)s}
+  headers["Idempotency-Key"] = "bench-" .. thread_id .. "-" .. counter .. "-" .. math.random(1000000000)
+  local path = string.gsub("%(path)s", "{id}", tostring(pick))
+  local body = %(body)s
+  return wrk.format("%(method)s", path, headers, body)
+end
+"""
+
+
+def lua(method: str, path: str, ids: list, *, body: str = "nil", auth: str = "") -> str:
+    """A wrk script: ``{id}`` in the path (and ``pick`` in the body) is a random one of ``ids``."""
+    quoted = ",".join(json.dumps(str(i)) for i in ids)
+    header = f', ["Authorization"] = "Bearer {auth}"' if auth else ""
+    return LUA % {"ids": quoted, "auth": header, "path": path, "body": body, "method": method}
+
+
+def endpoints(data: dict, merchant_token: str, operator_token: str) -> list[tuple[str, str, str | None]]:
+    """``(name, script, reference name or None)`` in the order measured."""
+    plan_body = (
+        '\'{"user_id":"\' .. pick .. \'","total_amount":"4.00","installment_count":4,"merchant_reference":"bench"}\''
+    )
+    bare_plan_body = f'\'{{"customer":\' .. pick .. \',"merchant":{data["merchant_pk"]},"total_amount":"4.00"}}\''
+    pay_body = '\'{"amount":"0.01"}\''
+    return [
+        ("GET /healthz (floor)", lua("GET", "/healthz", [0]), None),
+        ("bare: plan inserts", lua("POST", "/bench/plans/", data["buyer_pks"], body=bare_plan_body), None),
+        (
+            "POST /api/v1/plans/",
+            lua("POST", "/api/v1/plans/", data["buyer_ids"], body=plan_body, auth=merchant_token),
+            "bare: plan inserts",
+        ),
+        ("bare: plan read", lua("GET", "/bench/plans/{id}/", data["plan_ids"]), None),
+        (
+            "GET /api/v1/plans/{id}/",
+            lua("GET", "/api/v1/plans/{id}/", data["plan_ids"], auth=merchant_token),
+            "bare: plan read",
+        ),
+        ("bare: debt read", lua("GET", "/bench/debt/{id}/", data["debtor_ids"]), None),
+        (
+            "GET /api/v1/debt/{user_id}/",
+            lua("GET", "/api/v1/debt/{id}/", data["debtor_ids"], auth=operator_token),
+            "bare: debt read",
+        ),
+        (
+            "bare: payment inserts",
+            lua("POST", "/bench/installments/{id}/pay/", data["installment_ids"], body=pay_body),
+            None,
+        ),
+        (
+            "POST /api/v1/installments/{id}/pay/",
+            lua("POST", "/api/v1/installments/{id}/pay/", data["installment_ids"], body=pay_body, auth=operator_token),
+            "bare: payment inserts",
+        ),
+    ]
+
+
+def wrk(args, script: str, connections: int, folder: Path) -> dict:
+    """One wrk run; requests/s, p50/p99 in ms, and the errors it saw."""
+    path = folder / "script.lua"
+    path.write_text(script)
+    threads = min(2, connections)
+    result = subprocess.run(  # noqa: S603 - wrk with our arguments
+        [
+            shutil.which("wrk"),
+            f"-t{threads}",
+            f"-c{connections}",
+            f"-d{args.seconds}s",
+            "--latency",
+            "-s",
+            str(path),
+            f"http://127.0.0.1:{args.port}",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    out = result.stdout
+    non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    sockets = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    return {
+        "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
+        "p50": _ms(re.search(r"^\s+50%\s+(\S+)", out, re.MULTILINE).group(1)),
+        "p99": _ms(re.search(r"^\s+99%\s+(\S+)", out, re.MULTILINE).group(1)),
+        "errors": (int(non_2xx.group(1)) if non_2xx else 0) + (sum(map(int, sockets.groups())) if sockets else 0),
+        "requests": int(re.search(r"(\d+) requests in", out).group(1)),
+    }
+
+
+def _ms(value: str) -> float:
+    number, unit = re.match(r"([\d.]+)(us|ms|s|m)", value).groups()
+    return float(number) * {"us": 0.001, "ms": 1, "s": 1000, "m": 60000}[unit]
+
+
+def table(results: dict, connections: list[int]) -> str:
+    lines = [
+        "| endpoint | connections | requests/s | p50 ms | p99 ms | errors | vs its bare reference |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for (name, reference), by_connections in results.items():
+        for c in connections:
+            r = by_connections[c]
+            ratio = f"{r['rps'] / results_by_name(results)[reference][c]['rps']:.0%}" if reference else ""
+            lines.append(
+                f"| {name} | {c} | {r['rps']:.0f} | {r['p50']:.1f} | {r['p99']:.1f} | {r['errors']} | {ratio} |"
+            )
+    return "\n".join(lines)
+
+
+def results_by_name(results: dict) -> dict:
+    return {name: by_connections for (name, _), by_connections in results.items()}
+
+
+def main() -> int:
+    args = parse_args()
+    if not shutil.which("wrk"):
+        raise SystemExit("wrk is not installed (apt-get install wrk)")
+    started = time.perf_counter()
+    prepare_database(args)
+    print(f"seeded scale {args.scale} in {time.perf_counter() - started:.1f} s", flush=True)
+    folder = Path(tempfile.mkdtemp(prefix="bnpl_bench_http_"))
+    server = start_gunicorn(args, folder / "gunicorn.log")
+    try:
+        data = samples(args)
+        merchant_token, operator_token = token(args, "merchant-001", "demo12345"), token(args, "admin", "admin123")
+        results = {}
+        for name, script, reference in endpoints(data, merchant_token, operator_token):
+            results[(name, reference)] = {c: wrk(args, script, c, folder) for c in args.connections}
+            print(
+                f"  {name}: "
+                + ", ".join(f"{c} conns {r['rps']:.0f} req/s" for c, r in results[(name, reference)].items()),
+                flush=True,
+            )
+    finally:
+        stop(server)
+    text = table(results, args.connections)
+    print()
+    print(text)
+    errors = sum(r["errors"] for by_c in results.values() for r in by_c.values())
+    if args.write:
+        header = (
+            "# Benchmarks\n\nWritten by `python bench/http.py --write` (wrk against gunicorn on PostgreSQL on one "
+            f"2-core machine; {args.seconds} s per cell, scale {args.scale}). Each API endpoint is compared with "
+            "a bare view doing the same rows in the same process (bench/reference.py).\n\n"
+        )
+        (ROOT / "docs" / "BENCHMARKS.md").write_text(header + text + "\n")
+    return 1 if errors else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
