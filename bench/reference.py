@@ -1,4 +1,4 @@
-"""Bare reference views for bench/http.py: the same rows as the API's endpoints, written or
+"""Bare reference views for bench/http_bench.py: the same rows as the API's endpoints, written or
 read with no validation, no authentication, no serializers, no idempotency, no problem
 details. They give the stack's own floor for each kind of work, measured in the same
 gunicorn process as the API.

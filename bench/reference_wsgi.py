@@ -1,5 +1,5 @@
 """The service's WSGI application with bench/reference.py's bare views mounted beside the API
-(same process, same settings): for bench/http.py only."""
+(same process, same settings): for bench/http_bench.py only."""
 
 import os
 import sys

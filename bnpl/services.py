@@ -177,7 +177,10 @@ def origination_legs(plan: Plan) -> list[Leg]:
 
 def plan_close_if_settled(plan: Plan) -> None:
     """Close a plan with nothing left to pay: CANCELLED when nothing was ever paid on it
-    (refunded in full first), else COMPLETED. Call under the plan's lock."""
+    (refunded in full first), else COMPLETED. Call under the plan's lock. A plan already
+    closed stays as it is (a refund on a completed plan does not complete it twice)."""
+    if plan.status != Plan.Status.ACTIVE:
+        return
     if plan.installments.filter(status__in=OPEN_STATUSES).exists():
         return
     if plan.late_fees.filter(status=LateFee.Status.DUE).exists():
@@ -447,8 +450,14 @@ def reminders_send(*, today: date | None = None) -> dict[str, int]:
         Reminder.objects.bulk_create(records)
         # Sent below, by this task, rather than queued once more.
         notifications_queue(items=[_reminder_message(r) for r in records], send=False)
-    outcome = notifications_send(causes=[(r.kind, _reminder_cause(r)) for r in records]) if records else {}
-    failed = [r.pk for r in records if (r.kind, _reminder_cause(r)) in outcome.get("failed_causes", set())]
+    causes = [(_notification_kind(r), _reminder_cause(r)) for r in records]
+    outcome = notifications_send(causes=causes) if records else {}
+    # FAILED when a message could not be sent, or none could be (no email, no phone).
+    failed = [
+        r.pk
+        for r, cause in zip(records, causes, strict=True)
+        if cause in outcome.get("failed_causes", set()) or cause not in outcome.get("sent_causes", set())
+    ]
     if failed:
         Reminder.objects.filter(pk__in=failed).update(outcome=Reminder.Outcome.FAILED)
     return {"due_soon": len(due_soon), "overdue": len(overdue), "failed": len(failed)}
@@ -472,5 +481,8 @@ def _reminder_message(reminder: Reminder) -> tuple[int, str, str, str, str]:
             f"Hello {name},\n\n{amount} was due on {installment.due_date} "
             "and is now overdue. Please pay it to keep your account in good standing."
         )
-    kind = Notification.Kind.DUE_SOON if reminder.kind == Reminder.Kind.DUE_SOON else Notification.Kind.OVERDUE
-    return customer.pk, kind, _reminder_cause(reminder), subject, body
+    return customer.pk, _notification_kind(reminder), _reminder_cause(reminder), subject, body
+
+
+def _notification_kind(reminder: Reminder) -> str:
+    return Notification.Kind.DUE_SOON if reminder.kind == Reminder.Kind.DUE_SOON else Notification.Kind.OVERDUE

@@ -29,6 +29,9 @@ class DomainError(Exception):
     code = "domain_error"
     title = "Request refused"
     default_detail = "The request was refused."
+    # True when the work had begun (a payment exists) before the error: an Idempotency-Key
+    # retry must replay this answer, never start the work again, even for a 5xx.
+    replay_on_retry = False
 
     def __init__(self, detail: str | None = None, **extra: Any) -> None:
         self.detail = detail or self.default_detail

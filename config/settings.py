@@ -198,6 +198,8 @@ BNPL_AUTOPAY_RETRY_DAYS = [int(d) for d in config("BNPL_AUTOPAY_RETRY_DAYS", def
 # What a refund returns beyond the unpaid remainder goes back to the card, or to the
 # customer's credit balance ("card" or "credit"; a refund request may choose).
 BNPL_REFUND_PAYOUT_METHOD = config("BNPL_REFUND_PAYOUT_METHOD", default="card")
+if BNPL_REFUND_PAYOUT_METHOD not in ("card", "credit"):
+    raise ImproperlyConfigured('BNPL_REFUND_PAYOUT_METHOD must be "card" or "credit".')
 
 # --- Merchant event webhooks (outbound) ---------------------------------------------------
 BNPL_WEBHOOK_TIMEOUT_SECONDS = config("BNPL_WEBHOOK_TIMEOUT_SECONDS", default=10, cast=float)

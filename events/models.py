@@ -48,6 +48,8 @@ class Event(models.Model):
     # the relay does not start a second one.
     next_attempt_at = models.DateTimeField(default=timezone.now)
     give_up_at = models.DateTimeField()
+    # Set by the relay when it queues the event: until then it does not queue it again.
+    relayed_until = models.DateTimeField(null=True, blank=True)
     delivered_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:

@@ -12,6 +12,7 @@ from django.core.mail import EmailMessage, get_connection
 from django.db import transaction
 from django.utils import timezone
 
+from accounts.masking import mask_text
 from accounts.models import User
 from config.celery import enqueue
 from events.models import Notification
@@ -51,7 +52,8 @@ def notifications_queue(*, items: list[tuple[int, str, str, str, str]], send: bo
     Notification.objects.bulk_create(rows, ignore_conflicts=True, batch_size=2000)
     if send and any(row.status == Notification.Status.PENDING for row in rows):
         causes = sorted({(kind, cause) for _, kind, cause, _, _ in items})
-        transaction.on_commit(lambda: _send_soon(causes))
+        # robust: the change has committed; a failure to send is logged, never the request's 500.
+        transaction.on_commit(lambda: _send_soon(causes), robust=True)
 
 
 def _send_soon(causes: list[tuple[str, str]]) -> None:
@@ -66,7 +68,7 @@ def notifications_send(*, causes: list[tuple[str, str]] | None = None) -> dict:
     """Send the PENDING notifications of ``causes`` (``[(kind, cause), ...]``; all when None).
 
     Returns how many were ``sent``, ``failed`` and ``skipped`` (no address), and the
-    ``failed_causes``.
+    ``failed_causes`` and ``sent_causes``.
     """
     pending = Notification.objects.filter(status=Notification.Status.PENDING)
     if causes is not None:
@@ -74,7 +76,7 @@ def notifications_send(*, causes: list[tuple[str, str]] | None = None) -> dict:
         wanted = {tuple(c) for c in causes}
     rows = [n for n in pending.select_related("customer") if causes is None or (n.kind, n.cause) in wanted]
     counts = {"sent": 0, "failed": 0, "skipped": 0}
-    failed_causes = set()
+    failed_causes, sent_causes = set(), set()
     mail = get_connection(fail_silently=False)
     sms = get_sms_backend()
     for row in rows:
@@ -90,7 +92,9 @@ def notifications_send(*, causes: list[tuple[str, str]] | None = None) -> dict:
         counts[{"SENT": "sent", "FAILED": "failed", "SKIPPED": "skipped"}[status]] += 1
         if status == Notification.Status.FAILED:
             failed_causes.add((row.kind, row.cause))
-    return counts | {"failed_causes": failed_causes}
+        elif status == Notification.Status.SENT:
+            sent_causes.add((row.kind, row.cause))
+    return counts | {"failed_causes": failed_causes, "sent_causes": sent_causes}
 
 
 def _send_one(row: Notification, mail, sms) -> tuple[str, str]:
@@ -103,7 +107,7 @@ def _send_one(row: Notification, mail, sms) -> tuple[str, str]:
             mail.send_messages([EmailMessage(subject=row.subject, body=row.body, to=[address])])
         else:
             sms.send_messages([SmsMessage(to=address, body=row.subject)])  # a text is short: the subject
-    except OSError as exc:
-        logger.warning("Notification %s (%s) could not be sent: %s", row.pk, row.channel, exc)
-        return Notification.Status.FAILED, str(exc)
+    except Exception as exc:  # any provider failure is this message's, recorded, never retried
+        logger.warning("Notification %s (%s) could not be sent: %s", row.pk, row.channel, type(exc).__name__)
+        return Notification.Status.FAILED, mask_text(f"{type(exc).__name__}: {exc}")
     return Notification.Status.SENT, ""

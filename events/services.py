@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from accounts.models import User
@@ -34,6 +35,8 @@ USER_AGENT = "bnpl-webhooks/1"
 # How long an attempt may hold the event before the relay may start another one.
 LEASE_MARGIN_SECONDS = 30
 RELAY_GRACE_SECONDS = 30
+# How long an event the relay queued is left to the workers before it may be queued again.
+RELAY_LEASE_SECONDS = 15 * 60
 
 
 def event_record(*, merchant_id: int, type: str, data: dict) -> Event:
@@ -51,7 +54,7 @@ def event_record(*, merchant_id: int, type: str, data: dict) -> Event:
         delivery_status=Event.Delivery.PENDING if has_endpoint else Event.Delivery.NO_ENDPOINT,
     )
     if has_endpoint:
-        transaction.on_commit(lambda: _dispatch(event.pk))
+        transaction.on_commit(lambda: _dispatch(event.pk), robust=True)
     return event
 
 
@@ -68,7 +71,7 @@ def events_record_many(*, events: list[tuple[int, str, dict]]) -> int:
         ],
         batch_size=5000,
     )
-    transaction.on_commit(_relay_soon)
+    transaction.on_commit(_relay_soon, robust=True)
     return len(events)
 
 
@@ -110,6 +113,10 @@ def _claim(event_id: int, manual: bool) -> tuple[Event, str] | None:
         )
         if event is None or (event.next_attempt_at > now and not manual):
             return None  # delivered, given up, held by another attempt, or not due yet
+        if now > event.give_up_at and not manual:
+            event.delivery_status = Event.Delivery.FAILED
+            event.save(update_fields=["delivery_status"])
+            return None
         url = User.objects.filter(pk=event.merchant_id).values_list("webhook_url", flat=True).first()
         if not url:
             event.delivery_status = Event.Delivery.NO_ENDPOINT
@@ -142,7 +149,10 @@ def event_deliver(*, event_id: int, manual: bool = False) -> EventDelivery | Non
         "BNPL-Signature": signature_header(secret, int(time.time()), body),
     }
     started_at, started = timezone.now(), time.perf_counter()
-    status, error = _post(url, body, headers)
+    if secret:
+        status, error = _post(url, body, headers)
+    else:  # an unsigned event could not be trusted: an operator must give the merchant a secret
+        status, error = None, "The merchant has no webhook secret (an operator can rotate one)."
     duration_ms = int((time.perf_counter() - started) * 1000)
     succeeded = status is not None and 200 <= status < 300
     retry_in = None
@@ -204,18 +214,23 @@ def _blocked(url: str) -> str:
 
 
 def _post(url: str, body: bytes, headers: dict) -> tuple[int | None, str]:
-    """POST and return ``(status code, "")``, or ``(None, why)`` when no answer came."""
-    blocked = _blocked(url)
-    if blocked:
-        return None, blocked
-    request = urllib.request.Request(url, data=body, headers=headers, method="POST")  # noqa: S310 - scheme checked
+    """POST and return ``(status code, "")``, or ``(None, why)`` when no answer came.
+
+    Never raises: whatever goes wrong (a bad URL, a broken answer) is this attempt's failure.
+    """
     try:
+        blocked = _blocked(url)
+        if blocked:
+            return None, blocked
+        request = urllib.request.Request(url, data=body, headers=headers, method="POST")  # noqa: S310 - checked
         with _opener.open(request, timeout=settings.BNPL_WEBHOOK_TIMEOUT_SECONDS) as response:
             return response.status, ""
     except urllib.error.HTTPError as exc:
         return exc.code, ""
-    except (urllib.error.URLError, OSError, ValueError) as exc:
-        return None, str(getattr(exc, "reason", exc))
+    except urllib.error.URLError as exc:
+        return None, str(exc.reason)
+    except Exception as exc:
+        return None, f"{type(exc).__name__}: {exc}"
 
 
 def events_relay(*, grace_seconds: float = RELAY_GRACE_SECONDS, batch: int = 1000, most: int = 100_000) -> int:
@@ -224,19 +239,26 @@ def events_relay(*, grace_seconds: float = RELAY_GRACE_SECONDS, batch: int = 100
     many were queued. Events of merchants without an endpoint are settled in one UPDATE."""
     from events.tasks import event_deliver_task
 
-    cutoff = timezone.now() - timedelta(seconds=grace_seconds)
-    due = Event.objects.filter(delivery_status=Event.Delivery.PENDING, next_attempt_at__lte=cutoff)
+    now = timezone.now()
+    cutoff = now - timedelta(seconds=grace_seconds)
+    due = Event.objects.filter(delivery_status=Event.Delivery.PENDING, next_attempt_at__lte=cutoff).filter(
+        Q(relayed_until__isnull=True) | Q(relayed_until__lt=now)
+    )
     due.filter(merchant__webhook_url="").update(delivery_status=Event.Delivery.NO_ENDPOINT)
     queued, after = 0, 0
     while queued < most:
         ids = list(due.filter(pk__gt=after).order_by("pk").values_list("pk", flat=True)[:batch])
         if not ids:
             break
-        if not enqueue_many(event_deliver_task, [(event_id, False) for event_id in ids]):
-            if not app.conf.task_always_eager:
-                break  # no broker: they stay pending for the next run
+        if enqueue_many(event_deliver_task, [(event_id, False) for event_id in ids]):
+            # Queued: not again until a worker has had time to take them (a backlog is not
+            # published once more every minute).
+            Event.objects.filter(pk__in=ids).update(relayed_until=now + timedelta(seconds=RELAY_LEASE_SECONDS))
+        elif app.conf.task_always_eager:
             for event_id in ids:
                 event_deliver(event_id=event_id)
+        else:
+            break  # no broker: they stay pending for the next run
         queued += len(ids)
         after = ids[-1]
     return queued
@@ -250,5 +272,5 @@ def event_redeliver(*, event_id: int) -> Event:
     now = timezone.now()
     event.delivery_status, event.next_attempt_at, event.give_up_at = Event.Delivery.PENDING, now, _give_up(now)
     event.save(update_fields=["delivery_status", "next_attempt_at", "give_up_at"])
-    transaction.on_commit(lambda: _dispatch(event_id, manual=True))
+    transaction.on_commit(lambda: _dispatch(event_id, manual=True), robust=True)
     return event

@@ -27,4 +27,4 @@ def notifications_send_task(self, causes: list | None = None) -> dict:
     from events.notifications import notifications_send
 
     counts = notifications_send(causes=None if causes is None else [tuple(c) for c in causes])
-    return {key: value for key, value in counts.items() if key != "failed_causes"}
+    return {key: value for key, value in counts.items() if not key.endswith("_causes")}

@@ -73,8 +73,9 @@ def autopay_run(*, today: date | None = None) -> int:
 
 def autopay_customer(*, customer_id: int, today: date) -> dict[str, int]:
     """Charge one customer's installments due today (or on a retry day), each at most once
-    today. Returns how many charges ``succeeded``, ``failed`` or were ``skipped``."""
-    counts = {"succeeded": 0, "failed": 0, "skipped": 0}
+    today. Returns how many charges ``succeeded``, ``failed``, are ``pending`` (in another
+    task's hands, or the gateway did not answer) or were ``skipped``."""
+    counts = {"succeeded": 0, "failed": 0, "pending": 0, "skipped": 0}
     customer = User.objects.filter(pk=customer_id).first()
     if customer is None or not (customer.autopay and customer.card_token and customer.is_active):
         return counts
@@ -98,5 +99,5 @@ def autopay_customer(*, customer_id: int, today: date) -> dict[str, int]:
             logger.info("Autopay skipped installment %s: %s", installment_id, exc.code)
             counts["skipped"] += 1
             continue
-        counts["succeeded" if payment.status == Payment.Status.SUCCEEDED else "failed"] += 1
+        counts[payment.status.lower()] += 1
     return counts

@@ -111,15 +111,17 @@ def idempotent(handler):
         claimed = _claim(request, key, request_fingerprint(request))
         if isinstance(claimed, HttpResponse):
             return claimed
+        final = False
         try:
             response = handler(view, request, *args, **kwargs)
         except Exception as exc:
+            final = getattr(exc, "replay_on_retry", False)
             try:
                 response = view.handle_exception(exc)  # the problem document the client gets
             except Exception:
                 IdempotencyKey.objects.filter(pk=claimed.pk).delete()  # a 500: nothing was done
                 raise
-        if response.status_code in NOT_STORED or response.status_code >= 500:
+        if response.status_code in NOT_STORED or (response.status_code >= 500 and not final):
             IdempotencyKey.objects.filter(pk=claimed.pk).delete()
             return response
         body = JSONRenderer().render(response.data).decode()  # what the client receives, byte for byte

@@ -148,6 +148,8 @@ class Payment(models.Model):
     source = models.CharField(max_length=8, choices=Source.choices, default=Source.MANUAL)
     # Autopay: 1 on the due date, then 2, 3, ... for the retries.
     attempt = models.PositiveSmallIntegerField(null=True, blank=True)
+    # The card charged (a gateway token), kept so a resumed charge uses this card, not today's.
+    card_token = models.CharField(max_length=64, blank=True)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING, db_index=True)
     decline_code = models.CharField(max_length=64, blank=True)
     gateway_reference = models.CharField(max_length=128, blank=True)

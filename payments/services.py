@@ -15,6 +15,7 @@ import uuid
 from datetime import timedelta
 from decimal import Decimal
 
+from django.conf import settings
 from django.db import transaction
 from django.db.models import Q, Sum
 from django.utils import timezone
@@ -28,7 +29,7 @@ from config.problems import DomainError
 from events.models import Event, Notification
 from events.notifications import notifications_queue
 from events.services import event_record
-from payments.gateways import SUCCEEDED, ChargeResult, get_gateway
+from payments.gateways import FAILED, SUCCEEDED, ChargeResult, get_gateway
 from payments.ledger import CUSTOMER_CREDIT, CUSTOMER_RECEIVABLE, GATEWAY_CLEARING, Leg, credit_balances, ledger_post
 from payments.models import JournalEntry, Payment, PaymentAllocation
 
@@ -70,6 +71,7 @@ class GatewayUnavailable(DomainError):
     code = "gateway_unavailable"
     title = "Payment gateway unavailable"
     default_detail = "The payment gateway did not answer; the payment is pending and will not be charged twice."
+    replay_on_retry = True  # the payment exists: a retry with the same key must not make another
 
 
 class NoPaymentMethod(DomainError):
@@ -139,6 +141,7 @@ def _reserve(
         # A derived key (autopay): the payment made with it before, if any, is the answer.
         existing = Payment.objects.filter(gateway_key=gateway_key).first()
         if existing is not None:
+            existing.found_under_key = True
             return existing
     if plan.status != Plan.Status.ACTIVE:
         raise PlanNotPayable()
@@ -166,6 +169,7 @@ def _reserve(
         currency=plan.currency,
         source=source,
         attempt=attempt,
+        card_token=customer.card_token if credit < amount else "",
         gateway_key=gateway_key or f"pay_{uuid.uuid4().hex}",
     )
     allocations, left = [], amount
@@ -190,11 +194,20 @@ def _reserve(
 def _settle(*, payment_id: int, result: ChargeResult) -> Payment:
     plan = plan_get_for_update(payments__id=payment_id)
     payment = Payment.objects.get(pk=payment_id)  # read under the plan's lock
+    if payment.credit_amount:
+        # Spending credit: the customer's row, as in _reserve, so that no reservation reads
+        # the balance and the claims halfway through this change.
+        User.objects.select_for_update().filter(pk=payment.customer_id).values_list("pk").get()
     if payment.status != Payment.Status.PENDING:
         return payment
     now = timezone.now()
     payment.gateway_reference = result.reference
     payment.completed_at = now
+    if result.succeeded and result.captured is not None and result.captured < payment.card_amount:
+        # Less than asked cannot pay what was allocated: refused, and loud (the gateway holds
+        # money this payment does not book; an operator must refund or re-book it).
+        logger.error("Payment %s: the gateway captured %s of %s", payment.pk, result.captured, payment.card_amount)
+        result = ChargeResult(FAILED, "partial_capture", result.reference)
     if not result.succeeded:
         payment.status = Payment.Status.FAILED
         payment.decline_code = result.decline_code or "declined"
@@ -283,8 +296,13 @@ def _tell_failed(payment: Payment, plan: Plan) -> None:
                     Notification.Kind.AUTOPAY_FAILED,
                     f"payment:{payment.pk}",
                     f"We could not charge {payment.amount} {payment.currency} for plan #{plan.pk}",
-                    f"Your card was declined ({payment.decline_code}). We will try again; you can also pay "
-                    "in the app now to keep your account in good standing.",
+                    f"Your card was declined ({payment.decline_code}). "
+                    + (
+                        "We will try again; you can also pay in the app now"
+                        if (payment.attempt or 0) <= len(settings.BNPL_AUTOPAY_RETRY_DAYS)
+                        else "This was the last automatic attempt: please pay in the app"
+                    )
+                    + " to keep your account in good standing.",
                 )
             ]
         )
@@ -304,9 +322,10 @@ def payment_attempt(
     credit balance first, then the card. Returns the payment, SUCCEEDED or FAILED.
 
     With a ``gateway_key`` (derived by the caller, e.g. from installment and day) the same
-    key never makes a second payment: the first one is returned, and finished if it was
-    left PENDING. Raises PlanNotPayable, NothingToPay (409), Overpayment, NoPaymentMethod
-    (422), GatewayUnavailable (502, the payment stays PENDING).
+    key never makes a second payment: the first one is returned as it is (a PENDING one is
+    left to the caller that made it, or to ``payments_reconcile``). Raises PlanNotPayable,
+    NothingToPay (409), Overpayment, NoPaymentMethod (422), GatewayUnavailable (502, the
+    payment stays PENDING).
     """
     payment = _reserve(
         plan_id=plan_id,
@@ -317,7 +336,10 @@ def payment_attempt(
         source=source,
         attempt=attempt,
     )
-    if payment.status != Payment.Status.PENDING:
+    if payment.status != Payment.Status.PENDING or getattr(payment, "found_under_key", False):
+        # Finished, or still in the hands of whoever made it: a second gateway call with the
+        # same key while the first is in flight is not ours to make (reconciliation finishes
+        # one that was abandoned).
         return payment
     return payment_resume(payment_id=payment.pk)
 
@@ -328,7 +350,7 @@ def payment_resume(*, payment_id: int) -> Payment:
     Safe to repeat, and safe while another process does the same: the gateway charges a
     key once, and the answer is applied once (re-checked under the plan's lock).
     """
-    payment = Payment.objects.select_related("customer").get(pk=payment_id)
+    payment = Payment.objects.get(pk=payment_id)
     if payment.status != Payment.Status.PENDING:
         return payment
     if payment.card_amount == 0:
@@ -338,7 +360,7 @@ def payment_resume(*, payment_id: int) -> Payment:
             result = get_gateway().charge(
                 amount=payment.card_amount,
                 currency=payment.currency,
-                card_token=payment.customer.card_token,
+                card_token=payment.card_token,  # the card this payment was made with, not today's
                 idempotency_key=payment.gateway_key,
             )
         except Exception as exc:
@@ -375,6 +397,6 @@ def payments_reconcile(*, older_than_minutes: int = 5, limit: int = 500) -> int:
         try:
             payment_resume(payment_id=payment_id)
             finished += 1
-        except GatewayUnavailable:
-            continue
+        except Exception:  # one payment's trouble must not stop the others
+            logger.exception("Payment %s is still pending after reconciliation", payment_id)
     return finished

@@ -83,19 +83,19 @@ def refund_request(
     Raises Plan.DoesNotExist, FieldInvalid (user_id), TransactionIdConflict (409),
     RefundExceedsPlan (422).
     """
+    method = payout_method or settings.BNPL_REFUND_PAYOUT_METHOD.upper()
     try:
         with transaction.atomic():
-            method = payout_method or settings.BNPL_REFUND_PAYOUT_METHOD.upper()
             return _refund_request(plan_id, transaction_id, amount, reason, requester, user_id, method)
     except IntegrityError:
         # Another request with this transaction_id (on another plan) won the race.
-        return _existing(requester, plan_id, transaction_id, amount), False
+        return _existing(requester, plan_id, transaction_id, amount, method), False
 
 
-def _existing(requester: User, plan_id: int, transaction_id: str, amount: Decimal) -> Refund:
+def _existing(requester: User, plan_id: int, transaction_id: str, amount: Decimal, method: str) -> Refund:
     plan = Plan.objects.get(pk=plan_id)
     refund = Refund.objects.get(merchant_id=plan.merchant_id, transaction_id=transaction_id)
-    if refund.plan_id != plan_id or refund.amount != amount:
+    if refund.plan_id != plan_id or refund.amount != amount or refund.payout_method != method:
         raise TransactionIdConflict()
     return refund
 
@@ -106,7 +106,7 @@ def _refund_request(plan_id, transaction_id, amount, reason, requester, user_id,
     if user_id and user_id != customer.user_id:
         raise FieldInvalid("user_id", "This is not the plan's customer.")
     if Refund.objects.filter(merchant_id=plan.merchant_id, transaction_id=transaction_id).exists():
-        return _existing(requester, plan_id, transaction_id, amount), False
+        return _existing(requester, plan_id, transaction_id, amount, method), False
     available = _refundable(plan)
     if amount > available:
         raise RefundExceedsPlan(

@@ -4,6 +4,7 @@ from django.http import Http404
 from django_filters import rest_framework as filters
 from drf_spectacular.utils import OpenApiExample, extend_schema, extend_schema_view
 from rest_framework import mixins, viewsets
+from rest_framework.exceptions import NotFound
 from rest_framework.pagination import CursorPagination
 
 from accounts.models import User
@@ -43,6 +44,12 @@ class EventCursorPagination(CursorPagination):
     page_size = 50
     page_size_query_param = "page_size"
     max_page_size = 100
+
+    def decode_cursor(self, request):
+        cursor = super().decode_cursor(request)
+        if cursor is not None and cursor.position is not None and not str(cursor.position).isdigit():
+            raise NotFound(self.invalid_cursor_message)  # a forged position, not one we made
+        return cursor
 
 
 class EventFilter(filters.FilterSet):

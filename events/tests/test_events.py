@@ -281,3 +281,49 @@ def test_the_sweeps_events_are_relayed_in_bulk(
     assert overdue.filter(merchant=merchant).count() == 2
     assert len(receiver.received) == 2
     assert not EventDelivery.objects.filter(event__merchant=silent).exists()
+
+
+def test_a_forged_cursor_is_a_404_not_a_500(as_user, merchant):
+    answer = as_user(merchant).get(EVENTS, {"cursor": "cD1hYmM="})  # "p=abc"
+    assert answer.status_code == 404
+    assert answer["Content-Type"] == "application/problem+json"
+
+
+def test_an_unusable_url_or_a_missing_secret_is_a_recorded_failed_attempt(make_plan, merchant, settings):
+    settings.BNPL_WEBHOOK_ALLOW_PRIVATE_URLS = False  # production: the address is checked first
+    merchant.webhook_url = "https://shop.example.com:99999/hooks"  # passes the URL check, no port like it
+    merchant.save()
+    make_plan(merchant=merchant)
+    attempt = event_deliver(event_id=Event.objects.get().pk)
+    assert (attempt.succeeded, attempt.response_status) == (False, None)
+    assert "ValueError" in attempt.error
+
+    merchant.webhook_secret = ""
+    merchant.save()
+    event = Event.objects.get()
+    Event.objects.filter(pk=event.pk).update(next_attempt_at=timezone.now())
+    assert "no webhook secret" in event_deliver(event_id=event.pk).error
+
+
+def test_an_event_past_its_window_is_given_up_without_another_attempt(make_plan, merchant, receiver):
+    merchant.webhook_url = receiver.url
+    merchant.save()
+    make_plan(merchant=merchant)
+    event = Event.objects.get()
+    Event.objects.filter(pk=event.pk).update(give_up_at=timezone.now() - timedelta(seconds=1))
+
+    assert event_deliver(event_id=event.pk) is None
+    event.refresh_from_db()
+    assert event.delivery_status == Event.Delivery.FAILED
+    assert receiver.received == []
+
+
+def test_a_refund_on_a_completed_plan_does_not_complete_it_twice(as_user, make_plan, merchant, customer, operator):
+    plan = make_plan(customer=customer, merchant=merchant, total="100.00", count=2)
+    as_user(customer).post(f"/api/v1/plans/{plan.pk}/pay/", {"amount": "100.00"}, format="json")
+    body = {"plan_id": plan.pk, "transaction_id": "rf-late", "amount": "10.00"}
+    refund = as_user(merchant).post("/api/v1/refunds/", body, format="json").json()
+    as_user(operator).post(f"/api/v1/refunds/{refund['id']}/approve/")
+
+    assert types(type=Event.Type.PLAN_COMPLETED) == ["plan.completed"]
+    assert types(type=Event.Type.REFUND_APPROVED) == ["refund.approved"]

@@ -124,3 +124,18 @@ def test_an_event_committed_while_the_broker_is_down_is_delivered_by_the_relay(m
         assert events_relay_task.delay(0).get(timeout=30) == 1
         assert wait_until(lambda: delivered(event.pk))
     assert len(receiver.received) == 1
+
+
+def test_the_relay_does_not_queue_a_backlog_again_every_minute(make_plan, merchant):
+    from events.services import events_relay
+
+    app.control.purge()
+    for _ in range(3):
+        make_plan(merchant=merchant)
+    client = app.connection_for_write().channel().client  # the broker's Redis
+    client.delete(app.conf.task_default_queue)
+
+    assert events_relay(grace_seconds=0) == 3  # no worker runs: they wait in the queue
+    assert events_relay(grace_seconds=0) == 0, "queued already: not again while the workers catch up"
+    assert client.llen(app.conf.task_default_queue) == 3
+    app.control.purge()

@@ -6,6 +6,7 @@ import pytest
 from django.core import mail
 
 from accounts.tests.factories import UserFactory
+from bnpl.models import Reminder
 from bnpl.services import overdue_sweep, reminders_send
 from events.models import Notification
 from events.notifications import notifications_queue, notifications_send
@@ -78,3 +79,10 @@ def test_overdue_notices_go_by_email_and_sms_once(make_plan, sms_outbox):
 def test_the_console_sms_backend_masks_the_number(capsys):
     ConsoleSmsBackend().send_messages([SmsMessage(to="+998901234567", body="Payment received")])
     assert capsys.readouterr().out == "SMS to +998****4567: Payment received\n"
+
+
+def test_a_reminder_nobody_could_receive_is_failed(make_plan):
+    make_plan(customer=UserFactory(email="", phone_number=""), purchase_date=date(2026, 5, 17))  # due 6/17
+
+    assert reminders_send(today=date(2026, 6, 15)) == {"due_soon": 1, "overdue": 0, "failed": 1}
+    assert Reminder.objects.get().outcome == Reminder.Outcome.FAILED

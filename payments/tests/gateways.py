@@ -33,3 +33,13 @@ class TimeoutGateway(FakeGateway):
 
     def charge(self, *, amount, currency, card_token, idempotency_key) -> ChargeResult:
         raise TimeoutError("the gateway did not answer in time")
+
+
+class UndercapturingGateway(FakeGateway):
+    """Reports that it captured 1.00 less than asked."""
+
+    def charge(self, *, amount, currency, card_token, idempotency_key) -> ChargeResult:
+        result = super().charge(
+            amount=amount, currency=currency, card_token=card_token, idempotency_key=idempotency_key
+        )
+        return ChargeResult(result.status, result.decline_code, result.reference, captured=amount - Decimal("1.00"))

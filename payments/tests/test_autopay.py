@@ -25,6 +25,7 @@ from payments.services import payments_reconcile
 from payments.tasks import autopay_run_task
 from payments.tests.gateways import RecordingGateway
 
+NOTHING_CHARGED = {"succeeded": 0, "failed": 0, "pending": 0, "skipped": 0}
 PURCHASE = date(2026, 1, 10)  # monthly: due 2/10, 3/10, 4/10, 5/10
 DUES = [date(2026, 2, 10), date(2026, 3, 10), date(2026, 4, 10), date(2026, 5, 10)]
 
@@ -141,7 +142,7 @@ def test_autopay_skips_customers_who_switched_it_off_or_have_no_card(make_plan, 
     assert autopay_run(today=DUES[0]) == 1
     assert list(Payment.objects.values_list("customer_id", flat=True)) == [on.pk]
     # A task already queued for someone who turns autopay off meanwhile charges nothing.
-    assert autopay_customer(customer_id=off.pk, today=DUES[0]) == {"succeeded": 0, "failed": 0, "skipped": 0}
+    assert autopay_customer(customer_id=off.pk, today=DUES[0]) == NOTHING_CHARGED
 
 
 @pytest.mark.django_db
@@ -150,7 +151,7 @@ def test_an_installment_paid_by_hand_before_the_due_date_is_not_charged(make_pla
     first = plan.installments.get(sequence=1)
     as_user(customer).post(f"/api/v1/installments/{first.pk}/pay/", {}, format="json")
 
-    assert autopay_customer(customer_id=customer.pk, today=DUES[0]) == {"succeeded": 0, "failed": 0, "skipped": 0}
+    assert autopay_customer(customer_id=customer.pk, today=DUES[0]) == NOTHING_CHARGED
     assert Payment.objects.filter(source=Payment.Source.AUTOPAY).count() == 0
 
 
@@ -183,10 +184,16 @@ def test_a_payment_left_pending_by_a_gateway_timeout_is_finished_once_with_its_k
     settings.BNPL_PAYMENT_GATEWAY = "payments.tests.gateways.TimeoutGateway"
     plan = make_plan(customer=customer, purchase_date=PURCHASE)
     first = plan.installments.get(sequence=1)
-    answer = as_user(customer).post(f"/api/v1/installments/{first.pk}/pay/", {}, format="json")
+    pay = f"/api/v1/installments/{first.pk}/pay/"
+    answer = as_user(customer).post(pay, {}, format="json", HTTP_IDEMPOTENCY_KEY="k-timeout")
     assert answer.status_code == 502
     payment = Payment.objects.get()
     assert payment.status == Payment.Status.PENDING
+    # The client retries with its key: the same answer, no second payment, no second charge.
+    again = as_user(customer).post(pay, {}, format="json", HTTP_IDEMPOTENCY_KEY="k-timeout")
+    assert (again.status_code, again["Idempotent-Replayed"]) == (502, "true")
+    assert again.json()["payment_id"] == payment.pk
+    assert Payment.objects.count() == 1
 
     settings.BNPL_PAYMENT_GATEWAY = "payments.tests.gateways.RecordingGateway"
     RecordingGateway.charges.clear()

@@ -168,3 +168,25 @@ def test_two_payments_at_once_on_two_plans_spend_the_credit_once(make_plan, cust
     ]
     assert credit_balances(customer_id=customer.pk).get("USD", Decimal("0")) == Decimal("0.00")
     assert ledger_check(record=False).ok
+
+
+def test_a_capture_below_the_amount_asked_is_refused_and_books_nothing(as_user, make_plan, customer, settings):
+    settings.BNPL_PAYMENT_GATEWAY = "payments.tests.gateways.UndercapturingGateway"
+    plan = make_plan(customer=customer, total="100.00", count=4)
+
+    paid = pay_installment(as_user(customer), plan, 1)
+
+    assert paid.status_code == 402
+    assert paid.json()["decline_code"] == "partial_capture"
+    assert not JournalEntry.objects.filter(kind=JournalEntry.Kind.PAYMENT).exists()
+
+
+def test_a_repeated_transaction_id_with_another_payout_method_is_a_conflict(
+    as_user, make_plan, customer, merchant, operator
+):
+    plan = make_plan(customer=customer, merchant=merchant, total="100.00", count=4)
+    body = {"plan_id": plan.pk, "transaction_id": "rf-twice", "amount": "10.00"}
+    assert as_user(merchant).post("/api/v1/refunds/", body, format="json").status_code == 201
+    assert as_user(merchant).post("/api/v1/refunds/", body, format="json").status_code == 200
+    again = as_user(merchant).post("/api/v1/refunds/", body | {"payout_method": "CREDIT"}, format="json")
+    assert (again.status_code, again.json()["code"]) == (409, "transaction_id_conflict")

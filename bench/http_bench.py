@@ -16,18 +16,11 @@ In one run it:
 - prints requests/s, p50 and p99 latency and errors, with each endpoint's ratio to its bare
   reference, and with ``--write`` puts the table in docs/BENCHMARKS.md.
 
-    python bench/http.py                       # 20 s per cell, scale 5000
-    python bench/http.py --seconds 2 --scale 200 --connections 16   # a smoke run
+    python bench/http_bench.py                       # 20 s per cell, scale 5000
+    python bench/http_bench.py --seconds 2 --scale 200 --connections 16   # a smoke run
 
 Needs wrk (Debian's package) and the local PostgreSQL and Redis.
 """
-
-import sys
-
-# This file is named like the standard library's http package: take its folder off the path
-# before anything imports http.client.
-if sys.path and sys.path[0] and __file__.startswith(sys.path[0].rstrip("/") + "/"):
-    sys.path.pop(0)
 
 import argparse
 import json
@@ -36,6 +29,7 @@ import re
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 import urllib.request
@@ -319,9 +313,9 @@ def main() -> int:
     errors = sum(r["errors"] for by_c in results.values() for r in by_c.values())
     if args.write:
         header = (
-            "# Benchmarks\n\nWritten by `python bench/http.py --write` (wrk against gunicorn on PostgreSQL on one "
-            f"2-core machine; {args.seconds} s per cell, scale {args.scale}). Each API endpoint is compared with "
-            "a bare view doing the same rows in the same process (bench/reference.py).\n\n"
+            "# Benchmarks\n\nWritten by `python bench/http_bench.py --write` (wrk against gunicorn on PostgreSQL "
+            f"on one 2-core machine; {args.seconds} s per cell, scale {args.scale}). Each API endpoint is compared "
+            "with a bare view doing the same rows in the same process (bench/reference.py).\n\n"
         )
         (ROOT / "docs" / "BENCHMARKS.md").write_text(header + text + "\n")
     return 1 if errors else 0
