@@ -150,7 +150,10 @@ def samples(args) -> dict[str, list]:
     customers = User.objects.filter(user_id__startswith="scale-", status=User.Status.NORMAL).order_by("?")
     merchant = User.objects.get(user_id="merchant-001")
     plans = Plan.objects.filter(merchant=merchant).order_by("?")
-    open_installments = Installment.objects.filter(status__in=("UPCOMING", "OVERDUE"), amount_due__gte=50).order_by("?")
+    # The scale customers' cards all go through (a demo customer's card is declined on purpose).
+    open_installments = Installment.objects.filter(
+        status__in=("UPCOMING", "OVERDUE"), amount_due__gte=50, customer__user_id__startswith="scale-"
+    ).order_by("?")
     buyers = list(customers.values_list("pk", "user_id")[:SAMPLE])
     return {
         "merchant_pk": merchant.pk,
