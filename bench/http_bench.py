@@ -34,7 +34,6 @@ import tempfile
 import time
 import urllib.request
 from pathlib import Path
-from urllib.parse import urlparse
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -82,16 +81,9 @@ def env_for(args, *, debug: bool) -> dict[str, str]:
 
 def prepare_database(args) -> None:
     """A fresh database, migrated and seeded (the demo users and ``--scale`` customers)."""
-    import psycopg2
+    from bench.autopay import create_empty
 
-    parsed = urlparse(args.database_url)
-    name = parsed.path.lstrip("/")
-    admin = psycopg2.connect(host=parsed.hostname, port=parsed.port or 5432, user=parsed.username, dbname="postgres")
-    admin.autocommit = True
-    with admin.cursor() as cursor:
-        cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        cursor.execute(f'CREATE DATABASE "{name}"')
-    admin.close()
+    create_empty(args.database_url)
     seed_env = env_for(args, debug=True)
     for command in (["migrate", "--noinput", "-v0"], ["populate_mock_data", "--scale", str(args.scale)]):
         subprocess.run([sys.executable, "manage.py", *command], cwd=ROOT, env=seed_env, check=True, capture_output=True)  # noqa: S603

@@ -1,0 +1,470 @@
+#!/usr/bin/env python
+"""Benchmark: autopay through real Celery workers on PostgreSQL, 1 worker process against 2.
+
+Seeds a database of its own (default ``bnpl_bench_autopay_seed`` on the local PostgreSQL)
+with ``--rows`` customers, each with autopay on, a card the fake gateway charges, no email
+or phone (notifications are SKIPPED) and one ACTIVE plan of 4 installments whose first one
+(100.00 of 400.00) falls due today, with its origination entry in the ledger; the merchant
+has no webhook URL (events end as NO_ENDPOINT, no HTTP). Then, for each worker count in
+``--workers``, one after the other in one go:
+
+- re-creates ``bnpl_bench_autopay`` as a copy of the seed (the ledger is append-only, so a
+  copy is the reset) and empties the benchmark's Redis database (queue and results);
+- starts ``celery worker --pool=prefork --concurrency=N`` on them and waits for its answer;
+- times from ``autopay_run`` (one ``autopay_customer_task`` published per customer) until
+  every installment is PAID (polled in the database), and on until the queue is drained:
+  nothing queued or in flight (unacked), so the follow-up tasks the charges publish, if
+  any (event delivery, notifications), are done too;
+- stops the worker (SIGTERM) and checks the outcome: every charge SUCCEEDED, none FAILED or
+  PENDING, no installment charged twice, nothing left PENDING, the ledger invariants hold.
+
+Prints the figures with the ratio to the first worker count; exits 1 if a check fails.
+
+    python bench/autopay.py                     # 100,000 installments, 1 and 2 workers
+    python bench/autopay.py --rows 10000 --workers 1,2,4
+"""
+
+import argparse
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from urllib.parse import urlparse
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+AMOUNT, TOTAL, COUNT = "100.00", "400.00", 4
+POLL_SECONDS = 0.5
+PROGRESS_SECONDS = 60
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", type=int, default=100_000, help="installments to charge (one customer each)")
+    parser.add_argument("--workers", default="1,2", help="worker process counts to compare, in this order")
+    parser.add_argument(
+        "--database-url",
+        default=os.environ.get("BENCH_AUTOPAY_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/bnpl_bench_autopay"),
+        help="a PostgreSQL database the benchmark may drop and create (and NAME_seed next to it)",
+    )
+    parser.add_argument(
+        "--redis-url",
+        default=os.environ.get("BENCH_AUTOPAY_REDIS_URL", "redis://127.0.0.1:6379/5"),
+        help="a Redis database of the benchmark's own: it is flushed before every run",
+    )
+    parser.add_argument("--stall-seconds", type=float, default=180, help="give up when nothing moves this long")
+    args = parser.parse_args()
+    args.workers = [int(n) for n in args.workers.split(",") if n.strip()]
+    if args.rows < 1 or not args.workers or min(args.workers) < 1:
+        parser.error("--rows and every --workers count must be positive")
+    return args
+
+
+def database_name(url: str) -> str:
+    return urlparse(url).path.lstrip("/")
+
+
+def with_database(url: str, name: str) -> str:
+    """``url`` pointing at database ``name`` instead."""
+    return urlparse(url)._replace(path=f"/{name}").geturl()
+
+
+def admin(url: str, *statements: str) -> None:
+    """Run ``statements`` one by one (autocommit) in the server's ``postgres`` database."""
+    import psycopg2
+
+    parsed = urlparse(url)
+    connection = psycopg2.connect(
+        host=parsed.hostname,
+        port=parsed.port or 5432,
+        user=parsed.username,
+        password=parsed.password,
+        dbname="postgres",
+    )
+    connection.autocommit = True
+    with connection.cursor() as cursor:
+        for statement in statements:
+            cursor.execute(statement)
+    connection.close()
+
+
+def close_connections() -> None:
+    """Close the benchmark's own connections, so the database can be dropped or copied."""
+    from django.db import connections
+
+    connections.close_all()
+
+
+def create_empty(url: str) -> None:
+    """A new, empty database at ``url`` (dropped first if it exists)."""
+    from bench.sweep import ensure_database
+
+    admin(url, f'DROP DATABASE IF EXISTS "{database_name(url)}" WITH (FORCE)')
+    ensure_database(url)
+
+
+def copy_seed(url: str, seed_url: str) -> None:
+    """Drop the run database and create it again as a copy of the seed."""
+    close_connections()
+    name, seed = database_name(url), database_name(seed_url)
+    admin(url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)', f'CREATE DATABASE "{name}" TEMPLATE "{seed}"')
+
+
+def setup_django(url: str, redis_url: str) -> None:
+    """Django (and the Celery app) on the run database and the benchmark's Redis; migrated."""
+    os.environ.update(DATABASE_URL=url, REDIS_URL=redis_url, LOG_LEVEL="WARNING")
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+
+
+# One set-based pass: a merchant without webhook URL; customers with autopay on and a card
+# the fake gateway charges (last 4 digits 1111), no email or phone; one plan each whose
+# first installment is due today; each plan's origination entry (what
+# bnpl.services.origination_legs posts: the customer owes the total, the merchant is owed it).
+SEED_SQL = """
+INSERT INTO accounts_user (password, is_superuser, username, email, is_staff, is_active, date_joined,
+    user_id, full_name, role, status, credit_limit, phone_number, passport_number,
+    card_brand, card_first6, card_last4, card_token, webhook_secret, webhook_url, autopay, created_at, updated_at)
+SELECT '!', false, 'bench-' || g, '', false, true, now(), 'bench-' || g, '',
+       CASE WHEN g = 0 THEN 'MERCHANT' ELSE 'CUSTOMER' END, 'NORMAL', 2000.00, '', '',
+       CASE WHEN g = 0 THEN '' ELSE 'visa' END, CASE WHEN g = 0 THEN '' ELSE '411111' END,
+       CASE WHEN g = 0 THEN '' ELSE '1111' END, CASE WHEN g = 0 THEN '' ELSE 'tok_bench_' || g END,
+       '', '', g > 0, now(), now()
+FROM generate_series(0, %(customers)s) AS g ORDER BY g;
+
+INSERT INTO bnpl_plan (customer_id, merchant_id, total_amount, currency, installment_count, frequency,
+    status, merchant_reference, purchase_date, created_at, updated_at)
+SELECT c.id, m.id, %(total)s, %(currency)s, %(count)s, %(frequency)s, 'ACTIVE', 'bench-' || c.id, %(purchase)s,
+       now(), now()
+FROM accounts_user c CROSS JOIN (SELECT id FROM accounts_user WHERE username = 'bench-0') AS m
+WHERE c.role = 'CUSTOMER' ORDER BY c.id;
+
+INSERT INTO bnpl_installment (plan_id, customer_id, sequence, amount_due, amount_paid, due_date, status,
+    created_at, updated_at)
+SELECT p.id, p.customer_id, d.sequence, %(amount)s, 0.00, d.due_date, 'UPCOMING', now(), now()
+FROM bnpl_plan p CROSS JOIN unnest(%(dues)s::date[]) WITH ORDINALITY AS d(due_date, sequence)
+ORDER BY p.id, d.sequence;
+
+INSERT INTO payments_journalentry (kind, memo, plan_id, created_at)
+SELECT %(kind)s, 'Plan ' || p.id || ' originated', p.id, now() FROM bnpl_plan p ORDER BY p.id;
+
+INSERT INTO payments_posting (entry_id, account_id, amount, currency, plan_id, party_id)
+SELECT e.id, a.id, CASE WHEN a.code = %(receivable)s THEN p.total_amount ELSE -p.total_amount END, p.currency,
+       p.id, CASE WHEN a.code = %(receivable)s THEN p.customer_id ELSE p.merchant_id END
+FROM payments_journalentry e JOIN bnpl_plan p ON p.id = e.plan_id
+CROSS JOIN payments_ledgeraccount a WHERE a.code IN (%(receivable)s, %(payable)s)
+ORDER BY e.id, a.code;
+"""
+
+
+def seed(customers: int, today) -> None:
+    """The customers, plans, installments and origination entries, vacuumed and frozen."""
+    from datetime import timedelta
+
+    from django.conf import settings
+    from django.db import connection, transaction
+
+    from bnpl.models import Plan
+    from bnpl.schedule import due_dates
+    from payments.ledger import CUSTOMER_RECEIVABLE, MERCHANT_PAYABLE, ledger_accounts
+    from payments.models import JournalEntry
+
+    frequency = Plan.Frequency.BIWEEKLY.value  # exact dates: the first one is today, whatever the month
+    purchase = today - timedelta(weeks=2)
+    dues = due_dates(purchase, COUNT, frequency)
+    assert dues[0] == today, dues
+    with transaction.atomic():
+        ledger_accounts()
+        with connection.cursor() as cursor:
+            cursor.execute(
+                SEED_SQL,
+                {
+                    "customers": customers,
+                    "total": TOTAL,
+                    "amount": AMOUNT,
+                    "count": COUNT,
+                    "currency": settings.BNPL_DEFAULT_CURRENCY,
+                    "frequency": frequency,
+                    "purchase": purchase,
+                    "dues": dues,
+                    "kind": JournalEntry.Kind.ORIGINATION.value,
+                    "receivable": CUSTOMER_RECEIVABLE,
+                    "payable": MERCHANT_PAYABLE,
+                },
+            )
+    with connection.cursor() as cursor:
+        cursor.execute("VACUUM (FREEZE, ANALYZE)")  # every copy starts with settled pages and statistics
+
+
+def scalar(sql: str) -> int:
+    """The one value ``sql`` selects, read by the benchmark's own connection."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(sql)
+        return cursor.fetchone()[0]
+
+
+def redis_client(redis_url: str):
+    import redis
+
+    return redis.Redis.from_url(redis_url)
+
+
+def worker_env(url: str, redis_url: str) -> dict[str, str]:
+    """The environment of a worker: the run database and the benchmark's Redis, DEBUG left as it is."""
+    return {
+        **os.environ,
+        "DATABASE_URL": url,
+        "REDIS_URL": redis_url,
+        "LOG_LEVEL": "WARNING",
+        "DJANGO_SETTINGS_MODULE": "config.settings",
+        "PYTHONUNBUFFERED": "1",
+    }
+
+
+def start_worker(concurrency: int, env: dict[str, str], log_path: Path) -> tuple[subprocess.Popen, str]:
+    """A prefork worker with ``concurrency`` processes on the default queue; returns it and its name."""
+    name = f"bench-autopay-{concurrency}@{socket.gethostname()}"
+    command = [sys.executable, "-m", "celery", "-A", "config", "worker", "--pool=prefork"]
+    command += [
+        f"--concurrency={concurrency}",
+        "--loglevel=WARNING",
+        "-n",
+        name,
+        "--without-mingle",
+        "--without-gossip",
+    ]
+    with log_path.open("w") as log:
+        process = subprocess.Popen(  # noqa: S603 - our own worker with fixed arguments
+            command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    return process, name
+
+
+def wait_ready(process: subprocess.Popen, name: str, log_path: Path, timeout: float = 120) -> None:
+    """Until the worker answers a ping; SystemExit if it dies or stays silent."""
+    from config.celery import app
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"worker {name} exited ({process.returncode}):\n{tail(log_path)}")
+        if any(name in reply for reply in app.control.ping(destination=[name], timeout=1.0)):
+            return
+    raise SystemExit(f"worker {name} did not answer in {timeout:.0f} s:\n{tail(log_path)}")
+
+
+def stop_worker(process: subprocess.Popen, timeout: float = 60) -> None:
+    """Warm shutdown (SIGTERM); killed with its pool processes if it does not stop in time."""
+    if process.poll() is not None:
+        return
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
+def no_other_worker() -> None:
+    """SystemExit if some worker already consumes from the benchmark's Redis (it would share the work)."""
+    from config.celery import app
+
+    replies = app.control.ping(timeout=1.0)
+    if replies:
+        names = ", ".join(name for reply in replies for name in reply)
+        raise SystemExit(f"other workers listen on the benchmark's Redis: {names}")
+
+
+def tail(path: Path, lines: int = 30) -> str:
+    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+
+def error_lines(path: Path) -> list[str]:
+    """The worker log's lines at level ERROR or above, and raw tracebacks."""
+    markers = ('"level": "ERROR"', '"level": "CRITICAL"', "Traceback (most recent call last)")
+    return [line for line in path.read_text(errors="replace").splitlines() if any(m in line for m in markers)]
+
+
+def wait_until(done, what: str, stall_seconds: float, started: float) -> float:
+    """Poll ``done()`` (``(finished, progress)``) until finished; the time it was seen so.
+
+    Prints the progress every minute; SystemExit when it has not changed for ``stall_seconds``.
+    """
+    last, moved, shown = None, time.perf_counter(), time.perf_counter()
+    while True:
+        finished, progress = done()
+        now = time.perf_counter()
+        if finished:
+            return now
+        if progress != last:
+            last, moved = progress, now
+        elif now - moved > stall_seconds:
+            raise SystemExit(f"stalled waiting for {what}: no progress in {stall_seconds:.0f} s (at {progress})")
+        if now - shown >= PROGRESS_SECONDS:
+            print(f"    {now - started:7.0f} s: waiting for {what}, at {progress}", flush=True)
+            shown = now
+        time.sleep(POLL_SECONDS)
+
+
+def queue_idle(redis_url: str):
+    """A ``done()`` for ``wait_until``: nothing queued, nothing in flight (acks_late: unacked)."""
+    from config.celery import app
+
+    client = redis_client(redis_url)
+    queue = app.conf.task_default_queue
+
+    def done() -> tuple[bool, tuple[int, int]]:
+        state = (client.llen(queue), client.hlen("unacked"))
+        return state == (0, 0), state
+
+    return done
+
+
+def measure(target: int, today, redis_url: str, stall_seconds: float) -> dict:
+    """Publish the day's autopay and time it to all PAID, then to the queue drained."""
+    from payments.autopay import autopay_run
+
+    paid_sql = "SELECT count(*) FROM bnpl_installment WHERE status = 'PAID'"
+    started = time.perf_counter()
+    published = autopay_run(today=today)
+    publish_s = time.perf_counter() - started
+    print(f"  published {published:,} tasks in {publish_s:.1f} s", flush=True)
+
+    def all_paid() -> tuple[bool, int]:
+        paid = scalar(paid_sql)
+        return paid >= target, paid
+
+    paid_s = wait_until(all_paid, "every installment PAID", stall_seconds, started) - started
+    print(f"  all {target:,} installments PAID after {paid_s:.1f} s", flush=True)
+    done_s = wait_until(queue_idle(redis_url), "the queue to drain (queued, unacked)", stall_seconds, started)
+    done_s -= started
+    print(f"  queue drained after {done_s:.1f} s", flush=True)
+    return {"published": published, "publish_s": publish_s, "paid_s": paid_s, "done_s": done_s}
+
+
+CHECKS_SQL = {
+    "installments PAID": "SELECT count(*) FROM bnpl_installment WHERE status = 'PAID'",
+    "payments SUCCEEDED": "SELECT count(*) FROM payments_payment WHERE status = 'SUCCEEDED'",
+    "payments FAILED": "SELECT count(*) FROM payments_payment WHERE status = 'FAILED'",
+    "payments PENDING": "SELECT count(*) FROM payments_payment WHERE status = 'PENDING'",
+    "installments with more than one payment": """
+        SELECT count(*) FROM (SELECT installment_id FROM payments_paymentallocation
+        WHERE installment_id IS NOT NULL GROUP BY installment_id HAVING count(DISTINCT payment_id) > 1) AS twice""",
+    "events still PENDING": "SELECT count(*) FROM events_event WHERE delivery_status = 'PENDING'",
+    "notifications still PENDING or SENDING": (
+        "SELECT count(*) FROM events_notification WHERE status IN ('PENDING', 'SENDING')"
+    ),
+}
+
+
+def checks(target: int, published: int) -> dict[str, tuple[object, object]]:
+    """What the run left behind: ``{check: (found, expected)}``."""
+    from payments.checks import ledger_check
+
+    expected = {"installments PAID": target, "payments SUCCEEDED": target}
+    found = {"tasks published": (published, target)}
+    for label, sql in CHECKS_SQL.items():
+        found[label] = (scalar(sql), expected.get(label, 0))
+    report = ledger_check(record=False)
+    found["ledger_check ok"] = (report.ok, True)
+    if not report.ok:
+        print("  ledger breaches:\n    " + "\n    ".join(report.breaches), flush=True)
+    return found
+
+
+def run(concurrency: int, args, seed_url: str, target: int, today) -> dict:
+    """One measurement on a fresh copy of the seed, with a worker of ``concurrency`` processes."""
+    copy_seed(args.database_url, seed_url)
+    redis_client(args.redis_url).flushdb()
+    admin(args.database_url, "CHECKPOINT")  # no flush of the copy lands inside the measurement
+    no_other_worker()
+    log_path = Path(tempfile.gettempdir()) / f"{database_name(args.database_url)}_worker_{concurrency}.log"
+    print(f"{concurrency} worker process(es), log {log_path}:", flush=True)
+    process, name = start_worker(concurrency, worker_env(args.database_url, args.redis_url), log_path)
+    try:
+        wait_ready(process, name, log_path)
+        result = measure(target, today, args.redis_url, args.stall_seconds)
+    finally:
+        stop_worker(process)
+    result["checks"] = checks(target, result["published"])
+    result["errors"] = error_lines(log_path)
+    for line in result["errors"][:5]:
+        print(f"  worker log: {line[:500]}", flush=True)
+    return result
+
+
+def report(results: dict[int, dict], target: int) -> bool:
+    """Print the figures and the checks; True when every check passed."""
+    first = next(iter(results))
+    base = results[first]
+    print()
+    print(
+        "| worker processes | installments charged | publish (s) | until all PAID (s) | charges/s "
+        f"| vs {first} | until queue drained (s) | charges/s to drained | vs {first} |"
+    )
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for workers, r in results.items():
+        print(
+            f"| {workers} | {r['checks']['installments PAID'][0]:,} | {r['publish_s']:.1f} | {r['paid_s']:.1f} "
+            f"| {target / r['paid_s']:.1f} | {base['paid_s'] / r['paid_s']:.2f}x | {r['done_s']:.1f} "
+            f"| {target / r['done_s']:.1f} | {base['done_s'] / r['done_s']:.2f}x |"
+        )
+    print()
+    for workers, r in results.items():
+        if workers != first:
+            print(
+                f"ratio {workers} workers / {first} worker: {base['paid_s'] / r['paid_s']:.2f}x charges/s "
+                f"until all PAID, {base['done_s'] / r['done_s']:.2f}x until the queue is drained"
+            )
+    print()
+    print("| check | " + " | ".join(f"{w} worker(s)" for w in results) + " | expected |")
+    print("|---|" + "---:|" * len(results) + "---:|")
+    ok = True
+    for label, (_, expected) in base["checks"].items():
+        values = [r["checks"][label][0] for r in results.values()]
+        ok &= all(value == expected for value in values)
+        print(f"| {label} | " + " | ".join(str(v) for v in values) + f" | {expected} |")
+    print("| worker log lines at ERROR | " + " | ".join(str(len(r["errors"])) for r in results.values()) + " | 0 |")
+    ok &= not any(r["errors"] for r in results.values())
+    print()
+    print("all checks passed" if ok else "SOME CHECKS FAILED")
+    return ok
+
+
+def main() -> None:
+    args = parse_args()
+    seed_url = with_database(args.database_url, database_name(args.database_url) + "_seed")
+    admin(seed_url, f'DROP DATABASE IF EXISTS "{database_name(seed_url)}" WITH (FORCE)')
+    create_empty(args.database_url)
+    setup_django(args.database_url, args.redis_url)
+    from bnpl.schedule import business_today
+
+    today = business_today()
+    started = time.perf_counter()
+    seed(args.rows, today)
+    close_connections()
+    # The seeded database becomes the template every run is copied from.
+    admin(
+        args.database_url, f'ALTER DATABASE "{database_name(args.database_url)}" RENAME TO "{database_name(seed_url)}"'
+    )
+    print(f"seeded {args.rows:,} customers with an installment due {today} in {time.perf_counter() - started:.1f} s")
+
+    results = {workers: run(workers, args, seed_url, args.rows, today) for workers in args.workers}
+    if not report(results, args.rows):
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
