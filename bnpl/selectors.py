@@ -12,6 +12,7 @@ from bnpl.schedule import business_today, days_past_due_bucket
 from config.money import ZERO
 
 BUCKETS = ("1-30", "31-60", "61-90", "90+")
+PLAN_FIELDS = tuple(field.name for field in Plan._meta.concrete_fields)
 
 
 def plan_scope(viewer: User, prefix: str = "") -> Q:
@@ -28,8 +29,30 @@ def plan_list_for(*, viewer: User) -> QuerySet[Plan]:
     return (
         Plan.objects.filter(plan_scope(viewer))
         .select_related("customer", "merchant")
+        # Of the parties only their public ids are shown: the rest of the user rows (an
+        # encrypted passport among them) is neither read nor decrypted.
+        .only(*PLAN_FIELDS, "customer__user_id", "merchant__user_id")
         .prefetch_related(Prefetch("installments", queryset=Installment.objects.order_by("sequence")))
     )
+
+
+def plan_get_for(*, viewer: User, pk) -> Plan | None:
+    """One plan ``viewer`` may see, with its parties and installments, in two plain queries
+    (no prefetch machinery: this is the hottest read); None when out of scope or absent."""
+    plan = plan_list_for(viewer=viewer).prefetch_related(None).filter(pk=pk).first()
+    if plan is not None:
+        plan_installments_loaded(plan, list(Installment.objects.filter(plan_id=plan.pk).order_by("sequence")))
+    return plan
+
+
+def plan_installments_loaded(plan: Plan, installments: list[Installment]) -> Plan:
+    """Give ``plan`` the installments just written, as a prefetch would (``plan.installments.all()``
+    then reads no rows): a plan that was just created is shown without being read back."""
+    queryset = plan.installments.all()
+    queryset._result_cache = sorted(installments, key=lambda installment: installment.sequence)
+    queryset._prefetch_done = True
+    plan._prefetched_objects_cache = {"installments": queryset}
+    return plan
 
 
 def installment_list_for(*, viewer: User) -> QuerySet[Installment]:

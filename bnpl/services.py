@@ -8,7 +8,7 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import DecimalField, Exists, ExpressionWrapper, F, OuterRef, Sum
+from django.db.models import DecimalField, Exists, ExpressionWrapper, F, OuterRef, Subquery, Sum
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
@@ -16,7 +16,7 @@ from accounts.models import User
 from bnpl.errors import CreditLimitExceeded, DebtUserForbidden, LateFeeNotWaivable
 from bnpl.models import Installment, LateFee, Plan, Reminder, SweepRun
 from bnpl.schedule import build_schedule, business_today
-from bnpl.selectors import plan_get_for_update
+from bnpl.selectors import plan_get_for_update, plan_installments_loaded
 from config.money import ZERO, floor_money, to_money
 from config.problems import FieldInvalid
 from events.models import Event, Notification
@@ -38,15 +38,32 @@ def _remaining():
     return ExpressionWrapper(F("amount_due") - F("amount_paid"), output_field=_MONEY)
 
 
+def _outstanding_of_customer():
+    """What the customer of the outer row (``OuterRef("pk")``) still owes: unpaid installments
+    of every plan plus late fees due, as one expression (one query for both sums)."""
+    installments = (
+        Installment.objects.filter(plan__customer_id=OuterRef("pk"), status__in=OPEN_STATUSES)
+        .order_by()
+        .values("plan__customer_id")
+        .annotate(total=Sum(_remaining()))
+        .values("total")
+    )
+    fees = (
+        LateFee.objects.filter(plan__customer_id=OuterRef("pk"), status=LateFee.Status.DUE)
+        .order_by()
+        .values("plan__customer_id")
+        .annotate(total=Sum(F("amount") - F("amount_paid"), output_field=_MONEY))
+        .values("total")
+    )
+    return Coalesce(Subquery(installments, output_field=_MONEY), ZERO, output_field=_MONEY) + Coalesce(
+        Subquery(fees, output_field=_MONEY), ZERO, output_field=_MONEY
+    )
+
+
 def customer_outstanding(*, customer_id: int) -> Decimal:
     """What the customer still owes: unpaid installments of every plan plus late fees due."""
-    installments = Installment.objects.filter(plan__customer_id=customer_id, status__in=OPEN_STATUSES).aggregate(
-        total=Coalesce(Sum(_remaining()), ZERO, output_field=_MONEY)
-    )["total"]
-    fees = LateFee.objects.filter(plan__customer_id=customer_id, status=LateFee.Status.DUE).aggregate(
-        total=Coalesce(Sum(F("amount") - F("amount_paid"), output_field=_MONEY), ZERO, output_field=_MONEY)
-    )["total"]
-    return to_money(installments + fees)  # SQLite sums lose the scale
+    owed = User.objects.filter(pk=customer_id).annotate(owed=_outstanding_of_customer()).values_list("owed", flat=True)
+    return to_money(owed.get())  # SQLite sums lose the scale
 
 
 def plan_parties_resolve(*, creator: User, user_id: str | None, merchant_id: str | None) -> tuple[User, User]:
@@ -89,6 +106,7 @@ def plan_create(
     purchase_date: date | None = None,
 ) -> Plan:
     """Originate a plan: its installments by the split rule and its ledger entry, at once.
+    The plan returned carries its parties and installments (no read needed to show it).
 
     Raises DebtUserForbidden (403), CreditLimitExceeded (422), FieldInvalid (400).
     """
@@ -97,8 +115,12 @@ def plan_create(
             "total_amount",
             f"Must be at least {Decimal('0.01') * installment_count} for {installment_count} installments.",
         )
-    # Lock the customer: two plans created at once must not both fit under one limit.
-    customer = User.objects.select_for_update().get(pk=customer.pk)
+    # Lock the customer: two plans created at once must not both fit under one limit. What it
+    # owes is read after the lock is held, in a statement of its own: a subquery of the locking
+    # statement would read the snapshot taken before the wait, missing the plan just committed.
+    customer.status, customer.credit_limit = (
+        User.objects.select_for_update().filter(pk=customer.pk).values_list("status", "credit_limit").get()
+    )
     if customer.status == User.Status.DEBT_USER:
         raise DebtUserForbidden()
     outstanding = customer_outstanding(customer_id=customer.pk)
@@ -123,17 +145,23 @@ def plan_create(
     schedule = build_schedule(
         total=total_amount, count=installment_count, frequency=frequency, purchase_date=purchase_date
     )
-    Installment.objects.bulk_create(
+    installments = Installment.objects.bulk_create(
         Installment(plan=plan, customer=customer, sequence=sequence, amount_due=amount, due_date=due)
         for sequence, amount, due in schedule
     )
+    plan_installments_loaded(plan, installments)
     ledger_post(
         kind=JournalEntry.Kind.ORIGINATION,
         plan_id=plan.pk,
         memo=f"Plan {plan.pk} originated",
         legs=origination_legs(plan),
     )
-    event_record(merchant_id=merchant.pk, type=Event.Type.PLAN_CREATED, data=plan_event_data(plan, customer))
+    event_record(
+        merchant_id=merchant.pk,
+        type=Event.Type.PLAN_CREATED,
+        data=plan_event_data(plan, customer),
+        webhook_url=merchant.webhook_url,
+    )
     return plan
 
 

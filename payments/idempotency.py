@@ -98,8 +98,17 @@ def _replay(record: IdempotencyKey) -> HttpResponse:
     return response
 
 
-def idempotent(handler):
-    """Decorate a DRF view method (``create``, a POST ``@action``) to honour ``Idempotency-Key``."""
+def idempotent(handler=None, *, atomic: bool = False):
+    """Decorate a DRF view method (``create``, a POST ``@action``) to honour ``Idempotency-Key``.
+
+    ``@idempotent(atomic=True)`` is for handlers whose work is one database transaction with
+    no outside call: the key, the work and the stored answer then commit together, and a
+    second request with the key waits for the first to finish and replays its answer.
+    Handlers that call out between transactions (payments) use the plain form: the key is
+    claimed first, committed, and answers 409 while the work runs.
+    """
+    if handler is None:
+        return functools.partial(idempotent, atomic=atomic)
 
     @functools.wraps(handler)
     def wrapper(view, request, *args, **kwargs):
@@ -108,29 +117,37 @@ def idempotent(handler):
             return handler(view, request, *args, **kwargs)
         if not key.strip() or len(key) > MAX_KEY_LENGTH:
             raise FieldInvalid(HEADER, f"Use 1 to {MAX_KEY_LENGTH} characters.")
-        claimed = _claim(request, key, request_fingerprint(request))
-        if isinstance(claimed, HttpResponse):
-            return claimed
-        final = False
-        try:
-            response = handler(view, request, *args, **kwargs)
-        except Exception as exc:
-            final = getattr(exc, "replay_on_retry", False)
-            try:
-                response = view.handle_exception(exc)  # the problem document the client gets
-            except Exception:
-                IdempotencyKey.objects.filter(pk=claimed.pk).delete()  # a 500: nothing was done
-                raise
-        if response.status_code in NOT_STORED or (response.status_code >= 500 and not final):
-            IdempotencyKey.objects.filter(pk=claimed.pk).delete()
-            return response
-        body = JSONRenderer().render(response.data).decode()  # what the client receives, byte for byte
-        IdempotencyKey.objects.filter(pk=claimed.pk).update(
-            status=IdempotencyKey.Status.COMPLETED, response_status=response.status_code, response_body=body
-        )
-        return response
+        if not atomic:
+            return _run_once(handler, view, request, key, args, kwargs)
+        with transaction.atomic():
+            return _run_once(handler, view, request, key, args, kwargs)
 
     return wrapper
+
+
+def _run_once(handler, view, request, key: str, args, kwargs):
+    """Claim the key, run the handler once and store its answer (or forget the key)."""
+    claimed = _claim(request, key, request_fingerprint(request))
+    if isinstance(claimed, HttpResponse):
+        return claimed
+    final = False
+    try:
+        response = handler(view, request, *args, **kwargs)
+    except Exception as exc:
+        final = getattr(exc, "replay_on_retry", False)
+        try:
+            response = view.handle_exception(exc)  # the problem document the client gets
+        except Exception:
+            IdempotencyKey.objects.filter(pk=claimed.pk).delete()  # a 500: nothing was done
+            raise
+    if response.status_code in NOT_STORED or (response.status_code >= 500 and not final):
+        IdempotencyKey.objects.filter(pk=claimed.pk).delete()
+        return response
+    body = JSONRenderer().render(response.data).decode()  # what the client receives, byte for byte
+    IdempotencyKey.objects.filter(pk=claimed.pk).update(
+        status=IdempotencyKey.Status.COMPLETED, response_status=response.status_code, response_body=body
+    )
+    return response
 
 
 def idempotency_keys_prune() -> int:

@@ -23,7 +23,7 @@ from bnpl.api.serializers import (
     PlanOut,
 )
 from bnpl.models import Installment, LateFee, Plan
-from bnpl.selectors import debt_status_for, installment_list_for, plan_list_for, plan_scope
+from bnpl.selectors import debt_status_for, installment_list_for, plan_get_for, plan_list_for, plan_scope
 from bnpl.services import late_fee_waive, plan_create, plan_parties_resolve
 from config.db_router import reading_from_replica
 from config.schema import VALIDATION_EXAMPLE, list_retrieve_schema, problems
@@ -84,6 +84,12 @@ class PlanViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
             return Plan.objects.none()
         return plan_list_for(viewer=self.request.user)
 
+    def retrieve(self, request: Request, pk: str | None = None) -> Response:
+        plan = plan_get_for(viewer=request.user, pk=pk) if str(pk).isdigit() else None
+        if plan is None:
+            raise Http404("No such plan.")
+        return Response(PlanOut(plan).data)
+
     @extend_schema(
         operation_id="plans_create",
         summary="Create a plan: installments by the split rule, posted to the ledger",
@@ -119,7 +125,7 @@ class PlanViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
             VALIDATION_EXAMPLE,
         ],
     )
-    @idempotent
+    @idempotent(atomic=True)
     def create(self, request: Request) -> Response:
         body = PlanCreateIn(data=request.data)
         body.is_valid(raise_exception=True)
@@ -128,7 +134,7 @@ class PlanViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
             creator=request.user, user_id=data.pop("user_id", None), merchant_id=data.pop("merchant_id", None)
         )
         plan = plan_create(customer=customer, merchant=merchant, **data)
-        return Response(PlanOut(plan_list_for(viewer=request.user).get(pk=plan.pk)).data, status=201)
+        return Response(PlanOut(plan).data, status=201)
 
 
 class InstallmentFilter(filters.FilterSet):

@@ -11,6 +11,8 @@ from accounts.tests.factories import MerchantFactory, UserFactory
 from bnpl.errors import CreditLimitExceeded
 from bnpl.models import Installment, LateFee, Plan
 from bnpl.services import overdue_sweep, plan_create
+from conftest import client_for
+from payments.models import IdempotencyKey
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
@@ -65,3 +67,36 @@ def test_concurrent_plans_cannot_together_exceed_the_credit_limit():
     refused = [r for r in results if isinstance(r, CreditLimitExceeded)]
     assert (len(created), len(refused)) == (2, 4), results
     assert Plan.objects.filter(customer=customer).count() == 2
+
+
+def test_twenty_plan_requests_with_one_key_create_one_plan_and_all_get_its_answer():
+    """Plan creation claims its key in the plan's own transaction: the requests that arrive
+    while the first runs wait for it and replay its answer (none is refused, none doubles)."""
+    customer, merchant = UserFactory(), MerchantFactory()
+    body = {"user_id": customer.user_id, "total_amount": "200.00"}
+
+    responses = run_at_once(
+        20, lambda _: client_for(merchant).post("/api/v1/plans/", body, format="json", HTTP_IDEMPOTENCY_KEY="order-9")
+    )
+
+    assert [r for r in responses if isinstance(r, Exception)] == []
+    assert {r.status_code for r in responses} == {201}
+    assert len({r.content for r in responses}) == 1
+    assert sum(r.get("Idempotent-Replayed") == "true" for r in responses) == 19
+    assert Plan.objects.filter(customer=customer).count() == 1
+
+
+def test_a_refused_plan_stores_its_answer_and_leaves_nothing_else():
+    """A 422 inside the key's transaction: the plan's work is undone, the answer is kept."""
+    customer, merchant = UserFactory(credit_limit=Decimal("100.00")), MerchantFactory()
+    body = {"user_id": customer.user_id, "total_amount": "200.00"}
+    client = client_for(merchant)
+
+    first = client.post("/api/v1/plans/", body, format="json", HTTP_IDEMPOTENCY_KEY="order-10")
+    again = client.post("/api/v1/plans/", body, format="json", HTTP_IDEMPOTENCY_KEY="order-10")
+
+    assert first.status_code == again.status_code == 422
+    assert again.content == first.content
+    assert again["Idempotent-Replayed"] == "true"
+    assert IdempotencyKey.objects.get(key="order-10").response_status == 422
+    assert Plan.objects.count() == 0

@@ -68,7 +68,7 @@ class RefundViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.G
             VALIDATION_EXAMPLE,
         ],
     )
-    @idempotent
+    @idempotent(atomic=True)
     def create(self, request: Request) -> Response:
         body = RefundCreateIn(data=request.data)
         body.is_valid(raise_exception=True)
