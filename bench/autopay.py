@@ -74,8 +74,8 @@ def with_database(url: str, name: str) -> str:
     return urlparse(url)._replace(path=f"/{name}").geturl()
 
 
-def admin(url: str, *statements: str) -> None:
-    """Run ``statements`` one by one (autocommit) in the server's ``postgres`` database."""
+def admin(url: str, *statements: str, database: str = "postgres") -> None:
+    """Run ``statements`` one by one (autocommit) in ``database`` on the server of ``url``."""
     import psycopg2
 
     parsed = urlparse(url)
@@ -84,7 +84,7 @@ def admin(url: str, *statements: str) -> None:
         port=parsed.port or 5432,
         user=parsed.username,
         password=parsed.password,
-        dbname="postgres",
+        dbname=database,
     )
     connection.autocommit = True
     with connection.cursor() as cursor:

@@ -85,6 +85,12 @@ class Installment(models.Model):
         indexes = [
             # The sweep's scan: unpaid installments by due date.
             models.Index(fields=["status", "due_date"], name="installment_status_due"),
+            # A customer's overdue installments (debt status, reinstatement after a payment).
+            # Partial: only the overdue few are in it, so it costs the sweep one insert per
+            # installment it marks and nothing for the others.
+            models.Index(
+                fields=["customer"], name="installment_overdue_customer", condition=models.Q(status="OVERDUE")
+            ),
         ]
         constraints = [
             models.UniqueConstraint(fields=["plan", "sequence"], name="installment_plan_sequence_unique"),

@@ -4,14 +4,16 @@ from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
 
+from django.db import connection
 from django.db.models import Prefetch, Q, QuerySet
 
 from accounts.models import User
 from bnpl.models import Installment, LateFee, Plan
 from bnpl.schedule import business_today, days_past_due_bucket
-from config.money import ZERO
+from config.money import ZERO, to_money
 
 BUCKETS = ("1-30", "31-60", "61-90", "90+")
+OPEN_STATUSES = (Installment.Status.UPCOMING, Installment.Status.OVERDUE)
 PLAN_FIELDS = tuple(field.name for field in Plan._meta.concrete_fields)
 
 
@@ -39,10 +41,11 @@ def plan_list_for(*, viewer: User) -> QuerySet[Plan]:
 def plan_get_for(*, viewer: User, pk) -> Plan | None:
     """One plan ``viewer`` may see, with its parties and installments, in two plain queries
     (no prefetch machinery: this is the hottest read); None when out of scope or absent."""
-    plan = plan_list_for(viewer=viewer).prefetch_related(None).filter(pk=pk).first()
-    if plan is not None:
-        plan_installments_loaded(plan, list(Installment.objects.filter(plan_id=plan.pk).order_by("sequence")))
-    return plan
+    try:
+        plan = plan_list_for(viewer=viewer).prefetch_related(None).get(pk=pk)
+    except Plan.DoesNotExist:
+        return None
+    return plan_installments_loaded(plan, list(Installment.objects.filter(plan_id=plan.pk).order_by("sequence")))
 
 
 def plan_installments_loaded(plan: Plan, installments: list[Installment]) -> Plan:
@@ -66,6 +69,27 @@ def plan_get_for_update(**lookup) -> Plan:
     return Plan.objects.select_for_update(of=("self",)).get(**lookup)
 
 
+# What a customer owes (unpaid installments, late fees due), in one statement. Written out
+# because it runs on every plan creation and debt read, and the ORM spent about 3 ms
+# building its two subqueries, for a 0.6 ms query.
+_OWED_SQL = """
+SELECT
+  (SELECT SUM(i.amount_due - i.amount_paid) FROM bnpl_installment i JOIN bnpl_plan p ON p.id = i.plan_id
+   WHERE p.customer_id = %s AND i.status IN (%s, %s)),
+  (SELECT SUM(f.amount - f.amount_paid) FROM bnpl_latefee f JOIN bnpl_plan p ON p.id = f.plan_id
+   WHERE p.customer_id = %s AND f.status = %s)
+"""
+
+
+def customer_owed(*, customer_id: int) -> tuple[Decimal, Decimal]:
+    """``(installments, fees)``: what the customer owes on unpaid installments and in late fees due."""
+    with connection.cursor() as cursor:
+        cursor.execute(_OWED_SQL, [customer_id, *OPEN_STATUSES, customer_id, LateFee.Status.DUE])
+        installments, fees = cursor.fetchone()
+    # SQLite sums lose the scale (and are floats); an empty sum is NULL.
+    return to_money(Decimal(str(installments or 0))), to_money(Decimal(str(fees or 0)))
+
+
 @dataclass
 class DebtStatus:
     user_id: str
@@ -80,32 +104,28 @@ class DebtStatus:
 
 def debt_status_for(*, customer: User, today: date | None = None) -> DebtStatus:
     """What ``customer`` owes now: everything unpaid, what is overdue (with days and bucket)
-    and late fees due. Two queries."""
+    and late fees due. Two queries, whatever the number of plans: the sums are made in SQL and
+    only the overdue installments are read (through their partial index)."""
     today = today or business_today()
-    open_installments = list(
-        Installment.objects.filter(
-            plan__customer=customer, status__in=(Installment.Status.UPCOMING, Installment.Status.OVERDUE)
-        ).order_by("due_date", "id")
-    )
-    fees_due = sum(
-        (fee.amount_remaining for fee in LateFee.objects.filter(plan__customer=customer, status=LateFee.Status.DUE)),
-        ZERO,
+    owed_installments, fees_due = customer_owed(customer_id=customer.pk)
+    overdue_rows = (
+        Installment.objects.filter(customer_id=customer.pk, status=Installment.Status.OVERDUE)
+        .order_by("due_date", "id")
+        .values_list("pk", "plan_id", "amount_due", "amount_paid", "due_date")
     )
     overdue, buckets = [], dict.fromkeys(BUCKETS, ZERO)
-    for installment in open_installments:
-        if installment.status != Installment.Status.OVERDUE:
-            continue
-        days = (today - installment.due_date).days
+    for pk, plan_id, amount_due, amount_paid, due_date in overdue_rows:
+        days = (today - due_date).days
         bucket = days_past_due_bucket(days)
         if bucket in buckets:
-            buckets[bucket] += installment.amount_remaining
+            buckets[bucket] += amount_due - amount_paid
         overdue.append(
             {
-                "id": installment.pk,
-                "plan_id": installment.plan_id,
-                "amount_due": installment.amount_due,
-                "amount_remaining": installment.amount_remaining,
-                "due_date": installment.due_date,
+                "id": pk,
+                "plan_id": plan_id,
+                "amount_due": amount_due,
+                "amount_remaining": amount_due - amount_paid,
+                "due_date": due_date,
                 "days_overdue": days,
                 "bucket": bucket,
             }
@@ -115,7 +135,7 @@ def debt_status_for(*, customer: User, today: date | None = None) -> DebtStatus:
         user_id=customer.user_id,
         user_status=customer.status,
         has_overdue=bool(overdue),
-        total_debt=sum((i.amount_remaining for i in open_installments), ZERO) + fees_due,
+        total_debt=owed_installments + fees_due,
         overdue_amount=overdue_amount,
         fees_due=fees_due,
         overdue_by_bucket=buckets,

@@ -8,15 +8,14 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import DecimalField, Exists, ExpressionWrapper, F, OuterRef, Subquery, Sum
-from django.db.models.functions import Coalesce
+from django.db.models import DecimalField, Exists, ExpressionWrapper, F, OuterRef, Sum
 from django.utils import timezone
 
 from accounts.models import User
 from bnpl.errors import CreditLimitExceeded, DebtUserForbidden, LateFeeNotWaivable
 from bnpl.models import Installment, LateFee, Plan, Reminder, SweepRun
 from bnpl.schedule import build_schedule, business_today
-from bnpl.selectors import plan_get_for_update, plan_installments_loaded
+from bnpl.selectors import OPEN_STATUSES, customer_owed, plan_get_for_update, plan_installments_loaded
 from config.money import ZERO, floor_money, to_money
 from config.problems import FieldInvalid
 from events.models import Event, Notification
@@ -27,7 +26,7 @@ from payments.models import JournalEntry
 
 logger = logging.getLogger(__name__)
 
-OPEN_STATUSES = (Installment.Status.UPCOMING, Installment.Status.OVERDUE)
+
 _MONEY = DecimalField(max_digits=14, decimal_places=2)
 # Keys for pg_try_advisory_xact_lock: one job of each kind at a time across all workers.
 SWEEP_LOCK_KEY = 0x424E504C01
@@ -38,32 +37,9 @@ def _remaining():
     return ExpressionWrapper(F("amount_due") - F("amount_paid"), output_field=_MONEY)
 
 
-def _outstanding_of_customer():
-    """What the customer of the outer row (``OuterRef("pk")``) still owes: unpaid installments
-    of every plan plus late fees due, as one expression (one query for both sums)."""
-    installments = (
-        Installment.objects.filter(plan__customer_id=OuterRef("pk"), status__in=OPEN_STATUSES)
-        .order_by()
-        .values("plan__customer_id")
-        .annotate(total=Sum(_remaining()))
-        .values("total")
-    )
-    fees = (
-        LateFee.objects.filter(plan__customer_id=OuterRef("pk"), status=LateFee.Status.DUE)
-        .order_by()
-        .values("plan__customer_id")
-        .annotate(total=Sum(F("amount") - F("amount_paid"), output_field=_MONEY))
-        .values("total")
-    )
-    return Coalesce(Subquery(installments, output_field=_MONEY), ZERO, output_field=_MONEY) + Coalesce(
-        Subquery(fees, output_field=_MONEY), ZERO, output_field=_MONEY
-    )
-
-
 def customer_outstanding(*, customer_id: int) -> Decimal:
     """What the customer still owes: unpaid installments of every plan plus late fees due."""
-    owed = User.objects.filter(pk=customer_id).annotate(owed=_outstanding_of_customer()).values_list("owed", flat=True)
-    return to_money(owed.get())  # SQLite sums lose the scale
+    return sum(customer_owed(customer_id=customer_id), ZERO)
 
 
 def plan_parties_resolve(*, creator: User, user_id: str | None, merchant_id: str | None) -> tuple[User, User]:
@@ -87,7 +63,12 @@ def _plan_party(creator: User, given_id: str | None, role: str, field: str, not_
         return creator
     if not given_id:
         raise FieldInvalid(field, "This field is required.")
-    party = User.objects.filter(user_id=given_id, role=role, is_active=True).first()
+    # What plan creation uses of a party; the rest of the row (encrypted columns too) stays unread.
+    party = (
+        User.objects.filter(user_id=given_id, role=role, is_active=True)
+        .only("id", "user_id", "role", "status", "credit_limit", "webhook_url")
+        .first()
+    )
     if party is None:
         raise FieldInvalid(field, f"No active {role.lower()} has this user_id.")
     return party

@@ -92,8 +92,21 @@ TEMPLATES = [
 
 # --- Database ---------------------------------------------------------------------------
 DATABASE_URL = config("DATABASE_URL", default="")
+# Behind PgBouncer in transaction mode a connection is not ours between transactions: no
+# persistent connections and no server-side cursors. Otherwise a worker keeps its connection
+# (opening one costs a backend start and a cold catalog cache), checked before each request.
+DATABASE_TRANSACTION_POOLER = config("DATABASE_TRANSACTION_POOLER", default=False, cast=bool)
+DATABASE_CONN_MAX_AGE = 0 if DATABASE_TRANSACTION_POOLER else config("DATABASE_CONN_MAX_AGE", default=600, cast=int)
+
+
+def _database(url: str) -> dict:
+    database = dj_database_url.parse(url, conn_max_age=DATABASE_CONN_MAX_AGE, conn_health_checks=True)
+    database["DISABLE_SERVER_SIDE_CURSORS"] = DATABASE_TRANSACTION_POOLER
+    return database
+
+
 if DATABASE_URL:
-    DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=60, conn_health_checks=True)}
+    DATABASES = {"default": _database(DATABASE_URL)}
 else:
     DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": BASE_DIR / "db.sqlite3"}}
 # Services own their transactions (STYLE §8): no request holds a row lock while it waits.
@@ -101,7 +114,7 @@ DATABASES["default"]["ATOMIC_REQUESTS"] = False
 # A streaming replica of the primary for reads that may lag (analytics); see config/db_router.py.
 DATABASE_REPLICA_URL = config("DATABASE_REPLICA_URL", default="")
 if DATABASE_REPLICA_URL:
-    DATABASES["replica"] = dj_database_url.parse(DATABASE_REPLICA_URL, conn_max_age=60, conn_health_checks=True)
+    DATABASES["replica"] = _database(DATABASE_REPLICA_URL)
     DATABASES["replica"]["TEST"] = {"MIRROR": "default"}
 DATABASE_ROUTERS = ["config.db_router.ReplicaRouter"]
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
@@ -234,7 +247,7 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_REQUEST_BODY_BYTES
 # --- REST framework, JWT, OpenAPI -------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework_simplejwt.authentication.JWTAuthentication",
+        "accounts.authentication.BearerAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
