@@ -11,7 +11,7 @@ has no webhook URL (events end as NO_ENDPOINT, no HTTP). Then, for each worker c
 - re-creates ``bnpl_bench_autopay`` as a copy of the seed (the ledger is append-only, so a
   copy is the reset) and empties the benchmark's Redis database (queue and results);
 - starts ``celery worker --pool=prefork --concurrency=N`` on them and waits for its answer;
-- times from ``autopay_run`` (one ``autopay_customer_task`` published per customer) until
+- times from ``autopay_run`` (chunks of customers published as a Celery group) until
   every installment is PAID (polled in the database), and on until the queue is drained:
   nothing queued or in flight (unacked), so the follow-up tasks the charges publish, if
   any (event delivery, notifications), are done too;
@@ -102,10 +102,8 @@ def close_connections() -> None:
 
 def create_empty(url: str) -> None:
     """A new, empty database at ``url`` (dropped first if it exists)."""
-    from bench.sweep import ensure_database
-
-    admin(url, f'DROP DATABASE IF EXISTS "{database_name(url)}" WITH (FORCE)')
-    ensure_database(url)
+    name = database_name(url)
+    admin(url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)', f'CREATE DATABASE "{name}"')
 
 
 def copy_seed(url: str, seed_url: str) -> None:
@@ -233,9 +231,11 @@ def worker_env(url: str, redis_url: str) -> dict[str, str]:
     }
 
 
-def start_worker(concurrency: int, env: dict[str, str], log_path: Path) -> tuple[subprocess.Popen, str]:
+def start_worker(
+    concurrency: int, env: dict[str, str], log_path: Path, prefix: str = "bench-autopay"
+) -> tuple[subprocess.Popen, str]:
     """A prefork worker with ``concurrency`` processes on the default queue; returns it and its name."""
-    name = f"bench-autopay-{concurrency}@{socket.gethostname()}"
+    name = f"{prefix}-{concurrency}@{socket.gethostname()}"
     command = [sys.executable, "-m", "celery", "-A", "config", "worker", "--pool=prefork"]
     command += [
         f"--concurrency={concurrency}",

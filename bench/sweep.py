@@ -1,83 +1,86 @@
 #!/usr/bin/env python
-"""Benchmark: the set-based overdue sweep against a per-row ORM loop, on the same data.
+"""Benchmark: the overdue sweep fanned out over real Celery workers, against one bare
+set-based UPDATE of the same rows and against the naive per-row loop.
 
-Creates a database of its own (default ``bnpl_bench`` on the local PostgreSQL), fills it
-with ``--rows`` installments (4 per plan, 2.5 plans per customer) of which 10 % are past
-due, then times
+Seeds a database of its own (default ``bnpl_bench_seed`` on the local PostgreSQL) with
+``--rows`` installments (4 per plan, 2.5 plans per customer) of which 10 % are past due,
+then, one measurement after the other in one go, each on a fresh copy of the seed:
 
-- the sweep (``bnpl.services.overdue_sweep``): its wall time and number of queries;
-- the naive approach: load the past-due installments through the ORM and save each one
-  (and its customer) in a loop, in one transaction;
+- **bare UPDATE**: one ``UPDATE … SET status = 'OVERDUE'`` of exactly the past-due rows,
+  nothing else (no events, no fees, no customers): the floor of the sweep's work;
+- **the sweep** with each worker count in ``--workers``: ``overdue_sweep(fan_out=True,
+  late_fees=True)`` publishes the chunks of ``--chunk-plans`` plans as a Celery group to
+  ``celery worker --pool=prefork --concurrency=N``, timed until the run is closed by its
+  last chunk (every installment marked, with its event, first late fee and ledger entry,
+  every customer marked DEBT_USER). The outcome is checked: counts, no fee twice, ledger;
+- **the naive loop** on a sample of ``--sample`` past-due rows: what one writes without
+  thinking in sets (load the row, save it, save its customer, create its fee, post the fee,
+  record the event, each in autocommit as a task would), timed per row and scaled to all.
 
-resetting the data between the two, and prints both with their ratio.
+Prints the table with the ratios (sweep vs bare UPDATE, naive vs sweep, N workers vs 1);
+exits 1 if a check fails.
 
-    python bench/sweep.py                      # 1,000,000 installments
-    python bench/sweep.py --rows 100000
+    python bench/sweep.py                                  # 1,000,000 installments, 1 and 2 workers
+    python bench/sweep.py --rows 4000 --sample 100 --workers 1     # a smoke run
 """
 
 import argparse
 import os
 import sys
+import tempfile
 import time
 from pathlib import Path
-from urllib.parse import urlparse
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from bench.autopay import (  # noqa: E402
+    admin,
+    close_connections,
+    copy_seed,
+    create_empty,
+    database_name,
+    error_lines,
+    no_other_worker,
+    redis_client,
+    scalar,
+    setup_django,
+    start_worker,
+    stop_worker,
+    wait_ready,
+    with_database,
+    worker_env,
+)
+
+POLL_SECONDS = 0.2
 
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=1_000_000, help="installments to create (multiple of 4)")
+    parser.add_argument("--workers", default="1,2", help="worker process counts to compare, in this order")
+    parser.add_argument("--chunk-plans", type=int, default=10_000, help="plans per sweep chunk (one task each)")
+    parser.add_argument("--sample", type=int, default=10_000, help="past-due rows the naive loop is timed on")
     parser.add_argument(
         "--database-url",
         default=os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/bnpl_bench"),
-        help="a PostgreSQL database the benchmark may fill and empty (created if missing)",
+        help="a PostgreSQL database the benchmark may drop and create (and NAME_seed next to it)",
     )
-    parser.add_argument("--skip-autocommit", action="store_true", help="time only the one-transaction loop")
-    parser.add_argument("--repeat", type=int, default=3, help="sweep runs to take the median of")
-    return parser.parse_args()
-
-
-def ensure_database(url: str) -> None:
-    import psycopg2
-
-    parsed = urlparse(url)
-    name = parsed.path.lstrip("/")
-    admin = psycopg2.connect(
-        host=parsed.hostname,
-        port=parsed.port or 5432,
-        user=parsed.username,
-        password=parsed.password,
-        dbname="postgres",
+    parser.add_argument(
+        "--redis-url",
+        default=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/6"),
+        help="a Redis database of the benchmark's own: it is flushed before every run",
     )
-    admin.autocommit = True
-    with admin.cursor() as cursor:
-        cursor.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name])
-        if not cursor.fetchone():
-            cursor.execute(f'CREATE DATABASE "{name}"')
-    admin.close()
-
-
-def setup_django(url: str) -> None:
-    os.environ["DATABASE_URL"] = url
-    os.environ.pop("REDIS_URL", None)
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
-    os.environ["LOG_LEVEL"] = "WARNING"
-    import django
-
-    django.setup()
-    from django.core.management import call_command
-
-    call_command("migrate", verbosity=0)
+    parser.add_argument("--timeout", type=float, default=1800, help="give up on a sweep after this many seconds")
+    args = parser.parse_args()
+    args.rows -= args.rows % 4
+    args.workers = [int(n) for n in args.workers.split(",") if n.strip()]
+    if args.rows < 4 or not args.workers or min(args.workers) < 1 or args.sample < 1:
+        parser.error("--rows, --sample and every --workers count must be positive")
+    return args
 
 
 SEED_SQL = """
-TRUNCATE events_eventdelivery, events_event, events_notification, refunds_refundevent, refunds_refund,
-         payments_paymentallocation, payments_payment,
-         payments_idempotencykey, bnpl_reminder, bnpl_latefee, bnpl_installment, bnpl_sweeprun, payments_posting,
-         payments_journalentry, bnpl_plan, accounts_user RESTART IDENTITY CASCADE;
-
 INSERT INTO accounts_user (password, is_superuser, username, email, is_staff, is_active, date_joined,
     user_id, full_name, role, status, credit_limit, phone_number, passport_number,
     card_brand, card_first6, card_last4, card_token, webhook_secret, webhook_url, autopay, created_at, updated_at)
@@ -98,138 +101,248 @@ SELECT p.id, p.customer_id, s, 100.00, 0.00,
        CASE WHEN (p.id * 4 + s) %% 10 = 0 THEN %(today)s::date - 5 ELSE %(today)s::date + 30 * s END,
        'UPCOMING', now(), now()
 FROM bnpl_plan p CROSS JOIN generate_series(1, 4) AS s;
-"""
 
-RESET_SQL = """
-UPDATE bnpl_installment SET status = 'UPCOMING', overdue_since = NULL WHERE status = 'OVERDUE';
-UPDATE accounts_user SET status = 'NORMAL' WHERE status = 'DEBT_USER';
-TRUNCATE bnpl_sweeprun, events_eventdelivery, events_event;
+-- Each plan's origination entry, as bnpl.services.origination_legs posts it.
+INSERT INTO payments_journalentry (kind, memo, plan_id, created_at)
+SELECT %(kind)s, 'Plan ' || p.id || ' originated', p.id, now() FROM bnpl_plan p ORDER BY p.id;
+
+INSERT INTO payments_posting (entry_id, account_id, amount, currency, plan_id, party_id)
+SELECT e.id, a.id, CASE WHEN a.code = %(receivable)s THEN p.total_amount ELSE -p.total_amount END, p.currency,
+       p.id, CASE WHEN a.code = %(receivable)s THEN p.customer_id ELSE p.merchant_id END
+FROM payments_journalentry e JOIN bnpl_plan p ON p.id = e.plan_id
+CROSS JOIN payments_ledgeraccount a WHERE a.code IN (%(receivable)s, %(payable)s)
+ORDER BY e.id, a.code;
 """
 
 
 def seed(rows: int, today) -> None:
-    from django.db import connection
+    """The users, plans, installments and origination entries, set-based; vacuumed and analysed."""
+    from django.db import connection, transaction
+
+    from payments.ledger import CUSTOMER_RECEIVABLE, MERCHANT_PAYABLE, ledger_accounts
+    from payments.models import JournalEntry
 
     plans = rows // 4
     customers = max(plans * 2 // 5, 1)
+    with transaction.atomic():
+        ledger_accounts()
+        with connection.cursor() as cursor:
+            cursor.execute(
+                SEED_SQL,
+                {
+                    "customers": customers,
+                    "plans": plans,
+                    "today": today,
+                    "kind": JournalEntry.Kind.ORIGINATION.value,
+                    "receivable": CUSTOMER_RECEIVABLE,
+                    "payable": MERCHANT_PAYABLE,
+                },
+            )
     with connection.cursor() as cursor:
-        cursor.execute(SEED_SQL, {"customers": customers, "plans": plans, "today": today})
-    vacuum()
+        cursor.execute("VACUUM (FREEZE, ANALYZE)")  # every copy starts with settled pages and statistics
 
 
-def vacuum() -> None:
+def fresh_copy(args, seed_url: str) -> None:
+    """The run database as a new copy of the seed, its Redis empty, the disk quiet."""
+    close_connections()
+    copy_seed(args.database_url, seed_url)
+    redis_client(args.redis_url).flushdb()
+    admin(args.database_url, "CHECKPOINT")
+
+
+def bare_update(today) -> tuple[float, int]:
+    """One set-based UPDATE of the past-due rows, nothing else: its time and row count."""
     from django.db import connection
 
+    started = time.perf_counter()
     with connection.cursor() as cursor:
-        cursor.execute("VACUUM ANALYZE bnpl_installment")
-        cursor.execute("VACUUM ANALYZE accounts_user")
+        cursor.execute(
+            "UPDATE bnpl_installment SET status = 'OVERDUE', overdue_since = %s, updated_at = now() "
+            "WHERE status = 'UPCOMING' AND due_date < %s AND amount_paid < amount_due",
+            [today, today],
+        )
+        rows = cursor.rowcount
+    return time.perf_counter() - started, rows
 
 
-def reset() -> None:
-    """Back to the seeded state, vacuumed and checkpointed, so every run starts alike."""
-    from django.db import connection
+def sweep_with_workers(workers: int, args, today) -> dict:
+    """The fanned-out sweep through a worker of ``workers`` processes: time to the run's close."""
+    from bnpl.models import SweepRun
+    from bnpl.services import overdue_sweep
 
-    with connection.cursor() as cursor:
-        cursor.execute(RESET_SQL)
-    vacuum()
-    with connection.cursor() as cursor:
-        cursor.execute("CHECKPOINT")  # no background flush of the reset lands inside a measurement
+    no_other_worker()
+    log_path = Path(tempfile.gettempdir()) / f"{database_name(args.database_url)}_sweep_worker_{workers}.log"
+    env = worker_env(args.database_url, args.redis_url) | {"BNPL_SWEEP_CHUNK_PLANS": str(args.chunk_plans)}
+    process, name = start_worker(workers, env, log_path, prefix="bench-sweep")
+    try:
+        wait_ready(process, name, log_path)
+        started = time.perf_counter()
+        run = overdue_sweep(today=today, late_fees=True, fan_out=True, chunk_plans=args.chunk_plans)
+        published = time.perf_counter() - started
+        while SweepRun.objects.filter(pk=run.pk, finished_at__isnull=True).exists():
+            if time.perf_counter() - started > args.timeout:
+                raise SystemExit(f"the sweep did not finish in {args.timeout:.0f} s; worker log {log_path}")
+            if process.poll() is not None:
+                raise SystemExit(f"worker exited ({process.returncode}); log {log_path}")
+            time.sleep(POLL_SECONDS)
+        elapsed = time.perf_counter() - started
+    finally:
+        stop_worker(process)
+    run.refresh_from_db()
+    return {"seconds": elapsed, "publish_s": published, "run": run, "errors": error_lines(log_path)}
 
 
-def state() -> tuple[int, int]:
-    from accounts.models import User
-    from bnpl.models import Installment
-
-    return Installment.objects.filter(status="OVERDUE").count(), User.objects.filter(status="DEBT_USER").count()
-
-
-def naive_loop(today, *, atomic: bool) -> None:
-    """What one writes without thinking in sets: fetch the late rows, save them one by one.
-
-    ``atomic=False`` is how such a loop runs in a Celery task (Django autocommits each
-    save); ``atomic=True`` wraps it in one transaction, the kindest baseline.
-    """
-    from contextlib import nullcontext
-
-    from django.db import transaction
+def naive_loop(today, sample: int) -> tuple[float, int]:
+    """The per-row way, on the first ``sample`` past-due rows, each write in autocommit as a
+    task without a transaction would do it: its time and the rows it did."""
     from django.db.models import F
 
     from accounts.models import User
-    from bnpl.models import Installment
+    from bnpl.models import Installment, LateFee
+    from bnpl.services import installment_event_data
+    from events.models import Event
+    from events.services import event_record
+    from payments.ledger import CUSTOMER_RECEIVABLE, FEE_INCOME, Leg, ledger_post
+    from payments.models import JournalEntry
 
-    with transaction.atomic() if atomic else nullcontext():
-        late = Installment.objects.filter(
+    late = (
+        Installment.objects.filter(
             status=Installment.Status.UPCOMING, due_date__lt=today, amount_paid__lt=F("amount_due")
-        ).select_related("plan__customer")
-        for installment in late.iterator(chunk_size=2000):
-            installment.status = Installment.Status.OVERDUE
-            installment.overdue_since = today
-            installment.save(update_fields=["status", "overdue_since", "updated_at"])
-            customer = installment.plan.customer
-            if customer.status != User.Status.DEBT_USER:
-                customer.status = User.Status.DEBT_USER
-                customer.save(update_fields=["status", "updated_at"])
+        )
+        .select_related("plan__customer")
+        .order_by("id")[:sample]
+    )
+    started, done = time.perf_counter(), 0
+    for installment in late:
+        plan, customer = installment.plan, installment.plan.customer
+        installment.status = Installment.Status.OVERDUE
+        installment.overdue_since = today
+        installment.save(update_fields=["status", "overdue_since", "updated_at"])
+        if customer.status != User.Status.DEBT_USER:
+            customer.status = User.Status.DEBT_USER
+            customer.save(update_fields=["status", "updated_at"])
+        fee = LateFee.objects.create(installment=installment, plan=plan, kind=LateFee.Kind.FIRST, amount=10)
+        ledger_post(
+            kind=JournalEntry.Kind.LATE_FEE,
+            plan_id=plan.pk,
+            memo=f"Late fee (first) on installment {installment.pk}",
+            legs=[
+                Leg(CUSTOMER_RECEIVABLE, fee.amount, plan.currency, plan.pk, customer.pk),
+                Leg(FEE_INCOME, -fee.amount, plan.currency, plan.pk, customer.pk),
+            ],
+        )
+        event_record(
+            merchant_id=plan.merchant_id,
+            type=Event.Type.INSTALLMENT_OVERDUE,
+            data=installment_event_data(installment, plan),
+        )
+        done += 1
+    return time.perf_counter() - started, done
 
 
-def timed(fn) -> tuple[float, int]:
-    """Wall time of ``fn()`` and the number of SQL statements it sent."""
-    from django.db import connection
+CHECKS_SQL = {
+    "installments OVERDUE": "SELECT count(*) FROM bnpl_installment WHERE status = 'OVERDUE'",
+    "installment.overdue events": "SELECT count(*) FROM events_event WHERE type = 'installment.overdue'",
+    "late fees": "SELECT count(*) FROM bnpl_latefee",
+    "installments with two first fees": """
+        SELECT count(*) FROM (SELECT installment_id FROM bnpl_latefee WHERE kind = 'FIRST'
+        GROUP BY installment_id HAVING count(*) > 1) AS twice""",
+    "customers DEBT_USER": "SELECT count(*) FROM accounts_user WHERE status = 'DEBT_USER'",
+    "customers with an overdue installment": (
+        "SELECT count(DISTINCT customer_id) FROM bnpl_installment WHERE status = 'OVERDUE'"
+    ),
+    "chunks not done": "SELECT count(*) FROM bnpl_sweepchunk WHERE done_at IS NULL",
+}
 
-    count = 0
 
-    def counting(execute, sql, params, many, context):
-        nonlocal count
-        count += 1
-        return execute(sql, params, many, context)
+def checks(past_due: int, debtors: int) -> dict[str, tuple[object, object]]:
+    """What a sweep left behind: ``{check: (found, expected)}``."""
+    from payments.checks import ledger_check
 
-    with connection.execute_wrapper(counting):
-        started = time.perf_counter()
-        fn()
-        elapsed = time.perf_counter() - started
-    return elapsed, count
+    expected = {
+        "installments OVERDUE": past_due,
+        "installment.overdue events": past_due,
+        "late fees": past_due,
+        "customers DEBT_USER": debtors,
+        "customers with an overdue installment": debtors,
+    }
+    found = {label: (scalar(sql), expected.get(label, 0)) for label, sql in CHECKS_SQL.items()}
+    found["ledger_check ok"] = (ledger_check(record=False).ok, True)
+    return found
 
 
 def main() -> None:
     args = parse_args()
-    rows = args.rows - args.rows % 4
-    ensure_database(args.database_url)
-    setup_django(args.database_url)
+    seed_url = with_database(args.database_url, database_name(args.database_url) + "_seed")
+    admin(seed_url, f'DROP DATABASE IF EXISTS "{database_name(seed_url)}" WITH (FORCE)')
+    create_empty(args.database_url)
+    setup_django(args.database_url, args.redis_url)
     from bnpl.schedule import business_today
-    from bnpl.services import overdue_sweep
 
     today = business_today()
     started = time.perf_counter()
-    seed(rows, today)
-    print(f"seeded {rows:,} installments in {time.perf_counter() - started:.1f} s")
+    seed(args.rows, today)
+    close_connections()
+    admin(
+        args.database_url, f'ALTER DATABASE "{database_name(args.database_url)}" RENAME TO "{database_name(seed_url)}"'
+    )
+    print(f"seeded {args.rows:,} installments in {time.perf_counter() - started:.1f} s", flush=True)
 
-    # One sweep and reset first, unmeasured: afterwards every run (the loops' too) starts
-    # from the same reset-and-vacuumed pages, not the freshly loaded ones.
-    reset()
-    overdue_sweep(today=today, late_fees=False)
-    sweeps = []
-    for _ in range(args.repeat):
-        reset()
-        sweeps.append(timed(lambda: overdue_sweep(today=today, late_fees=False)))
-        sweep_state = state()
-    sweep_s, sweep_q = sorted(sweeps)[len(sweeps) // 2]
-    loops = {}
-    for label, atomic in (("per-row ORM loop, one transaction", True), ("per-row ORM loop, autocommit", False)):
-        if label.endswith("autocommit") and args.skip_autocommit:
-            continue
-        reset()
-        loops[label] = timed(lambda atomic=atomic: naive_loop(today, atomic=atomic))
-        if state() != sweep_state:
-            raise SystemExit(f"{label} disagrees with the sweep: {state()} vs {sweep_state}")
+    fresh_copy(args, seed_url)
+    bare_s, past_due = bare_update(today)
+    debtors = scalar("SELECT count(DISTINCT customer_id) FROM bnpl_installment WHERE status = 'OVERDUE'")
+    print(f"past due: {past_due:,} installments ({past_due / args.rows:.1%}) of {debtors:,} customers", flush=True)
+    print(f"  bare UPDATE: {bare_s:.3f} s", flush=True)
 
-    overdue, debtors = sweep_state
-    runs = ", ".join(f"{t:.2f}" for t, _ in sweeps)
-    print(f"past due: {overdue:,} installments ({overdue / rows:.1%}), {debtors:,} customers marked DEBT_USER")
+    sweeps = {}
+    for workers in args.workers:
+        fresh_copy(args, seed_url)
+        result = sweeps[workers] = sweep_with_workers(workers, args, today)
+        result["checks"] = checks(past_due, debtors)
+        print(f"  sweep, {workers} worker process(es): {result['seconds']:.3f} s", flush=True)
+
+    fresh_copy(args, seed_url)
+    naive_s, naive_rows = naive_loop(today, min(args.sample, past_due))
+    naive_all = naive_s / naive_rows * past_due
+    print(f"  naive loop: {naive_rows:,} rows in {naive_s:.3f} s", flush=True)
+    close_connections()
+
+    first = args.workers[0]
     print()
-    print("| approach | time (s) | queries | sweep is faster by |")
+    print(
+        f"| approach ({args.rows:,} installments, {past_due:,} past due, late fees on) | time (s) "
+        "| vs bare UPDATE | naive loop is slower by |"
+    )
     print("|---|---:|---:|---:|")
-    print(f"| set-based sweep (median of {len(sweeps)}: {runs}) | {sweep_s:.3f} | {sweep_q} | |")
-    for label, (loop_s, loop_q) in loops.items():
-        print(f"| {label} | {loop_s:.3f} | {loop_q:,} | {loop_s / sweep_s:.1f}x |")
+    print(f"| one bare set-based UPDATE of the past-due rows | {bare_s:.3f} | 1.0x | |")
+    for workers, r in sweeps.items():
+        chunks = r["run"].chunks_total
+        print(
+            f"| sweep: {chunks} chunks as a Celery group, {workers} worker process(es) | {r['seconds']:.3f} "
+            f"| {r['seconds'] / bare_s:.2f}x | {naive_all / r['seconds']:.0f}x |"
+        )
+    print(
+        f"| naive per-row loop, autocommit ({naive_rows:,}-row sample: {naive_s:.2f} s, scaled to "
+        f"{past_due:,}) | {naive_all:.1f} | {naive_all / bare_s:.1f}x | |"
+    )
+    for workers, r in sweeps.items():
+        if workers != first:
+            print(f"\nratio {workers} workers / {first}: {sweeps[first]['seconds'] / r['seconds']:.2f}x faster")
+
+    print()
+    print("| check | " + " | ".join(f"{w} worker(s)" for w in sweeps) + " | expected |")
+    print("|---|" + "---:|" * len(sweeps) + "---:|")
+    ok = True
+    for label, (_, expected) in sweeps[first]["checks"].items():
+        values = [r["checks"][label][0] for r in sweeps.values()]
+        ok &= all(value == expected for value in values)
+        print(f"| {label} | " + " | ".join(str(v) for v in values) + f" | {expected} |")
+    print("| worker log lines at ERROR | " + " | ".join(str(len(r["errors"])) for r in sweeps.values()) + " | 0 |")
+    ok &= not any(r["errors"] for r in sweeps.values())
+    print()
+    print("all checks passed" if ok else "SOME CHECKS FAILED")
+    if not ok:
+        sys.exit(1)
 
 
 if __name__ == "__main__":

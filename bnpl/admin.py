@@ -7,7 +7,7 @@ from django.urls import path
 from django.views.decorators.http import require_POST
 
 from bnpl.errors import LateFeeNotWaivable
-from bnpl.models import Installment, LateFee, Plan, Reminder, SweepRun
+from bnpl.models import Installment, LateFee, Plan, Reminder, SweepChunk, SweepRun
 from bnpl.schedule import business_today, days_past_due_bucket
 from bnpl.services import late_fee_waive, overdue_sweep
 from config.admin import ReadOnlyAdmin, ReadOnlyInline
@@ -86,8 +86,15 @@ class ReminderAdmin(ReadOnlyAdmin):
     date_hierarchy = "created_at"
 
 
+class SweepChunkInline(ReadOnlyInline):
+    model = SweepChunk
+    fields = ("first_plan_id", "last_plan_id", "done_at", "installments_marked_overdue", "late_fees_created")
+
+
 @admin.register(SweepRun)
 class SweepRunAdmin(ReadOnlyAdmin):
+    inlines = [SweepChunkInline]
+
     def get_urls(self):
         run_now = self.admin_site.admin_view(require_POST(self.run_now))
         return [path("run-now/", run_now, name="bnpl_sweeprun_run_now"), *super().get_urls()]
@@ -108,6 +115,8 @@ class SweepRunAdmin(ReadOnlyAdmin):
     list_display = (
         "started_at",
         "business_date",
+        "finished_at",
+        "chunks_total",
         "duration_ms",
         "installments_marked_overdue",
         "customers_marked_debt",

@@ -181,19 +181,44 @@ class Reminder(models.Model):
 
 
 class SweepRun(models.Model):
-    """One run of the overdue sweep: when, what it changed, how long it took."""
+    """One run of the overdue sweep: when, what it changed, how long it took.
+
+    A run is split into chunks of plans (``SweepChunk``), done by workers side by side; the
+    chunk that finishes last updates the customers and closes the run (``finished_at``).
+    """
 
     business_date = models.DateField()
     started_at = models.DateTimeField()
+    finished_at = models.DateTimeField(null=True, blank=True, help_text="Empty while chunks are still running.")
     duration_ms = models.PositiveIntegerField(default=0)
+    late_fees = models.BooleanField(default=False, help_text="Whether this run charges late fees.")
+    chunks_total = models.PositiveIntegerField(default=0)
     installments_marked_overdue = models.PositiveIntegerField(default=0)
     customers_marked_debt = models.PositiveIntegerField(default=0)
     customers_restored = models.PositiveIntegerField(default=0)
     late_fees_created = models.PositiveIntegerField(default=0)
-    skipped = models.BooleanField(default=False, help_text="Another sweep held the lock.")
+    skipped = models.BooleanField(default=False, help_text="Another sweep was running.")
 
     class Meta:
         ordering = ["-id"]
 
     def __str__(self) -> str:
         return f"Sweep {self.started_at:%Y-%m-%d %H:%M:%S}"
+
+
+class SweepChunk(models.Model):
+    """The plans ``first_plan_id``..``last_plan_id`` of one sweep run: one task's share."""
+
+    run = models.ForeignKey(SweepRun, on_delete=models.CASCADE, related_name="chunks")
+    first_plan_id = models.BigIntegerField()
+    last_plan_id = models.BigIntegerField()
+    done_at = models.DateTimeField(null=True, blank=True)
+    installments_marked_overdue = models.PositiveIntegerField(default=0)
+    late_fees_created = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["run_id", "first_plan_id"]
+        constraints = [models.UniqueConstraint(fields=["run", "first_plan_id"], name="sweep_chunk_once_per_run")]
+
+    def __str__(self) -> str:
+        return f"Plans {self.first_plan_id}-{self.last_plan_id}"

@@ -6,17 +6,20 @@ from django.db import OperationalError
 
 @shared_task(bind=True, acks_late=True, autoretry_for=(OperationalError,), retry_backoff=True, max_retries=5)
 def overdue_sweep_task(self) -> dict:
-    """Run the overdue sweep once (beat: every 5 minutes); harmless when run twice."""
+    """Start the overdue sweep (beat: every 5 minutes): its chunks go to the workers as a
+    group, and the last one to finish closes the run. Harmless when run twice."""
     from bnpl.services import overdue_sweep
 
-    run = overdue_sweep()
-    return {
-        "sweep_run_id": run.pk,
-        "skipped": run.skipped,
-        "marked_overdue": run.installments_marked_overdue,
-        "marked_debt": run.customers_marked_debt,
-        "late_fees": run.late_fees_created,
-    }
+    run = overdue_sweep(fan_out=True)
+    return {"sweep_run_id": run.pk, "skipped": run.skipped, "chunks": run.chunks_total}
+
+
+@shared_task(bind=True, acks_late=True, autoretry_for=(OperationalError,), retry_backoff=True, max_retries=5)
+def sweep_chunk_task(self, chunk_id: int) -> bool:
+    """Sweep one chunk of plans; a chunk already done (a redelivery) is left alone."""
+    from bnpl.services import sweep_chunk
+
+    return sweep_chunk(chunk_id=chunk_id)
 
 
 @shared_task(bind=True, acks_late=True, autoretry_for=(OperationalError,), retry_backoff=True, max_retries=5)

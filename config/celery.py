@@ -23,17 +23,21 @@ class BrokerUnavailable(RuntimeError):
 
 
 def enqueue_many(task, calls: list[tuple]) -> bool:
-    """Publish ``task(*args)`` for every ``args`` in ``calls`` over one connection (a fan-out);
-    False when the broker cannot be reached (or in eager mode), as ``enqueue``."""
+    """Publish ``task(*args)`` for every ``args`` in ``calls`` as one Celery group, over one
+    connection (a fan-out: idle workers take the next task); False when the broker cannot be
+    reached (or in eager mode), as ``enqueue``."""
+    from celery import group
     from kombu.exceptions import OperationalError as BrokerError
 
     if app.conf.task_always_eager:
         return False
+    if not calls:
+        return True
     try:
         with app.connection_for_write() as connection:
-            producer = connection.Producer()
-            for args in calls:
-                task.apply_async(args, producer=producer, retry=True, retry_policy=_RETRY_POLICY)
+            group(task.s(*args) for args in calls).apply_async(
+                producer=connection.Producer(), retry=True, retry_policy=_RETRY_POLICY
+            )
     except (BrokerError, OSError):
         return False
     return True

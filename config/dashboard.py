@@ -38,7 +38,7 @@ def _celery() -> dict:
 def _last_sweep() -> dict:
     from bnpl.models import SweepRun
 
-    run = SweepRun.objects.filter(skipped=False).order_by("-id").first()
+    run = SweepRun.objects.filter(skipped=False, finished_at__isnull=False).order_by("-id").first()
     if run is None:
         return {"status": "never"}
     stale = timezone.now() - run.started_at > timedelta(minutes=3 * settings.BNPL_OVERDUE_SWEEP_MINUTES)

@@ -67,7 +67,7 @@ class BusinessCollector:
             "Installments overdue now.",
             value=Installment.objects.filter(status=Installment.Status.OVERDUE).count(),
         )
-        last = SweepRun.objects.filter(skipped=False).order_by("-id").first()
+        last = SweepRun.objects.filter(skipped=False, finished_at__isnull=False).order_by("-id").first()
         yield GaugeMetricFamily(
             "overdue_sweep_seconds",
             "Duration of the last overdue sweep.",

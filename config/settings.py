@@ -193,6 +193,11 @@ BNPL_CURRENCIES = config("BNPL_CURRENCIES", default="USD,EUR,UZS", cast=Csv())
 # Installments become OVERDUE this many days after their due date has passed.
 BNPL_GRACE_DAYS = config("BNPL_GRACE_DAYS", default=0, cast=int)
 BNPL_OVERDUE_SWEEP_MINUTES = config("BNPL_OVERDUE_SWEEP_MINUTES", default=5, cast=int)
+# The sweep's share of work per task: plans per chunk (workers sweep chunks side by side).
+BNPL_SWEEP_CHUNK_PLANS = config("BNPL_SWEEP_CHUNK_PLANS", default=10_000, cast=int)
+# A run not finished after this long is taken as lost (a chunk's task gone): the next sweep
+# starts over (every step is idempotent).
+BNPL_SWEEP_STALE_MINUTES = config("BNPL_SWEEP_STALE_MINUTES", default=30, cast=int)
 BNPL_DUE_SOON_DAYS = config("BNPL_DUE_SOON_DAYS", default=3, cast=int)
 # Late fees (Afterpay's policy when on): a first fee when an installment turns overdue, a
 # second one if it is still unpaid N days later; a plan's fees are capped at the lower of
@@ -208,6 +213,8 @@ BNPL_LATE_FEE_CAP_AMOUNT = config("BNPL_LATE_FEE_CAP_AMOUNT", default="68.00", c
 # failed charge is tried again this many days after the due date.
 BNPL_AUTOPAY_ENABLED = config("BNPL_AUTOPAY_ENABLED", default=True, cast=bool)
 BNPL_AUTOPAY_RETRY_DAYS = [int(d) for d in config("BNPL_AUTOPAY_RETRY_DAYS", default="1,3", cast=Csv())]
+# Customers per autopay task: one task charges a chunk of them, workers take chunks side by side.
+BNPL_AUTOPAY_CHUNK_CUSTOMERS = config("BNPL_AUTOPAY_CHUNK_CUSTOMERS", default=200, cast=int)
 # What a refund returns beyond the unpaid remainder goes back to the card, or to the
 # customer's credit balance ("card" or "credit"; a refund request may choose).
 BNPL_REFUND_PAYOUT_METHOD = config("BNPL_REFUND_PAYOUT_METHOD", default="card")

@@ -75,8 +75,14 @@ def events_record_many(*, events: list[tuple[int, str, dict]]) -> int:
         ],
         batch_size=5000,
     )
-    transaction.on_commit(_relay_soon, robust=True)
+    events_relay_after_commit()
     return len(events)
+
+
+def events_relay_after_commit() -> None:
+    """Have the relay deliver, once the caller's transaction commits, events it recorded
+    in bulk (set-based jobs that write events themselves call this too)."""
+    transaction.on_commit(_relay_soon, robust=True)
 
 
 def _give_up(start: datetime) -> datetime:

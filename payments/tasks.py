@@ -27,15 +27,27 @@ def idempotency_keys_prune_task(self) -> int:
     bind=True, acks_late=True, autoretry_for=(OperationalError, BrokerUnavailable), retry_backoff=True, max_retries=5
 )
 def autopay_run_task(self) -> int:
-    """Fan out one autopay task per customer with something due (beat: daily); harmless twice."""
+    """Fan out the customers with something due as chunks (beat: daily); harmless twice."""
     from payments.autopay import autopay_run
 
     return autopay_run()
 
 
 @shared_task(bind=True, acks_late=True, autoretry_for=(OperationalError,), retry_backoff=True, max_retries=5)
+def autopay_chunk_task(self, first: int, last: int, business_date: str) -> dict:
+    """Charge the due installments of customers ``first``..``last`` for ``business_date``;
+    each at most once that day, so a redelivered chunk charges nothing twice."""
+    from datetime import date
+
+    from payments.autopay import autopay_chunk
+
+    return autopay_chunk(first=first, last=last, today=date.fromisoformat(business_date))
+
+
+@shared_task(bind=True, acks_late=True, autoretry_for=(OperationalError,), retry_backoff=True, max_retries=5)
 def autopay_customer_task(self, customer_id: int, business_date: str) -> dict:
-    """Charge one customer's due installments for ``business_date``; each at most once that day."""
+    """Charge one customer's due installments for ``business_date``; each at most once that day.
+    (Autopay now queues chunks; this stays for tasks queued by an earlier release.)"""
     from datetime import date
 
     from payments.autopay import autopay_customer

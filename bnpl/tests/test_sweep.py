@@ -1,16 +1,20 @@
+import json
 from datetime import date, timedelta
 from decimal import Decimal
 
 import pytest
 import time_machine
 from django.core.management import call_command
+from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 
 from accounts.models import User
 from accounts.tests.factories import UserFactory
 from bnpl.models import Installment, LateFee, Plan, SweepRun
-from bnpl.services import overdue_sweep
+from bnpl.services import installment_event_data, overdue_sweep, sweep_chunk
+from events.models import Event
 from payments.checks import ledger_check
 from payments.models import JournalEntry
 
@@ -166,3 +170,72 @@ def test_plan_life_with_a_frozen_clock(api_client, merchant, settings):
 
 
 PLANS = "/api/v1/plans/"
+
+
+def test_a_sweep_in_chunks_does_what_one_chunk_does(make_plan):
+    plans = [make_plan(purchase_date=TODAY - timedelta(days=70)) for _ in range(7)]  # two past due each
+
+    run = overdue_sweep(today=TODAY, late_fees=True, chunk_plans=2)
+
+    assert run.chunks_total == 4
+    assert run.finished_at is not None
+    assert sorted(run.chunks.values_list("installments_marked_overdue", flat=True)) == [2, 4, 4, 4]
+    assert (run.installments_marked_overdue, run.late_fees_created, run.customers_marked_debt) == (14, 14, 7)
+    assert Installment.objects.filter(status=Installment.Status.OVERDUE).count() == 14
+    assert Event.objects.filter(type=Event.Type.INSTALLMENT_OVERDUE).count() == 14
+    assert set(User.objects.filter(pk__in=[p.customer_id for p in plans]).values_list("status", flat=True)) == {
+        User.Status.DEBT_USER
+    }
+
+
+def test_a_chunk_done_twice_changes_nothing_the_second_time(make_plan):
+    make_plan(purchase_date=TODAY - timedelta(days=40))
+    run = overdue_sweep(today=TODAY, late_fees=True)
+    chunk = run.chunks.get()
+
+    assert sweep_chunk(chunk_id=chunk.pk) is False  # a redelivered task
+
+    run.refresh_from_db()
+    assert (run.installments_marked_overdue, run.late_fees_created) == (1, 1)
+    assert LateFee.objects.count() == 1
+
+
+def test_a_running_sweep_makes_the_next_one_skip_until_it_is_stale(make_plan, settings):
+    make_plan(purchase_date=TODAY - timedelta(days=40))
+    started = timezone.now()
+    running = SweepRun.objects.create(business_date=TODAY, started_at=started, chunks_total=1)
+
+    assert overdue_sweep(today=TODAY).skipped
+
+    running.started_at = started - timedelta(minutes=settings.BNPL_SWEEP_STALE_MINUTES + 1)
+    running.save()
+    run = overdue_sweep(today=TODAY)
+    assert not run.skipped
+    assert run.installments_marked_overdue == 1
+
+
+def test_a_sweep_with_no_plans_finishes_at_once():
+    customer = UserFactory(status=User.Status.DEBT_USER)
+
+    run = overdue_sweep(today=TODAY, fan_out=True)
+
+    assert (run.chunks_total, run.customers_restored) == (0, 1)
+    assert run.finished_at is not None
+    customer.refresh_from_db()
+    assert customer.status == User.Status.NORMAL
+
+
+def test_the_overdue_event_says_what_the_other_installment_events_say(make_plan):
+    """The sweep builds its events in SQL on PostgreSQL: the same document as in Python."""
+    plan = make_plan(purchase_date=TODAY - timedelta(days=40), total="300.01")
+    Plan.objects.filter(pk=plan.pk).update(merchant_reference="order-5")
+    plan.refresh_from_db()
+
+    overdue_sweep(today=TODAY)
+
+    installment = plan.installments.get(sequence=1)
+    event = Event.objects.get(type=Event.Type.INSTALLMENT_OVERDUE)
+    assert event.merchant_id == plan.merchant_id
+    assert event.public_id.startswith("evt_")
+    assert len(event.public_id) == 36
+    assert event.data == json.loads(json.dumps(installment_event_data(installment, plan), cls=DjangoJSONEncoder))

@@ -7,10 +7,11 @@ from celery.contrib.testing.worker import start_worker
 from django_celery_beat.models import PeriodicTask
 
 from accounts.models import User
-from bnpl.models import Installment
+from bnpl.models import Installment, SweepRun
 from bnpl.schedule import business_today
 from bnpl.tasks import overdue_sweep_task
 from config.celery import app
+from conftest import wait_until
 
 
 @pytest.mark.django_db
@@ -34,14 +35,20 @@ def test_beat_schedule_is_in_the_database():
 @pytest.mark.redis
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
-def test_sweep_runs_through_a_real_worker_on_the_redis_broker(make_plan, settings):
+def test_sweep_chunks_run_side_by_side_on_real_workers_and_the_last_closes_the_run(make_plan, settings):
     assert not app.conf.task_always_eager, "needs the Redis broker, not eager mode"
-    plan = make_plan(purchase_date=business_today() - timedelta(days=45))
+    settings.BNPL_SWEEP_CHUNK_PLANS = 3
+    plans = [make_plan(purchase_date=business_today() - timedelta(days=45)) for _ in range(10)]
     app.control.purge()
 
-    with start_worker(app, pool="solo", perform_ping_check=False, shutdown_timeout=10):
-        result = overdue_sweep_task.delay().get(timeout=30)
+    # Four worker threads take the chunk tasks of one group at once.
+    with start_worker(app, pool="threads", concurrency=4, perform_ping_check=False, shutdown_timeout=10):
+        started = overdue_sweep_task.delay().get(timeout=30)
+        assert started["chunks"] == 4
+        assert wait_until(lambda: SweepRun.objects.get(pk=started["sweep_run_id"]).finished_at is not None)
 
-    assert result["marked_overdue"] == 1
-    assert plan.installments.get(sequence=1).status == Installment.Status.OVERDUE
-    assert User.objects.get(pk=plan.customer_id).status == User.Status.DEBT_USER
+    run = SweepRun.objects.get(pk=started["sweep_run_id"])
+    assert (run.installments_marked_overdue, run.customers_marked_debt) == (10, 10)
+    assert not run.chunks.filter(done_at__isnull=True).exists()
+    assert Installment.objects.filter(status=Installment.Status.OVERDUE).count() == 10
+    assert {User.objects.get(pk=p.customer_id).status for p in plans} == {User.Status.DEBT_USER}

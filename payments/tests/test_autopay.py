@@ -19,7 +19,7 @@ from bnpl.tests.test_concurrency import run_at_once
 from config.celery import app
 from conftest import wait_until
 from events.models import Event, Notification
-from payments.autopay import autopay_customer, autopay_customers_due, autopay_run
+from payments.autopay import autopay_chunk, autopay_customer, autopay_customers_due, autopay_run
 from payments.models import Payment
 from payments.services import payments_reconcile
 from payments.tasks import autopay_run_task
@@ -146,6 +146,39 @@ def test_autopay_skips_customers_who_switched_it_off_or_have_no_card(make_plan, 
 
 
 @pytest.mark.django_db
+def test_autopay_runs_in_chunks_and_one_failing_customer_does_not_stop_a_chunk(
+    make_plan, gateway, monkeypatch, eager_tasks
+):
+    customers = [UserFactory() for _ in range(5)]
+    for customer in customers:
+        make_plan(customer=customer, purchase_date=PURCHASE)
+    broken = customers[1].pk
+    charge = autopay_customer
+
+    def failing_for_one(*, customer_id, today):
+        if customer_id == broken:
+            raise RuntimeError("a bug met by one customer's data")
+        return charge(customer_id=customer_id, today=today)
+
+    monkeypatch.setattr("payments.autopay.autopay_customer", failing_for_one)
+    first, last = customers[0].pk, customers[2].pk
+
+    assert autopay_chunk(first=first, last=last, today=DUES[0]) == {
+        "succeeded": 2,
+        "failed": 0,
+        "pending": 0,
+        "skipped": 0,
+        "errors": 1,
+    }
+    monkeypatch.setattr("payments.autopay.autopay_customer", charge)
+    # The two charged are not due any more: the one that failed and the two others are, in
+    # two chunks (2 and 1).
+    assert autopay_run(today=DUES[0], chunk_customers=2) == 3
+    assert sorted(Payment.objects.values_list("customer_id", flat=True)) == sorted(c.pk for c in customers)
+    assert len(gateway) == 5
+
+
+@pytest.mark.django_db
 def test_an_installment_paid_by_hand_before_the_due_date_is_not_charged(make_plan, gateway, as_user, customer):
     plan = make_plan(customer=customer, purchase_date=PURCHASE)
     first = plan.installments.get(sequence=1)
@@ -212,8 +245,9 @@ def test_a_payment_left_pending_by_a_gateway_timeout_is_finished_once_with_its_k
 @pytest.mark.redis
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
-def test_the_beat_task_delivered_twice_to_a_real_worker_charges_once(make_plan, gateway):
+def test_the_beat_task_delivered_twice_to_real_workers_charges_once(make_plan, gateway, settings):
     assert not app.conf.task_always_eager
+    settings.BNPL_AUTOPAY_CHUNK_CUSTOMERS = 2  # two chunks, taken by two worker threads at once
     customers = [UserFactory() for _ in range(3)]
     for customer in customers:
         make_plan(customer=customer, purchase_date=PURCHASE)
@@ -221,12 +255,12 @@ def test_the_beat_task_delivered_twice_to_a_real_worker_charges_once(make_plan, 
 
     with business_day(DUES[0]):
         # Two beat processes (or one delivery retried): the task is queued twice before a
-        # worker gets to it, so each customer's task is queued twice too.
+        # worker gets to it, so each chunk is queued twice too.
         runs = [autopay_run_task.delay(), autopay_run_task.delay()]
-        with start_worker(app, pool="solo", perform_ping_check=False, shutdown_timeout=10):
+        with start_worker(app, pool="threads", concurrency=2, perform_ping_check=False, shutdown_timeout=10):
             assert [run.get(timeout=30) for run in runs] == [3, 3]
             assert wait_until(lambda: Payment.objects.filter(status=Payment.Status.SUCCEEDED).count() == 3)
-            time.sleep(0.5)  # the duplicate customer tasks run too
+            time.sleep(0.5)  # the duplicate chunks run too
 
     assert Payment.objects.count() == 3
     assert sorted(Payment.objects.values_list("customer_id", flat=True)) == sorted(c.pk for c in customers)
