@@ -436,13 +436,16 @@ def late_fee_cap(total_amount: Decimal) -> Decimal:
 # A plan's candidates are priced in the order late_fees_charge() takes them (first fees,
 # then second fees, each by sequence): with ``room`` what the cap still allows and ``upto``
 # the running sum of prices, a fee is what its price adds to min(room, upto), so the fee
-# that meets the cap is cut to fit and those after it are not charged.
+# that meets the cap is cut to fit and those after it are not charged. Each fee draws its
+# journal entry's id from the entries' own sequence up front, so fee, entry and postings
+# are written from the same rows with no join back (a join the planner misjudges while
+# the statistics still say nothing is overdue).
 _LATE_FEES_PG_SQL = """
-WITH overdue AS (
+WITH overdue AS MATERIALIZED (
   SELECT i.id, i.plan_id, i.sequence, i.overdue_since, p.customer_id, p.currency, p.total_amount
   FROM bnpl_installment i JOIN bnpl_plan p ON p.id = i.plan_id
   WHERE i.status = 'OVERDUE' AND i.plan_id BETWEEN %(first)s AND %(last)s
-), candidates AS (
+), candidates AS MATERIALIZED (
   SELECT o.*, 'FIRST' AS kind, %(first_fee)s::numeric AS price, 0 AS kind_order FROM overdue o
   WHERE NOT EXISTS (SELECT 1 FROM bnpl_latefee f WHERE f.installment_id = o.id AND f.kind = 'FIRST')
   UNION ALL
@@ -452,32 +455,32 @@ WITH overdue AS (
     AND NOT EXISTS (SELECT 1 FROM bnpl_latefee f WHERE f.installment_id = o.id AND f.kind = 'SECOND')
 ), used AS (
   SELECT plan_id, SUM(amount) AS amount FROM bnpl_latefee
-  WHERE status <> 'WAIVED' AND plan_id IN (SELECT plan_id FROM candidates) GROUP BY plan_id
+  WHERE status <> 'WAIVED' AND plan_id BETWEEN %(first)s AND %(last)s GROUP BY plan_id
 ), priced AS (
   SELECT c.*,
     GREATEST(LEAST(%(cap_amount)s::numeric, floor(c.total_amount * %(cap_percent)s::numeric) / 100)
              - COALESCE(u.amount, 0), 0) AS room,
     SUM(c.price) OVER (PARTITION BY c.plan_id ORDER BY c.kind_order, c.sequence ROWS UNBOUNDED PRECEDING) AS upto
   FROM candidates c LEFT JOIN used u ON u.plan_id = c.plan_id
+), charged AS MATERIALIZED (
+  SELECT id AS installment_id, plan_id, sequence, kind, kind_order, customer_id, currency,
+         LEAST(room, upto) - LEAST(room, upto - price) AS amount,
+         nextval(pg_get_serial_sequence('payments_journalentry', 'id')) AS entry_id
+  FROM priced WHERE LEAST(room, upto) - LEAST(room, upto - price) > 0
 ), fees AS (
   INSERT INTO bnpl_latefee (installment_id, plan_id, kind, amount, amount_paid, status, waived_reason, created_at)
-  SELECT id, plan_id, kind, LEAST(room, upto) - LEAST(room, upto - price), 0, 'DUE', '', %(now)s FROM priced
-  WHERE LEAST(room, upto) - LEAST(room, upto - price) > 0
+  SELECT installment_id, plan_id, kind, amount, 0, 'DUE', '', %(now)s FROM charged
   ORDER BY plan_id, kind_order, sequence
-  RETURNING installment_id, plan_id, kind, amount
 ), entries AS (
-  INSERT INTO payments_journalentry (kind, memo, plan_id, created_at)
-  SELECT %(entry_kind)s, 'Late fee (' || lower(kind) || ') on installment ' || installment_id, plan_id, %(now)s
-  FROM fees
-  RETURNING id, plan_id, memo
+  INSERT INTO payments_journalentry (id, kind, memo, plan_id, created_at)
+  SELECT entry_id, %(entry_kind)s, 'Late fee (' || lower(kind) || ') on installment ' || installment_id, plan_id,
+         %(now)s
+  FROM charged
 )
 INSERT INTO payments_posting (entry_id, account_id, amount, currency, plan_id, party_id)
-SELECT e.id, leg.account_id, leg.sign * f.amount, o.currency, f.plan_id, o.customer_id
-FROM fees f
-JOIN entries e
-  ON e.plan_id = f.plan_id AND e.memo = 'Late fee (' || lower(f.kind) || ') on installment ' || f.installment_id
-JOIN overdue o ON o.id = f.installment_id
-CROSS JOIN (VALUES (%(receivable)s::bigint, 1), (%(fee_income)s::bigint, -1)) AS leg(account_id, sign)
+SELECT c.entry_id, leg.account_id, leg.sign * c.amount, c.currency, c.plan_id, c.customer_id
+FROM charged c CROSS JOIN (VALUES (%(receivable)s::bigint, 1), (%(fee_income)s::bigint, -1)) AS leg(account_id, sign)
+ORDER BY c.entry_id, leg.sign DESC
 """
 
 
