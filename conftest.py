@@ -76,6 +76,15 @@ def client_for(user) -> PiiCheckingClient:
 
 
 @pytest.fixture(autouse=True)
+def _no_token_users_kept():
+    """Each test reads its users afresh: rows a previous test's requests kept (rolled back
+    since) must not answer for this one's."""
+    from accounts.authentication import token_users_forget
+
+    token_users_forget()
+
+
+@pytest.fixture(autouse=True)
 def _sms_outbox():
     from events.sms import LocmemSmsBackend
 

@@ -1,5 +1,9 @@
 """Bearer-token authentication for the API."""
 
+import time
+
+from django.conf import settings
+from django.db.models.signals import post_delete, post_save
 from drf_spectacular.contrib.rest_framework_simplejwt import SimpleJWTScheme
 from rest_framework_simplejwt.authentication import JWTAuthentication
 from rest_framework_simplejwt.exceptions import AuthenticationFailed, InvalidToken
@@ -10,6 +14,10 @@ from accounts.models import User
 # Read on every authenticated request, needed by almost none: two of them are encrypted, so
 # loading them cost a decryption each. A view that does need one reads it on access.
 RARELY_NEEDED = ("password", "passport_number", "webhook_secret")
+FIELDS = tuple(f.attname for f in User._meta.concrete_fields if f.attname not in RARELY_NEEDED)
+
+# user_id -> (expires at, the row's values): this process's recent token users.
+_recent: dict[str, tuple[float, tuple]] = {}
 
 
 class BearerAuthentication(JWTAuthentication):
@@ -22,12 +30,44 @@ class BearerAuthentication(JWTAuthentication):
             user_id = validated_token[api_settings.USER_ID_CLAIM]
         except KeyError as exc:
             raise InvalidToken("Token contained no recognizable user identification") from exc
-        user = User.objects.defer(*RARELY_NEEDED).filter(**{api_settings.USER_ID_FIELD: user_id}).first()
+        user = _token_user(str(user_id))
         if user is None:
             raise AuthenticationFailed("User not found", code="user_not_found")
         if api_settings.CHECK_USER_IS_ACTIVE and not user.is_active:
             raise AuthenticationFailed("User is inactive", code="user_inactive")
         return user
+
+
+def _token_user(user_id: str) -> User | None:
+    """The user a token names: a fresh instance per request, from a row this process read at
+    most ``BNPL_AUTH_USER_CACHE_SECONDS`` ago (0: read every time)."""
+    ttl, now = settings.BNPL_AUTH_USER_CACHE_SECONDS, time.monotonic()
+    recent = _recent.get(user_id) if ttl > 0 else None
+    if recent is None or recent[0] <= now:
+        row = User.objects.filter(**{api_settings.USER_ID_FIELD: user_id}).values_list(*FIELDS).first()
+        if row is None:
+            _recent.pop(user_id, None)
+            return None
+        if ttl > 0:
+            if len(_recent) > 10_000:
+                _recent.clear()  # a bound, not an LRU: refilled within seconds
+            _recent[user_id] = (now + ttl, row)
+        recent = (0, row)
+    return User.from_db("default", FIELDS, recent[1])
+
+
+def token_users_forget() -> None:
+    """Forget every user row this process kept (tests: each starts with a clean process)."""
+    _recent.clear()
+
+
+def _forget(sender, instance, **kwargs) -> None:
+    """A user saved or deleted through this process is read afresh by its next request."""
+    _recent.pop(str(getattr(instance, api_settings.USER_ID_FIELD)), None)
+
+
+post_save.connect(_forget, sender=User, dispatch_uid="bearer-auth-forget-saved")
+post_delete.connect(_forget, sender=User, dispatch_uid="bearer-auth-forget-deleted")
 
 
 class BearerAuthenticationScheme(SimpleJWTScheme):

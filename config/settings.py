@@ -269,6 +269,10 @@ REST_FRAMEWORK = {
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
 }
 
+# How long a process may answer a bearer token from the user row it read last (role,
+# status, active). Money-moving services re-read their parties under lock whatever this
+# says; a deactivated user is refused by every process within this many seconds.
+BNPL_AUTH_USER_CACHE_SECONDS = config("BNPL_AUTH_USER_CACHE_SECONDS", default=5, cast=int)
 SIMPLE_JWT = {
     "ACCESS_TOKEN_LIFETIME": timedelta(minutes=config("JWT_ACCESS_MINUTES", default=15, cast=int)),
     "REFRESH_TOKEN_LIFETIME": timedelta(days=config("JWT_REFRESH_DAYS", default=1, cast=int)),

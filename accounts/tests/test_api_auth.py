@@ -2,7 +2,9 @@ import json
 
 import pytest
 from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
+from accounts.authentication import _token_user
 from accounts.models import User
 from accounts.tests.factories import DEFAULT_PASSWORD, UserFactory
 
@@ -240,3 +242,40 @@ def test_form_encoded_body_is_415(api_client):
 def test_malformed_json_is_400_parse_error(api_client):
     body = assert_problem(api_client.post(REGISTER, data="{oops", content_type="application/json"), 400)
     assert body["code"] == "parse_error"
+
+
+def test_a_token_user_is_read_once_in_a_while_and_afresh_after_a_save(as_user, settings):
+    settings.BNPL_AUTH_USER_CACHE_SECONDS = 60
+    user = UserFactory()
+    client = as_user(user)
+    assert client.get("/api/v1/plans/").status_code == 200  # reads the row
+
+    with CaptureQueriesContext(connection) as queries:
+        assert client.get("/api/v1/plans/").status_code == 200
+    assert not [q for q in queries if 'FROM "accounts_user"' in q["sql"]]
+
+    user.is_active = False
+    user.save()  # this process forgets the row at once
+    assert client.get("/api/v1/plans/").status_code == 401
+
+
+def test_every_request_gets_its_own_user_instance(settings):
+    settings.BNPL_AUTH_USER_CACHE_SECONDS = 60
+    user = UserFactory()
+    first, second = _token_user(user.user_id), _token_user(user.user_id)
+
+    assert first is not second
+    first.role = User.Role.OPERATOR  # a request changing its copy changes no other request's
+    assert second.role == User.Role.CUSTOMER
+    assert _token_user("nobody") is None
+
+
+def test_with_no_cache_a_change_made_behind_the_models_back_is_seen_at_once(as_user, settings):
+    settings.BNPL_AUTH_USER_CACHE_SECONDS = 0
+    user = UserFactory()
+    client = as_user(user)
+    assert client.get("/api/v1/plans/").status_code == 200
+
+    User.objects.filter(pk=user.pk).update(is_active=False)  # no signal: only a fresh read sees it
+
+    assert client.get("/api/v1/plans/").status_code == 401

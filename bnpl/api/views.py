@@ -85,7 +85,7 @@ class PlanViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
         return plan_list_for(viewer=self.request.user)
 
     def retrieve(self, request: Request, pk: str | None = None) -> Response:
-        plan = plan_get_for(viewer=request.user, pk=pk) if str(pk).isdigit() else None
+        plan = plan_get_for(viewer=request.user, pk=int(pk)) if str(pk).isdigit() else None
         if plan is None:
             raise Http404("No such plan.")
         return Response(PlanOut(plan).data)

@@ -5,7 +5,9 @@ import pytest
 
 from accounts.models import User
 from accounts.tests.factories import MerchantFactory, UserFactory
+from bnpl.api.serializers import PlanOut
 from bnpl.models import Plan
+from bnpl.selectors import plan_get_for, plan_list_for
 from payments.models import JournalEntry
 
 pytestmark = pytest.mark.django_db
@@ -207,3 +209,18 @@ def test_bad_body_to_authenticated_posts_is_a_4xx_problem(as_user, operator, pat
     assert 400 <= response.status_code < 500, response.content[:300]
     assert response["Content-Type"].startswith("application/problem+json")
     assert not Plan.objects.exists()
+
+
+def test_the_plan_detail_read_gives_what_the_list_query_gives_in_every_scope(make_plan, as_user):
+    customer, merchant, other_merchant = UserFactory(), MerchantFactory(), MerchantFactory()
+    operator = UserFactory(role=User.Role.OPERATOR)
+    plan = make_plan(customer=customer, merchant=merchant, total="100.01", count=3)
+    as_user(customer).post(f"/api/v1/installments/{plan.installments.get(sequence=1).pk}/pay/", {}, format="json")
+
+    for viewer in (customer, merchant, operator):
+        detail = plan_get_for(viewer=viewer, pk=plan.pk)
+        assert PlanOut(detail).data == PlanOut(plan_list_for(viewer=viewer).get(pk=plan.pk)).data
+        assert as_user(viewer).get(f"/api/v1/plans/{plan.pk}/").json()["amount_paid"] == "33.34"
+    assert plan_get_for(viewer=other_merchant, pk=plan.pk) is None
+    assert plan_get_for(viewer=UserFactory(), pk=plan.pk) is None
+    assert as_user(other_merchant).get(f"/api/v1/plans/{plan.pk}/").status_code == 404
