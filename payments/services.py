@@ -156,7 +156,7 @@ def _reserve(
         raise Overpayment(f"At most {payable} {plan.currency} can be paid here now.", payable=str(payable))
     # Locked after the plan (the lock order): two payments on two plans of one customer
     # must not spend the same credit.
-    customer = User.objects.select_for_update().get(pk=plan.customer_id)
+    customer = User.objects.select_for_update().only("id", "card_token").get(pk=plan.customer_id)
     credit = min(max(credit_available(customer_id=customer.pk, currency=plan.currency), ZERO), amount)
     if credit < amount and not customer.card_token:
         raise NoPaymentMethod()

@@ -8,6 +8,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from accounts.authentication import RARELY_NEEDED
 from accounts.models import User
 from accounts.permissions import HasRole
 from bnpl.selectors import installment_list_for, plan_list_for, plan_scope
@@ -66,7 +67,12 @@ class _PayView(APIView):
         payment = payment_collect(
             plan_id=plan_id, installment_id=installment_id, amount=body.validated_data.get("amount"), payer=request.user
         )
-        payment = Payment.objects.select_related("customer").prefetch_related("allocations").get(pk=payment.pk)
+        payment = (
+            Payment.objects.select_related("customer")
+            .defer(*(f"customer__{name}" for name in RARELY_NEEDED))
+            .prefetch_related("allocations")
+            .get(pk=payment.pk)
+        )
         return Response(PaymentOut(payment).data, status=201)
 
     def target(self, request: Request, pk: int) -> tuple[int, int | None]:
@@ -95,10 +101,10 @@ class InstallmentPayView(_PayView):
     body_class = InstallmentPayIn
 
     def target(self, request: Request, pk: int) -> tuple[int, int | None]:
-        installment = installment_list_for(viewer=request.user).filter(pk=pk).first()
-        if installment is None:
+        found = installment_list_for(viewer=request.user).filter(pk=pk).values_list("plan_id", "pk").first()
+        if found is None:
             raise Http404("No such installment.")
-        return installment.plan_id, installment.pk
+        return found
 
 
 @_pay_schema(
