@@ -3,6 +3,7 @@
 import time
 
 from django.conf import settings
+from django.db import transaction
 from django.db.models.signals import post_delete, post_save
 from drf_spectacular.contrib.rest_framework_simplejwt import SimpleJWTScheme
 from rest_framework_simplejwt.authentication import JWTAuthentication
@@ -62,8 +63,13 @@ def token_users_forget() -> None:
 
 
 def _forget(sender, instance, **kwargs) -> None:
-    """A user saved or deleted through this process is read afresh by its next request."""
-    _recent.pop(str(getattr(instance, api_settings.USER_ID_FIELD)), None)
+    """A user saved or deleted through this process is read afresh by its next request: the
+    row is dropped now, and again once the change commits (a request in another thread may
+    have kept the old row meanwhile). A change by ``QuerySet.update()`` sends no signal: the
+    other processes and it see it within ``BNPL_AUTH_USER_CACHE_SECONDS``."""
+    user_id = str(getattr(instance, api_settings.USER_ID_FIELD))
+    _recent.pop(user_id, None)
+    transaction.on_commit(lambda: _recent.pop(user_id, None), robust=True)
 
 
 post_save.connect(_forget, sender=User, dispatch_uid="bearer-auth-forget-saved")

@@ -109,7 +109,10 @@ def installment_list_for(*, viewer: User) -> QuerySet[Installment]:
 def plan_get_for_update(**lookup) -> Plan:
     """The plan matching ``lookup``, row-locked until the transaction ends (lock the parent first)."""
     # of=("self",): a lookup through a relation must not lock the related rows too.
-    return Plan.objects.select_for_update(of=("self",)).get(**lookup)
+    # no_key: the lock serialises changes to the plan's money, not its key, so the foreign-key
+    # checks of rows pointing at the plan (a sweep chunk's fees and postings, checked when it
+    # commits) do not wait for it, and cannot close a deadlock with the chunk's row locks.
+    return Plan.objects.select_for_update(of=("self",), no_key=True).get(**lookup)
 
 
 # What a customer owes (unpaid installments, late fees due), in one statement. Written out

@@ -74,7 +74,7 @@ def _plan_party(creator: User, given_id: str | None, role: str, field: str, not_
     # What plan creation uses of a party; the rest of the row (encrypted columns too) stays unread.
     party = (
         User.objects.filter(user_id=given_id, role=role, is_active=True)
-        .only("id", "user_id", "role", "status", "credit_limit", "webhook_url")
+        .only("id", "user_id", "role", "status", "credit_limit")
         .first()
     )
     if party is None:
@@ -108,7 +108,7 @@ def plan_create(
     # owes is read after the lock is held, in a statement of its own: a subquery of the locking
     # statement would read the snapshot taken before the wait, missing the plan just committed.
     customer.status, customer.credit_limit = (
-        User.objects.select_for_update().filter(pk=customer.pk).values_list("status", "credit_limit").get()
+        User.objects.select_for_update(no_key=True).filter(pk=customer.pk).values_list("status", "credit_limit").get()
     )
     if customer.status == User.Status.DEBT_USER:
         raise DebtUserForbidden()
@@ -145,12 +145,10 @@ def plan_create(
         memo=f"Plan {plan.pk} originated",
         legs=origination_legs(plan),
     )
-    event_record(
-        merchant_id=merchant.pk,
-        type=Event.Type.PLAN_CREATED,
-        data=plan_event_data(plan, customer),
-        webhook_url=merchant.webhook_url,
-    )
+    # The merchant's webhook URL is read here, not taken from ``merchant``: that row may be the
+    # requester's, kept for a few seconds by the authentication, and an event recorded as
+    # having no endpoint is never delivered.
+    event_record(merchant_id=merchant.pk, type=Event.Type.PLAN_CREATED, data=plan_event_data(plan, customer))
     return plan
 
 
@@ -240,55 +238,66 @@ def overdue_sweep(
 
     The plans are split into id ranges of ``chunk_plans`` (``BNPL_SWEEP_CHUNK_PLANS``), each
     swept set-based in its own transaction (a fixed number of queries whatever its rows).
-    With ``fan_out`` the chunks are published as a Celery group, so more workers finish
-    sooner, and the run is returned at once (``finished_at`` empty); the chunk that ends
-    last updates the customers and closes the run. Otherwise, or when the broker cannot be
-    reached, the chunks run here, one after the other, and the finished run is returned.
+    With ``fan_out`` the chunks are published to the workers as a group of tasks, so more
+    workers finish sooner, and the run is returned at once (``finished_at`` empty); after
+    the last chunk the customers are updated and the run is closed. Otherwise, or when the
+    broker cannot be reached, the chunks run here, one after the other, and the closed run
+    is returned.
 
-    Idempotent, and one run at a time: a sweep started while another is running (started
-    less than ``BNPL_SWEEP_STALE_MINUTES`` ago and not finished) records a skip.
+    One run at a time, and nothing done twice: while a run is open (started less than
+    ``BNPL_SWEEP_STALE_MINUTES`` ago and not closed) a sweep resumes it, sending its chunks
+    not yet done again, instead of starting another; a chunk task that was lost or failed
+    is so taken up by the next sweep. A sweep that finds another one starting records a skip.
     """
     from bnpl.tasks import sweep_chunk_task
 
-    today = today or business_today()
-    late_fees = settings.BNPL_LATE_FEES_ENABLED if late_fees is None else late_fees
-    size = chunk_plans or settings.BNPL_SWEEP_CHUNK_PLANS
     started_at = timezone.now()
     with transaction.atomic():
-        if not _try_lock(SWEEP_LOCK_KEY) or _sweep_running(started_at):
-            logger.info("Overdue sweep skipped: another sweep is running")
+        if not _try_lock(SWEEP_LOCK_KEY):
+            logger.info("Overdue sweep skipped: another sweep is starting")
             return SweepRun.objects.create(
-                business_date=today, started_at=started_at, finished_at=started_at, skipped=True
+                business_date=today or business_today(), started_at=started_at, finished_at=started_at, skipped=True
             )
-        run = SweepRun.objects.create(business_date=today, started_at=started_at, late_fees=late_fees)
-        bounds = Plan.objects.aggregate(first=Min("id"), last=Max("id"))
-        chunks = SweepChunk.objects.bulk_create(
-            SweepChunk(run=run, first_plan_id=first, last_plan_id=min(first + size - 1, bounds["last"]))
-            for first in (range(bounds["first"], bounds["last"] + 1, size) if bounds["first"] is not None else ())
+        run = _sweep_open(started_at) or _sweep_start(
+            today=today or business_today(),
+            late_fees=settings.BNPL_LATE_FEES_ENABLED if late_fees is None else late_fees,
+            size=chunk_plans or settings.BNPL_SWEEP_CHUNK_PLANS,
+            started_at=started_at,
         )
-        run.chunks_total = len(chunks)
-        run.save(update_fields=["chunks_total"])
+        chunks = list(run.chunks.filter(done_at__isnull=True).values_list("pk", flat=True))
     if not chunks:
-        with transaction.atomic():
-            _sweep_finish(SweepRun.objects.select_for_update().get(pk=run.pk))
-    elif not (fan_out and enqueue_many(sweep_chunk_task, [(chunk.pk,) for chunk in chunks])):
+        _sweep_close(run.pk)  # no plans, or every chunk done and the closing lost
+    elif not (fan_out and enqueue_many(sweep_chunk_task, [(chunk,) for chunk in chunks])):
         for chunk in chunks:
-            sweep_chunk(chunk_id=chunk.pk)
+            sweep_chunk(chunk_id=chunk)
     run.refresh_from_db()
     return run
 
 
-def _sweep_running(now) -> bool:
-    """Whether a sweep started recently is still running (a stale one is left to be redone)."""
+def _sweep_open(now) -> SweepRun | None:
+    """The run still open, if it started recently (a stale one is left, and the work redone)."""
     since = now - timedelta(minutes=settings.BNPL_SWEEP_STALE_MINUTES)
-    return SweepRun.objects.filter(skipped=False, finished_at__isnull=True, started_at__gte=since).exists()
+    return SweepRun.objects.filter(skipped=False, finished_at__isnull=True, started_at__gte=since).first()
+
+
+def _sweep_start(*, today: date, late_fees: bool, size: int, started_at) -> SweepRun:
+    """A new run with its chunks: every plan, in id ranges of ``size``."""
+    run = SweepRun.objects.create(business_date=today, started_at=started_at, late_fees=late_fees)
+    bounds = Plan.objects.aggregate(first=Min("id"), last=Max("id"))
+    firsts = range(bounds["first"], bounds["last"] + 1, size) if bounds["first"] is not None else ()
+    SweepChunk.objects.bulk_create(
+        SweepChunk(run=run, first_plan_id=first, last_plan_id=min(first + size - 1, bounds["last"])) for first in firsts
+    )
+    run.chunks_total = len(firsts)
+    run.save(update_fields=["chunks_total"])
+    return run
 
 
 def sweep_chunk(*, chunk_id: int) -> bool:
     """Sweep one chunk's plans: mark their past-due installments OVERDUE (with an event each)
-    and charge their late fees, in one transaction. The chunk that ends last also updates
-    the customers and closes the run. False when the chunk was done already, or is being
-    done by another worker (a redelivered task does nothing twice)."""
+    and charge their late fees, in one transaction; after the run's last chunk, update the
+    customers and close the run. False when the chunk was done already, or is being done by
+    another worker (a redelivered task does nothing twice)."""
     with transaction.atomic():
         # of=("self",): lock the chunk only; its run's row is shared by every chunk.
         chunk = (
@@ -307,14 +316,25 @@ def sweep_chunk(*, chunk_id: int) -> bool:
         chunk.done_at = now
         chunk.save(update_fields=["installments_marked_overdue", "late_fees_created", "done_at"])
         # The run's row is the meeting point: chunks ending together take turns here, so
-        # the last one sees every other chunk done and closes the run, exactly once.
+        # exactly one of them sees every other chunk done.
         run = SweepRun.objects.select_for_update().get(pk=run.pk)
         run.installments_marked_overdue += chunk.installments_marked_overdue
         run.late_fees_created += chunk.late_fees_created
         run.save(update_fields=["installments_marked_overdue", "late_fees_created"])
-        if not run.chunks.filter(done_at__isnull=True).exists():
-            _sweep_finish(run)
+        last = not run.chunks.filter(done_at__isnull=True).exists()
+    if last:
+        # In a transaction of its own: the customers' rows are not locked while this chunk's
+        # installments still are (a payment holding a customer waits on an installment).
+        _sweep_close(run.pk)
     return True
+
+
+def _sweep_close(run_id: int) -> None:
+    """After the run's last chunk: update the customers and close the run, once."""
+    with transaction.atomic():
+        run = SweepRun.objects.select_for_update().get(pk=run_id)
+        if run.finished_at is None and not run.chunks.filter(done_at__isnull=True).exists():
+            _sweep_finish(run)
 
 
 def _sweep_finish(run: SweepRun) -> None:

@@ -1,7 +1,7 @@
 """Celery tasks: thin wrappers around bnpl services, queued by beat."""
 
 from celery import shared_task
-from django.db import OperationalError
+from django.db import IntegrityError, OperationalError
 
 
 @shared_task(bind=True, acks_late=True, autoretry_for=(OperationalError,), retry_backoff=True, max_retries=5)
@@ -14,7 +14,12 @@ def overdue_sweep_task(self) -> dict:
     return {"sweep_run_id": run.pk, "skipped": run.skipped, "chunks": run.chunks_total}
 
 
-@shared_task(bind=True, acks_late=True, autoretry_for=(OperationalError,), retry_backoff=True, max_retries=5)
+# IntegrityError too: two runs overlapping on a plan (a stale run's chunk redelivered late)
+# may both charge one fee; the unique constraint refuses the second, and its retry finds
+# the fee there and charges nothing.
+@shared_task(
+    bind=True, acks_late=True, autoretry_for=(OperationalError, IntegrityError), retry_backoff=True, max_retries=5
+)
 def sweep_chunk_task(self, chunk_id: int) -> bool:
     """Sweep one chunk of plans; a chunk already done (a redelivery) is left alone."""
     from bnpl.services import sweep_chunk

@@ -23,21 +23,23 @@ class BrokerUnavailable(RuntimeError):
 
 
 def enqueue_many(task, calls: list[tuple]) -> bool:
-    """Publish ``task(*args)`` for every ``args`` in ``calls`` as one Celery group, over one
-    connection (a fan-out: idle workers take the next task); False when the broker cannot be
-    reached (or in eager mode), as ``enqueue``."""
-    from celery import group
+    """Publish ``task(*args)`` for every ``args`` in ``calls`` over one connection: a group of
+    independent tasks that idle workers take one by one (a fan-out). False when the broker
+    cannot be reached (or in eager mode), as ``enqueue``.
+
+    Not through ``celery.group``: applying a group subscribes to each member's result in the
+    Redis backend, subscriptions a worker (where the sweep and autopay publish) never reads
+    and never drops. Nothing here waits for the members' results.
+    """
     from kombu.exceptions import OperationalError as BrokerError
 
     if app.conf.task_always_eager:
         return False
-    if not calls:
-        return True
     try:
         with app.connection_for_write() as connection:
-            group(task.s(*args) for args in calls).apply_async(
-                producer=connection.Producer(), retry=True, retry_policy=_RETRY_POLICY
-            )
+            producer = connection.Producer()
+            for args in calls:
+                task.apply_async(args, producer=producer, retry=True, retry_policy=_RETRY_POLICY)
     except (BrokerError, OSError):
         return False
     return True

@@ -39,15 +39,11 @@ RELAY_GRACE_SECONDS = 30
 RELAY_LEASE_SECONDS = 15 * 60
 
 
-def event_record(*, merchant_id: int, type: str, data: dict, webhook_url: str | None = None) -> Event:
+def event_record(*, merchant_id: int, type: str, data: dict) -> Event:
     """Store one event in the caller's transaction; its delivery is queued once that commits
-    (a merchant without a webhook URL has nothing to deliver: the event is only kept).
-    ``webhook_url`` is the merchant's, when the caller has its row at hand (saves a read)."""
+    (a merchant without a webhook URL has nothing to deliver: the event is only kept)."""
     now = timezone.now()
-    if webhook_url is None:
-        has_endpoint = User.objects.filter(pk=merchant_id).exclude(webhook_url="").exists()
-    else:
-        has_endpoint = bool(webhook_url)
+    has_endpoint = User.objects.filter(pk=merchant_id).exclude(webhook_url="").exists()
     event = Event.objects.create(
         merchant_id=merchant_id,
         type=type,

@@ -14,6 +14,7 @@ import logging
 from datetime import date, timedelta
 
 from django.conf import settings
+from django.db import InterfaceError, OperationalError
 from django.db.models import F
 
 from accounts.models import User
@@ -84,6 +85,8 @@ def autopay_chunk(*, first: int, last: int, today: date) -> dict[str, int]:
         try:
             for outcome, number in autopay_customer(customer_id=customer_id, today=today).items():
                 counts[outcome] += number
+        except (OperationalError, InterfaceError):
+            raise  # the database, not this customer: the task is retried (today's keys charge nothing twice)
         except Exception:
             logger.exception("Autopay failed for customer %s", customer_id)
             counts["errors"] += 1

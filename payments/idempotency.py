@@ -118,15 +118,17 @@ def idempotent(handler=None, *, atomic: bool = False):
         if not key.strip() or len(key) > MAX_KEY_LENGTH:
             raise FieldInvalid(HEADER, f"Use 1 to {MAX_KEY_LENGTH} characters.")
         if not atomic:
-            return _run_once(handler, view, request, key, args, kwargs)
+            return _run_once(handler, view, request, key, args, kwargs, atomic=False)
         with transaction.atomic():
-            return _run_once(handler, view, request, key, args, kwargs)
+            return _run_once(handler, view, request, key, args, kwargs, atomic=True)
 
     return wrapper
 
 
-def _run_once(handler, view, request, key: str, args, kwargs):
-    """Claim the key, run the handler once and store its answer (or forget the key)."""
+def _run_once(handler, view, request, key: str, args, kwargs, *, atomic: bool):
+    """Claim the key, run the handler once and store its answer (or forget the key: in one
+    transaction by rolling it all back, which works even when the database refused a
+    statement; else by deleting the claim)."""
     claimed = _claim(request, key, request_fingerprint(request))
     if isinstance(claimed, HttpResponse):
         return claimed
@@ -138,10 +140,14 @@ def _run_once(handler, view, request, key: str, args, kwargs):
         try:
             response = view.handle_exception(exc)  # the problem document the client gets
         except Exception:
-            IdempotencyKey.objects.filter(pk=claimed.pk).delete()  # a 500: nothing was done
+            if not atomic:
+                IdempotencyKey.objects.filter(pk=claimed.pk).delete()  # a 500: nothing was done
             raise
     if response.status_code in NOT_STORED or (response.status_code >= 500 and not final):
-        IdempotencyKey.objects.filter(pk=claimed.pk).delete()
+        if atomic:
+            transaction.set_rollback(True)
+        else:
+            IdempotencyKey.objects.filter(pk=claimed.pk).delete()
         return response
     body = JSONRenderer().render(response.data).decode()  # what the client receives, byte for byte
     IdempotencyKey.objects.filter(pk=claimed.pk).update(

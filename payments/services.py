@@ -156,7 +156,7 @@ def _reserve(
         raise Overpayment(f"At most {payable} {plan.currency} can be paid here now.", payable=str(payable))
     # Locked after the plan (the lock order): two payments on two plans of one customer
     # must not spend the same credit.
-    customer = User.objects.select_for_update().only("id", "card_token").get(pk=plan.customer_id)
+    customer = User.objects.select_for_update(no_key=True).only("id", "card_token").get(pk=plan.customer_id)
     credit = min(max(credit_available(customer_id=customer.pk, currency=plan.currency), ZERO), amount)
     if credit < amount and not customer.card_token:
         raise NoPaymentMethod()
@@ -197,7 +197,7 @@ def _settle(*, payment_id: int, result: ChargeResult) -> Payment:
     if payment.credit_amount:
         # Spending credit: the customer's row, as in _reserve, so that no reservation reads
         # the balance and the claims halfway through this change.
-        User.objects.select_for_update().filter(pk=payment.customer_id).values_list("pk").get()
+        User.objects.select_for_update(no_key=True).filter(pk=payment.customer_id).values_list("pk").get()
     if payment.status != Payment.Status.PENDING:
         return payment
     now = timezone.now()

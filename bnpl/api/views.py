@@ -85,7 +85,13 @@ class PlanViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
         return plan_list_for(viewer=self.request.user)
 
     def retrieve(self, request: Request, pk: str | None = None) -> Response:
-        plan = plan_get_for(viewer=request.user, pk=int(pk)) if str(pk).isdigit() else None
+        number = str(pk)
+        # ASCII digits of a bigint only: "²" is a digit to str.isdigit, and ids have at most 18 digits.
+        plan = (
+            plan_get_for(viewer=request.user, pk=int(number))
+            if number.isascii() and number.isdigit() and len(number) < 19
+            else None
+        )
         if plan is None:
             raise Http404("No such plan.")
         return Response(PlanOut(plan).data)

@@ -224,3 +224,8 @@ def test_the_plan_detail_read_gives_what_the_list_query_gives_in_every_scope(mak
     assert plan_get_for(viewer=other_merchant, pk=plan.pk) is None
     assert plan_get_for(viewer=UserFactory(), pk=plan.pk) is None
     assert as_user(other_merchant).get(f"/api/v1/plans/{plan.pk}/").status_code == 404
+
+
+@pytest.mark.parametrize("pk", ["²", "1²", "9" * 30, "abc"])
+def test_a_plan_id_that_is_no_id_is_a_404(as_user, pk):
+    assert as_user(UserFactory(role=User.Role.OPERATOR)).get(f"/api/v1/plans/{pk}/").status_code == 404

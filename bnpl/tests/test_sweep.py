@@ -200,18 +200,37 @@ def test_a_chunk_done_twice_changes_nothing_the_second_time(make_plan):
     assert LateFee.objects.count() == 1
 
 
-def test_a_running_sweep_makes_the_next_one_skip_until_it_is_stale(make_plan, settings):
-    make_plan(purchase_date=TODAY - timedelta(days=40))
+def test_a_sweep_resumes_the_open_run_and_leaves_a_stale_one(make_plan, settings):
+    plan = make_plan(purchase_date=TODAY - timedelta(days=40))
     started = timezone.now()
-    running = SweepRun.objects.create(business_date=TODAY, started_at=started, chunks_total=1)
+    # A run whose chunk task was lost: open, its chunk not done.
+    lost = SweepRun.objects.create(business_date=TODAY, started_at=started, chunks_total=1)
+    lost.chunks.create(first_plan_id=plan.pk, last_plan_id=plan.pk)
 
-    assert overdue_sweep(today=TODAY).skipped
-
-    running.started_at = started - timedelta(minutes=settings.BNPL_SWEEP_STALE_MINUTES + 1)
-    running.save()
     run = overdue_sweep(today=TODAY)
-    assert not run.skipped
-    assert run.installments_marked_overdue == 1
+
+    assert run.pk == lost.pk
+    assert run.finished_at is not None
+    assert (run.installments_marked_overdue, run.customers_marked_debt) == (1, 1)
+
+    stale = SweepRun.objects.create(
+        business_date=TODAY, started_at=started - timedelta(minutes=settings.BNPL_SWEEP_STALE_MINUTES + 1)
+    )
+    again = overdue_sweep(today=TODAY)
+    assert again.pk not in (lost.pk, stale.pk)
+    assert again.finished_at is not None
+    assert again.installments_marked_overdue == 0  # done already: nothing twice
+
+
+def test_a_run_whose_closing_was_lost_is_closed_by_the_next_sweep(make_plan):
+    make_plan(purchase_date=TODAY - timedelta(days=40))
+    run = SweepRun.objects.create(business_date=TODAY, started_at=timezone.now(), chunks_total=1)
+    run.chunks.create(first_plan_id=1, last_plan_id=1, done_at=timezone.now())
+
+    closed = overdue_sweep(today=TODAY)
+
+    assert closed.pk == run.pk
+    assert closed.finished_at is not None
 
 
 def test_a_sweep_with_no_plans_finishes_at_once():

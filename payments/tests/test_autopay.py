@@ -8,7 +8,7 @@ from decimal import Decimal
 import pytest
 import time_machine
 from celery.contrib.testing.worker import start_worker
-from django.db import connections
+from django.db import OperationalError, connections
 from django.utils import timezone
 
 from accounts.models import User
@@ -265,3 +265,16 @@ def test_the_beat_task_delivered_twice_to_real_workers_charges_once(make_plan, g
     assert Payment.objects.count() == 3
     assert sorted(Payment.objects.values_list("customer_id", flat=True)) == sorted(c.pk for c in customers)
     assert len(gateway) == 3
+
+
+@pytest.mark.django_db
+def test_a_database_failure_fails_the_whole_chunk_so_that_it_is_retried(make_plan, gateway, monkeypatch):
+    customer = UserFactory()
+    make_plan(customer=customer, purchase_date=PURCHASE)
+
+    def database_gone(**kwargs):
+        raise OperationalError("server closed the connection unexpectedly")
+
+    monkeypatch.setattr("payments.autopay.autopay_customer", database_gone)
+    with pytest.raises(OperationalError):
+        autopay_chunk(first=customer.pk, last=customer.pk, today=DUES[0])
