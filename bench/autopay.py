@@ -11,7 +11,7 @@ has no webhook URL (events end as NO_ENDPOINT, no HTTP). Then, for each worker c
 - re-creates ``bnpl_bench_autopay`` as a copy of the seed (the ledger is append-only, so a
   copy is the reset) and empties the benchmark's Redis database (queue and results);
 - starts ``celery worker --pool=prefork --concurrency=N`` on them and waits for its answer;
-- times from ``autopay_run`` (chunks of customers published as a Celery group) until
+- times from ``autopay_run`` (chunks of customers published as a group of tasks) until
   every installment is PAID (polled in the database), and on until the queue is drained:
   nothing queued or in flight (unacked), so the follow-up tasks the charges publish, if
   any (event delivery, notifications), are done too;
@@ -46,23 +46,29 @@ PROGRESS_SECONDS = 60
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=100_000, help="installments to charge (one customer each)")
-    parser.add_argument("--workers", default="1,2", help="worker process counts to compare, in this order")
-    parser.add_argument(
-        "--database-url",
-        default=os.environ.get("BENCH_AUTOPAY_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/bnpl_bench_autopay"),
-        help="a PostgreSQL database the benchmark may drop and create (and NAME_seed next to it)",
-    )
-    parser.add_argument(
-        "--redis-url",
-        default=os.environ.get("BENCH_AUTOPAY_REDIS_URL", "redis://127.0.0.1:6379/5"),
-        help="a Redis database of the benchmark's own: it is flushed before every run",
-    )
+    add_run_arguments(parser, "AUTOPAY", "bnpl_bench_autopay", redis_db=5)
     parser.add_argument("--stall-seconds", type=float, default=180, help="give up when nothing moves this long")
     args = parser.parse_args()
     args.workers = [int(n) for n in args.workers.split(",") if n.strip()]
     if args.rows < 1 or not args.workers or min(args.workers) < 1:
         parser.error("--rows and every --workers count must be positive")
     return args
+
+
+def add_run_arguments(parser: argparse.ArgumentParser, name: str, database: str, *, redis_db: int) -> None:
+    """``--workers``, ``--database-url`` and ``--redis-url`` of a benchmark with real workers
+    (defaults from ``BENCH_<name>_DATABASE_URL`` and ``BENCH_<name>_REDIS_URL``)."""
+    parser.add_argument("--workers", default="1,2", help="worker process counts to compare, in this order")
+    parser.add_argument(
+        "--database-url",
+        default=os.environ.get(f"BENCH_{name}_DATABASE_URL", f"postgres://postgres@127.0.0.1:5432/{database}"),
+        help="a PostgreSQL database the benchmark may drop and create (and NAME_seed next to it)",
+    )
+    parser.add_argument(
+        "--redis-url",
+        default=os.environ.get(f"BENCH_{name}_REDIS_URL", f"redis://127.0.0.1:6379/{redis_db}"),
+        help="a Redis database of the benchmark's own: it is flushed before every run",
+    )
 
 
 def database_name(url: str) -> str:
@@ -153,6 +159,10 @@ SELECT p.id, p.customer_id, d.sequence, %(amount)s, 0.00, d.due_date, 'UPCOMING'
 FROM bnpl_plan p CROSS JOIN unnest(%(dues)s::date[]) WITH ORDINALITY AS d(due_date, sequence)
 ORDER BY p.id, d.sequence;
 
+"""
+# Each plan's origination entry, as bnpl.services.origination_legs posts it (the customer
+# owes the total, the merchant is owed it): appended to the seeds of the benchmarks.
+ORIGINATION_SQL = """
 INSERT INTO payments_journalentry (kind, memo, plan_id, created_at)
 SELECT %(kind)s, 'Plan ' || p.id || ' originated', p.id, now() FROM bnpl_plan p ORDER BY p.id;
 
@@ -185,7 +195,7 @@ def seed(customers: int, today) -> None:
         ledger_accounts()
         with connection.cursor() as cursor:
             cursor.execute(
-                SEED_SQL,
+                SEED_SQL + ORIGINATION_SQL,
                 {
                     "customers": customers,
                     "total": TOTAL,

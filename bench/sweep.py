@@ -9,7 +9,7 @@ then, one measurement after the other in one go, each on a fresh copy of the see
 - **bare UPDATE**: one ``UPDATE … SET status = 'OVERDUE'`` of exactly the past-due rows,
   nothing else (no events, no fees, no customers): the floor of the sweep's work;
 - **the sweep** with each worker count in ``--workers``: ``overdue_sweep(fan_out=True,
-  late_fees=True)`` publishes the chunks of ``--chunk-plans`` plans as a Celery group to
+  late_fees=True)`` publishes the chunks of ``--chunk-plans`` plans, a task each, to
   ``celery worker --pool=prefork --concurrency=N``, timed until the run is closed by its
   last chunk (every installment marked, with its event, first late fee and ledger entry,
   every customer marked DEBT_USER). The outcome is checked: counts, no fee twice, ledger;
@@ -25,7 +25,6 @@ exits 1 if a check fails.
 """
 
 import argparse
-import os
 import sys
 import tempfile
 import time
@@ -35,6 +34,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.autopay import (  # noqa: E402
+    ORIGINATION_SQL,
+    add_run_arguments,
     admin,
     close_connections,
     copy_seed,
@@ -58,19 +59,9 @@ POLL_SECONDS = 0.2
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=1_000_000, help="installments to create (multiple of 4)")
-    parser.add_argument("--workers", default="1,2", help="worker process counts to compare, in this order")
     parser.add_argument("--chunk-plans", type=int, default=10_000, help="plans per sweep chunk (one task each)")
     parser.add_argument("--sample", type=int, default=10_000, help="past-due rows the naive loop is timed on")
-    parser.add_argument(
-        "--database-url",
-        default=os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/bnpl_bench"),
-        help="a PostgreSQL database the benchmark may drop and create (and NAME_seed next to it)",
-    )
-    parser.add_argument(
-        "--redis-url",
-        default=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/6"),
-        help="a Redis database of the benchmark's own: it is flushed before every run",
-    )
+    add_run_arguments(parser, "SWEEP", "bnpl_bench", redis_db=6)
     parser.add_argument("--timeout", type=float, default=1800, help="give up on a sweep after this many seconds")
     args = parser.parse_args()
     args.rows -= args.rows % 4
@@ -102,16 +93,6 @@ SELECT p.id, p.customer_id, s, 100.00, 0.00,
        'UPCOMING', now(), now()
 FROM bnpl_plan p CROSS JOIN generate_series(1, 4) AS s;
 
--- Each plan's origination entry, as bnpl.services.origination_legs posts it.
-INSERT INTO payments_journalentry (kind, memo, plan_id, created_at)
-SELECT %(kind)s, 'Plan ' || p.id || ' originated', p.id, now() FROM bnpl_plan p ORDER BY p.id;
-
-INSERT INTO payments_posting (entry_id, account_id, amount, currency, plan_id, party_id)
-SELECT e.id, a.id, CASE WHEN a.code = %(receivable)s THEN p.total_amount ELSE -p.total_amount END, p.currency,
-       p.id, CASE WHEN a.code = %(receivable)s THEN p.customer_id ELSE p.merchant_id END
-FROM payments_journalentry e JOIN bnpl_plan p ON p.id = e.plan_id
-CROSS JOIN payments_ledgeraccount a WHERE a.code IN (%(receivable)s, %(payable)s)
-ORDER BY e.id, a.code;
 """
 
 
@@ -128,7 +109,7 @@ def seed(rows: int, today) -> None:
         ledger_accounts()
         with connection.cursor() as cursor:
             cursor.execute(
-                SEED_SQL,
+                SEED_SQL + ORIGINATION_SQL,
                 {
                     "customers": customers,
                     "plans": plans,
@@ -318,7 +299,7 @@ def main() -> None:
     for workers, r in sweeps.items():
         chunks = r["run"].chunks_total
         print(
-            f"| sweep: {chunks} chunks as a Celery group, {workers} worker process(es) | {r['seconds']:.3f} "
+            f"| sweep: {chunks} chunk tasks, {workers} worker process(es) | {r['seconds']:.3f} "
             f"| {r['seconds'] / bare_s:.2f}x | {naive_all / r['seconds']:.0f}x |"
         )
     print(

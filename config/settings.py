@@ -195,8 +195,8 @@ BNPL_GRACE_DAYS = config("BNPL_GRACE_DAYS", default=0, cast=int)
 BNPL_OVERDUE_SWEEP_MINUTES = config("BNPL_OVERDUE_SWEEP_MINUTES", default=5, cast=int)
 # The sweep's share of work per task: plans per chunk (workers sweep chunks side by side).
 BNPL_SWEEP_CHUNK_PLANS = config("BNPL_SWEEP_CHUNK_PLANS", default=10_000, cast=int)
-# A run not finished after this long is taken as lost (a chunk's task gone): the next sweep
-# starts over (every step is idempotent).
+# A sweep resumes an open run (its chunks not done) younger than this; an older one is taken
+# as stuck, left, and a new run started (every step is idempotent).
 BNPL_SWEEP_STALE_MINUTES = config("BNPL_SWEEP_STALE_MINUTES", default=30, cast=int)
 BNPL_DUE_SOON_DAYS = config("BNPL_DUE_SOON_DAYS", default=3, cast=int)
 # Late fees (Afterpay's policy when on): a first fee when an installment turns overdue, a

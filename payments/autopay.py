@@ -2,7 +2,7 @@
 
 A daily beat task finds, in one query, the customers with something due today (or due on
 a retry day: +1 and +3 days by default) and fans them out to the workers as chunks of
-customer ids (a Celery group). Each charge
+customer ids (a group of tasks). Each charge
 goes through the same payment service as a manual payment, with a gateway key derived from
 the installment and the business day: whoever runs it, however often, one installment is
 charged at most once a day (the key is unique, and a payment found under it is the
@@ -53,7 +53,7 @@ def autopay_customers_due(*, today: date, first: int | None = None, last: int | 
 
 
 def autopay_run(*, today: date | None = None, chunk_customers: int | None = None) -> int:
-    """Queue the customers with something due as chunks of ids (a Celery group: more workers
+    """Queue the customers with something due as chunks of ids (a group of tasks: more workers
     finish sooner); returns how many customers there are. Without a broker (eager mode) the
     chunks run here."""
     from payments.tasks import autopay_chunk_task

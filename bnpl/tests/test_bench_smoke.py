@@ -34,8 +34,8 @@ def test_bench_sweep_runs_with_one_and_two_workers_beside_the_bare_update_and_th
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "past due: 400 installments (10.0%)" in result.stdout
     assert "| one bare set-based UPDATE of the past-due rows |" in result.stdout
-    assert "| sweep: 4 chunks as a Celery group, 1 worker process(es) |" in result.stdout
-    assert "| sweep: 4 chunks as a Celery group, 2 worker process(es) |" in result.stdout
+    assert "| sweep: 4 chunk tasks, 1 worker process(es) |" in result.stdout
+    assert "| sweep: 4 chunk tasks, 2 worker process(es) |" in result.stdout
     assert "naive per-row loop, autocommit (50-row sample" in result.stdout
     assert "ratio 2 workers / 1:" in result.stdout
     assert "all checks passed" in result.stdout
