@@ -12,6 +12,7 @@ from bnpl.errors import CreditLimitExceeded
 from bnpl.models import Installment, LateFee, Plan
 from bnpl.services import overdue_sweep, plan_create
 from conftest import client_for
+from payments.checks import ledger_check
 from payments.models import IdempotencyKey
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
@@ -100,3 +101,26 @@ def test_a_refused_plan_stores_its_answer_and_leaves_nothing_else():
     assert again["Idempotent-Replayed"] == "true"
     assert IdempotencyKey.objects.get(key="order-10").response_status == 422
     assert Plan.objects.count() == 0
+
+
+def test_a_sweep_and_payments_on_the_same_plans_at_once_neither_deadlock_nor_double(make_plan):
+    """Chunks mark and charge fees while payments settle on the same plans: the plan and
+    customer locks (no key) never wait on a chunk's foreign-key checks, and the customers
+    are updated after the chunks, so nothing deadlocks and the books balance."""
+    plans = [make_plan(purchase_date=TODAY - timedelta(days=70)) for _ in range(8)]  # two past due each
+    targets = [(p.customer, p.installments.get(sequence=1).pk) for p in plans]
+
+    def work(index: int):
+        if index == 0:
+            return overdue_sweep(today=TODAY, late_fees=True, chunk_plans=2)
+        customer, installment_id = targets[index - 1]
+        return client_for(customer).post(f"/api/v1/installments/{installment_id}/pay/", {}, format="json")
+
+    results = run_at_once(len(targets) + 1, work)
+
+    assert [r for r in results if isinstance(r, Exception)] == []
+    assert results[0].finished_at is not None
+    assert sorted({r.status_code for r in results[1:]}) == [201]
+    assert Installment.objects.filter(sequence=1, status=Installment.Status.PAID).count() == len(plans)
+    assert Installment.objects.filter(sequence=2, status=Installment.Status.OVERDUE).count() == len(plans)
+    assert ledger_check(record=False).ok
