@@ -350,7 +350,7 @@ def measure(target: int, today, redis_url: str, stall_seconds: float) -> dict:
     started = time.perf_counter()
     published = autopay_run(today=today)
     publish_s = time.perf_counter() - started
-    print(f"  published {published:,} tasks in {publish_s:.1f} s", flush=True)
+    print(f"  published {published:,} customers (in chunk tasks) in {publish_s:.1f} s", flush=True)
 
     def all_paid() -> tuple[bool, int]:
         paid = scalar(paid_sql)
@@ -384,7 +384,7 @@ def checks(target: int, published: int) -> dict[str, tuple[object, object]]:
     from payments.checks import ledger_check
 
     expected = {"installments PAID": target, "payments SUCCEEDED": target}
-    found = {"tasks published": (published, target)}
+    found = {"customers published": (published, target)}
     for label, sql in CHECKS_SQL.items():
         found[label] = (scalar(sql), expected.get(label, 0))
     report = ledger_check(record=False)
