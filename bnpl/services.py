@@ -7,7 +7,7 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import DecimalField, Exists, ExpressionWrapper, F, Max, Min, OuterRef, Sum
+from django.db.models import Exists, F, Max, Min, OuterRef, Sum
 from django.utils import timezone
 
 from accounts.models import User
@@ -34,15 +34,9 @@ from payments.models import JournalEntry
 
 logger = logging.getLogger(__name__)
 
-
-_MONEY = DecimalField(max_digits=14, decimal_places=2)
 # Keys for pg_try_advisory_xact_lock: one job of each kind at a time across all workers.
 SWEEP_LOCK_KEY = 0x424E504C01
 REMINDERS_LOCK_KEY = 0x424E504C02
-
-
-def _remaining():
-    return ExpressionWrapper(F("amount_due") - F("amount_paid"), output_field=_MONEY)
 
 
 def customer_outstanding(*, customer_id: int) -> Decimal:
