@@ -5,6 +5,7 @@
   formatter) is checked for unmasked PII.
 """
 
+import contextlib
 import logging
 import os
 import re
@@ -167,6 +168,27 @@ def database_down():
     yield
     connection.close()
     connection.settings_dict["PORT"] = port
+
+
+@contextlib.contextmanager
+def broker_unreachable():
+    """Within the block, publishing finds no broker (a port where nothing listens): the
+    process's pooled publishing connection is dropped on the way in and on the way out."""
+    from config.celery import app
+
+    def reset() -> None:
+        # Dropped, not closed: kombu keeps the pools by broker URL and hands them out again.
+        app.amqp._producer_pool = None
+        app._pool = None
+
+    previous = app.conf.broker_write_url
+    app.conf.broker_write_url = "redis://127.0.0.1:1/0"
+    reset()
+    try:
+        yield
+    finally:
+        app.conf.broker_write_url = previous
+        reset()
 
 
 def wait_until(predicate, seconds: float = 30) -> bool:

@@ -22,10 +22,13 @@ class BrokerUnavailable(RuntimeError):
     """The broker could not take what had to be published."""
 
 
-def enqueue_many(task, calls: list[tuple]) -> bool:
+def enqueue_many(task, calls: list[tuple], *, countdown: float | None = None) -> bool:
     """Publish ``task(*args)`` for every ``args`` in ``calls`` over one connection: a group of
     independent tasks that idle workers take one by one (a fan-out). False when the broker
     cannot be reached (or in eager mode), as ``enqueue``.
+
+    The connection is the process's pooled one (``broker_pool_limit``): opening a new one
+    per publish cost several times the publish itself, on every request that queues work.
 
     Not through ``celery.group``: applying a group subscribes to each member's result in the
     Redis backend, subscriptions a worker (where the sweep and autopay publish) never reads
@@ -36,10 +39,9 @@ def enqueue_many(task, calls: list[tuple]) -> bool:
     if app.conf.task_always_eager:
         return False
     try:
-        with app.connection_for_write() as connection:
-            producer = connection.Producer()
+        with app.producer_or_acquire() as producer:
             for args in calls:
-                task.apply_async(args, producer=producer, retry=True, retry_policy=_RETRY_POLICY)
+                task.apply_async(args, countdown=countdown, producer=producer, retry=True, retry_policy=_RETRY_POLICY)
     except (BrokerError, OSError):
         return False
     return True
@@ -51,23 +53,8 @@ _RETRY_POLICY = {"max_retries": 1, "interval_start": 0, "interval_step": 0.2, "i
 def enqueue(task, *args, countdown: float | None = None) -> bool:
     """Publish ``task(*args)`` for a worker; False when the broker cannot be reached.
 
-    Publishes through a write connection with one quick retry, so a request never hangs on
-    a dead broker; the caller decides what to do instead (run it now, or leave it to a relay).
-    In eager mode nothing is published and the answer is False.
+    Publishes with one quick retry, so a request never hangs on a dead broker; the caller
+    decides what to do instead (run it now, or leave it to a relay). In eager mode nothing
+    is published and the answer is False.
     """
-    from kombu.exceptions import OperationalError as BrokerError
-
-    if app.conf.task_always_eager:
-        return False
-    try:
-        with app.connection_for_write() as connection:
-            task.apply_async(
-                args,
-                countdown=countdown,
-                connection=connection,
-                retry=True,
-                retry_policy=_RETRY_POLICY,
-            )
-    except (BrokerError, OSError):
-        return False
-    return True
+    return enqueue_many(task, [args], countdown=countdown)

@@ -43,7 +43,7 @@ def test_sweep_chunks_run_side_by_side_on_real_workers_and_the_last_closes_the_r
 
     # Four worker threads take the chunk tasks of one group at once.
     with start_worker(app, pool="threads", concurrency=4, perform_ping_check=False, shutdown_timeout=10):
-        started = overdue_sweep_task.delay().get(timeout=30)
+        started = overdue_sweep_task.apply_async(ignore_result=False).get(timeout=30)
         assert started["chunks"] == 4
         assert wait_until(lambda: SweepRun.objects.get(pk=started["sweep_run_id"]).finished_at is not None)
 

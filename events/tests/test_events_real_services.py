@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from accounts.tests.factories import MerchantFactory
 from config.celery import app
-from conftest import wait_until
+from conftest import broker_unreachable, wait_until
 from events.models import Event
 from events.tasks import events_relay_task
 
@@ -100,7 +100,9 @@ def test_an_event_survives_a_worker_killed_mid_delivery_and_is_delivered_after_r
     # Time passes: the dead worker's lease on the event runs out.
     Event.objects.filter(pk=event.pk).update(next_attempt_at=timezone.now())
     with start_worker(app, pool="solo", perform_ping_check=False, shutdown_timeout=10):
-        assert events_relay_task.delay(0).get(timeout=30) == 1  # beat's relay, every minute
+        assert (
+            events_relay_task.apply_async((0,), ignore_result=False).get(timeout=30) == 1
+        )  # beat's relay, every minute
         assert wait_until(lambda: delivered(event.pk))
 
     event.refresh_from_db()
@@ -111,17 +113,13 @@ def test_an_event_survives_a_worker_killed_mid_delivery_and_is_delivered_after_r
 
 def test_an_event_committed_while_the_broker_is_down_is_delivered_by_the_relay(make_plan, merchant, receiver):
     app.control.purge()
-    previous = app.conf.broker_write_url
-    app.conf.broker_write_url = "redis://127.0.0.1:1/0"  # nothing listens: the publish after commit fails
-    try:
+    with broker_unreachable():  # the publish after commit fails
         plan = make_plan(merchant=merchant)  # the request itself is not hurt
-    finally:
-        app.conf.broker_write_url = previous
     event = Event.objects.get()
     assert (event.delivery_status, event.attempts, event.data["plan_id"]) == (Event.Delivery.PENDING, 0, plan.pk)
 
     with start_worker(app, pool="solo", perform_ping_check=False, shutdown_timeout=10):
-        assert events_relay_task.delay(0).get(timeout=30) == 1
+        assert events_relay_task.apply_async((0,), ignore_result=False).get(timeout=30) == 1
         assert wait_until(lambda: delivered(event.pk))
     assert len(receiver.received) == 1
 

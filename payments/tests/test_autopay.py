@@ -256,7 +256,7 @@ def test_the_beat_task_delivered_twice_to_real_workers_charges_once(make_plan, g
     with business_day(DUES[0]):
         # Two beat processes (or one delivery retried): the task is queued twice before a
         # worker gets to it, so each chunk is queued twice too.
-        runs = [autopay_run_task.delay(), autopay_run_task.delay()]
+        runs = [autopay_run_task.apply_async(ignore_result=False) for _ in range(2)]
         with start_worker(app, pool="threads", concurrency=2, perform_ping_check=False, shutdown_timeout=10):
             assert [run.get(timeout=30) for run in runs] == [3, 3]
             assert wait_until(lambda: Payment.objects.filter(status=Payment.Status.SUCCEEDED).count() == 3)

@@ -5,6 +5,7 @@ import pytest
 from django.test import Client
 
 from config.signatures import sign
+from conftest import broker_unreachable
 
 
 @pytest.fixture
@@ -30,9 +31,5 @@ def webhook():
 @pytest.fixture
 def no_broker():
     """Point the publisher at a port where nothing listens: the broker is down."""
-    from config.celery import app
-
-    previous = app.conf.broker_write_url
-    app.conf.broker_write_url = "redis://127.0.0.1:1/0"
-    yield
-    app.conf.broker_write_url = previous
+    with broker_unreachable():
+        yield

@@ -10,7 +10,7 @@ from django.db import connections
 from accounts.tests.factories import MerchantFactory
 from bnpl.tests.test_concurrency import run_at_once
 from config.celery import app
-from conftest import client_for
+from conftest import broker_unreachable, client_for
 from refunds.models import Refund
 from refunds.services import RefundExceedsPlan, refund_status_apply
 
@@ -59,12 +59,8 @@ def test_webhook_goes_through_a_real_worker_and_falls_back_to_sync_without_a_bro
     client_for(merchant).post(
         "/api/v1/refunds/", {"plan_id": second.pk, "transaction_id": "rf-async", "amount": "30.00"}, format="json"
     )
-    previous = app.conf.broker_write_url
-    app.conf.broker_write_url = "redis://127.0.0.1:1/0"  # nothing listens there: the broker is down
-    try:
+    with broker_unreachable():
         answers = drive_to_approved(webhook, merchant)
-    finally:
-        app.conf.broker_write_url = previous
     assert [a["processing_mode"] for a in answers] == ["sync", "sync"]
     refund = Refund.objects.get(transaction_id="rf-async")
     assert (refund.status, refund.applied_amount) == (Refund.Status.APPROVED, Decimal("30.00"))
