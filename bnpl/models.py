@@ -123,14 +123,18 @@ class LateFee(models.Model):
         PAID = "PAID", "Paid"
         WAIVED = "WAIVED", "Waived"
 
-    installment = models.ForeignKey(Installment, on_delete=models.PROTECT, related_name="late_fees")
+    # No index of its own: the unique (installment, kind) index leads with it.
+    installment = models.ForeignKey(Installment, on_delete=models.PROTECT, related_name="late_fees", db_index=False)
     plan = models.ForeignKey(Plan, on_delete=models.PROTECT, related_name="late_fees")
     kind = models.CharField(max_length=8, choices=Kind.choices)
     amount = models.DecimalField(max_digits=12, decimal_places=2)
     amount_paid = models.DecimalField(max_digits=12, decimal_places=2, default=Decimal("0.00"))
-    status = models.CharField(max_length=8, choices=Status.choices, default=Status.DUE, db_index=True)
+    # Not indexed: fees are read by plan, and the checks that read every fee due read most fees.
+    status = models.CharField(max_length=8, choices=Status.choices, default=Status.DUE)
+    # Not indexed: nothing looks fees up by who waived them, and every fee the sweep writes
+    # would pay for an index entry (of a null, mostly).
     waived_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+", db_index=False
     )
     waived_reason = models.CharField(max_length=500, blank=True)
     waived_at = models.DateTimeField(null=True, blank=True)

@@ -1,11 +1,14 @@
 """Every change to plans, installments and late fees goes through here."""
 
+import json
 import logging
+from collections import defaultdict
 from dataclasses import dataclass
 from datetime import date, timedelta
 from decimal import Decimal
 
 from django.conf import settings
+from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connection, transaction
 from django.db.models import Exists, F, Max, Min, OuterRef, Sum
 from django.utils import timezone
@@ -18,15 +21,20 @@ from bnpl.selectors import OPEN_STATUSES, customer_owed, plan_get_for_update, pl
 from config.celery import enqueue_many
 from config.money import ZERO, floor_money, to_money
 from config.problems import FieldInvalid
-from events.models import Event, Notification
+from events.models import Event, Notification, generate_event_id
 from events.notifications import notifications_queue, notifications_send
-from events.services import event_record, events_record_many, events_relay_after_commit
+from events.services import (
+    event_dispatch_after_commit,
+    event_record,
+    events_record_many,
+    events_relay_after_commit,
+)
 from payments.ledger import (
     CUSTOMER_RECEIVABLE,
     FEE_INCOME,
     MERCHANT_PAYABLE,
     Leg,
-    ledger_accounts,
+    ledger_account_ids,
     ledger_post,
     ledger_post_many,
 )
@@ -115,7 +123,7 @@ def plan_create(
         )
     currency = currency or settings.BNPL_DEFAULT_CURRENCY
     purchase_date = purchase_date or business_today()
-    plan = Plan.objects.create(
+    plan = Plan(
         customer=customer,
         merchant=merchant,
         total_amount=total_amount,
@@ -128,22 +136,128 @@ def plan_create(
     schedule = build_schedule(
         total=total_amount, count=installment_count, frequency=frequency, purchase_date=purchase_date
     )
+    originate = _originate_pg if connection.vendor == "postgresql" else _originate_orm
+    return plan_installments_loaded(plan, originate(plan, schedule))
+
+
+def _originate_orm(plan: Plan, schedule: list[tuple[int, Decimal, date]]) -> list[Installment]:
+    """Write a new plan, its installments, its origination entry and its ``plan.created``
+    event through the ORM; returns the installments."""
+    plan.save(force_insert=True)
     installments = Installment.objects.bulk_create(
-        Installment(plan=plan, customer=customer, sequence=sequence, amount_due=amount, due_date=due)
+        Installment(plan=plan, customer=plan.customer, sequence=sequence, amount_due=amount, due_date=due)
         for sequence, amount, due in schedule
     )
-    plan_installments_loaded(plan, installments)
     ledger_post(
         kind=JournalEntry.Kind.ORIGINATION,
         plan_id=plan.pk,
         memo=f"Plan {plan.pk} originated",
         legs=origination_legs(plan),
     )
-    # The merchant's webhook URL is read here, not taken from ``merchant``: that row may be the
-    # requester's, kept for a few seconds by the authentication, and an event recorded as
-    # having no endpoint is never delivered.
-    event_record(merchant_id=merchant.pk, type=Event.Type.PLAN_CREATED, data=plan_event_data(plan, customer))
-    return plan
+    # The merchant's webhook URL is read by event_record, not taken from ``plan.merchant``:
+    # that row may be the requester's, kept for a few seconds by the authentication, and an
+    # event recorded as having no endpoint is never delivered.
+    event_record(merchant_id=plan.merchant_id, type=Event.Type.PLAN_CREATED, data=plan_event_data(plan, plan.customer))
+    return installments
+
+
+# The same rows as _originate_orm() in one PostgreSQL statement (a test holds the two equal):
+# plan creation is the API's hottest write, and composing its six statements through the
+# ORM cost more than PostgreSQL took to run them. The event's data is built in Python
+# (plan_event_data) with the plan's id filled in here; its delivery status is decided from
+# the merchant's row as committed, as event_record() decides it.
+_ORIGINATE_PG_SQL = """
+WITH plan AS (
+  INSERT INTO bnpl_plan (customer_id, merchant_id, total_amount, currency, installment_count, frequency, status,
+                         merchant_reference, purchase_date, created_at, updated_at)
+  VALUES (%(customer)s, %(merchant)s, %(total)s, %(currency)s, %(count)s, %(frequency)s, %(plan_status)s,
+          %(reference)s, %(purchase_date)s, %(now)s, %(now)s)
+  RETURNING id
+), installments AS (
+  INSERT INTO bnpl_installment (plan_id, customer_id, sequence, amount_due, amount_paid, due_date, status,
+                                created_at, updated_at)
+  SELECT plan.id, %(customer)s, s.sequence, s.amount, 0, s.due_date, %(installment_status)s, %(now)s, %(now)s
+  FROM plan, unnest(%(sequences)s::integer[], %(amounts)s::numeric[], %(due_dates)s::date[])
+       AS s(sequence, amount, due_date)
+  ORDER BY s.sequence
+  RETURNING id, sequence
+), entry AS (
+  INSERT INTO payments_journalentry (kind, memo, plan_id, created_at)
+  SELECT %(entry_kind)s, 'Plan ' || plan.id || ' originated', plan.id, %(now)s FROM plan
+  RETURNING id
+), postings AS (
+  INSERT INTO payments_posting (entry_id, account_id, amount, currency, plan_id, party_id)
+  SELECT entry.id, leg.account_id, leg.amount, %(currency)s, plan.id, leg.party_id
+  FROM entry, plan, (VALUES (%(receivable)s::bigint, %(total)s::numeric, %(customer)s::bigint),
+                            (%(payable)s::bigint, -%(total)s::numeric, %(merchant)s::bigint))
+       AS leg(account_id, amount, party_id)
+), event AS (
+  INSERT INTO events_event (public_id, merchant_id, type, data, created_at, delivery_status, attempts,
+                            next_attempt_at, give_up_at)
+  SELECT %(event_id)s, m.id, %(event_type)s, %(event_data)s::jsonb || jsonb_build_object('plan_id', plan.id),
+         %(now)s, CASE WHEN m.webhook_url <> '' THEN %(pending)s ELSE %(no_endpoint)s END, 0, %(now)s, %(give_up)s
+  FROM plan, accounts_user m WHERE m.id = %(merchant)s
+  RETURNING id, delivery_status
+)
+SELECT plan.id, (SELECT array_agg(id ORDER BY sequence) FROM installments), event.id, event.delivery_status
+FROM plan, event
+"""
+
+
+def _originate_pg(plan: Plan, schedule: list[tuple[int, Decimal, date]]) -> list[Installment]:
+    """``_originate_orm`` in one statement; returns the installments."""
+    now = timezone.now()
+    accounts = ledger_account_ids()
+    event_data = json.dumps(plan_event_data(plan, plan.customer), cls=DjangoJSONEncoder)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _ORIGINATE_PG_SQL,
+            {
+                "customer": plan.customer_id,
+                "merchant": plan.merchant_id,
+                "total": plan.total_amount,
+                "currency": plan.currency,
+                "count": plan.installment_count,
+                "frequency": plan.frequency,
+                "plan_status": plan.status,
+                "reference": plan.merchant_reference,
+                "purchase_date": plan.purchase_date,
+                "now": now,
+                "sequences": [sequence for sequence, _, _ in schedule],
+                "amounts": [amount for _, amount, _ in schedule],
+                "due_dates": [due for _, _, due in schedule],
+                "installment_status": Installment.Status.UPCOMING,
+                "entry_kind": JournalEntry.Kind.ORIGINATION,
+                "receivable": accounts[CUSTOMER_RECEIVABLE],
+                "payable": accounts[MERCHANT_PAYABLE],
+                "event_id": generate_event_id(),
+                "event_type": Event.Type.PLAN_CREATED,
+                "event_data": event_data,
+                "pending": Event.Delivery.PENDING,
+                "no_endpoint": Event.Delivery.NO_ENDPOINT,
+                "give_up": now + timedelta(hours=settings.BNPL_WEBHOOK_RETRY_HOURS),
+            },
+        )
+        plan_id, installment_ids, event_id, delivery = cursor.fetchone()
+    plan.pk, plan.created_at, plan.updated_at = plan_id, now, now
+    plan._state.adding, plan._state.db = False, connection.alias
+    installments = []
+    for pk, (sequence, amount, due) in zip(installment_ids, schedule, strict=True):
+        installment = Installment(
+            pk=pk,
+            plan=plan,
+            customer=plan.customer,
+            sequence=sequence,
+            amount_due=amount,
+            due_date=due,
+            created_at=now,
+            updated_at=now,
+        )
+        installment._state.adding, installment._state.db = False, connection.alias
+        installments.append(installment)
+    if delivery == Event.Delivery.PENDING:
+        event_dispatch_after_commit(event_id)
+    return installments
 
 
 def plan_event_data(plan: Plan, customer: User | None = None) -> dict:
@@ -275,8 +389,15 @@ def _sweep_open(now) -> SweepRun | None:
 
 
 def _sweep_start(*, today: date, late_fees: bool, size: int, started_at) -> SweepRun:
-    """A new run with its chunks: every plan, in id ranges of ``size``."""
-    run = SweepRun.objects.create(business_date=today, started_at=started_at, late_fees=late_fees)
+    """A new run with its chunks: every plan, in id ranges of ``size``. Customers in debt
+    with nothing overdue are restored first: before the chunks mark this run's debtors, so
+    only the customers already in debt are looked at (in the usual run, few)."""
+    run = SweepRun.objects.create(
+        business_date=today,
+        started_at=started_at,
+        late_fees=late_fees,
+        customers_restored=_customers_restore(started_at),
+    )
     bounds = Plan.objects.aggregate(first=Min("id"), last=Max("id"))
     firsts = range(bounds["first"], bounds["last"] + 1, size) if bounds["first"] is not None else ()
     SweepChunk.objects.bulk_create(
@@ -306,7 +427,16 @@ def sweep_chunk(*, chunk_id: int) -> bool:
         plans = (chunk.first_plan_id, chunk.last_plan_id)
         cutoff = run.business_date - timedelta(days=settings.BNPL_GRACE_DAYS)
         chunk.installments_marked_overdue = _mark_overdue(cutoff=cutoff, today=run.business_date, now=now, plans=plans)
-        chunk.late_fees_created = late_fees_charge(today=run.business_date, plans=plans) if run.late_fees else 0
+        chunk.late_fees_created = (
+            late_fees_charge(
+                today=run.business_date,
+                plans=plans,
+                memo=f"Late fees of sweep run {run.pk}, plans {plans[0]}-{plans[1]}",
+            )
+            if run.late_fees
+            else 0
+        )
+        marked_debt = _customers_mark_debt(plans=plans, now=now) if chunk.installments_marked_overdue else 0
         chunk.done_at = now
         chunk.save(update_fields=["installments_marked_overdue", "late_fees_created", "done_at"])
         # The run's row is the meeting point: chunks ending together take turns here, so
@@ -314,13 +444,31 @@ def sweep_chunk(*, chunk_id: int) -> bool:
         run = SweepRun.objects.select_for_update().get(pk=run.pk)
         run.installments_marked_overdue += chunk.installments_marked_overdue
         run.late_fees_created += chunk.late_fees_created
-        run.save(update_fields=["installments_marked_overdue", "late_fees_created"])
+        run.customers_marked_debt += marked_debt
+        run.save(update_fields=["installments_marked_overdue", "late_fees_created", "customers_marked_debt"])
         last = not run.chunks.filter(done_at__isnull=True).exists()
     if last:
-        # In a transaction of its own: the customers' rows are not locked while this chunk's
-        # installments still are (a payment holding a customer waits on an installment).
         _sweep_close(run.pk)
     return True
+
+
+def _customers_mark_debt(*, plans: tuple[int, int], now) -> int:
+    """The customers of the plans ``plans`` (first and last id) with something overdue become
+    DEBT_USER: each chunk its own, in its transaction, so more workers finish sooner.
+
+    A customer whose row another transaction holds (a payment, or a chunk marking it too) is
+    skipped rather than waited for: a chunk never waits on a customer while it holds its
+    installments, so it cannot close a deadlock; the run's close marks any one left.
+    """
+    overdue = Installment.objects.filter(
+        status=Installment.Status.OVERDUE, plan_id__gte=plans[0], plan_id__lte=plans[1]
+    ).values("customer_id")
+    free = (
+        User.objects.select_for_update(no_key=True, skip_locked=True)
+        .filter(status=User.Status.NORMAL, pk__in=overdue)
+        .values_list("pk", flat=True)
+    )
+    return User.objects.filter(pk__in=list(free)).update(status=User.Status.DEBT_USER, updated_at=now)
 
 
 def _sweep_close(run_id: int) -> None:
@@ -331,25 +479,30 @@ def _sweep_close(run_id: int) -> None:
             _sweep_finish(run)
 
 
-def _sweep_finish(run: SweepRun) -> None:
-    """Customers with something overdue become DEBT_USER, those with nothing overdue NORMAL
-    again; the run is closed. Call with the run's row locked, after its last chunk."""
-    now = timezone.now()
-    # Restore before marking: only the customers already in debt are looked at, so the usual
-    # run (few of them) never scans the overdue set twice.
+def _customers_restore(now) -> int:
+    """Customers in debt with nothing overdue any more are NORMAL again (a payment restores
+    its customer at once; this catches the rest, a refund's cancellation say)."""
     has_overdue = Exists(Installment.objects.filter(status=Installment.Status.OVERDUE, customer_id=OuterRef("pk")))
-    run.customers_restored = (
+    return (
         User.objects.filter(status=User.Status.DEBT_USER)
         .exclude(has_overdue)
         .update(status=User.Status.NORMAL, updated_at=now)
     )
+
+
+def _sweep_finish(run: SweepRun) -> None:
+    """Customers with something overdue become DEBT_USER; the run is closed. Call with the
+    run's row locked, after its last chunk."""
+    now = timezone.now()
+    # The chunks marked their own customers; this catches any other one with something
+    # overdue (set back by hand, or skipped by a chunk while a payment held it).
     overdue_customers = Installment.objects.filter(status=Installment.Status.OVERDUE).values("customer_id")
-    run.customers_marked_debt = User.objects.filter(status=User.Status.NORMAL, pk__in=overdue_customers).update(
+    run.customers_marked_debt += User.objects.filter(status=User.Status.NORMAL, pk__in=overdue_customers).update(
         status=User.Status.DEBT_USER, updated_at=now
     )
     run.finished_at = now
     run.duration_ms = int((now - run.started_at).total_seconds() * 1000)
-    run.save(update_fields=["customers_restored", "customers_marked_debt", "finished_at", "duration_ms"])
+    run.save(update_fields=["customers_marked_debt", "finished_at", "duration_ms"])
     logger.info(
         "Overdue sweep done",
         extra={
@@ -446,14 +599,14 @@ def late_fee_cap(total_amount: Decimal) -> Decimal:
     return min(share, settings.BNPL_LATE_FEE_CAP_AMOUNT)
 
 
-# The late fees of a chunk, their ledger entries and postings in one PostgreSQL statement.
+# The late fees of a chunk, their ledger entry and postings in one PostgreSQL statement.
 # A plan's candidates are priced in the order late_fees_charge() takes them (first fees,
 # then second fees, each by sequence): with ``room`` what the cap still allows and ``upto``
 # the running sum of prices, a fee is what its price adds to min(room, upto), so the fee
-# that meets the cap is cut to fit and those after it are not charged. Each fee draws its
-# journal entry's id from the entries' own sequence up front, so fee, entry and postings
-# are written from the same rows with no join back (a join the planner misjudges while
-# the statistics still say nothing is overdue).
+# that meets the cap is cut to fit and those after it are not charged. The fees of a run
+# are one journal entry per currency (late_fees_charge() says why), whose id is drawn from
+# the entries' own sequence up front, so entry and postings are written from the same rows
+# with no join back.
 _LATE_FEES_PG_SQL = """
 WITH overdue AS MATERIALIZED (
   SELECT i.id, i.plan_id, i.sequence, i.overdue_since, p.customer_id, p.currency, p.total_amount
@@ -478,36 +631,50 @@ WITH overdue AS MATERIALIZED (
   FROM candidates c LEFT JOIN used u ON u.plan_id = c.plan_id
 ), charged AS MATERIALIZED (
   SELECT id AS installment_id, plan_id, sequence, kind, kind_order, customer_id, currency,
-         LEAST(room, upto) - LEAST(room, upto - price) AS amount,
-         nextval(pg_get_serial_sequence('payments_journalentry', 'id')) AS entry_id
+         LEAST(room, upto) - LEAST(room, upto - price) AS amount
   FROM priced WHERE LEAST(room, upto) - LEAST(room, upto - price) > 0
+), currencies AS MATERIALIZED (
+  SELECT currency, count(*) AS fees, SUM(amount) AS amount,
+         nextval(pg_get_serial_sequence('payments_journalentry', 'id')) AS entry_id
+  FROM charged GROUP BY currency
 ), fees AS (
   INSERT INTO bnpl_latefee (installment_id, plan_id, kind, amount, amount_paid, status, waived_reason, created_at)
   SELECT installment_id, plan_id, kind, amount, 0, 'DUE', '', %(now)s FROM charged
   ORDER BY plan_id, kind_order, sequence
 ), entries AS (
   INSERT INTO payments_journalentry (id, kind, memo, plan_id, created_at)
-  SELECT entry_id, %(entry_kind)s, 'Late fee (' || lower(kind) || ') on installment ' || installment_id, plan_id,
-         %(now)s
-  FROM charged
+  SELECT entry_id, %(entry_kind)s, %(memo)s || ': ' || fees || ' in ' || currency, NULL, %(now)s FROM currencies
+), postings AS (
+  INSERT INTO payments_posting (entry_id, account_id, amount, currency, plan_id, party_id)
+  SELECT entry_id, account_id, amount, currency, plan_id, party_id FROM (
+    SELECT k.entry_id, %(receivable)s::bigint AS account_id, c.amount, c.currency, c.plan_id,
+           c.customer_id AS party_id, c.plan_id AS plan_order, c.kind_order, c.sequence
+    FROM charged c JOIN currencies k ON k.currency = c.currency
+    UNION ALL
+    SELECT entry_id, %(fee_income)s::bigint, -amount, currency, NULL, NULL, NULL, NULL, NULL FROM currencies
+  ) AS legs
+  ORDER BY entry_id, plan_order NULLS LAST, kind_order, sequence
+  RETURNING account_id
 )
-INSERT INTO payments_posting (entry_id, account_id, amount, currency, plan_id, party_id)
-SELECT c.entry_id, leg.account_id, leg.sign * c.amount, c.currency, c.plan_id, c.customer_id
-FROM charged c CROSS JOIN (VALUES (%(receivable)s::bigint, 1), (%(fee_income)s::bigint, -1)) AS leg(account_id, sign)
-ORDER BY c.entry_id, leg.sign DESC
+SELECT count(*) FILTER (WHERE account_id = %(receivable)s::bigint) FROM postings
 """
 
 
-def late_fees_charge(*, today: date, plans: tuple[int, int] | None = None) -> int:
+def late_fees_charge(*, today: date, plans: tuple[int, int] | None = None, memo: str = "Late fees") -> int:
     """Charge the first fee of newly overdue installments and the second of those still
     unpaid N days on, each at most once, within the plan's cap; post them to the ledger.
-    ``plans`` (first and last id) limits it to a sweep chunk's plans.
+    ``plans`` (first and last id) limits it to a sweep chunk's plans. Returns the fees charged.
+
+    The fees charged together are one journal entry per currency (``memo`` and the count):
+    a line owed by each fee's customer on its plan, and one line of fee income. Income is
+    not followed per plan, and an entry per fee cost the sweep an entry and a posting more
+    per fee, with their checks, for nothing the books use.
 
     Runs inside a sweep chunk's transaction. A fixed number of queries: on PostgreSQL one
     statement, no row passing through Python.
     """
     if connection.vendor == "postgresql" and plans is not None:
-        return _late_fees_charge_pg(today=today, plans=plans)
+        return _late_fees_charge_pg(today=today, plans=plans, memo=memo)
     fields = ("id", "plan_id", "plan__customer_id", "plan__currency", "plan__total_amount")
     overdue = Installment.objects.filter(status=Installment.Status.OVERDUE)
     if plans is not None:
@@ -531,8 +698,8 @@ def late_fees_charge(*, today: date, plans: tuple[int, int] | None = None) -> in
         .values_list("plan_id", "total")
     )
     price = {LateFee.Kind.FIRST: settings.BNPL_LATE_FEE_FIRST, LateFee.Kind.SECOND: settings.BNPL_LATE_FEE_SECOND}
-    fees, entries = [], []
-    for candidate in candidates:
+    fees, legs = [], defaultdict(list)
+    for candidate in sorted(candidates, key=lambda c: (c.plan_id, c.kind != LateFee.Kind.FIRST)):
         used = charged.get(candidate.plan_id, ZERO)
         amount = min(price[candidate.kind], late_fee_cap(candidate.total_amount) - used)
         if amount <= 0:
@@ -546,23 +713,26 @@ def late_fees_charge(*, today: date, plans: tuple[int, int] | None = None) -> in
                 amount=amount,
             )
         )
-        entries.append(
-            (
-                candidate.plan_id,
-                f"Late fee ({candidate.kind.lower()}) on installment {candidate.installment_id}",
-                [
-                    Leg(CUSTOMER_RECEIVABLE, amount, candidate.currency, candidate.plan_id, candidate.customer_id),
-                    Leg(FEE_INCOME, -amount, candidate.currency, candidate.plan_id, candidate.customer_id),
-                ],
-            )
+        legs[candidate.currency].append(
+            Leg(CUSTOMER_RECEIVABLE, amount, candidate.currency, candidate.plan_id, candidate.customer_id)
         )
     LateFee.objects.bulk_create(fees)
-    ledger_post_many(kind=JournalEntry.Kind.LATE_FEE, entries=entries)
+    ledger_post_many(
+        kind=JournalEntry.Kind.LATE_FEE,
+        entries=[
+            (
+                None,
+                f"{memo}: {len(owed)} in {currency}",
+                [*owed, Leg(FEE_INCOME, -sum((leg.amount for leg in owed), ZERO), currency)],
+            )
+            for currency, owed in sorted(legs.items())
+        ],
+    )
     return len(fees)
 
 
-def _late_fees_charge_pg(*, today: date, plans: tuple[int, int]) -> int:
-    accounts = ledger_accounts()
+def _late_fees_charge_pg(*, today: date, plans: tuple[int, int], memo: str) -> int:
+    accounts = ledger_account_ids()
     with connection.cursor() as cursor:
         cursor.execute(
             _LATE_FEES_PG_SQL,
@@ -576,11 +746,12 @@ def _late_fees_charge_pg(*, today: date, plans: tuple[int, int]) -> int:
                 "cap_percent": settings.BNPL_LATE_FEE_CAP_PERCENT,
                 "now": timezone.now(),
                 "entry_kind": JournalEntry.Kind.LATE_FEE,
-                "receivable": accounts[CUSTOMER_RECEIVABLE].pk,
-                "fee_income": accounts[FEE_INCOME].pk,
+                "memo": memo,
+                "receivable": accounts[CUSTOMER_RECEIVABLE],
+                "fee_income": accounts[FEE_INCOME],
             },
         )
-        return cursor.rowcount // 2  # two postings per fee
+        return cursor.fetchone()[0]
 
 
 @transaction.atomic

@@ -54,8 +54,14 @@ def event_record(*, merchant_id: int, type: str, data: dict) -> Event:
         delivery_status=Event.Delivery.PENDING if has_endpoint else Event.Delivery.NO_ENDPOINT,
     )
     if has_endpoint:
-        transaction.on_commit(lambda: _dispatch(event.pk), robust=True)
+        event_dispatch_after_commit(event.pk)
     return event
+
+
+def event_dispatch_after_commit(event_id: int) -> None:
+    """Queue the delivery of a PENDING event once the caller's transaction commits (for
+    events written by SQL of their own, as event_record queues its own)."""
+    transaction.on_commit(lambda: _dispatch(event_id), robust=True)
 
 
 def events_record_many(*, events: list[tuple[int, str, dict]]) -> int:

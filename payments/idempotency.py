@@ -16,7 +16,7 @@ import json
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import connection, transaction
 from django.http import HttpResponse
 from django.utils import timezone
 from drf_spectacular.utils import OpenApiParameter
@@ -62,32 +62,53 @@ def request_fingerprint(request) -> str:
     return hashlib.sha256(f"{request.method}\n{request.path}\n{body}".encode()).hexdigest()
 
 
-def _claim(request, key: str, fingerprint: str) -> IdempotencyKey | HttpResponse:
-    """Record the key as in flight, or answer from the record a previous request left."""
+# ON CONFLICT DO NOTHING instead of catching the unique violation: no savepoint is needed
+# around it inside the handler's transaction, and a second request with the key waits here
+# until the first one's transaction ends, then finds its row.
+_CLAIM_SQL = """
+INSERT INTO payments_idempotencykey (principal_id, key, method, path, fingerprint, status, response_status,
+                                     response_body, created_at, expires_at)
+VALUES (%s, %s, %s, %s, %s, %s, NULL, '', %s, %s)
+ON CONFLICT (principal_id, key) DO NOTHING
+RETURNING id
+"""
+
+
+def _claim(request, key: str, fingerprint: str) -> int | HttpResponse:
+    """Record the key as in flight (its row's id), or answer from the record a previous
+    request left."""
     principal = request.user
     for _ in range(2):
-        try:
-            with transaction.atomic():
-                return IdempotencyKey.objects.create(
-                    principal=principal,
-                    key=key,
-                    method=request.method,
-                    path=request.path[:255],
-                    fingerprint=fingerprint,
-                    expires_at=timezone.now() + timedelta(hours=settings.BNPL_IDEMPOTENCY_TTL_HOURS),
-                )
-        except IntegrityError:
-            existing = IdempotencyKey.objects.filter(principal=principal, key=key).first()
-            if existing is None:
-                continue  # removed meanwhile: try to claim it again
-            if existing.expires_at <= timezone.now():
-                IdempotencyKey.objects.filter(pk=existing.pk).delete()
-                continue
-            if existing.fingerprint != fingerprint:
-                raise IdempotencyKeyReused() from None
-            if existing.status == IdempotencyKey.Status.IN_FLIGHT:
-                raise IdempotencyKeyInFlight() from None
-            return _replay(existing)
+        now = timezone.now()
+        expires_at = now + timedelta(hours=settings.BNPL_IDEMPOTENCY_TTL_HOURS)
+        with connection.cursor() as cursor:
+            cursor.execute(
+                _CLAIM_SQL,
+                [
+                    principal.pk,
+                    key,
+                    request.method,
+                    request.path[:255],
+                    fingerprint,
+                    IdempotencyKey.Status.IN_FLIGHT,
+                    now,
+                    expires_at,
+                ],
+            )
+            claimed = cursor.fetchone()
+        if claimed is not None:
+            return claimed[0]
+        existing = IdempotencyKey.objects.filter(principal=principal, key=key).first()
+        if existing is None:
+            continue  # removed meanwhile: try to claim it again
+        if existing.expires_at <= now:
+            IdempotencyKey.objects.filter(pk=existing.pk).delete()
+            continue
+        if existing.fingerprint != fingerprint:
+            raise IdempotencyKeyReused()
+        if existing.status == IdempotencyKey.Status.IN_FLIGHT:
+            raise IdempotencyKeyInFlight()
+        return _replay(existing)
     raise IdempotencyKeyInFlight()
 
 
@@ -141,16 +162,16 @@ def _run_once(handler, view, request, key: str, args, kwargs, *, atomic: bool):
             response = view.handle_exception(exc)  # the problem document the client gets
         except Exception:
             if not atomic:
-                IdempotencyKey.objects.filter(pk=claimed.pk).delete()  # a 500: nothing was done
+                IdempotencyKey.objects.filter(pk=claimed).delete()  # a 500: nothing was done
             raise
     if response.status_code in NOT_STORED or (response.status_code >= 500 and not final):
         if atomic:
             transaction.set_rollback(True)
         else:
-            IdempotencyKey.objects.filter(pk=claimed.pk).delete()
+            IdempotencyKey.objects.filter(pk=claimed).delete()
         return response
     body = JSONRenderer().render(response.data).decode()  # what the client receives, byte for byte
-    IdempotencyKey.objects.filter(pk=claimed.pk).update(
+    IdempotencyKey.objects.filter(pk=claimed).update(
         status=IdempotencyKey.Status.COMPLETED, response_status=response.status_code, response_body=body
     )
     return response

@@ -13,7 +13,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from decimal import Decimal
 
-from django.db import transaction
+from django.db import connection, connections, router, transaction
 from django.db.models import Sum
 
 from payments.models import JournalEntry, LedgerAccount, Posting
@@ -57,6 +57,35 @@ def ledger_accounts() -> dict[str, LedgerAccount]:
     return existing
 
 
+# The accounts' ids by database alias, read once per process: every posting needs them, and
+# an account never goes away (its postings protect it). Only ids that were all found, not
+# just created, are kept: a creation may still be rolled back. The chart is created after
+# every migrate and flush (ledger_chart_ensure), which also forgets the ids kept.
+_account_ids: dict[str, dict[str, int]] = {}
+
+
+def ledger_account_ids() -> dict[str, int]:
+    """The chart of accounts' ids by code (created on first use), kept for the process."""
+    alias = router.db_for_write(LedgerAccount)
+    if alias not in _account_ids:
+        found = dict(LedgerAccount.objects.using(alias).filter(code__in=ACCOUNTS).values_list("code", "pk"))
+        if len(found) < len(ACCOUNTS):
+            return {code: account.pk for code, account in ledger_accounts().items()}
+        _account_ids[alias] = found
+    return _account_ids[alias]
+
+
+def ledger_chart_ensure(*, using: str = "default", **_) -> None:
+    """Create the chart of accounts if missing and forget the ids kept (a ``post_migrate``
+    receiver: after a migrate, and after a flush that emptied the tables)."""
+    _account_ids.clear()
+    if LedgerAccount._meta.db_table not in connections[using].introspection.table_names():
+        return  # the payments app was migrated backwards
+    with transaction.atomic(using=using):
+        for code, (name, kind) in ACCOUNTS.items():
+            LedgerAccount.objects.using(using).get_or_create(code=code, defaults={"name": name, "kind": kind})
+
+
 def _check_balanced(legs: list[Leg]) -> None:
     totals: dict[str, Decimal] = defaultdict(Decimal)
     for leg in legs:
@@ -95,25 +124,27 @@ def _post(*, kind: str, entries: list[tuple[int | None, str, list[Leg]]]) -> lis
 # error fails the caller's whole change anyway), and two fewer statements per posting.
 @transaction.atomic(savepoint=False)
 def _write(kind: str, kept: list[tuple[int | None, str, list[Leg]]]) -> list[JournalEntry]:
-    accounts = ledger_accounts()
+    accounts = ledger_account_ids()
     created = JournalEntry.objects.bulk_create(
         [JournalEntry(kind=kind, plan_id=plan_id, memo=memo) for plan_id, memo, _ in kept]
     )
-    Posting.objects.bulk_create(
-        [
-            Posting(
-                entry=entry,
-                account=accounts[leg.account],
-                amount=leg.amount,
-                currency=leg.currency,
-                plan_id=leg.plan_id,
-                party_id=leg.party_id,
-            )
-            for entry, (_, _, legs) in zip(created, kept, strict=True)
-            for leg in legs
-        ],
-        batch_size=5000,
-    )
+    postings = [
+        Posting(
+            entry=entry,
+            account_id=accounts[leg.account],
+            amount=leg.amount,
+            currency=leg.currency,
+            plan_id=leg.plan_id,
+            party_id=leg.party_id,
+        )
+        for entry, (_, _, legs) in zip(created, kept, strict=True)
+        for leg in legs
+    ]
+    # PostgreSQL checks the balance of each INSERT statement's entries (payments migration
+    # 0008), so an entry's postings go in one statement: all of them at once, which its
+    # bulk insert allows whatever their number. SQLite limits a statement's parameters.
+    batch_size = None if connection.vendor == "postgresql" else 5000
+    Posting.objects.bulk_create(postings, batch_size=batch_size)
     return created
 
 

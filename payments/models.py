@@ -81,7 +81,8 @@ class JournalEntry(AppendOnlyModel):
 
 class Posting(AppendOnlyModel):
     entry = models.ForeignKey(JournalEntry, on_delete=models.PROTECT, related_name="postings")
-    account = models.ForeignKey(LedgerAccount, on_delete=models.PROTECT, related_name="postings")
+    # No index of its own: the (account, plan) and (account, party) indexes lead with it.
+    account = models.ForeignKey(LedgerAccount, on_delete=models.PROTECT, related_name="postings", db_index=False)
     # Debit positive, credit negative.
     amount = models.DecimalField(max_digits=14, decimal_places=2)
     currency = models.CharField(max_length=3)

@@ -21,6 +21,7 @@ from bnpl.api.serializers import (
     LateFeeWaiveIn,
     PlanCreateIn,
     PlanOut,
+    plan_out,
 )
 from bnpl.models import Installment, LateFee, Plan
 from bnpl.selectors import debt_status_for, installment_list_for, plan_get_for, plan_list_for, plan_scope
@@ -94,7 +95,7 @@ class PlanViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
         )
         if plan is None:
             raise Http404("No such plan.")
-        return Response(PlanOut(plan).data)
+        return Response(plan_out(plan))
 
     @extend_schema(
         operation_id="plans_create",
@@ -140,7 +141,7 @@ class PlanViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
             creator=request.user, user_id=data.pop("user_id", None), merchant_id=data.pop("merchant_id", None)
         )
         plan = plan_create(customer=customer, merchant=merchant, **data)
-        return Response(PlanOut(plan).data, status=201)
+        return Response(plan_out(plan), status=201)
 
 
 class InstallmentFilter(filters.FilterSet):

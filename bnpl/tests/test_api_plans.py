@@ -2,11 +2,12 @@ from datetime import date, timedelta
 from decimal import Decimal
 
 import pytest
+from django.utils import timezone
 
 from accounts.models import User
 from accounts.tests.factories import MerchantFactory, UserFactory
-from bnpl.api.serializers import PlanOut
-from bnpl.models import Plan
+from bnpl.api.serializers import PlanOut, plan_out
+from bnpl.models import Installment, Plan
 from bnpl.selectors import plan_get_for, plan_list_for
 from payments.models import JournalEntry
 
@@ -229,3 +230,24 @@ def test_the_plan_detail_read_gives_what_the_list_query_gives_in_every_scope(mak
 @pytest.mark.parametrize("pk", ["²", "1²", "9" * 30, "abc"])
 def test_a_plan_id_that_is_no_id_is_a_404(as_user, pk):
     assert as_user(UserFactory(role=User.Role.OPERATOR)).get(f"/api/v1/plans/{pk}/").status_code == 404
+
+
+@pytest.mark.breaks_ledger  # the installments are set by hand, not paid or refunded
+def test_plan_out_gives_what_the_plan_serializer_gives(make_plan):
+    """Plan answers are built by plan_out() rather than PlanOut: the same document, whatever
+    the plan's state (paid, partly paid, overdue, cancelled; odd totals and references)."""
+    plan = make_plan(total="1000.01", count=3, frequency="WEEKLY", purchase_date=date(2024, 2, 29))
+    first, second, third = plan.installments.order_by("sequence")
+    Installment.objects.filter(pk=first.pk).update(
+        amount_paid=first.amount_due, status=Installment.Status.PAID, paid_at=timezone.now()
+    )
+    Installment.objects.filter(pk=second.pk).update(amount_paid=Decimal("0.10"), status=Installment.Status.OVERDUE)
+    Installment.objects.filter(pk=third.pk).update(amount_due=Decimal("0.00"), status=Installment.Status.CANCELLED)
+    Plan.objects.filter(pk=plan.pk).update(merchant_reference='ß "x" ✓', currency="UZS")
+    fresh = make_plan(total="0.04", count=4)
+
+    read = plan_get_for(viewer=plan.merchant, pk=plan.pk)
+    listed = plan_list_for(viewer=plan.merchant).get(pk=plan.pk)
+    for shown in (read, listed, fresh):  # fresh: as created, the rows just written, not read back
+        assert plan_out(shown) == PlanOut(shown).data
+    assert plan_out(read)["installments"][0]["paid_at"].endswith("Z")

@@ -67,3 +67,90 @@ def test_plan_create_defaults_currency_and_purchase_date(settings):
     assert plan.installment_count == 4
     assert plan.frequency == Plan.Frequency.MONTHLY
     assert plan.purchase_date is not None
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("webhook_url", ["", "https://merchant.example/hooks"])
+def test_origination_in_one_statement_writes_what_the_orm_path_writes(monkeypatch, webhook_url):
+    """On PostgreSQL a plan is originated by one statement of its own SQL; elsewhere through
+    the ORM. Both leave the same rows: plan, installments, entry, postings and event."""
+    from bnpl import services
+    from events.models import Event
+
+    customer, merchant = UserFactory(), MerchantFactory(webhook_url=webhook_url)
+    dispatched: list[int] = []
+    monkeypatch.setattr(services, "event_dispatch_after_commit", dispatched.append)
+    arguments = {
+        "customer": customer,
+        "merchant": merchant,
+        "total_amount": Decimal("500.01"),
+        "installment_count": 3,
+        "frequency": Plan.Frequency.BIWEEKLY,
+        "currency": "EUR",
+        "merchant_reference": "order-'7\"",
+        "purchase_date": date(2026, 1, 31),
+    }
+
+    written = {"pg": plan_create(**arguments)}
+    monkeypatch.setattr(services, "_originate_pg", services._originate_orm)
+    written["orm"] = plan_create(**arguments)
+
+    def rows(plan: Plan) -> dict:
+        stored = Plan.objects.get(pk=plan.pk)
+        entry = JournalEntry.objects.get(plan=plan)
+        event = Event.objects.get(type=Event.Type.PLAN_CREATED, data__plan_id=plan.pk)
+        return {
+            "plan": {
+                f: getattr(stored, f)
+                for f in (
+                    "customer_id",
+                    "merchant_id",
+                    "total_amount",
+                    "currency",
+                    "installment_count",
+                    "frequency",
+                    "status",
+                    "merchant_reference",
+                    "purchase_date",
+                )
+            },
+            "installments": list(
+                plan.installments.order_by("sequence").values_list(
+                    "customer_id",
+                    "sequence",
+                    "amount_due",
+                    "amount_paid",
+                    "due_date",
+                    "status",
+                    "paid_at",
+                    "overdue_since",
+                )
+            ),
+            "entry": (entry.kind, entry.memo.replace(str(plan.pk), "#")),
+            "postings": list(
+                entry.postings.order_by("id").values_list("account__code", "amount", "currency", "plan_id", "party_id")
+            ),
+            "event": (
+                event.merchant_id,
+                event.delivery_status,
+                event.attempts,
+                event.give_up_at - event.created_at,
+                {**event.data, "plan_id": "#"},
+                len(event.public_id),
+            ),
+            "returned": [(i.pk, i.sequence, i.amount_due, i.due_date) for i in plan.installments.all()],
+            "stored": [(i.pk, i.sequence, i.amount_due, i.due_date) for i in stored.installments.order_by("sequence")],
+        }
+
+    pg, orm = rows(written["pg"]), rows(written["orm"])
+    stored = Plan.objects.get(pk=written["pg"].pk)
+    assert stored.created_at == stored.updated_at == written["pg"].created_at
+    assert pg["postings"][0][3] == written["pg"].pk
+    for found in (pg, orm):
+        assert found.pop("returned") == found.pop("stored")
+        for posting in found["postings"]:
+            assert posting[3] in (written["pg"].pk, written["orm"].pk)
+        found["postings"] = [p[:3] + p[4:] for p in found["postings"]]
+    assert pg == orm
+    # Delivery is queued for the PENDING event only (the ORM path queues its own in event_record).
+    assert len(dispatched) == (1 if webhook_url else 0)

@@ -16,6 +16,7 @@ from bnpl.models import Installment, LateFee, Plan, SweepRun
 from bnpl.services import installment_event_data, overdue_sweep, sweep_chunk
 from events.models import Event
 from payments.checks import ledger_check
+from payments.ledger import CUSTOMER_RECEIVABLE, FEE_INCOME
 from payments.models import JournalEntry
 
 pytestmark = pytest.mark.django_db
@@ -108,7 +109,16 @@ def test_late_fees_first_then_second_capped_and_posted(make_plan, settings):
     assert LateFee.objects.filter(plan=big, installment__sequence=2).get().kind == "FIRST"
     overdue_sweep(today=TODAY + timedelta(days=30), late_fees=True)
     assert LateFee.objects.count() == 4  # each at most once per installment; the small plan is capped
-    assert JournalEntry.objects.filter(kind=JournalEntry.Kind.LATE_FEE).count() == 4
+    # The fees a sweep charges are one entry per currency: a line owed per fee, one of income.
+    entries = JournalEntry.objects.filter(kind=JournalEntry.Kind.LATE_FEE).order_by("id")
+    assert entries.count() == 3
+    assert list(entries[0].postings.order_by("id").values_list("account__code", "amount", "plan_id", "party_id")) == [
+        (CUSTOMER_RECEIVABLE, Decimal("10.00"), small.pk, small.customer_id),
+        (CUSTOMER_RECEIVABLE, Decimal("10.00"), big.pk, big.customer_id),
+        (FEE_INCOME, Decimal("-20.00"), None, None),
+    ]
+    assert entries[0].plan_id is None
+    assert entries[0].memo.endswith(": 2 in USD")
     assert ledger_check(record=False).ok
 
 

@@ -56,7 +56,7 @@ def test_check_ledger_exits_1_with_a_report_on_broken_books(make_plan, capsys):
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
             cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")  # settle the plan's own pending checks
-            cursor.execute("ALTER TABLE payments_posting DISABLE TRIGGER posting_entry_balanced")
+            cursor.execute("ALTER TABLE payments_posting DISABLE TRIGGER posting_entries_balanced")
     entry = JournalEntry.objects.create(kind="LATE_FEE", plan=plan)
     Posting.objects.create(entry=entry, account=Posting.objects.first().account, amount=Decimal("3.00"), currency="USD")
     Installment.objects.filter(plan=plan, sequence=1).update(amount_paid=Decimal("5.00"))
@@ -74,23 +74,31 @@ def test_check_ledger_exits_1_with_a_report_on_broken_books(make_plan, capsys):
 
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
-def test_postgres_rejects_an_unbalanced_entry_at_commit_even_from_raw_sql(make_plan):
+def test_postgres_rejects_an_unbalanced_entry_even_from_raw_sql(make_plan):
+    """Each INSERT of postings must leave every entry it touched balanced: one leg alone is
+    refused, even inside a transaction that would add the other leg later."""
     make_plan()
     account_id = Posting.objects.first().account_id
 
-    def post_one_sided_entry() -> None:
+    def post(legs: list[str]) -> None:
         with transaction.atomic(), connection.cursor() as cursor:
             cursor.execute("INSERT INTO payments_journalentry (kind, memo, created_at) VALUES ('LATE_FEE', '', now())")
             cursor.execute("SELECT currval(pg_get_serial_sequence('payments_journalentry', 'id'))")
             entry_id = cursor.fetchone()[0]
-            cursor.execute(
-                "INSERT INTO payments_posting (entry_id, account_id, amount, currency) VALUES (%s, %s, 5.00, 'USD')",
-                [entry_id, account_id],
-            )
+            for amounts in legs:
+                cursor.execute(
+                    "INSERT INTO payments_posting (entry_id, account_id, amount, currency) "
+                    "SELECT %s, %s, amount, 'USD' FROM unnest(%s::numeric[]) AS amount",
+                    [entry_id, account_id, amounts],
+                )
 
-    with pytest.raises(IntegrityError, match="does not balance"):
-        post_one_sided_entry()
+    for legs in (["{5.00}"], ["{5.00}", "{-5.00}"], ["{5.00,-4.99}"], ["{5.00,-5.00}", "{1.00}"]):
+        with pytest.raises(IntegrityError, match="does not balance"):
+            post(legs)
     assert JournalEntry.objects.count() == 1  # only the origination
+    post(["{5.00,-5.00}"])  # both legs in one statement
+    assert JournalEntry.objects.count() == 2
+    assert ledger_check(record=False).ok
 
 
 @pytest.mark.postgres
