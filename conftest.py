@@ -271,7 +271,7 @@ def raw_rows():
 
     def read(table: str) -> list[str]:
         with connection.cursor() as cursor:
-            cursor.execute(f"SELECT * FROM {connection.ops.quote_name(table)}")  # noqa: S608 - table names from tests
+            cursor.execute(f"SELECT * FROM {connection.ops.quote_name(table)}")  # noqa: S608 - table names from tests  # nosec B608
             return [" | ".join("" if v is None else str(v) for v in row) for row in cursor.fetchall()]
 
     return read

@@ -40,7 +40,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 BENCH_FIELD_KEY = "bench-only-field-encryption-key-0123456789abcdef"
-BENCH_SECRET_KEY = "bench-only-secret-key-not-for-production-0123456789abcdefghijklmnop"  # noqa: S105 - a throw-away key for a local benchmark
+BENCH_SECRET_KEY = "bench-only-secret-key-not-for-production-0123456789abcdefghijklmnop"  # noqa: S105 - a throw-away key for a local benchmark  # nosec B105
 SAMPLE = 500  # ids per endpoint that wrk picks from at random
 
 
@@ -90,13 +90,13 @@ def prepare_database(args) -> None:
     create_empty(args.database_url)
     seed_env = env_for(args, debug=True)
     for command in (["migrate", "--noinput", "-v0"], ["populate_mock_data", "--scale", str(args.scale)]):
-        subprocess.run([sys.executable, "manage.py", *command], cwd=ROOT, env=seed_env, check=True, capture_output=True)  # noqa: S603
+        subprocess.run([sys.executable, "manage.py", *command], cwd=ROOT, env=seed_env, check=True, capture_output=True)  # noqa: S603  # nosec B603
     admin(args.database_url, "VACUUM ANALYZE", database=database_name(args.database_url))
 
 
 def start_gunicorn(args, log: Path) -> subprocess.Popen:
     with log.open("w") as out:
-        process = subprocess.Popen(
+        process = subprocess.Popen(  # our own server with fixed arguments  # nosec B603
             [sys.executable, "-m", "gunicorn", "bench.reference_wsgi:application", "-c", "config/gunicorn.py"],
             cwd=ROOT,
             env=env_for(args, debug=False),
@@ -109,7 +109,7 @@ def start_gunicorn(args, log: Path) -> subprocess.Popen:
         if process.poll() is not None:
             raise SystemExit(f"gunicorn exited:\n{log.read_text()[-3000:]}")
         try:
-            if urllib.request.urlopen(f"http://127.0.0.1:{args.port}/healthz", timeout=1).status == 200:
+            if urllib.request.urlopen(f"http://127.0.0.1:{args.port}/healthz", timeout=1).status == 200:  # nosec B310
                 return process
         except OSError:
             time.sleep(0.3)
@@ -131,7 +131,7 @@ def token(args, username: str, password: str) -> str:
         data=json.dumps({"username": username, "password": password}).encode(),
         headers={"Content-Type": "application/json"},
     )
-    with urllib.request.urlopen(request, timeout=10) as answer:  # noqa: S310 - our own server
+    with urllib.request.urlopen(request, timeout=10) as answer:  # noqa: S310 - our own server  # nosec B310
         return json.loads(answer.read())["access"]
 
 
@@ -236,7 +236,7 @@ def wrk(args, script: str, connections: int, folder: Path) -> dict:
     # as reused), not worked, and the cell would measure the wrong thing.
     path.write_text(script.replace("{nonce}", uuid.uuid4().hex))
     threads = min(2, connections)
-    result = subprocess.run(  # noqa: S603 - wrk with our arguments
+    result = subprocess.run(  # noqa: S603 - wrk with our arguments  # nosec B603
         [
             shutil.which("wrk"),
             f"-t{threads}",

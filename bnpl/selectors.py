@@ -43,11 +43,11 @@ def plan_list_for(*, viewer: User) -> QuerySet[Plan]:
 _PLAN_COLUMNS = list(Plan._meta.concrete_fields)
 _INSTALLMENT_COLUMNS = list(Installment._meta.concrete_fields)
 _PLAN_SQL = (  # noqa: S608 - composed of the models' own column names
-    "SELECT {columns}, c.user_id, m.user_id FROM bnpl_plan p"
+    "SELECT {columns}, c.user_id, m.user_id FROM bnpl_plan p"  # nosec B608
     " JOIN accounts_user c ON c.id = p.customer_id JOIN accounts_user m ON m.id = p.merchant_id"
     " WHERE p.id = %s"
 ).format(columns=", ".join(f"p.{column.column}" for column in _PLAN_COLUMNS))
-_INSTALLMENTS_SQL = "SELECT {columns} FROM bnpl_installment WHERE plan_id = %s ORDER BY sequence".format(  # noqa: S608 - the model's columns
+_INSTALLMENTS_SQL = "SELECT {columns} FROM bnpl_installment WHERE plan_id = %s ORDER BY sequence".format(  # noqa: S608 - the model's columns  # nosec B608
     columns=", ".join(column.column for column in _INSTALLMENT_COLUMNS)
 )
 

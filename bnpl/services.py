@@ -536,7 +536,7 @@ _MARK_OVERDUE_PG_SQL = f"""
            %s, 'PENDING', 0, %s, %s
     FROM marked m JOIN bnpl_plan p ON p.id = m.plan_id
     ORDER BY m.id
-"""  # noqa: S608 - composed of constants only
+"""  # noqa: S608 - composed of constants only  # nosec B608
 
 
 def _mark_overdue(*, cutoff: date, today: date, now, plans: tuple[int, int]) -> int:

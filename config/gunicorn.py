@@ -8,7 +8,7 @@ import multiprocessing
 import os
 import shutil
 
-bind = f"{os.environ.get('HOST', '0.0.0.0')}:{os.environ.get('PORT', '8000')}"  # noqa: S104 - inside a container
+bind = f"{os.environ.get('HOST', '0.0.0.0')}:{os.environ.get('PORT', '8000')}"  # noqa: S104 - inside a container  # nosec B104
 # 2 x cores, not the usual 2 x cores + 1: the requests wait on PostgreSQL, which on a small
 # machine shares the cores. On 2 cores with PostgreSQL beside them, plan creation served
 # about 130 req/s with 4 workers, 120 with 3 and 90 with 5 (bench/http_bench.py).

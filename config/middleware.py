@@ -1,12 +1,15 @@
-"""Request-level middleware: request ids, problem details for Django's own errors, body limits."""
+"""Request-level middleware: request ids, problem details for Django's own errors, body limits,
+the Content-Security-Policy."""
 
 import logging
 import re
+import secrets
 import time
 import uuid
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
+from django.utils.functional import SimpleLazyObject, empty
 
 from config.logging import request_id_var
 from config.problems import PROBLEM_CONTENT_TYPE, problem_response
@@ -129,3 +132,62 @@ class BodySizeLimitMiddleware:
                 detail=f"The request body is {length} bytes; the limit is {limit} bytes.",
             )
         return self.get_response(request)
+
+
+# A page runs only scripts served from this origin (no inline script, no eval), and inline
+# <style> only with its own response's nonce (style-src lists the nonce only on a page that
+# used it). Images may be data: URIs (Swagger UI's icons are), forms post back here only, and
+# nothing may frame a page or rebase its URLs. A view may allow more on its own page.
+PAGE_CSP = {
+    "default-src": ("'none'",),
+    "script-src": ("'self'",),
+    "style-src": ("'self'",),
+    "img-src": ("'self'", "data:"),
+    "font-src": ("'self'",),
+    "connect-src": ("'self'",),
+    "form-action": ("'self'",),
+    "base-uri": ("'none'",),
+    "frame-ancestors": ("'none'",),
+}
+# Every other answer (JSON, problem details, metrics, scripts) is data, never a document:
+# opened directly it may load nothing and be framed by nothing.
+DATA_CSP = "default-src 'none'; frame-ancestors 'none'"
+
+
+def page_csp(allow: dict[str, tuple[str, ...]] | None = None) -> str:
+    """``PAGE_CSP`` as a header value, with the sources in ``allow`` added to their directives."""
+    policy = {directive: list(sources) for directive, sources in PAGE_CSP.items()}
+    for directive, sources in (allow or {}).items():
+        policy.setdefault(directive, []).extend(sources)
+    return "; ".join(f"{directive} {' '.join(sources)}" for directive, sources in policy.items())
+
+
+class ContentSecurityPolicyMiddleware:
+    """Sends a ``Content-Security-Policy`` on every response: the page policy on HTML,
+    ``DATA_CSP`` on everything else.
+
+    A template that needs an inline ``<style>`` gives it ``nonce="{{ request.csp_nonce }}"``:
+    the nonce is made on first use, fresh for each request, and only then allowed. A view may
+    allow more sources on its page in ``response.csp_allow`` (``{"style-src": (...), ...}``);
+    a response that carries its own ``Content-Security-Policy`` keeps it.
+    """
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        nonce = SimpleLazyObject(lambda: secrets.token_urlsafe(18))
+        request.csp_nonce = nonce
+        response = self.get_response(request)
+        if response.has_header("Content-Security-Policy"):
+            return response
+        if not response.get("Content-Type", "").startswith("text/html"):
+            response["Content-Security-Policy"] = DATA_CSP
+        elif settings.DEBUG and response.status_code >= 400:
+            pass  # Django's debug error pages style and script themselves inline (DEBUG only)
+        else:
+            allow = dict(getattr(response, "csp_allow", {}))
+            if nonce._wrapped is not empty:  # the page rendered the nonce
+                allow["style-src"] = (f"'nonce-{nonce}'", *allow.get("style-src", ()))
+            response["Content-Security-Policy"] = page_csp(allow)
+        return response

@@ -50,7 +50,7 @@ class RegisterView(APIView):
                 "Customer",
                 value={
                     "username": "aziz",
-                    "password": "s3cure-pass-phrase",
+                    "password": "s3cure-pass-phrase",  # an OpenAPI example, not a credential  # nosec B105
                     "role": "CUSTOMER",
                     "full_name": "Aziz Karimov",
                     "phone_number": "+998901234567",
@@ -61,7 +61,10 @@ class RegisterView(APIView):
                 request_only=True,
             ),
             OpenApiExample(
-                "Registered", value=ME_EXAMPLE | {"webhook_secret": None}, response_only=True, status_codes=["201"]
+                "Registered",
+                value=ME_EXAMPLE | {"webhook_secret": None},  # an OpenAPI example, not a credential  # nosec B105
+                response_only=True,
+                status_codes=["201"],
             ),
             VALIDATION_EXAMPLE,
         ],
@@ -84,7 +87,11 @@ TOKEN_PAIR_EXAMPLE = OpenApiExample(
         summary="Obtain a JWT access/refresh pair",
         responses={200: jwt_views.TokenObtainPairView.serializer_class, **problems(400, 401, 415)},
         examples=[
-            OpenApiExample("Credentials", value={"username": "usr-001", "password": "demo12345"}, request_only=True),
+            OpenApiExample(
+                "Credentials",
+                value={"username": "usr-001", "password": "demo12345"},  # the demo user's, documented  # nosec B105
+                request_only=True,
+            ),
             TOKEN_PAIR_EXAMPLE,
         ],
     )

@@ -21,7 +21,7 @@ def test_bench_sweep_runs_with_one_and_two_workers_beside_the_bare_update_and_th
     url = f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/bnpl_bench_smoke"
     redis_url = urlparse(settings.REDIS_URL)._replace(path=f"/{SMOKE_REDIS_DB}").geturl()
     command = ["bench/sweep.py", "--rows", "4000", "--chunk-plans", "300", "--sample", "50"]
-    result = subprocess.run(  # noqa: S603 - our own script with fixed arguments
+    result = subprocess.run(  # noqa: S603 - our own script with fixed arguments  # nosec B603
         [sys.executable, *command, "--database-url", url, "--redis-url", redis_url],
         cwd=ROOT,
         env=os.environ.copy(),

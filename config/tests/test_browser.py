@@ -1,4 +1,5 @@
-"""The pages a person uses, in a real headless Chromium (Debian's), driven by Playwright.
+"""The pages a person uses, in a real headless Chromium (Debian's), driven by Playwright,
+which also reports every Content-Security-Policy violation they meet (there must be none).
 
 Screenshots go to ``artifacts/screenshots/``. Skipped with a reason where Chromium or
 Playwright is missing, except under CI, where ``.ci/run`` installs both and a missing
@@ -63,19 +64,42 @@ def live_url(transactional_db):
         connection.dec_thread_sharing()
 
 
+# Every Content-Security-Policy violation, reported on the console as a line of its own.
+REPORT_CSP_VIOLATIONS = """
+document.addEventListener("securitypolicyviolation", (event) => {
+  console.error(`CSP violation: ${event.effectiveDirective} blocked ${event.blockedURI} in ${location.pathname}`);
+});
+"""
+
+
 @contextlib.contextmanager
-def chromium_page():
-    """A page in headless Chromium. The ORM is not used while it is open: Playwright's sync
-    API runs the test in a greenlet, and Django's connections there would be other ones."""
+def chromium_page(violations: list[str]):
+    """A page in headless Chromium; each Content-Security-Policy violation it meets is appended
+    to ``violations``. The ORM is not used while it is open: Playwright's sync API runs the test
+    in a greenlet, and Django's connections there would be other ones."""
     assert CHROMIUM, "chromium is not installed"
     assert sync_playwright, "playwright is not installed"
     SHOTS.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
         try:
-            yield browser.new_page(viewport={"width": 1280, "height": 900})
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            page.add_init_script(REPORT_CSP_VIOLATIONS)
+            page.on("console", lambda message: _keep_violation(message.text, violations))
+            yield page
         finally:
             browser.close()
+
+
+def _keep_violation(text: str, violations: list[str]) -> None:
+    # Chromium's own report ("... violates the following Content Security Policy directive ...")
+    # and the event's line above say the same thing: the event's line is the one kept.
+    if text.startswith("CSP violation: "):
+        violations.append(text.removeprefix("CSP violation: "))
+
+
+def computed(page, selector: str, prop: str) -> str:
+    return page.eval_on_selector(selector, f"(element) => getComputedStyle(element).{prop}")
 
 
 @pytest.mark.django_db(transaction=True)
@@ -92,10 +116,12 @@ def test_dashboard_admin_refund_approval_and_swagger_in_chromium(live_url, make_
         amount=Decimal("40.00"),
         currency="USD",
     )
-    with chromium_page() as page:
+    violations: list[str] = []
+    with chromium_page(violations) as page:
         page.goto(f"{live_url}/api/v1/health/")
         assert page.locator("#overall").inner_text() == "ok"
         assert page.locator("svg[role=img]").count() == 1
+        assert computed(page, ".card", "borderRadius") == "8px"  # the page's own (nonced) style applies
         page.screenshot(path=str(SHOTS / "health-dashboard.png"), full_page=True)
 
         page.goto(f"{live_url}/admin/login/?next=/admin/refunds/refund/")
@@ -115,8 +141,32 @@ def test_dashboard_admin_refund_approval_and_swagger_in_chromium(live_url, make_
         operations = page.locator(".opblock").count()
         assert operations >= 20, operations
         assert page.get_by_text("/api/v1/plans/{id}/pay/").count() >= 1
+        assert computed(page, "body", "backgroundColor") == "rgb(250, 250, 250)"
         page.screenshot(path=str(SHOTS / "swagger.png"), full_page=False)
 
     refund.refresh_from_db()
     assert refund.status == Refund.Status.APPROVED
     assert refund.decided_by == operator
+    assert violations == [], violations
+
+
+# ReDoc's side menu shows Redocly's logo from their CDN; the policy blocks that outside request
+# (the logo then hides itself). It is the one violation the page reports, and shows that
+# violations are seen at all.
+REDOC_LOGO_BLOCKED = "img-src blocked https://cdn.redoc.ly/redoc/logo-mini.svg in /redoc/"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_redoc_renders_its_styles_under_the_content_security_policy(live_url):
+    violations: list[str] = []
+    with chromium_page(violations) as page:
+        page.goto(f"{live_url}/redoc/")
+        page.wait_for_selector("h1", timeout=20000)
+        assert page.locator("h1").first.inner_text().startswith("BNPL API")
+        assert computed(page, ".menu-content", "width") == "260px"  # styled-components, with the nonce
+        assert computed(page, ".ps", "overflow") == "hidden"  # perfect-scrollbar's stylesheet, by its hash
+        page.fill("input[placeholder='Search...']", "refund")  # search runs in a blob: worker
+        page.wait_for_selector("[data-role='search:results'] li, .search-results li, [role=search] li")
+        page.screenshot(path=str(SHOTS / "redoc.png"), full_page=False)
+
+    assert set(violations) == {REDOC_LOGO_BLOCKED}, violations

@@ -18,7 +18,7 @@ PROD_ENV = {
 
 def manage(*args: str, **env: str) -> subprocess.CompletedProcess:
     base = {k: v for k, v in os.environ.items() if k not in ("DEBUG", "SECRET_KEY", "FIELD_ENCRYPTION_KEY")}
-    return subprocess.run(  # noqa: S603 - our own manage.py with fixed arguments
+    return subprocess.run(  # noqa: S603 - our own manage.py with fixed arguments  # nosec B603
         [sys.executable, "manage.py", *args],
         cwd=ROOT,
         env=base | env,

@@ -63,7 +63,7 @@ def test_an_event_survives_a_worker_killed_mid_delivery_and_is_delivered_after_r
         "DATABASE_URL": f"postgres://postgres@127.0.0.1:5432/{connection.settings_dict['NAME']}",
         "BNPL_WEBHOOK_ALLOW_PRIVATE_URLS": "true",
     }
-    worker = subprocess.Popen(
+    worker = subprocess.Popen(  # our own worker with fixed arguments  # nosec B603
         [
             sys.executable,
             "-m",

@@ -19,7 +19,7 @@ def test_bench_autopay_runs_with_one_and_two_workers_and_reports_the_ratio():
     db = settings.DATABASES["default"]
     url = f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/bnpl_bench_autopay_smoke"
     redis_url = urlparse(settings.REDIS_URL)._replace(path=f"/{SMOKE_REDIS_DB}").geturl()
-    result = subprocess.run(  # noqa: S603 - our own script with fixed arguments
+    result = subprocess.run(  # noqa: S603 - our own script with fixed arguments  # nosec B603
         [sys.executable, "bench/autopay.py", "--rows", "300", "--database-url", url, "--redis-url", redis_url],
         cwd=ROOT,
         env=os.environ.copy(),

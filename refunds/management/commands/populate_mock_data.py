@@ -31,9 +31,9 @@ from payments.services import PaymentDeclined, payment_collect
 from refunds.models import Refund
 from refunds.services import refund_request, refund_status_apply
 
-DEMO_PASSWORD = "demo12345"
+DEMO_PASSWORD = "demo12345"  # noqa: S105 - demo data, refused when DEBUG=False  # nosec B105
 OPERATOR_USERNAME = "admin"
-OPERATOR_PASSWORD = "admin123"
+OPERATOR_PASSWORD = "admin123"  # noqa: S105 - demo data, refused when DEBUG=False  # nosec B105
 MERCHANT_ID = "merchant-001"
 SCALE_PREFIX = "scale-"
 BATCH = 5000
@@ -72,7 +72,7 @@ DEMO_USERS = [
         "full_name": "Demo Electronics LLC",
         "phone_number": "+998712000001",
         "email": "merchant-001@example.com",
-        "webhook_secret": "whsec_demo_merchant_001",
+        "webhook_secret": "whsec_demo_merchant_001",  # demo data, refused when DEBUG=False  # nosec B105
     },
 ]
 
