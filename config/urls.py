@@ -8,6 +8,8 @@ from config import dashboard, health
 from config.metrics import MetricsView
 from refunds.webhooks import refund_status_webhook
 
+PAGE = ["get", "head"]
+
 api_v1 = [
     path("health/", dashboard.health_dashboard, name="health-dashboard"),
     path("", include("accounts.api.urls")),
@@ -24,7 +26,8 @@ urlpatterns = [
     path("api/v1/", include(api_v1)),
     path("webhook/refund-status/", refund_status_webhook, name="refund-status-webhook"),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
-    path("swagger/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
-    path("redoc/", SpectacularRedocView.as_view(url_name="schema"), name="redoc"),
+    # Pages for browsers: GET only (DRF's OPTIONS metadata cannot be rendered as their HTML).
+    path("swagger/", SpectacularSwaggerView.as_view(url_name="schema", http_method_names=PAGE), name="swagger-ui"),
+    path("redoc/", SpectacularRedocView.as_view(url_name="schema", http_method_names=PAGE), name="redoc"),
     path("admin/", admin.site.urls),
 ]
