@@ -42,6 +42,19 @@ def pytest_configure(config):
         pytest.exit("CI=true but REDIS_URL is not set: refusing to run without Redis.", returncode=3)
 
 
+def pytest_terminal_summary(terminalreporter):
+    """Say how many cells of the permission matrix ran, and how many answered otherwise."""
+    cells = [
+        report
+        for outcome in ("passed", "failed")
+        for report in terminalreporter.stats.get(outcome, [])
+        if report.when == "call" and "test_permission_matrix.py::test_cell[" in report.nodeid
+    ]
+    if cells:
+        failed = sum(report.failed for report in cells)
+        terminalreporter.write_line(f"permission matrix: {len(cells)} cells, {failed} mismatched")
+
+
 def pytest_collection_modifyitems(config, items):
     on_postgres = settings.DATABASES["default"]["ENGINE"].endswith("postgresql")
     for item in items:
