@@ -13,10 +13,11 @@ A request over a limit is answered 429 ``throttled`` (problem details) with
 ``Retry-After``: the whole seconds until the window ends.
 
 Counting is a fixed window aligned on the clock: one counter per scope, identity and
-window, raised atomically (on Redis one round trip: ``SET NX EX`` and ``INCR`` in a
-``MULTI``), so requests arriving at once from several processes are all counted (DRF's
-own throttles read a list, then write it back, and lose the concurrent ones). Identities
-are hashed: neither addresses nor usernames are kept in the cache in clear.
+window, raised atomically (on Redis one command: a script that increments the counter and
+gives a new one its expiry), so requests arriving at once from several processes are all
+counted (DRF's own throttles read a list, then write it back, and lose the concurrent
+ones). Identities are hashed: neither addresses nor usernames are kept in the cache in
+clear.
 
 When the cache cannot be reached the requests pass, unthrottled (a dead cache must not
 take the API down with it), and the cache is not tried again by this process for
@@ -37,6 +38,7 @@ import time
 from django.conf import settings
 from django.core.cache import caches
 from django.core.cache.backends.redis import RedisCache
+from redis.commands.core import Script
 from redis.exceptions import RedisError
 from rest_framework.exceptions import Throttled
 from rest_framework.throttling import BaseThrottle
@@ -46,6 +48,11 @@ logger = logging.getLogger(__name__)
 BACKOFF_SECONDS = 5
 _PERIODS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 _cache_down_until = 0.0
+# One command, run atomically by Redis: the counter never exists without its expiry.
+_INCR = Script(
+    None,
+    b"local n = redis.call('INCR', KEYS[1]) if n == 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end return n",
+)
 
 
 def parse_rate(rate: str | None) -> tuple[int, int] | None:
@@ -75,11 +82,7 @@ def _count(key: str, ttl: int) -> int | None:
     try:
         if isinstance(cache, RedisCache):
             full_key = cache.make_and_validate_key(key)
-            client = cache._cache.get_client(full_key, write=True)
-            with client.pipeline(transaction=True) as pipe:
-                pipe.set(full_key, 0, ex=ttl, nx=True)
-                pipe.incr(full_key)
-                return pipe.execute()[1]
+            return _INCR(keys=[full_key], args=[ttl], client=_write_client(cache))
         cache.add(key, 0, ttl)
         try:
             return cache.incr(key)
@@ -94,6 +97,16 @@ def _count(key: str, ttl: int) -> int | None:
             exc.__class__.__name__,
         )
         return None
+
+
+def _write_client(cache: RedisCache):
+    """The Redis client the cache writes through, made once per cache object (one per
+    thread): Django makes a new one per operation, which costs more than the round trip,
+    and has no public way to run a script."""
+    client = getattr(cache, "_throttle_client", None)
+    if client is None:
+        client = cache._throttle_client = cache._cache.get_client(write=True)
+    return client
 
 
 def _hashed(value: str) -> str:
