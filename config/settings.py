@@ -266,12 +266,12 @@ BNPL_THROTTLE_RATES = {
     # Token requests naming one username, from any address: password guessing.
     "login": config("BNPL_THROTTLE_LOGIN", default="5/min"),
 }
-# Proxies in front of the service that append the client address to X-Forwarded-For (1
-# behind nginx or an ingress). 0 trusts only the connection's address: a client could
-# otherwise pick the address it is throttled as.
 for _scope, _rate in BNPL_THROTTLE_RATES.items():
     if not re.fullmatch(r"\d+/[smhd][a-z]*|off", _rate.strip().lower()):
         raise ImproperlyConfigured(f"BNPL_THROTTLE_{_scope.upper()} reads like 60/min or 10/s (or off), not {_rate!r}.")
+# Proxies in front of the service that append the client address to X-Forwarded-For (1
+# behind nginx or an ingress). 0 trusts only the connection's address: a client could
+# otherwise pick the address it is throttled as.
 BNPL_TRUSTED_PROXIES = config("BNPL_TRUSTED_PROXIES", default=0, cast=int)
 
 # --- REST framework, JWT, OpenAPI -------------------------------------------------------

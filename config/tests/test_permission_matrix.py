@@ -10,7 +10,9 @@ on world A's. A table cell is a pair ``(own, foreign)`` where an object is invol
 else one status.
 
 The worlds are made once for the module; each cell runs in a savepoint rolled back
-after it, so a cell that pays, refunds or waives leaves nothing behind for the next.
+after it, so a cell that pays, refunds or waives leaves nothing behind for the next. An
+error answer must be a problem document; a list must show the caller's world's object
+and never the other world's (both to an operator).
 
 ``test_every_route_and_method_has_a_row`` walks the URL resolver and tries every method
 on every route: one that is served (anything but 405) and has no row fails the run, so
