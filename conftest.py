@@ -32,12 +32,28 @@ def pytest_configure(config):
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     # Like Django's locmem email backend in tests: SMS land in a list, not on the console.
     settings.BNPL_SMS_BACKEND = "events.sms.LocmemSmsBackend"
+    # Rate limits stay on, counted on every request, but far above what any test sends from
+    # one address in a minute; config/tests/test_throttling.py lowers them to test them.
+    settings.BNPL_THROTTLE_RATES = dict.fromkeys(settings.BNPL_THROTTLE_RATES, "100000/min")
     # CI must run against the real servers; a silent fallback to SQLite would hide the
     # PostgreSQL-only tests.
     if os.environ.get("CI") and not os.environ.get("DATABASE_URL", "").startswith("postgres"):
         pytest.exit("CI=true but DATABASE_URL is not PostgreSQL: refusing to run on SQLite.", returncode=3)
     if os.environ.get("CI") and not os.environ.get("REDIS_URL"):
         pytest.exit("CI=true but REDIS_URL is not set: refusing to run without Redis.", returncode=3)
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Say how many cells of the permission matrix ran, and how many answered otherwise."""
+    cells = [
+        report
+        for outcome in ("passed", "failed")
+        for report in terminalreporter.stats.get(outcome, [])
+        if report.when == "call" and "test_permission_matrix.py::test_cell[" in report.nodeid
+    ]
+    if cells:
+        failed = sum(report.failed for report in cells)
+        terminalreporter.write_line(f"permission matrix: {len(cells)} cells, {failed} mismatched")
 
 
 def pytest_collection_modifyitems(config, items):

@@ -17,6 +17,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
 from config.health import check_database, check_redis
+from config.throttling import AnonThrottle, UserThrottle, throttled_view
 
 CHART_DAYS = 30
 
@@ -148,6 +149,7 @@ def _chart(daily: list[dict]) -> dict:
 
 @never_cache
 @require_GET
+@throttled_view(AnonThrottle, UserThrottle)  # public, and its figures are aggregates over whole tables
 def health_dashboard(request):
     """``GET /api/v1/health/``: HTML for browsers, JSON for ``Accept: application/json`` (or ``?format=json``)."""
     snapshot, healthy = health_snapshot()

@@ -13,6 +13,7 @@ from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.db import DatabaseError, InterfaceError, OperationalError
 from django.http import Http404, JsonResponse
 from rest_framework import exceptions, serializers
+from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
@@ -127,7 +128,19 @@ def _api_exception_detail(exc: exceptions.APIException) -> str:
 
 
 def exception_handler(exc: Exception, context: dict) -> Response | None:
-    """DRF's EXCEPTION_HANDLER: every known error becomes a problem-details response."""
+    """DRF's EXCEPTION_HANDLER: every known error becomes a problem-details response, in
+    JSON even from a view that renders something else (the API's HTML pages, /metrics)."""
+    response = _problem_for(exc, context)
+    request = context.get("request")
+    if response is not None and request is not None:
+        # DRF renders an error with the renderer the request negotiated; a problem
+        # document is JSON whatever that was.
+        request.accepted_renderer = JSONRenderer()
+        request.accepted_media_type = PROBLEM_CONTENT_TYPE
+    return response
+
+
+def _problem_for(exc: Exception, context: dict) -> Response | None:
     if isinstance(exc, DomainError):
         body = problem_body(status=exc.status_code, code=exc.code, title=exc.title, detail=exc.detail, **exc.extra)
         return Response(body, status=exc.status_code, content_type=PROBLEM_CONTENT_TYPE)

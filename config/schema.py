@@ -1,5 +1,7 @@
 """OpenAPI pieces shared by every app: the problem-details schema and response helpers."""
 
+import copy
+
 from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import serializers
 
@@ -81,3 +83,23 @@ def list_retrieve_schema(*, name: str, plural: str, serializer, example: dict):
             examples=[OpenApiExample("One", value=example, response_only=True)],
         ),
     )
+
+
+def add_throttled_responses(result: dict, generator, request, public) -> dict:
+    """Postprocessing hook: every operation may answer 429 (config/throttling.py throttles
+    every API view), documented once here rather than in each view's ``responses``."""
+    throttled = {
+        "description": _DESCRIPTIONS[429],
+        "headers": {
+            "Retry-After": {
+                "schema": {"type": "integer", "minimum": 1},
+                "description": "Seconds until the limit's window ends.",
+            }
+        },
+        "content": {PROBLEM_CONTENT_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}},
+    }
+    for operations in result.get("paths", {}).values():
+        for operation in operations.values():
+            if isinstance(operation, dict) and "responses" in operation:
+                operation["responses"].setdefault("429", copy.deepcopy(throttled))
+    return result

@@ -7,6 +7,7 @@ switches (``manage.py check --deploy`` is clean).
 """
 
 import logging.config
+import re
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -260,6 +261,28 @@ METRICS_TOKEN = config("METRICS_TOKEN", default="")
 MAX_REQUEST_BODY_BYTES = config("MAX_REQUEST_BODY_BYTES", default=1024 * 1024, cast=int)
 DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_REQUEST_BODY_BYTES
 
+# --- Rate limits (config/throttling.py) -------------------------------------------------
+# "N/s", "N/min", "N/hour" or "N/day"; "off" for no limit. Counted in the default cache.
+BNPL_THROTTLE_RATES = {
+    # Each authenticated user: far above an app's or a merchant integration's usual pace;
+    # stops a runaway client from taking the workers from everyone else.
+    "user": config("BNPL_THROTTLE_USER", default="1200/min"),
+    # Each anonymous address: it reaches only the credential endpoints, the API docs and
+    # the health dashboard.
+    "anon": config("BNPL_THROTTLE_ANON", default="60/min"),
+    # Token, token refresh and register, each, per address (as nginx.conf limits them).
+    "auth": config("BNPL_THROTTLE_AUTH", default="10/min"),
+    # Token requests naming one username, from any address: password guessing.
+    "login": config("BNPL_THROTTLE_LOGIN", default="5/min"),
+}
+for _scope, _rate in BNPL_THROTTLE_RATES.items():
+    if not re.fullmatch(r"\d+/[smhd][a-z]*|off", _rate.strip().lower()):
+        raise ImproperlyConfigured(f"BNPL_THROTTLE_{_scope.upper()} reads like 60/min or 10/s (or off), not {_rate!r}.")
+# Proxies in front of the service that append the client address to X-Forwarded-For (1
+# behind nginx or an ingress). 0 trusts only the connection's address: a client could
+# otherwise pick the address it is throttled as.
+BNPL_TRUSTED_PROXIES = config("BNPL_TRUSTED_PROXIES", default=0, cast=int)
+
 # --- REST framework, JWT, OpenAPI -------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
@@ -276,6 +299,8 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "COERCE_DECIMAL_TO_STRING": True,
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+    "DEFAULT_THROTTLE_CLASSES": ["config.throttling.AnonThrottle", "config.throttling.UserThrottle"],
+    "NUM_PROXIES": BNPL_TRUSTED_PROXIES,
 }
 
 # How long a process may answer a bearer token from the user row it read last (role,
@@ -307,6 +332,10 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "config.schema.add_throttled_responses",
+    ],
     "ENUM_NAME_OVERRIDES": {
         "RoleEnum": "accounts.models.User.Role",
         "CustomerStatusEnum": "accounts.models.User.Status",

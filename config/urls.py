@@ -9,6 +9,8 @@ from config.docs import RedocView
 from config.metrics import MetricsView
 from refunds.webhooks import refund_status_webhook
 
+PAGE = ["get", "head"]
+
 api_v1 = [
     path("health/", dashboard.health_dashboard, name="health-dashboard"),
     path("", include("accounts.api.urls")),
@@ -25,8 +27,13 @@ urlpatterns = [
     path("api/v1/", include(api_v1)),
     path("webhook/refund-status/", refund_status_webhook, name="refund-status-webhook"),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    # Pages for browsers: GET only (DRF's OPTIONS metadata cannot be rendered as their HTML).
     # Swagger UI's initialising script comes from its own URL (?script), not inline: see the CSP.
-    path("swagger/", SpectacularSwaggerSplitView.as_view(url_name="schema"), name="swagger-ui"),
-    path("redoc/", RedocView.as_view(url_name="schema"), name="redoc"),
+    path(
+        "swagger/",
+        SpectacularSwaggerSplitView.as_view(url_name="schema", http_method_names=PAGE),
+        name="swagger-ui",
+    ),
+    path("redoc/", RedocView.as_view(url_name="schema", http_method_names=PAGE), name="redoc"),
     path("admin/", admin.site.urls),
 ]

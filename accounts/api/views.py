@@ -14,6 +14,7 @@ from accounts.models import User
 from accounts.selectors import user_get_for, user_list_for
 from accounts.services import user_register, user_settings_update
 from config.schema import VALIDATION_EXAMPLE, list_retrieve_schema, problems
+from config.throttling import AUTH_THROTTLES, LOGIN_THROTTLES
 
 USER_EXAMPLE = {
     "user_id": "usr-001",
@@ -39,6 +40,7 @@ ME_EXAMPLE = USER_EXAMPLE | {
 class RegisterView(APIView):
     permission_classes = [AllowAny]
     authentication_classes: list = []
+    throttle_classes = AUTH_THROTTLES
 
     @extend_schema(
         operation_id="auth_register",
@@ -98,6 +100,7 @@ TOKEN_PAIR_EXAMPLE = OpenApiExample(
 )
 class TokenObtainView(jwt_views.TokenObtainPairView):
     authentication_classes: list = []
+    throttle_classes = LOGIN_THROTTLES
 
 
 @extend_schema_view(
@@ -113,6 +116,7 @@ class TokenObtainView(jwt_views.TokenObtainPairView):
 )
 class TokenRefreshView(jwt_views.TokenRefreshView):
     authentication_classes: list = []
+    throttle_classes = AUTH_THROTTLES
 
 
 class MeView(APIView):
