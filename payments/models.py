@@ -86,10 +86,14 @@ class Posting(AppendOnlyModel):
     # Debit positive, credit negative.
     amount = models.DecimalField(max_digits=14, decimal_places=2)
     currency = models.CharField(max_length=3)
-    # Sub-ledger dimensions: which plan and which party the amount belongs to.
-    plan = models.ForeignKey("bnpl.Plan", on_delete=models.PROTECT, null=True, blank=True, related_name="+")
+    # Sub-ledger dimensions: which plan and which party the amount belongs to. No index of
+    # their own: balances are read by account and plan, or account and party (the indexes
+    # below), and each posting would pay for two entries more.
+    plan = models.ForeignKey(
+        "bnpl.Plan", on_delete=models.PROTECT, null=True, blank=True, related_name="+", db_index=False
+    )
     party = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+", db_index=False
     )
 
     class Meta:
