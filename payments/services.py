@@ -341,7 +341,7 @@ def payment_attempt(
         # same key while the first is in flight is not ours to make (reconciliation finishes
         # one that was abandoned).
         return payment
-    return payment_resume(payment_id=payment.pk)
+    return _charge(payment)
 
 
 def payment_resume(*, payment_id: int) -> Payment:
@@ -353,6 +353,11 @@ def payment_resume(*, payment_id: int) -> Payment:
     payment = Payment.objects.get(pk=payment_id)
     if payment.status != Payment.Status.PENDING:
         return payment
+    return _charge(payment)
+
+
+def _charge(payment: Payment) -> Payment:
+    """Charge a PENDING payment (as read or just reserved) and apply the answer."""
     if payment.card_amount == 0:
         result = ChargeResult(SUCCEEDED, "", "credit_balance")
     else:
