@@ -534,7 +534,8 @@ _MARK_OVERDUE_PG_SQL = f"""
              'sequence', m.sequence, 'amount_due', m.amount_due::text, 'amount_paid', m.amount_paid::text,
              'currency', p.currency, 'due_date', to_char(m.due_date, 'YYYY-MM-DD'), 'status', 'OVERDUE'),
            %s, 'PENDING', 0, %s, %s
-    FROM marked m JOIN bnpl_plan p ON p.id = m.plan_id
+    -- The chunk's range again, on the plans: without it the join read every plan there is.
+    FROM marked m JOIN bnpl_plan p ON p.id = m.plan_id AND p.id BETWEEN %s AND %s
     ORDER BY m.id
 """  # noqa: S608 - composed of constants only  # nosec B608
 
@@ -547,7 +548,8 @@ def _mark_overdue(*, cutoff: date, today: date, now, plans: tuple[int, int]) -> 
         if connection.vendor == "postgresql":
             give_up = now + timedelta(hours=settings.BNPL_WEBHOOK_RETRY_HOURS)
             cursor.execute(
-                _MARK_OVERDUE_PG_SQL, [today, now, cutoff, *plans, Event.Type.INSTALLMENT_OVERDUE, now, now, give_up]
+                _MARK_OVERDUE_PG_SQL,
+                [today, now, cutoff, *plans, Event.Type.INSTALLMENT_OVERDUE, now, now, give_up, *plans],
             )
             marked = cursor.rowcount
             if marked:
