@@ -20,12 +20,15 @@ CREATE FUNCTION ledger_entries_must_balance() RETURNS trigger AS $$
 DECLARE
     unbalanced bigint;
 BEGIN
-    SELECT p.entry_id INTO unbalanced
-    FROM payments_posting p
-    WHERE p.entry_id IN (SELECT DISTINCT entry_id FROM new_postings)
-    GROUP BY p.entry_id, p.currency
-    HAVING SUM(p.amount) <> 0
-    ORDER BY p.entry_id
+    -- Each entry's postings through the entry index (LATERAL): the planner knows nothing
+    -- of the transition table's size and would otherwise read every posting there is.
+    SELECT n.entry_id INTO unbalanced
+    FROM (SELECT DISTINCT entry_id FROM new_postings) AS n
+    CROSS JOIN LATERAL (
+        SELECT SUM(p.amount) AS total FROM payments_posting p WHERE p.entry_id = n.entry_id GROUP BY p.currency
+    ) AS sums
+    WHERE sums.total <> 0
+    ORDER BY n.entry_id
     LIMIT 1;
     IF FOUND THEN
         RAISE EXCEPTION 'ledger entry % does not balance', unbalanced
