@@ -22,6 +22,9 @@ from accounts.masking import find_unmasked_pii
 from accounts.tests.factories import MerchantFactory, OperatorFactory, UserFactory
 from bnpl.services import plan_create
 
+# Fault injection: private servers, the PostgreSQL proxy, service processes, the faults count.
+pytest_plugins = ["config.tests.faults"]
+
 _JWT = re.compile(r"eyJ[\w-]+\.[\w-]+\.[\w-]+")
 _CHECKED_TYPES = ("application/json", "application/problem+json", "text/html", "text/plain")
 
@@ -161,6 +164,9 @@ def operator_client(operator):
 @pytest.fixture
 def database_down():
     """Point the default connection at a port where nothing listens, then back (PostgreSQL)."""
+    from config.tests.faults import inject
+
+    inject("postgres unreachable (nothing listens)")
     port = connection.settings_dict["PORT"]
     connection.close()
     connection.settings_dict["PORT"] = "1"
