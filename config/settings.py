@@ -139,12 +139,24 @@ CELERY_RESULT_BACKEND = REDIS_URL or "cache+memory://"
 CELERY_TASK_ALWAYS_EAGER = config("CELERY_TASK_ALWAYS_EAGER", default=not REDIS_URL, cast=bool)
 CELERY_TASK_EAGER_PROPAGATES = True
 CELERY_TASK_ACKS_LATE = True
+# A pool process that dies mid-task (killed, out of memory) hands its task back to the
+# queue instead of acknowledging it as failed: with acks_late, a task is lost only if it
+# finished. Every task is idempotent, so running it again does its work once.
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_SERIALIZER = "json"
 CELERY_RESULT_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
-CELERY_BROKER_TRANSPORT_OPTIONS = {"socket_connect_timeout": 2, "visibility_timeout": 3600}
+# socket_timeout: a broker that stops answering (hung, or gone without closing the
+# connection) fails a publish in seconds instead of holding the request forever.
+# visibility_timeout: a task taken by a worker that was lost (the whole node) goes back to
+# the queue after this many seconds; longer than any task runs.
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "socket_connect_timeout": 2,
+    "socket_timeout": 3,
+    "visibility_timeout": config("CELERY_BROKER_VISIBILITY_TIMEOUT", default=3600, cast=int),
+}
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_TIMEZONE = "UTC"
 # Workers log through settings.LOGGING too: JSON lines, PII masked.
