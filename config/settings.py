@@ -99,9 +99,16 @@ DATABASE_TRANSACTION_POOLER = config("DATABASE_TRANSACTION_POOLER", default=Fals
 DATABASE_CONN_MAX_AGE = 0 if DATABASE_TRANSACTION_POOLER else config("DATABASE_CONN_MAX_AGE", default=600, cast=int)
 
 
+# Seconds to wait for a connection: a database that accepts and never answers (hung, or a
+# network that drops packets) fails the request with a 503 instead of holding it forever.
+DATABASE_CONNECT_TIMEOUT = config("DATABASE_CONNECT_TIMEOUT", default=5, cast=int)
+
+
 def _database(url: str) -> dict:
     database = dj_database_url.parse(url, conn_max_age=DATABASE_CONN_MAX_AGE, conn_health_checks=True)
     database["DISABLE_SERVER_SIDE_CURSORS"] = DATABASE_TRANSACTION_POOLER
+    if database["ENGINE"].endswith("postgresql"):
+        database.setdefault("OPTIONS", {}).setdefault("connect_timeout", DATABASE_CONNECT_TIMEOUT)
     return database
 
 
@@ -201,6 +208,10 @@ BNPL_MAX_AMOUNT = config("BNPL_MAX_AMOUNT", default="100000.00", cast=Decimal)
 BNPL_DEFAULT_CREDIT_LIMIT = config("BNPL_DEFAULT_CREDIT_LIMIT", default="2000.00", cast=Decimal)
 BNPL_PAYMENT_GATEWAY = config("BNPL_PAYMENT_GATEWAY", default="payments.gateways.FakeGateway")
 BNPL_IDEMPOTENCY_TTL_HOURS = config("BNPL_IDEMPOTENCY_TTL_HOURS", default=24, cast=int)
+# A key still in flight after this many seconds was abandoned (its request died with its
+# process or its database connection): a retry with the key takes it over and finishes the
+# work. Longer than any request may run (gunicorn's timeout).
+BNPL_IDEMPOTENCY_LEASE_SECONDS = config("BNPL_IDEMPOTENCY_LEASE_SECONDS", default=60, cast=int)
 BNPL_CURRENCIES = config("BNPL_CURRENCIES", default="USD,EUR,UZS", cast=Csv())
 # Installments become OVERDUE this many days after their due date has passed.
 BNPL_GRACE_DAYS = config("BNPL_GRACE_DAYS", default=0, cast=int)

@@ -8,6 +8,11 @@
 - Nothing is stored when the request never started its work: invalid input (400), no
   authentication or permission (401, 403), an object outside the caller's scope (404),
   or a server error (5xx, whose transaction rolled back); the key can then be used again.
+- When the database fails under work done in several transactions (payments), whether it
+  was done is unknown (a COMMIT may have happened unheard): the key stays in flight, and a
+  retry after ``BNPL_IDEMPOTENCY_LEASE_SECONDS`` takes it over and runs the work again
+  under the same claim, whose outside calls carry the same key
+  (``idempotency_gateway_key``), so it finds what the first run did instead of doing it twice.
 """
 
 import functools
@@ -22,7 +27,7 @@ from django.utils import timezone
 from drf_spectacular.utils import OpenApiParameter
 from rest_framework.renderers import JSONRenderer
 
-from config.problems import DomainError, FieldInvalid
+from config.problems import DATABASE_UNAVAILABLE, DomainError, FieldInvalid
 from payments.models import IdempotencyKey
 
 HEADER = "Idempotency-Key"
@@ -86,9 +91,30 @@ def _claim(request, key: str, fingerprint: str) -> IdempotencyKey | HttpResponse
             if existing.fingerprint != fingerprint:
                 raise IdempotencyKeyReused() from None
             if existing.status == IdempotencyKey.Status.IN_FLIGHT:
+                if _take_over(existing):
+                    return existing
                 raise IdempotencyKeyInFlight() from None
             return _replay(existing)
     raise IdempotencyKeyInFlight()
+
+
+def _take_over(record: IdempotencyKey) -> bool:
+    """Claim a key left in flight past the lease by a request that died; one retry wins."""
+    now = timezone.now()
+    if record.created_at > now - timedelta(seconds=settings.BNPL_IDEMPOTENCY_LEASE_SECONDS):
+        return False
+    taken = IdempotencyKey.objects.filter(
+        pk=record.pk, status=IdempotencyKey.Status.IN_FLIGHT, created_at=record.created_at
+    ).update(created_at=now)
+    return taken == 1
+
+
+def idempotency_gateway_key(request) -> str | None:
+    """The key for the outside calls of a request made with an Idempotency-Key: the same for
+    every run under one claim, so a run that takes over an abandoned claim finds what the
+    first one did. None without an Idempotency-Key."""
+    claim = getattr(request, "idempotency_claim", None)
+    return None if claim is None else f"idem_{claim.pk}"
 
 
 def _replay(record: IdempotencyKey) -> HttpResponse:
@@ -132,6 +158,7 @@ def _run_once(handler, view, request, key: str, args, kwargs, *, atomic: bool):
     claimed = _claim(request, key, request_fingerprint(request))
     if isinstance(claimed, HttpResponse):
         return claimed
+    request.idempotency_claim = claimed
     final = False
     try:
         response = handler(view, request, *args, **kwargs)
@@ -143,6 +170,8 @@ def _run_once(handler, view, request, key: str, args, kwargs, *, atomic: bool):
             if not atomic:
                 IdempotencyKey.objects.filter(pk=claimed.pk).delete()  # a 500: nothing was done
             raise
+        if not atomic and isinstance(exc, DATABASE_UNAVAILABLE):
+            return response  # done or not, unknown: the claim stays in flight (see the module's doc)
     if response.status_code in NOT_STORED or (response.status_code >= 500 and not final):
         if atomic:
             transaction.set_rollback(True)
