@@ -31,7 +31,9 @@ def webhook():
 def no_broker():
     """Point the publisher at a port where nothing listens: the broker is down."""
     from config.celery import app
+    from config.tests.faults import inject
 
+    inject("broker unreachable (nothing listens)")
     previous = app.conf.broker_write_url
     app.conf.broker_write_url = "redis://127.0.0.1:1/0"
     yield

@@ -10,6 +10,7 @@ from django.db import connections
 from accounts.tests.factories import MerchantFactory
 from bnpl.tests.test_concurrency import run_at_once
 from config.celery import app
+from config.tests.faults import inject
 from conftest import client_for
 from refunds.models import Refund
 from refunds.services import RefundExceedsPlan, refund_status_apply
@@ -28,6 +29,7 @@ def drive_to_approved(webhook, merchant) -> list[dict]:
     ]
 
 
+@pytest.mark.faults
 @pytest.mark.redis
 def test_webhook_goes_through_a_real_worker_and_falls_back_to_sync_without_a_broker(webhook, make_plan, merchant):
     assert not app.conf.task_always_eager
@@ -60,6 +62,7 @@ def test_webhook_goes_through_a_real_worker_and_falls_back_to_sync_without_a_bro
         "/api/v1/refunds/", {"plan_id": second.pk, "transaction_id": "rf-async", "amount": "30.00"}, format="json"
     )
     previous = app.conf.broker_write_url
+    inject("broker unreachable (nothing listens)")
     app.conf.broker_write_url = "redis://127.0.0.1:1/0"  # nothing listens there: the broker is down
     try:
         answers = drive_to_approved(webhook, merchant)
