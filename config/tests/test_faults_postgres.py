@@ -39,7 +39,7 @@ def stack(django_db_setup):
     with CardNetwork() as network:
         try:
             env = service_env(
-                database_port=proxy.port,
+                proxy=proxy,
                 redis_url=redis.url(0),
                 BNPL_PAYMENT_GATEWAY="payments.tests.gateways.NetworkGateway",
                 BNPL_TEST_CARD_NETWORK_URL=network.url,
