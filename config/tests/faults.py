@@ -418,11 +418,14 @@ class Service:
                 stderr=log,
                 start_new_session=True,
             )
-        wait_for(
-            lambda: self.process.poll() is None and self.request("GET", "/healthz", timeout=2).status == 200,
-            60,
-            "gunicorn to answer /healthz",
-        )
+        try:
+            wait_for(
+                lambda: self.process.poll() is None and self.request("GET", "/healthz", timeout=2).status == 200,
+                60,
+                "gunicorn to answer /healthz",
+            )
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}; its log ends:\n{self.logs()}") from None
         return self
 
     def request(
@@ -492,7 +495,10 @@ class Worker:
             self.process = subprocess.Popen(  # noqa: S603 - our own Celery worker, fixed arguments
                 self.args, cwd=ROOT, env=self.env, stdout=log, stderr=log, start_new_session=True
             )
-        wait_for(lambda: "ready" in _tail(self.log, 400), 60, "the Celery worker to be ready")
+        try:
+            wait_for(lambda: "ready" in _tail(self.log, 400), 60, "the Celery worker to be ready")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}; its log ends:\n{self.logs()}") from None
         return self
 
     def children(self) -> list[int]:
@@ -579,6 +585,8 @@ class Launcher:
     def stop(self) -> None:
         for process in reversed(self.started):
             process.stop()
+            with suppress(OSError):
+                os.unlink(process.log)
 
 
 # Fault tests that were skipped: in CI that fails the run (every fault must be injected there).

@@ -2,10 +2,12 @@
 Redis of the test's own, paused mid-transaction on a row the test holds): the task comes
 back (acks_late) and its work is done once."""
 
+import time
 from datetime import timedelta
 from decimal import Decimal
 
 import pytest
+import redis
 
 from accounts.tests.factories import MerchantFactory, UserFactory
 from bnpl.models import Installment
@@ -50,7 +52,11 @@ def test_a_worker_killed_mid_refund_approval_has_the_task_redelivered_and_the_re
     assert list(plan.installments.order_by("sequence").values_list("amount_due", flat=True)) == [Decimal("100.00")] * 4
     assert not JournalEntry.objects.filter(kind=JournalEntry.Kind.REFUND_APPLIED).exists()
 
-    launch.worker(env)  # unacknowledged, the task is restored to the queue and taken again
+    # Unacknowledged, the task waits in the broker's unacked set; once it is older than the
+    # visibility timeout, a worker starting up puts it back in the queue and takes it.
+    broker = redis.Redis.from_url(private_redis.url(0))
+    wait_for(lambda: broker.zcount("unacked_index", 0, time.time() - 3.5) == 1, 30, "the visibility timeout")
+    launch.worker(env)
     wait_for(lambda: Refund.objects.get(pk=refund.pk).status == Refund.Status.APPROVED, 60, "the redelivered task")
 
     refund.refresh_from_db()
