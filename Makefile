@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 PORT ?= 8000
 HOST ?= 127.0.0.1
 
-.PHONY: run serve test lint format security bandit deploy-check audit worker beat migrate demo schema clean
+.PHONY: run serve test faults lint format security bandit deploy-check audit worker beat migrate demo schema clean
 
 $(VENV)/bin/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,11 @@ serve: $(VENV)/.installed-dev
 
 test: $(VENV)/.installed-dev
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# Only the fault-injection tests (docs/FAULTS.md): a private Redis, a proxy in front of
+# PostgreSQL, gunicorn and workers as processes. `make test` runs them too.
+faults: $(VENV)/.installed-dev
+	$(PY) -m pytest -m faults $(PYTEST_ARGS)
 
 lint: $(VENV)/.installed-dev
 	$(VENV)/bin/ruff check .

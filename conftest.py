@@ -23,6 +23,9 @@ from accounts.masking import find_unmasked_pii
 from accounts.tests.factories import MerchantFactory, OperatorFactory, UserFactory
 from bnpl.services import plan_create
 
+# Fault injection: private servers, the PostgreSQL proxy, service processes, the faults count.
+pytest_plugins = ["config.tests.faults"]
+
 _JWT = re.compile(r"eyJ[\w-]+\.[\w-]+\.[\w-]+")
 _CHECKED_TYPES = ("application/json", "application/problem+json", "text/html", "text/plain")
 
@@ -178,6 +181,9 @@ def operator_client(operator):
 @pytest.fixture
 def database_down():
     """Point the default connection at a port where nothing listens, then back (PostgreSQL)."""
+    from config.tests.faults import inject
+
+    inject("postgres unreachable (nothing listens)")
     port = connection.settings_dict["PORT"]
     connection.close()
     connection.settings_dict["PORT"] = "1"
@@ -186,25 +192,31 @@ def database_down():
     connection.settings_dict["PORT"] = port
 
 
-@contextlib.contextmanager
-def broker_unreachable():
-    """Within the block, publishing finds no broker (a port where nothing listens): the
-    process's pooled publishing connection is dropped on the way in and on the way out."""
+def broker_pools_drop() -> None:
+    """Forget the process's pooled publishing connections, so the next publish connects to
+    the broker URL configured then (tests change it; a running service never does).
+    Dropped, not closed: kombu keeps the pools by broker URL and hands them out again."""
     from config.celery import app
 
-    def reset() -> None:
-        # Dropped, not closed: kombu keeps the pools by broker URL and hands them out again.
-        app.amqp._producer_pool = None
-        app._pool = None
+    app.amqp._producer_pool = None
+    app._pool = None
 
+
+@contextlib.contextmanager
+def broker_unreachable():
+    """Within the block, publishing finds no broker (a port where nothing listens)."""
+    from config.celery import app
+    from config.tests.faults import inject
+
+    inject("broker unreachable (nothing listens)")
     previous = app.conf.broker_write_url
     app.conf.broker_write_url = "redis://127.0.0.1:1/0"
-    reset()
+    broker_pools_drop()
     try:
         yield
     finally:
         app.conf.broker_write_url = previous
-        reset()
+        broker_pools_drop()
 
 
 def wait_until(predicate, seconds: float = 30) -> bool:

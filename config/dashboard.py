@@ -22,9 +22,13 @@ from config.throttling import AnonThrottle, UserThrottle, throttled_view
 CHART_DAYS = 30
 
 
-def _celery() -> dict:
+def _celery(*, broker_up: bool = True) -> dict:
     if settings.CELERY_TASK_ALWAYS_EAGER:
         return {"status": "ok", "detail": "eager: tasks run in the web process"}
+    if not broker_up:
+        # No worker can be reached through a broker that is down; a ping would only wait
+        # out the broker's timeouts (seconds, on a hung Redis) before saying so.
+        return {"status": "down", "error": "broker unreachable"}
     from config.celery import app
 
     started = time.perf_counter()
@@ -110,7 +114,7 @@ def health_snapshot() -> tuple[dict, bool]:
     figures = None
     if healthy:
         try:
-            components["celery"] = _celery()
+            components["celery"] = _celery(broker_up=components.get("redis", {}).get("status") != "down")
             components["last_sweep"] = _last_sweep()
             components["ledger_check"] = _last_ledger_check()
             figures = _figures()

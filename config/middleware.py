@@ -8,11 +8,17 @@ import time
 import uuid
 
 from django.conf import settings
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils.functional import SimpleLazyObject, empty
 
 from config.logging import request_id_var
-from config.problems import PROBLEM_CONTENT_TYPE, problem_response
+from config.problems import (
+    DATABASE_RETRY_AFTER,
+    DATABASE_UNAVAILABLE,
+    PROBLEM_CONTENT_TYPE,
+    database_unavailable_problem,
+    problem_response,
+)
 
 logger = logging.getLogger("bnpl.request")
 
@@ -85,6 +91,16 @@ class ProblemDetailsMiddleware:
     def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
         if not _wants_problem(request):
             return None
+        if isinstance(exception, DATABASE_UNAVAILABLE):
+            # Plain Django views (the refund webhook) meet a database that is down too: the
+            # same 503 as the API's, which the caller retries.
+            logger.error("Database unavailable in %s %s: %s", request.method, request.path, type(exception).__name__)
+            return JsonResponse(
+                database_unavailable_problem(),
+                status=503,
+                content_type=PROBLEM_CONTENT_TYPE,
+                headers=DATABASE_RETRY_AFTER,
+            )
         logger.exception("Unhandled error in %s %s", request.method, request.path)
         return problem_response(status=500, code="server_error", detail="An unexpected error occurred.")
 

@@ -76,6 +76,17 @@ def problem_response(*, status: int, code: str, detail: str, title: str | None =
     return response
 
 
+# The database cannot be reached (down, cut, or a connection lost mid-request): a 503 the
+# client may retry, not a 500.
+DATABASE_UNAVAILABLE = (OperationalError, InterfaceError)
+DATABASE_RETRY_AFTER = {"Retry-After": "5"}
+
+
+def database_unavailable_problem() -> dict:
+    """The 503 problem answered whenever the database cannot be reached."""
+    return problem_body(status=503, code="service_unavailable", detail="The database is unavailable; retry later.")
+
+
 def flatten_errors(detail: Any, prefix: str = "") -> dict[str, list[str]]:
     """Turn DRF's nested error structure into ``{"field.sub": ["message", ...]}``."""
     if isinstance(detail, dict):
@@ -144,10 +155,11 @@ def _problem_for(exc: Exception, context: dict) -> Response | None:
     if isinstance(exc, DomainError):
         body = problem_body(status=exc.status_code, code=exc.code, title=exc.title, detail=exc.detail, **exc.extra)
         return Response(body, status=exc.status_code, content_type=PROBLEM_CONTENT_TYPE)
-    if isinstance(exc, (OperationalError, InterfaceError)):
+    if isinstance(exc, DATABASE_UNAVAILABLE):
         logger.error("Database unavailable: %s", exc.__class__.__name__)
-        body = problem_body(status=503, code="service_unavailable", detail="The database is unavailable; retry later.")
-        return Response(body, status=503, content_type=PROBLEM_CONTENT_TYPE, headers={"Retry-After": "5"})
+        return Response(
+            database_unavailable_problem(), status=503, content_type=PROBLEM_CONTENT_TYPE, headers=DATABASE_RETRY_AFTER
+        )
     if isinstance(exc, DatabaseError):
         return None  # a real bug: let the middleware log it and answer 500
 

@@ -103,9 +103,16 @@ DATABASE_TRANSACTION_POOLER = config("DATABASE_TRANSACTION_POOLER", default=Fals
 DATABASE_CONN_MAX_AGE = 0 if DATABASE_TRANSACTION_POOLER else config("DATABASE_CONN_MAX_AGE", default=600, cast=int)
 
 
+# Seconds to wait for a connection: a database that accepts and never answers (hung, or a
+# network that drops packets) fails the request with a 503 instead of holding it forever.
+DATABASE_CONNECT_TIMEOUT = config("DATABASE_CONNECT_TIMEOUT", default=5, cast=int)
+
+
 def _database(url: str) -> dict:
     database = dj_database_url.parse(url, conn_max_age=DATABASE_CONN_MAX_AGE, conn_health_checks=True)
     database["DISABLE_SERVER_SIDE_CURSORS"] = DATABASE_TRANSACTION_POOLER
+    if database["ENGINE"].endswith("postgresql"):
+        database.setdefault("OPTIONS", {}).setdefault("connect_timeout", DATABASE_CONNECT_TIMEOUT)
     return database
 
 
@@ -147,12 +154,24 @@ CELERY_TASK_ACKS_LATE = True
 # the database). Storing results cost a Redis write per task, and publishing a task whose
 # result is kept subscribes the publishing process to it, for every request that queues one.
 CELERY_TASK_IGNORE_RESULT = True
+# A pool process that dies mid-task (killed, out of memory) hands its task back to the
+# queue instead of acknowledging it as failed: with acks_late, a task is lost only if it
+# finished. Every task is idempotent, so running it again does its work once.
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_SERIALIZER = "json"
 CELERY_RESULT_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
-CELERY_BROKER_TRANSPORT_OPTIONS = {"socket_connect_timeout": 2, "visibility_timeout": 3600}
+# socket_timeout: a broker that stops answering (hung, or gone without closing the
+# connection) fails a publish in seconds instead of holding the request forever.
+# visibility_timeout: a task taken by a worker that was lost (the whole node) goes back to
+# the queue after this many seconds; longer than any task runs.
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "socket_connect_timeout": 2,
+    "socket_timeout": 3,
+    "visibility_timeout": config("CELERY_BROKER_VISIBILITY_TIMEOUT", default=3600, cast=int),
+}
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_TIMEZONE = "UTC"
 # Workers log through settings.LOGGING too: JSON lines, PII masked.
@@ -199,6 +218,10 @@ BNPL_MAX_AMOUNT = config("BNPL_MAX_AMOUNT", default="100000.00", cast=Decimal)
 BNPL_DEFAULT_CREDIT_LIMIT = config("BNPL_DEFAULT_CREDIT_LIMIT", default="2000.00", cast=Decimal)
 BNPL_PAYMENT_GATEWAY = config("BNPL_PAYMENT_GATEWAY", default="payments.gateways.FakeGateway")
 BNPL_IDEMPOTENCY_TTL_HOURS = config("BNPL_IDEMPOTENCY_TTL_HOURS", default=24, cast=int)
+# A key still in flight after this many seconds was abandoned (its request died with its
+# process or its database connection): a retry with the key takes it over and finishes the
+# work. Longer than any request may run (gunicorn's timeout).
+BNPL_IDEMPOTENCY_LEASE_SECONDS = config("BNPL_IDEMPOTENCY_LEASE_SECONDS", default=60, cast=int)
 BNPL_CURRENCIES = config("BNPL_CURRENCIES", default="USD,EUR,UZS", cast=Csv())
 # Installments become OVERDUE this many days after their due date has passed.
 BNPL_GRACE_DAYS = config("BNPL_GRACE_DAYS", default=0, cast=int)

@@ -8,6 +8,11 @@
 - Nothing is stored when the request never started its work: invalid input (400), no
   authentication or permission (401, 403), an object outside the caller's scope (404),
   or a server error (5xx, whose transaction rolled back); the key can then be used again.
+- When the database fails under work done in several transactions (payments), whether it
+  was done is unknown (a COMMIT may have happened unheard): the key stays in flight, and a
+  retry after ``BNPL_IDEMPOTENCY_LEASE_SECONDS`` takes it over and runs the work again
+  under the same claim, whose outside calls carry the same key
+  (``idempotency_gateway_key``), so it finds what the first run did instead of doing it twice.
 """
 
 import functools
@@ -22,7 +27,7 @@ from django.utils import timezone
 from drf_spectacular.utils import OpenApiParameter
 from rest_framework.renderers import JSONRenderer
 
-from config.problems import DomainError, FieldInvalid
+from config.problems import DATABASE_UNAVAILABLE, DomainError, FieldInvalid
 from payments.models import IdempotencyKey
 
 HEADER = "Idempotency-Key"
@@ -74,30 +79,31 @@ RETURNING id
 """
 
 
-def _claim(request, key: str, fingerprint: str) -> int | HttpResponse:
-    """Record the key as in flight (its row's id), or answer from the record a previous
-    request left."""
+def _claim(request, key: str, fingerprint: str) -> IdempotencyKey | HttpResponse:
+    """Record the key as in flight (its record), take over one abandoned in flight past the
+    lease, or answer from the record a previous request left."""
     principal = request.user
     for _ in range(2):
         now = timezone.now()
-        expires_at = now + timedelta(hours=settings.BNPL_IDEMPOTENCY_TTL_HOURS)
+        record = IdempotencyKey(
+            principal=principal,
+            key=key,
+            method=request.method,
+            path=request.path[:255],
+            fingerprint=fingerprint,
+            status=IdempotencyKey.Status.IN_FLIGHT,
+            created_at=now,
+            expires_at=now + timedelta(hours=settings.BNPL_IDEMPOTENCY_TTL_HOURS),
+        )
         with connection.cursor() as cursor:
             cursor.execute(
                 _CLAIM_SQL,
-                [
-                    principal.pk,
-                    key,
-                    request.method,
-                    request.path[:255],
-                    fingerprint,
-                    IdempotencyKey.Status.IN_FLIGHT,
-                    now,
-                    expires_at,
-                ],
+                [principal.pk, key, record.method, record.path, fingerprint, record.status, now, record.expires_at],
             )
             claimed = cursor.fetchone()
         if claimed is not None:
-            return claimed[0]
+            record.pk = claimed[0]
+            return record
         existing = IdempotencyKey.objects.filter(principal=principal, key=key).first()
         if existing is None:
             continue  # removed meanwhile: try to claim it again
@@ -107,9 +113,30 @@ def _claim(request, key: str, fingerprint: str) -> int | HttpResponse:
         if existing.fingerprint != fingerprint:
             raise IdempotencyKeyReused()
         if existing.status == IdempotencyKey.Status.IN_FLIGHT:
+            if _take_over(existing):
+                return existing
             raise IdempotencyKeyInFlight()
         return _replay(existing)
     raise IdempotencyKeyInFlight()
+
+
+def _take_over(record: IdempotencyKey) -> bool:
+    """Claim a key left in flight past the lease by a request that died; one retry wins."""
+    now = timezone.now()
+    if record.created_at > now - timedelta(seconds=settings.BNPL_IDEMPOTENCY_LEASE_SECONDS):
+        return False
+    taken = IdempotencyKey.objects.filter(
+        pk=record.pk, status=IdempotencyKey.Status.IN_FLIGHT, created_at=record.created_at
+    ).update(created_at=now)
+    return taken == 1
+
+
+def idempotency_gateway_key(request) -> str | None:
+    """The key for the outside calls of a request made with an Idempotency-Key: the same for
+    every run under one claim, so a run that takes over an abandoned claim finds what the
+    first one did. None without an Idempotency-Key."""
+    claim = getattr(request, "idempotency_claim", None)
+    return None if claim is None else f"idem_{claim.pk}"
 
 
 def _replay(record: IdempotencyKey) -> HttpResponse:
@@ -153,6 +180,7 @@ def _run_once(handler, view, request, key: str, args, kwargs, *, atomic: bool):
     claimed = _claim(request, key, request_fingerprint(request))
     if isinstance(claimed, HttpResponse):
         return claimed
+    request.idempotency_claim = claimed
     final = False
     try:
         response = handler(view, request, *args, **kwargs)
@@ -162,16 +190,18 @@ def _run_once(handler, view, request, key: str, args, kwargs, *, atomic: bool):
             response = view.handle_exception(exc)  # the problem document the client gets
         except Exception:
             if not atomic:
-                IdempotencyKey.objects.filter(pk=claimed).delete()  # a 500: nothing was done
+                IdempotencyKey.objects.filter(pk=claimed.pk).delete()  # a 500: nothing was done
             raise
+        if not atomic and isinstance(exc, DATABASE_UNAVAILABLE):
+            return response  # done or not, unknown: the claim stays in flight (see the module's doc)
     if response.status_code in NOT_STORED or (response.status_code >= 500 and not final):
         if atomic:
             transaction.set_rollback(True)
         else:
-            IdempotencyKey.objects.filter(pk=claimed).delete()
+            IdempotencyKey.objects.filter(pk=claimed.pk).delete()
         return response
     body = JSONRenderer().render(response.data).decode()  # what the client receives, byte for byte
-    IdempotencyKey.objects.filter(pk=claimed).update(
+    IdempotencyKey.objects.filter(pk=claimed.pk).update(
         status=IdempotencyKey.Status.COMPLETED, response_status=response.status_code, response_body=body
     )
     return response

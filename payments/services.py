@@ -376,14 +376,27 @@ def _charge(payment: Payment) -> Payment:
     return _settle(payment_id=payment.pk, result=result)
 
 
-def payment_collect(*, plan_id: int, payer: User, amount: Decimal | None = None, installment_id: int | None = None):
+def payment_collect(
+    *,
+    plan_id: int,
+    payer: User,
+    amount: Decimal | None = None,
+    installment_id: int | None = None,
+    gateway_key: str | None = None,
+):
     """Charge the customer for ``amount`` (everything payable when None) of a plan, or of
-    one installment; returns the SUCCEEDED payment.
+    one installment; returns the SUCCEEDED payment. With a ``gateway_key`` (a request's
+    Idempotency-Key claim) the payment already made under it is the answer, and one an
+    earlier run left PENDING is finished (charged with its key, so at most once).
 
     Raises what ``payment_attempt`` raises, and PaymentDeclined (402, the payment is
     recorded as FAILED and no balance changes).
     """
-    payment = payment_attempt(plan_id=plan_id, payer=payer, amount=amount, installment_id=installment_id)
+    payment = payment_attempt(
+        plan_id=plan_id, payer=payer, amount=amount, installment_id=installment_id, gateway_key=gateway_key
+    )
+    if payment.status == Payment.Status.PENDING:
+        payment = payment_resume(payment_id=payment.pk)
     if payment.status == Payment.Status.FAILED:
         raise PaymentDeclined(
             f"The card was declined ({payment.decline_code}).", decline_code=payment.decline_code, payment_id=payment.pk

@@ -5,6 +5,7 @@ import pytest
 
 from bnpl.schedule import business_today
 from bnpl.services import overdue_sweep
+from config.tests.faults import inject
 
 pytestmark = pytest.mark.django_db
 
@@ -55,6 +56,7 @@ def test_json_carries_every_figure_on_the_page(api_client, activity):
     assert api_client.get("/api/v1/health/?format=json", HTTP_ACCEPT="text/html").json()["figures"] == figures
 
 
+@pytest.mark.faults
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_dashboard_is_503_and_still_renders_when_the_database_is_down(api_client, database_down):
@@ -65,3 +67,17 @@ def test_dashboard_is_503_and_still_renders_when_the_database_is_down(api_client
     assert data.status_code == 503
     assert data.json()["components"]["database"]["status"] == "down"
     assert data.json()["figures"] is None
+
+
+@pytest.mark.faults
+def test_with_redis_down_the_dashboard_shows_the_workers_down_without_waiting_on_the_broker(api_client, settings):
+    # A hung Redis made the worker ping wait out the broker's timeouts (6 to 8 s) first.
+    inject("redis unreachable (nothing listens)")
+    settings.REDIS_URL = "redis://127.0.0.1:1/0"
+    settings.CELERY_TASK_ALWAYS_EAGER = False
+
+    data = api_client.get("/api/v1/health/?format=json").json()
+
+    assert data["status"] == "ok", "the database is up"
+    assert data["components"]["redis"]["status"] == "down"
+    assert data["components"]["celery"] == {"status": "down", "error": "broker unreachable"}

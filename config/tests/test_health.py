@@ -1,6 +1,8 @@
 import pytest
 from django.test import override_settings
 
+from config.tests.faults import inject
+
 pytestmark = pytest.mark.django_db
 
 
@@ -25,8 +27,10 @@ def test_readyz_pings_the_real_redis(api_client):
     assert api_client.get("/readyz").json()["checks"]["redis"]["status"] == "ok"
 
 
+@pytest.mark.faults
 def test_readyz_is_503_naming_redis_when_it_is_down(api_client):
     # Nothing listens on port 1: the same as a Redis that has stopped.
+    inject("redis unreachable (nothing listens)")
     with override_settings(REDIS_URL="redis://127.0.0.1:1/0"):
         response = api_client.get("/readyz")
 
@@ -39,6 +43,7 @@ def test_readyz_is_503_naming_redis_when_it_is_down(api_client):
     assert body["checks"]["database"]["status"] == "ok"
 
 
+@pytest.mark.faults
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_readyz_is_503_naming_the_database_when_it_is_unreachable(api_client, database_down):

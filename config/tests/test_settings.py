@@ -56,3 +56,16 @@ def test_demo_data_is_refused_in_production():
 
     assert result.returncode == 1
     assert "refused when DEBUG=False" in result.stderr
+
+
+def test_a_database_that_never_answers_fails_the_connection_in_bounded_time():
+    from config.settings import _database
+
+    assert _database("postgres://u@db:5432/bnpl")["OPTIONS"]["connect_timeout"] == 5
+    assert _database("postgres://u@db:5432/bnpl?connect_timeout=9")["OPTIONS"]["connect_timeout"] == 9
+
+
+def test_a_lost_worker_hands_its_task_back_and_a_hung_broker_times_out(settings):
+    assert settings.CELERY_TASK_ACKS_LATE
+    assert settings.CELERY_TASK_REJECT_ON_WORKER_LOST
+    assert settings.CELERY_BROKER_TRANSPORT_OPTIONS["socket_timeout"] > 0

@@ -1,6 +1,6 @@
 """Views that fail on purpose, mounted beside the real URLs for the error-handling tests."""
 
-from django.db import OperationalError
+from django.db import InterfaceError, OperationalError
 from django.urls import include, path
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
@@ -8,6 +8,7 @@ from rest_framework.throttling import AnonRateThrottle
 from rest_framework.views import APIView
 
 from config.problems import DomainError
+from config.tests.faults import inject
 
 
 class Boom(DomainError):
@@ -38,6 +39,7 @@ class DomainView(Open):
 
 class DatabaseDownView(Open):
     def get(self, request):
+        inject("database error in an API view")
         raise OperationalError("connection refused")
 
 
@@ -52,11 +54,17 @@ def plain_crash(request):
     raise RuntimeError("plain Django view crashed")
 
 
+def plain_database_gone(request):
+    inject("database error in a plain Django view")
+    raise InterfaceError("connection already closed")
+
+
 urlpatterns = [
     path("t/crash/", CrashView.as_view()),
     path("t/domain/", DomainView.as_view()),
     path("t/db-down/", DatabaseDownView.as_view()),
     path("t/throttled/", ThrottledView.as_view()),
     path("t/plain-crash/", plain_crash),
+    path("t/plain-db-gone/", plain_database_gone),
     path("", include("config.urls")),
 ]

@@ -15,6 +15,7 @@ from django.utils import timezone
 
 from accounts.tests.factories import MerchantFactory
 from config.celery import app
+from config.tests.faults import inject
 from conftest import broker_unreachable, wait_until
 from events.models import Event
 from events.tasks import events_relay_task
@@ -55,6 +56,7 @@ def test_a_worker_retries_two_500s_with_backoff_and_the_third_delivery_succeeds(
     assert receiver.verified("whsec_real_events") == [True, True, True]
 
 
+@pytest.mark.faults
 def test_an_event_survives_a_worker_killed_mid_delivery_and_is_delivered_after_restart(make_plan, merchant, receiver):
     app.control.purge()
     receiver.hold.clear()  # the first delivery hangs at the merchant: the worker is busy with it
@@ -86,6 +88,7 @@ def test_an_event_survives_a_worker_killed_mid_delivery_and_is_delivered_after_r
         make_plan(merchant=merchant)
         event = Event.objects.get()
         assert receiver.arrived.wait(60), "the worker never started the delivery"
+        inject("celery worker killed (SIGKILL, whole node)")
         worker.send_signal(signal.SIGKILL)  # dies between commit and a recorded delivery
         worker.wait(timeout=10)
     finally:
@@ -111,6 +114,7 @@ def test_an_event_survives_a_worker_killed_mid_delivery_and_is_delivered_after_r
     assert len(receiver.received) == 1
 
 
+@pytest.mark.faults
 def test_an_event_committed_while_the_broker_is_down_is_delivered_by_the_relay(make_plan, merchant, receiver):
     app.control.purge()
     with broker_unreachable():  # the publish after commit fails

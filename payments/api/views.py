@@ -14,7 +14,7 @@ from accounts.permissions import HasRole
 from bnpl.selectors import installment_list_for, plan_list_for, plan_scope
 from config.schema import list_retrieve_schema, problems
 from payments.api.serializers import CreditTransactionOut, InstallmentPayIn, PaymentOut, PlanPayIn
-from payments.idempotency import IDEMPOTENCY_PARAMETER, idempotent
+from payments.idempotency import IDEMPOTENCY_PARAMETER, idempotency_gateway_key, idempotent
 from payments.models import Payment, Posting
 from payments.selectors import credit_transactions_for
 from payments.services import payment_collect
@@ -65,7 +65,11 @@ class _PayView(APIView):
         body = self.body_class(data=request.data)
         body.is_valid(raise_exception=True)
         payment = payment_collect(
-            plan_id=plan_id, installment_id=installment_id, amount=body.validated_data.get("amount"), payer=request.user
+            plan_id=plan_id,
+            installment_id=installment_id,
+            amount=body.validated_data.get("amount"),
+            payer=request.user,
+            gateway_key=idempotency_gateway_key(request),
         )
         payment = (
             Payment.objects.select_related("customer")

@@ -1,9 +1,15 @@
 """Gateways for tests: the fake card network, watched or made to misbehave (the only thing
 outside the system that tests stand in for)."""
 
+import json
+import os
+import threading
+import urllib.request
 from decimal import Decimal
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from payments.gateways import ChargeResult, FakeGateway
+from config.tests.faults import inject
+from payments.gateways import SUCCEEDED, ChargeResult, FakeGateway
 
 
 class RecordingGateway(FakeGateway):
@@ -32,6 +38,7 @@ class TimeoutGateway(FakeGateway):
     """Never answers in time: whether the card was charged is unknown."""
 
     def charge(self, *, amount, currency, card_token, idempotency_key) -> ChargeResult:
+        inject("gateway timeout (no answer)")
         raise TimeoutError("the gateway did not answer in time")
 
 
@@ -43,3 +50,89 @@ class UndercapturingGateway(FakeGateway):
             amount=amount, currency=currency, card_token=card_token, idempotency_key=idempotency_key
         )
         return ChargeResult(result.status, result.decline_code, result.reference, captured=amount - Decimal("1.00"))
+
+
+class CardNetwork(ThreadingHTTPServer):
+    """A card network on 127.0.0.1, outside the service's processes, that ``NetworkGateway``
+    calls over HTTP. It captures an idempotency key once (a repeated key answers the first
+    capture again, as real networks do) and counts what it captured.
+
+    ``script`` says what the next charges do, in turn (then "ok"): "ok"; "timeout before
+    capture" (no answer in time, nothing captured); "timeout after capture" (the money is
+    taken, the answer never arrives in time).
+    """
+
+    daemon_threads = True
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _NetworkHandler)
+        self.script: list[str] = []
+        self.captures: dict[str, Decimal] = {}  # idempotency key -> amount taken from the card
+        self.requests: list[str] = []  # the key of every charge request received
+        self.release = threading.Event()  # set: a "timeout" answer is given up at once
+        self.lock = threading.Lock()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+    def captured_total(self) -> Decimal:
+        return sum(self.captures.values(), Decimal("0.00"))
+
+    def __enter__(self):
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release.set()
+        self.shutdown()
+        self.server_close()
+
+
+class _NetworkHandler(BaseHTTPRequestHandler):
+    def do_POST(self):
+        network: CardNetwork = self.server
+        charge = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
+        key, amount = charge["idempotency_key"], Decimal(charge["amount"])
+        with network.lock:
+            network.requests.append(key)
+            behaviour = network.script.pop(0) if network.script else "ok"
+            if behaviour != "ok":
+                inject(f"gateway {behaviour}")
+            if behaviour != "timeout before capture":
+                network.captures.setdefault(key, amount)
+        if behaviour.startswith("timeout"):
+            network.release.wait(timeout=60)  # the caller has given up long before
+            return
+        body = json.dumps({"reference": "net_" + key[-20:], "captured": str(network.captures[key])}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):  # keep the test output quiet
+        pass
+
+
+class NetworkGateway(FakeGateway):
+    """The fake gateway's decisions, with the money taken at a ``CardNetwork`` over HTTP:
+    ``BNPL_TEST_CARD_NETWORK_URL`` names it, ``BNPL_TEST_CARD_NETWORK_TIMEOUT`` (seconds,
+    default 2) is how long the gateway client waits for an answer."""
+
+    def charge(self, *, amount, currency, card_token, idempotency_key) -> ChargeResult:
+        decided = super().charge(
+            amount=amount, currency=currency, card_token=card_token, idempotency_key=idempotency_key
+        )
+        if not decided.succeeded:
+            return decided
+        request = urllib.request.Request(  # noqa: S310 - the test's own network on 127.0.0.1
+            os.environ["BNPL_TEST_CARD_NETWORK_URL"] + "/charges",
+            data=json.dumps({"idempotency_key": idempotency_key, "amount": str(amount), "currency": currency}).encode(),
+            headers={"Content-Type": "application/json"},
+            method="POST",
+        )
+        timeout = float(os.environ.get("BNPL_TEST_CARD_NETWORK_TIMEOUT", "2"))
+        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 - as above
+            answer = json.loads(response.read())
+        return ChargeResult(SUCCEEDED, "", answer["reference"], captured=Decimal(answer["captured"]))

@@ -8,6 +8,7 @@ from accounts.tests.factories import MerchantFactory, UserFactory
 from bnpl.models import Installment, LateFee, Plan
 from bnpl.schedule import business_today
 from bnpl.services import overdue_sweep
+from config.tests.faults import inject
 from payments.models import JournalEntry, Payment, Posting
 
 pytestmark = pytest.mark.django_db
@@ -162,9 +163,11 @@ class TimingOutGateway:
     """A card network that never answers."""
 
     def charge(self, **kwargs):
+        inject("gateway timeout (no answer)")
         raise TimeoutError("gateway timed out")
 
 
+@pytest.mark.faults
 def test_a_gateway_timeout_leaves_the_payment_pending_and_never_charges_twice(as_user, make_plan, customer, settings):
     settings.BNPL_PAYMENT_GATEWAY = "payments.tests.test_api_payments.TimingOutGateway"
     plan = make_plan(customer=customer, total="100.00")

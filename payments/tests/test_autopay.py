@@ -17,6 +17,7 @@ from bnpl.models import Installment, Plan
 from bnpl.services import overdue_sweep
 from bnpl.tests.test_concurrency import run_at_once
 from config.celery import app
+from config.tests.faults import inject
 from conftest import wait_until
 from events.models import Event, Notification
 from payments.autopay import autopay_chunk, autopay_customer, autopay_customers_due, autopay_run
@@ -210,6 +211,7 @@ def test_ten_deliveries_of_one_customer_task_at_once_charge_once(make_plan, gate
     assert len({key for key, _ in gateway}) == 1
 
 
+@pytest.mark.faults
 @pytest.mark.django_db
 def test_a_payment_left_pending_by_a_gateway_timeout_is_finished_once_with_its_key(
     make_plan, customer, as_user, settings
@@ -267,12 +269,14 @@ def test_the_beat_task_delivered_twice_to_real_workers_charges_once(make_plan, g
     assert len(gateway) == 3
 
 
+@pytest.mark.faults
 @pytest.mark.django_db
 def test_a_database_failure_fails_the_whole_chunk_so_that_it_is_retried(make_plan, gateway, monkeypatch):
     customer = UserFactory()
     make_plan(customer=customer, purchase_date=PURCHASE)
 
     def database_gone(**kwargs):
+        inject("database error mid-task")
         raise OperationalError("server closed the connection unexpectedly")
 
     monkeypatch.setattr("payments.autopay.autopay_customer", database_gone)

@@ -1,12 +1,16 @@
 from datetime import timedelta
+from decimal import Decimal
 
 import pytest
+from django.db import OperationalError
 from django.utils import timezone
 
 from accounts.tests.factories import UserFactory
 from bnpl.models import Plan
+from config.tests.faults import inject
 from payments.idempotency import idempotency_keys_prune
 from payments.models import IdempotencyKey, Payment
+from payments.tests.gateways import RecordingGateway
 
 pytestmark = pytest.mark.django_db
 
@@ -129,3 +133,89 @@ def test_schema_documents_the_header_on_money_moving_posts(api_client):
     for path in ("/api/v1/plans/", "/api/v1/plans/{id}/pay/", "/api/v1/installments/{id}/pay/"):
         names = [p["name"] for p in schema["paths"][path]["post"].get("parameters", []) if p["in"] == "header"]
         assert "Idempotency-Key" in names, path
+
+
+def lose_the_database(monkeypatch, target: str, *, after_its_work: bool = False):
+    """Make ``target`` (a dotted path) lose its database connection once, before its work,
+    or ``after_its_work`` (a COMMIT that happened, though the caller never heard)."""
+    module_path, name = target.rsplit(".", 1)
+    real = getattr(__import__(module_path, fromlist=[name]), name)
+    calls = []
+
+    def flaky(*args, **kwargs):
+        calls.append(1)
+        if len(calls) > 1:
+            return real(*args, **kwargs)
+        inject("database connection lost mid-request")
+        if after_its_work:
+            real(*args, **kwargs)
+        raise OperationalError("server closed the connection unexpectedly")
+
+    monkeypatch.setattr(target, flaky)
+
+
+def retry_after_the_lease(client, path, body, key):
+    """The retry within the lease is told to wait (409); once the lease is over, it runs."""
+    waiting = client.post(path, body, format="json", HTTP_IDEMPOTENCY_KEY=key)
+    assert (waiting.status_code, waiting.json()["code"]) == (409, "idempotency_key_in_flight")
+    IdempotencyKey.objects.filter(key=key).update(created_at=timezone.now() - timedelta(minutes=2))
+    return client.post(path, body, format="json", HTTP_IDEMPOTENCY_KEY=key)
+
+
+@pytest.mark.faults
+def test_a_payment_committed_unheard_keeps_its_key_and_the_retry_answers_with_it(
+    as_user, make_plan, customer, monkeypatch, settings
+):
+    settings.BNPL_PAYMENT_GATEWAY = "payments.tests.gateways.RecordingGateway"
+    RecordingGateway.charges.clear()
+    plan = make_plan(customer=customer, total="400.00")
+    client, path = as_user(customer), f"/api/v1/plans/{plan.pk}/pay/"
+    lose_the_database(monkeypatch, "payments.api.views.payment_collect", after_its_work=True)
+
+    lost = client.post(path, {"amount": "50.00"}, format="json", HTTP_IDEMPOTENCY_KEY="k-lost")
+
+    assert (lost.status_code, lost.json()["code"]) == (503, "service_unavailable")
+    payment = Payment.objects.get()
+    assert payment.status == Payment.Status.SUCCEEDED
+    assert IdempotencyKey.objects.get(key="k-lost").status == IdempotencyKey.Status.IN_FLIGHT
+    again = retry_after_the_lease(client, path, {"amount": "50.00"}, "k-lost")
+    assert (again.status_code, again.json()["id"]) == (201, payment.pk)
+    assert Payment.objects.count() == 1, "paid twice"
+    assert RecordingGateway.charges == [(payment.gateway_key, Decimal("50.00"))]
+
+
+@pytest.mark.faults
+def test_a_payment_left_pending_by_a_lost_connection_is_finished_by_the_retry_with_its_key(
+    as_user, make_plan, customer, monkeypatch, settings
+):
+    settings.BNPL_PAYMENT_GATEWAY = "payments.tests.gateways.RecordingGateway"
+    RecordingGateway.charges.clear()
+    plan = make_plan(customer=customer, total="400.00")
+    client, path = as_user(customer), f"/api/v1/plans/{plan.pk}/pay/"
+    lose_the_database(monkeypatch, "payments.services._settle")  # charged, not yet booked
+
+    assert client.post(path, {"amount": "50.00"}, format="json", HTTP_IDEMPOTENCY_KEY="k-p").status_code == 503
+    payment = Payment.objects.get()
+    assert payment.status == Payment.Status.PENDING
+    again = retry_after_the_lease(client, path, {"amount": "50.00"}, "k-p")
+
+    assert (again.status_code, again.json()["id"], again.json()["status"]) == (201, payment.pk, "SUCCEEDED")
+    assert Payment.objects.count() == 1
+    # Asked twice with the payment's own key: a network charges a key once.
+    assert RecordingGateway.charges == [(payment.gateway_key, Decimal("50.00"))] * 2
+
+
+@pytest.mark.faults
+def test_a_request_that_lost_the_database_before_any_work_is_done_by_the_retry(
+    as_user, make_plan, customer, monkeypatch
+):
+    plan = make_plan(customer=customer, total="400.00")
+    client, path = as_user(customer), f"/api/v1/plans/{plan.pk}/pay/"
+    lose_the_database(monkeypatch, "payments.services._reserve")
+
+    assert client.post(path, {"amount": "50.00"}, format="json", HTTP_IDEMPOTENCY_KEY="k-r").status_code == 503
+    assert not Payment.objects.exists()
+    again = retry_after_the_lease(client, path, {"amount": "50.00"}, "k-r")
+
+    assert (again.status_code, again.json()["status"]) == (201, "SUCCEEDED")
+    assert Payment.objects.count() == 1

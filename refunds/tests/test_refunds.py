@@ -147,6 +147,7 @@ def test_terminal_refunds_never_change_and_repeats_are_no_ops(make_plan, merchan
     assert set(plan.installments.values_list("status", flat=True)) == {Installment.Status.UPCOMING}
 
 
+@pytest.mark.faults
 def test_webhook_approves_synchronously_without_a_broker(webhook, make_plan, merchant, as_user, no_broker):
     plan = make_plan(merchant=merchant, total="100.00")
     request_refund(as_user(merchant), plan, amount="40.00", transaction_id="rf-web")
@@ -202,6 +203,7 @@ def test_webhook_refusals_change_nothing(webhook, make_plan, merchant, as_user, 
     assert Refund.objects.get().status == Refund.Status.PENDING
 
 
+@pytest.mark.faults
 def test_webhook_accepts_any_of_several_signatures_for_rotation(webhook, make_plan, merchant, as_user, no_broker):
     plan = make_plan(merchant=merchant)
     request_refund(as_user(merchant), plan, transaction_id="rf-rot")

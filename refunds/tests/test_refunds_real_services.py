@@ -28,6 +28,7 @@ def drive_to_approved(webhook, merchant) -> list[dict]:
     ]
 
 
+@pytest.mark.faults
 @pytest.mark.redis
 def test_webhook_goes_through_a_real_worker_and_falls_back_to_sync_without_a_broker(webhook, make_plan, merchant):
     assert not app.conf.task_always_eager
