@@ -192,8 +192,9 @@ def test_database_down_or_hung_every_request_is_a_503_problem_in_time_then_it_re
 def test_a_plan_creation_cut_mid_transaction_leaves_nothing_and_its_retry_creates_it_once(service, pg_proxy, parties):
     customer, merchant = parties
 
-    # 1. The connection dies after the plan row, before its installments: nothing stays.
-    pg_proxy.cut_on('INSERT INTO "bnpl_installment"')
+    # 1. The connection dies once the plan, its installments, entry and event are written
+    # (one statement on PostgreSQL), before the commit: nothing stays.
+    pg_proxy.cut_on("INSERT INTO bnpl_installment", after=True)
     assert_unavailable(create_plan(service, customer, merchant, key="k-1"), "create, cut")
     assert pg_proxy.fired.is_set()
     pg_proxy.restore()
@@ -205,7 +206,7 @@ def test_a_plan_creation_cut_mid_transaction_leaves_nothing_and_its_retry_create
 
     # 2. The COMMIT reaches the server; its answer never comes back. The client is told
     # 503, yet the plan exists: the retry replays the stored answer, no second plan.
-    pg_proxy.cut_on('INSERT INTO "bnpl_installment"', "COMMIT", after=True)
+    pg_proxy.cut_on("INSERT INTO bnpl_installment", "COMMIT", after=True)
     assert_unavailable(create_plan(service, customer, merchant, key="k-2"), "create, commit unanswered")
     pg_proxy.restore()
     assert Plan.objects.count() == 2
