@@ -6,7 +6,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, Spec
 
 from config import dashboard, health
 from config.metrics import MetricsView
-from refunds.webhooks import refund_status_webhook
+from refunds.webhooks import RefundStatusWebhookView
 
 api_v1 = [
     path("health/", dashboard.health_dashboard, name="health-dashboard"),
@@ -22,7 +22,7 @@ urlpatterns = [
     path("readyz", health.readyz, name="readyz"),
     path("metrics", MetricsView.as_view(), name="metrics"),
     path("api/v1/", include(api_v1)),
-    path("webhook/refund-status/", refund_status_webhook, name="refund-status-webhook"),
+    path("webhook/refund-status/", RefundStatusWebhookView.as_view(), name="refund-status-webhook"),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("swagger/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
     path("redoc/", SpectacularRedocView.as_view(url_name="schema"), name="redoc"),
