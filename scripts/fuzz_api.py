@@ -11,18 +11,19 @@ What it does, start to end:
   fuzzer measures the API and not the rate limits;
 - a JWT from ``/api/v1/auth/token/`` for an operator (``admin``), a merchant
   (``merchant-001``) and a customer (``usr-001``);
-- ``schemathesis run`` against ``/api/schema/`` once per role and once anonymously: every
-  operation, ``--max-examples`` test cases per operation and phase, a fixed ``--seed``, no
-  example database (a run does not depend on an earlier one), with the checks
-  not_a_server_error, status_code_conformance, content_type_conformance,
-  response_headers_conformance and response_schema_conformance. The signed refund-status
-  webhook is fuzzed signed as ``merchant-001`` by the hooks in ``scripts/fuzz_hooks.py``
-  (so its body validation is reached) and unsigned in the other passes (401s).
+- ``schemathesis run`` against ``/api/schema/`` once per role and once anonymously, the
+  four side by side: every operation, through the examples, coverage (the schema's
+  boundary values), fuzzing (``--max-examples`` generated cases per operation) and
+  stateful phases, a fixed ``--seed`` and no cache (a run depends on no earlier one), with
+  the checks not_a_server_error, status_code_conformance, content_type_conformance,
+  response_headers_conformance and response_schema_conformance. The refund-status webhook
+  is signed as ``merchant-001`` in the merchant's pass by ``scripts/fuzz_hooks.py`` (so its
+  body validation is reached) and sent unsigned in the others (401s).
 
-It prints the figures (operations, test cases, requests, failures per role) and exits 1
-on any failure or error schemathesis reports, or when the whole run takes longer than
-``--time-limit`` seconds. The reports of each pass (schemathesis' JUnit XML and NDJSON
-events, the server log) are kept in ``--report-dir``.
+It prints the figures (operations, test cases by phase, requests, failed checks per role)
+and exits 1 on any failure or error schemathesis reports, or when the whole run takes
+longer than ``--time-limit`` seconds. The reports of each pass (schemathesis' output,
+JUnit XML and NDJSON events, the server log) are kept in ``--report-dir``.
 
     python scripts/fuzz_api.py                      # what CI runs (make fuzz)
     python scripts/fuzz_api.py --roles customer -n 50 --seed 7
@@ -43,7 +44,7 @@ from urllib.parse import urlparse
 
 ROOT = Path(__file__).resolve().parent.parent
 
-# Throw-away keys: the fuzzing database is created and destroyed by this script alone.
+# Throw-away keys: the fuzzing database is made by this script alone, and emptied by its next run.
 FUZZ_SECRET_KEY = "fuzz-only-secret-key-not-for-production-0123456789abcdefghijklmn"  # noqa: S105
 FUZZ_FIELD_KEY = "fuzz-only-field-encryption-key-0123456789abcdef"
 GENEROUS_RATE = "100000/minute"
@@ -69,7 +70,9 @@ CHECKS = ",".join(
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("-n", "--max-examples", type=int, default=25, help="test cases per operation and phase")
+    parser.add_argument(
+        "-n", "--max-examples", type=int, default=25, help="generated test cases per operation (fuzzing phase)"
+    )
     parser.add_argument("--seed", type=int, default=20261130, help="schemathesis' random seed (reproducible runs)")
     parser.add_argument("--time-limit", type=int, default=420, help="seconds the whole run may take (then it fails)")
     parser.add_argument("--roles", default=",".join(ROLES), help=f"comma-separated, among {', '.join(ROLES)}")
