@@ -118,6 +118,7 @@ def service_env(args, *, debug: bool) -> dict[str, str]:
         "FIELD_ENCRYPTION_KEY": FUZZ_FIELD_KEY,
         "ALLOWED_HOSTS": "127.0.0.1,localhost",
         "SECURE_SSL_REDIRECT": "False",
+        "STATIC_ROOT": "",  # no collectstatic here: the API serves no static files
         "BNPL_WEBHOOK_ALLOW_PRIVATE_URLS": "False",
         "BNPL_THROTTLE_USER": GENEROUS_RATE,
         "BNPL_THROTTLE_ANON": GENEROUS_RATE,
