@@ -80,7 +80,7 @@ def parse_args() -> argparse.Namespace:
         "-n", "--max-examples", type=int, default=25, help="generated test cases per operation (fuzzing phase)"
     )
     parser.add_argument("--seed", type=int, default=20261130, help="schemathesis' random seed (reproducible runs)")
-    parser.add_argument("--time-limit", type=int, default=420, help="seconds the whole run may take (then it fails)")
+    parser.add_argument("--time-limit", type=int, default=540, help="seconds the whole run may take (then it fails)")
     parser.add_argument("--roles", default=",".join(ROLES), help=f"comma-separated, among {', '.join(ROLES)}")
     parser.add_argument("--workers", type=int, default=4, help="gunicorn workers")
     parser.add_argument("--port", type=int, default=0, help="the service's port on 127.0.0.1 (0: a free one)")
