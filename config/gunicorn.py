@@ -18,6 +18,10 @@ worker_class = "gthread" if threads > 1 else "sync"
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", "30"))
 graceful_timeout = 30
 keepalive = 5
+# The longest request line gunicorn takes (its default is 4094): as long as what nginx's
+# 8 KiB header buffers let through, so a long query string reaches the API, which answers
+# it, rather than an HTML 414 from gunicorn.
+limit_request_line = 8190
 # Recycle workers now and then (a slow leak never grows without bound), not all at once.
 max_requests = int(os.environ.get("GUNICORN_MAX_REQUESTS", "5000"))
 max_requests_jitter = max_requests // 10

@@ -313,7 +313,7 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["config.parsers.JSONParser"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_FILTER_BACKENDS": ["config.filters.ListFilterBackend"],
     "DEFAULT_PAGINATION_CLASS": "config.pagination.PagePagination",
@@ -362,6 +362,7 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "RoleEnum": "accounts.models.User.Role",
         "CustomerStatusEnum": "accounts.models.User.Status",
+        "RefundWebhookStatusEnum": "refunds.services.WEBHOOK_STATUSES",
     },
 }
 

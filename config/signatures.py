@@ -7,8 +7,13 @@ any match passes, compared in constant time. A timestamp more than 300 s away is
 
 import hashlib
 import hmac
+import re
 
 TOLERANCE_SECONDS = 300
+# ASCII digits only: str.isdigit() also takes superscripts, which int() refuses, and other
+# scripts' digits, which it reads as numbers; the bounded length keeps int() from refusing
+# a huge one.
+_TIMESTAMP = re.compile(r"[0-9]{1,15}")
 
 
 def sign(secret: str, timestamp: int, body: bytes) -> str:
@@ -25,7 +30,7 @@ def _parse(header: str) -> tuple[int, list[str]] | None:
     timestamp, signatures = None, []
     for part in header.split(","):
         name, _, value = part.strip().partition("=")
-        if name == "t" and value.isdigit():
+        if name == "t" and _TIMESTAMP.fullmatch(value):
             timestamp = int(value)
         elif name == "v1" and value:
             signatures.append(value)
@@ -43,6 +48,7 @@ def signature_problem(secret: str, header: str, body: bytes, now: float) -> str 
     if abs(now - timestamp) > TOLERANCE_SECONDS:
         return "The signature's timestamp is too old or in the future."
     expected = sign(secret, timestamp, body)
-    if not any(hmac.compare_digest(expected, candidate) for candidate in signatures):
+    # compare_digest refuses str with non-ASCII characters; such a candidate cannot match.
+    if not any(candidate.isascii() and hmac.compare_digest(expected, candidate) for candidate in signatures):
         return "The signature does not match."
     return None

@@ -7,7 +7,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitVie
 from config import dashboard, health
 from config.docs import RedocView
 from config.metrics import MetricsView
-from refunds.webhooks import refund_status_webhook
+from refunds.webhooks import RefundStatusWebhookView
 
 PAGE = ["get", "head"]
 
@@ -25,7 +25,7 @@ urlpatterns = [
     path("readyz", health.readyz, name="readyz"),
     path("metrics", MetricsView.as_view(), name="metrics"),
     path("api/v1/", include(api_v1)),
-    path("webhook/refund-status/", refund_status_webhook, name="refund-status-webhook"),
+    path("webhook/refund-status/", RefundStatusWebhookView.as_view(), name="refund-status-webhook"),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     # Pages for browsers: GET only (DRF's OPTIONS metadata cannot be rendered as their HTML).
     # Swagger UI's initialising script comes from its own URL (?script), not inline: see the CSP.

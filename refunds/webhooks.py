@@ -4,21 +4,28 @@
 where v1 is HMAC-SHA256 of ``"<t>.<raw body>"`` with the merchant's webhook secret.
 Several ``v1=`` may be sent (a secret being rotated); any match passes, compared in
 constant time. A timestamp more than 300 s away is refused (replays).
+
+A DRF view so that the OpenAPI schema documents it like every other operation; the
+signature is its only authentication, checked over the raw body before anything parses it.
 """
 
 import json
 import logging
+import re
 import time
 
 from django.http import JsonResponse
 from django.utils import timezone
-from django.views.decorators.csrf import csrf_exempt
-from django.views.decorators.http import require_POST
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers
+from rest_framework.negotiation import BaseContentNegotiation
+from rest_framework.permissions import AllowAny
+from rest_framework.views import APIView
 
-from accounts.models import User
+from accounts.models import USER_ID_REGEX, User
 from config.celery import app, enqueue
 from config.problems import PROBLEM_CONTENT_TYPE, problem_response, validation_problem
+from config.schema import ProblemSerializer, problems
 from config.signatures import signature_problem
 from refunds.models import Refund
 from refunds.services import WEBHOOK_STATUSES, RefundExceedsPlan, refund_status_apply
@@ -26,11 +33,23 @@ from refunds.tasks import refund_status_apply_task
 
 logger = logging.getLogger(__name__)
 
+_MERCHANT_ID = re.compile(USER_ID_REGEX)
+
 
 class RefundStatusIn(serializers.Serializer):
     refund_id = serializers.CharField(max_length=128, help_text="The refund's transaction_id.")
     status = serializers.ChoiceField(choices=list(WEBHOOK_STATUSES))
     merchant_reference = serializers.CharField(max_length=128, required=False, allow_blank=True, default="")
+
+
+class RefundStatusOut(serializers.Serializer):
+    refund_id = serializers.CharField(help_text="The refund's transaction_id.")
+    status = serializers.ChoiceField(choices=list(WEBHOOK_STATUSES), help_text="The status you sent.")
+    processing_mode = serializers.ChoiceField(
+        choices=["async", "sync"],
+        help_text="async: queued for a worker; sync: the broker was down, applied before answering.",
+    )
+    processed_at = serializers.DateTimeField()
 
 
 def verify(merchant: User | None, header: str, body: bytes, now: float) -> str | None:
@@ -48,44 +67,106 @@ def _enqueue(refund_id: int, status: str) -> bool:
     return queued
 
 
-@csrf_exempt
-@require_POST
-def refund_status_webhook(request):
+class JsonWhateverAccept(BaseContentNegotiation):
+    """The webhook answers JSON whatever the caller's ``Accept`` says (no 406): merchants'
+    HTTP clients send all sorts, and the answer is the same document."""
+
+    def select_parser(self, request, parsers):
+        return parsers[0]
+
+    def select_renderer(self, request, renderers, format_suffix=None):
+        return renderers[0], renderers[0].media_type
+
+
+class RefundStatusWebhookView(APIView):
     """``POST /webhook/refund-status/``: 401 bad signature, 400 bad body, 404 unknown refund, else 200."""
-    body = request.body
-    merchant = User.objects.filter(
-        user_id=request.headers.get("BNPL-Merchant", ""), role=User.Role.MERCHANT, is_active=True
-    ).first()
-    problem = verify(merchant, request.headers.get("BNPL-Signature", ""), body, time.time())
-    if problem:
-        return problem_response(status=401, code="invalid_signature", detail=problem)
-    try:
-        payload = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
-        return problem_response(status=400, code="parse_error", detail="The body is not valid JSON.")
-    incoming = RefundStatusIn(data=payload)
-    if not incoming.is_valid():
-        return JsonResponse(validation_problem(incoming.errors), status=400, content_type=PROBLEM_CONTENT_TYPE)
-    payload = incoming.validated_data
-    reference = payload["merchant_reference"]
-    refund = Refund.objects.filter(merchant=merchant, transaction_id=payload["refund_id"]).first()
-    if refund is None:
-        return problem_response(status=404, code="not_found", detail="This merchant has no refund with this id.")
-    if reference and not refund.merchant_reference:
-        Refund.objects.filter(pk=refund.pk, merchant_reference="").update(merchant_reference=reference)
-    status = WEBHOOK_STATUSES[payload["status"]]
-    mode = "async"
-    if not _enqueue(refund.pk, status):
-        mode = "sync"
-        try:
-            refund_status_apply(refund_id=refund.pk, status=status, source="webhook")
-        except RefundExceedsPlan as exc:
-            return problem_response(status=422, code=exc.code, title=exc.title, detail=exc.detail)
-    return JsonResponse(
-        {
-            "refund_id": refund.transaction_id,
-            "status": payload["status"],
-            "processing_mode": mode,
-            "processed_at": timezone.now().isoformat(),
-        }
+
+    authentication_classes = []  # the signature is the authentication
+    permission_classes = [AllowAny]
+    content_negotiation_class = JsonWhateverAccept
+
+    @extend_schema(
+        operation_id="refund_status_webhook",
+        summary="A merchant decides one of its refunds (signed webhook)",
+        description=(
+            "Signed with the merchant's webhook secret, not a JWT: `BNPL-Signature: t=<unix seconds>,v1=<hex>` "
+            'where v1 is HMAC-SHA256 of `"<t>.<raw body>"`; several `v1=` may be sent while a secret is '
+            "rotated. A timestamp more than 300 s away is refused. See docs/WEBHOOKS.md."
+        ),
+        auth=[],
+        tags=["webhooks"],
+        parameters=[
+            OpenApiParameter(
+                "BNPL-Merchant", str, OpenApiParameter.HEADER, required=True, description="Your merchant user_id."
+            ),
+            OpenApiParameter(
+                "BNPL-Signature",
+                str,
+                OpenApiParameter.HEADER,
+                required=True,
+                description='`t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<raw body>">`.',
+            ),
+        ],
+        request=RefundStatusIn,
+        responses={
+            200: RefundStatusOut,
+            **problems(400, 404, 413, 422),
+            (401, PROBLEM_CONTENT_TYPE): OpenApiResponse(
+                ProblemSerializer,
+                description="Unknown merchant, a missing, malformed or wrong signature, or a timestamp "
+                "more than 300 s away (`invalid_signature`).",
+            ),
+        },
+        examples=[
+            OpenApiExample("Approve", value={"refund_id": "rf-1001", "status": "approved"}, request_only=True),
+            OpenApiExample(
+                "Queued",
+                value={
+                    "refund_id": "rf-1001",
+                    "status": "approved",
+                    "processing_mode": "async",
+                    "processed_at": "2026-11-22T10:00:00Z",
+                },
+                response_only=True,
+            ),
+        ],
     )
+    def post(self, request):
+        body = request.body  # the raw bytes the signature covers; nothing has parsed them
+        merchant_id = request.headers.get("BNPL-Merchant", "")
+        merchant = None
+        if _MERCHANT_ID.fullmatch(merchant_id):  # no lookup for an id no merchant can have (NUL, too long)
+            merchant = User.objects.filter(user_id=merchant_id, role=User.Role.MERCHANT, is_active=True).first()
+        problem = verify(merchant, request.headers.get("BNPL-Signature", ""), body, time.time())
+        if problem:
+            return problem_response(status=401, code="invalid_signature", detail=problem)
+        try:
+            payload = json.loads(body)
+        except (ValueError, UnicodeDecodeError, RecursionError):
+            return problem_response(status=400, code="parse_error", detail="The body is not valid JSON.")
+        incoming = RefundStatusIn(data=payload)
+        if not incoming.is_valid():
+            return JsonResponse(validation_problem(incoming.errors), status=400, content_type=PROBLEM_CONTENT_TYPE)
+        payload = incoming.validated_data
+        reference = payload["merchant_reference"]
+        refund = Refund.objects.filter(merchant=merchant, transaction_id=payload["refund_id"]).first()
+        if refund is None:
+            return problem_response(status=404, code="not_found", detail="This merchant has no refund with this id.")
+        if reference and not refund.merchant_reference:
+            Refund.objects.filter(pk=refund.pk, merchant_reference="").update(merchant_reference=reference)
+        status = WEBHOOK_STATUSES[payload["status"]]
+        mode = "async"
+        if not _enqueue(refund.pk, status):
+            mode = "sync"
+            try:
+                refund_status_apply(refund_id=refund.pk, status=status, source="webhook")
+            except RefundExceedsPlan as exc:
+                return problem_response(status=422, code=exc.code, title=exc.title, detail=exc.detail)
+        return JsonResponse(
+            {
+                "refund_id": refund.transaction_id,
+                "status": payload["status"],
+                "processing_mode": mode,
+                "processed_at": timezone.now().isoformat(),
+            }
+        )

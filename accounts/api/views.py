@@ -87,7 +87,7 @@ TOKEN_PAIR_EXAMPLE = OpenApiExample(
     post=extend_schema(
         operation_id="auth_token",
         summary="Obtain a JWT access/refresh pair",
-        responses={200: jwt_views.TokenObtainPairView.serializer_class, **problems(400, 401, 415)},
+        responses={200: jwt_views.TokenObtainPairView.serializer_class, **problems(400, 401, 413, 415)},
         examples=[
             OpenApiExample(
                 "Credentials",
@@ -107,7 +107,7 @@ class TokenObtainView(jwt_views.TokenObtainPairView):
     post=extend_schema(
         operation_id="auth_token_refresh",
         summary="Exchange a refresh token for a new pair",
-        responses={200: jwt_views.TokenRefreshView.serializer_class, **problems(400, 401, 415)},
+        responses={200: jwt_views.TokenRefreshView.serializer_class, **problems(400, 401, 413, 415)},
         examples=[
             OpenApiExample("Refresh", value={"refresh": "eyJhbGciOiJIUzI1NiIs…"}, request_only=True),
             TOKEN_PAIR_EXAMPLE,
@@ -133,7 +133,7 @@ class MeView(APIView):
         operation_id="auth_me_update",
         summary="Change your settings: autopay (customers), webhook URL (merchants)",
         request=MeUpdateIn,
-        responses={200: MeOut, **problems(400, 401, 415)},
+        responses={200: MeOut, **problems(400, 401, 413, 415)},
         examples=[
             OpenApiExample("Autopay off", value={"autopay": False}, request_only=True),
             OpenApiExample(

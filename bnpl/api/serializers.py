@@ -138,6 +138,15 @@ class DebtStatusOut(serializers.Serializer):
     overdue_installments = OverdueInstallmentOut(many=True)
 
 
+class AnalyticsQueryIn(serializers.Serializer):
+    merchant_id = serializers.CharField(
+        max_length=64,
+        required=False,
+        allow_blank=True,
+        help_text="Operators: one merchant's figures (its user_id); merchants always see their own.",
+    )
+
+
 class AnalyticsOut(serializers.Serializer):
     total_revenue = serializers.DecimalField(**AMOUNT, help_text="Collected through successful payments.")
     outstanding = serializers.DecimalField(**AMOUNT, help_text="Unpaid installments and late fees due.")

@@ -2,7 +2,7 @@
 
 from django.http import Http404
 from django_filters import rest_framework as filters
-from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiExample, extend_schema
 from rest_framework import mixins, viewsets
 from rest_framework.decorators import action
 from rest_framework.request import Request
@@ -15,6 +15,7 @@ from accounts.selectors import user_get_for
 from bnpl.analytics import merchant_dashboard
 from bnpl.api.serializers import (
     AnalyticsOut,
+    AnalyticsQueryIn,
     DebtStatusOut,
     InstallmentOut,
     LateFeeOut,
@@ -196,7 +197,7 @@ class LateFeeViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
         operation_id="late_fees_waive",
         summary="Waive a late fee (operators), recording who and why",
         request=LateFeeWaiveIn,
-        responses={200: LateFeeOut, **problems(400, 401, 403, 404, 409)},
+        responses={200: LateFeeOut, **problems(400, 401, 403, 404, 409, 413, 415)},
         examples=[
             OpenApiExample("Reason", value={"reason": "Customer was in hospital"}, request_only=True),
             OpenApiExample(
@@ -274,17 +275,17 @@ class AnalyticsView(APIView):
     @extend_schema(
         operation_id="analytics_dashboard",
         summary="Merchant analytics: a merchant's own plans; an operator's all or one merchant's",
-        parameters=[
-            OpenApiParameter("merchant_id", str, description="Operators: one merchant's figures (its user_id).")
-        ],
-        responses={200: AnalyticsOut, **problems(401, 403, 404)},
+        parameters=[AnalyticsQueryIn],
+        responses={200: AnalyticsOut, **problems(400, 401, 403, 404)},
         examples=[OpenApiExample("Dashboard", value=ANALYTICS_EXAMPLE, response_only=True)],
     )
     def get(self, request: Request) -> Response:
+        query = AnalyticsQueryIn(data=request.query_params)
+        query.is_valid(raise_exception=True)  # a 400 naming merchant_id, not a NUL sent to PostgreSQL
         plans = Plan.objects.all()
         if request.user.is_merchant:
             plans = plans.filter(merchant=request.user)
-        elif merchant_id := request.query_params.get("merchant_id"):
+        elif merchant_id := query.validated_data.get("merchant_id"):
             merchant = User.objects.filter(user_id=merchant_id, role=User.Role.MERCHANT).first()
             if merchant is None:
                 raise Http404("No merchant has this user_id.")

@@ -73,3 +73,15 @@ def test_customers_may_not_see_analytics(as_user):
 def test_dashboard_takes_a_fixed_number_of_queries(as_user, books, django_assert_max_num_queries):
     with django_assert_max_num_queries(9):
         as_user(books).get(DASHBOARD)
+
+
+def test_a_merchant_id_with_a_nul_is_a_400_naming_it(as_user, operator):
+    answer = as_user(operator).get(DASHBOARD, {"merchant_id": "merchant\x00-001"})
+
+    assert answer.status_code == 400
+    assert answer["Content-Type"] == "application/problem+json"
+    assert list(answer.json()["errors"]) == ["merchant_id"]
+
+
+def test_a_blank_merchant_id_still_means_every_merchant(as_user, operator):
+    assert as_user(operator).get(DASHBOARD, {"merchant_id": ""}).status_code == 200

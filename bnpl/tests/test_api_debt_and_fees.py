@@ -105,3 +105,12 @@ def test_late_fees_are_listed_in_scope(as_user, debtor_with_fee, other_customer)
     customer, _ = debtor_with_fee
     assert as_user(customer).get("/api/v1/late-fees/").json()["count"] == 2
     assert as_user(other_customer).get("/api/v1/late-fees/").json()["count"] == 0
+
+
+@pytest.mark.parametrize("user_id", ["usr%00001", "a%20b", "%C3%A9"])
+def test_debt_status_of_an_id_no_user_can_have_is_a_404(as_user, operator, user_id):
+    # A NUL would otherwise reach PostgreSQL, which refuses it in a text parameter (a 500).
+    answer = as_user(operator).get(f"/api/v1/debt/{user_id}/")
+
+    assert answer.status_code == 404
+    assert answer["Content-Type"] == "application/problem+json"

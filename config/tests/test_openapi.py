@@ -1,7 +1,11 @@
 import re
+from datetime import timedelta
 
 import pytest
 from django.core.management import call_command
+
+from bnpl.schedule import business_today
+from bnpl.services import overdue_sweep
 
 pytestmark = pytest.mark.django_db
 
@@ -54,3 +58,68 @@ def test_schema_lists_every_endpoint_with_problem_responses(api_client):
 def test_schema_is_valid_without_warnings(tmp_path):
     call_command("spectacular", "--validate", "--fail-on-warn", "--file", str(tmp_path / "schema.yaml"))
     assert (tmp_path / "schema.yaml").read_text().startswith("openapi: 3")
+
+
+def _operations(schema: dict):
+    for path, item in schema["paths"].items():
+        for method, operation in item.items():
+            if method in ("get", "post", "put", "patch", "delete"):
+                yield method, path, operation
+
+
+@pytest.fixture
+def schema(api_client) -> dict:
+    return api_client.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json").json()
+
+
+def test_every_operation_with_a_body_documents_the_answers_to_a_bad_body(schema):
+    # 400 malformed JSON or a bad field, 413 over the body limit (any request, by the
+    # middleware), 415 not JSON; the signed webhook reads its raw body whatever its type.
+    undocumented = {}
+    for method, path, operation in _operations(schema):
+        if "requestBody" not in operation:
+            continue
+        expected = {"400", "413"} if path == "/webhook/refund-status/" else {"400", "413", "415"}
+        missing = expected - set(operation["responses"])
+        if missing:
+            undocumented[f"{method.upper()} {path}"] = sorted(missing)
+    assert undocumented == {}
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("post", "/api/v1/refunds/"),
+        ("post", "/api/v1/plans/{id}/pay/"),
+        ("post", "/api/v1/installments/{id}/pay/"),
+        ("post", "/api/v1/late-fees/{id}/waive/"),
+        ("patch", "/api/v1/auth/me/"),
+    ],
+)
+def test_a_body_that_is_not_json_gets_a_documented_415(schema, as_user, make_plan, operator, method, path):
+    plan = make_plan(purchase_date=business_today() - timedelta(days=75))
+    overdue_sweep(late_fees=True)
+    ids = {"/plans/": plan.pk, "/installments/": plan.installments.first().pk, "/late-fees/": plan.late_fees.first().pk}
+    url = path
+    for prefix, pk in ids.items():
+        if prefix in path:
+            url = path.replace("{id}", str(pk))
+
+    response = getattr(as_user(operator), method)(url, data="amount=1", content_type="text/plain")
+
+    assert response.status_code == 415, response.content
+    assert response["Content-Type"] == "application/problem+json"
+    assert "415" in schema["paths"][path][method]["responses"]
+
+
+def test_the_signed_webhook_is_documented(schema):
+    operation = schema["paths"]["/webhook/refund-status/"]["post"]
+
+    assert operation["operationId"] == "refund_status_webhook"
+    assert {(p["in"], p["name"], p["required"]) for p in operation["parameters"]} == {
+        ("header", "BNPL-Merchant", True),
+        ("header", "BNPL-Signature", True),
+    }
+    assert {"200", "400", "401", "404", "413", "422"} <= set(operation["responses"])
+    assert "application/problem+json" in operation["responses"]["401"]["content"]
+    assert operation.get("security", []) in ([], [{}])  # no JWT: the signature authenticates

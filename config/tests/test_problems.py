@@ -42,6 +42,13 @@ def test_not_acceptable_is_406_problem(as_user, customer):
     assert problem(response, 406)["code"] == "not_acceptable"
 
 
+@pytest.mark.parametrize("body", [b"[" * 100_000, b'{"a":' * 50_000])
+def test_json_nested_too_deeply_is_400_parse_error(api_client, body):
+    # The decoder gives up with RecursionError, which DRF's parser lets through (a 500).
+    response = api_client.post("/api/v1/auth/token/", data=body, content_type="application/json")
+    assert problem(response, 400)["code"] == "parse_error"
+
+
 def test_unhandled_error_is_500_problem_and_logged_masked(api_client, log_lines):
     body = problem(api_client.get("/t/crash/"), 500)
 

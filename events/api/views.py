@@ -9,6 +9,7 @@ from rest_framework.pagination import CursorPagination
 
 from accounts.models import User
 from accounts.permissions import HasRole
+from config.filters import UtcIsoDateTimeFilter
 from config.schema import problems
 from events.api.serializers import EventOut
 from events.models import Event
@@ -56,7 +57,7 @@ class EventFilter(filters.FilterSet):
     type = filters.ChoiceFilter(choices=Event.Type.choices)
     delivery_status = filters.ChoiceFilter(choices=Event.Delivery.choices)
     merchant_id = filters.CharFilter(field_name="merchant__user_id", help_text="Operators: one merchant's events.")
-    created_after = filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
+    created_after = UtcIsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
 
     class Meta:
         model = Event

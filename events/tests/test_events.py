@@ -327,3 +327,28 @@ def test_a_refund_on_a_completed_plan_does_not_complete_it_twice(as_user, make_p
 
     assert types(type=Event.Type.PLAN_COMPLETED) == ["plan.completed"]
     assert types(type=Event.Type.REFUND_APPROVED) == ["refund.approved"]
+
+
+def test_created_after_in_any_offset_filters_in_utc(as_user, make_plan, merchant):
+    make_plan(merchant=merchant)
+    created = Event.objects.get(merchant=merchant).created_at
+
+    # -19:06 is valid ISO 8601 but beyond what PostgreSQL takes as an offset: the filter
+    # compares in UTC, so it is a plain (and correct) filter, not a 500.
+    long_ago = as_user(merchant).get(EVENTS, {"created_after": "0912-04-20T06:36:16.9-19:06"})
+    later = (created + timedelta(minutes=1)).astimezone(timezone.get_fixed_timezone(-(19 * 60 + 6)))
+    after_it = as_user(merchant).get(EVENTS, {"created_after": later.isoformat()})
+
+    assert long_ago.status_code == 200
+    assert len(long_ago.json()["results"]) == 1
+    assert after_it.status_code == 200
+    assert after_it.json()["results"] == []
+
+
+@pytest.mark.parametrize("instant", ["0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00"])
+def test_created_after_outside_the_calendar_in_utc_is_a_400_naming_it(as_user, merchant, instant):
+    answer = as_user(merchant).get(EVENTS, {"created_after": instant})
+
+    assert answer.status_code == 400
+    assert answer["Content-Type"] == "application/problem+json"
+    assert list(answer.json()["errors"]) == ["created_after"]

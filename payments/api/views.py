@@ -49,7 +49,7 @@ DECLINED_EXAMPLE = OpenApiExample(
     response_only=True,
     status_codes=["402"],
 )
-PAY_RESPONSES = {201: PaymentOut, **problems(400, 401, 402, 403, 404, 409, 422)}
+PAY_RESPONSES = {201: PaymentOut, **problems(400, 401, 402, 403, 404, 409, 413, 415, 422)}
 CAN_PAY = [HasRole.of(User.Role.CUSTOMER, User.Role.OPERATOR)]
 
 

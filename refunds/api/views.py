@@ -57,7 +57,7 @@ class RefundViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.G
         summary="Request a refund (PENDING until the merchant or an operator decides)",
         request=RefundCreateIn,
         parameters=[IDEMPOTENCY_PARAMETER],
-        responses={201: RefundOut, 200: RefundOut, **problems(400, 401, 403, 404, 409, 422)},
+        responses={201: RefundOut, 200: RefundOut, **problems(400, 401, 403, 404, 409, 413, 415, 422)},
         examples=[
             OpenApiExample(
                 "Refund",

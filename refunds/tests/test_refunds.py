@@ -3,6 +3,7 @@ import time
 from decimal import Decimal
 
 import pytest
+from django.test import Client
 
 from accounts.models import User
 from accounts.tests.factories import MerchantFactory, UserFactory
@@ -15,6 +16,7 @@ from refunds.services import refund_status_apply
 pytestmark = pytest.mark.django_db
 
 REFUNDS = "/api/v1/refunds/"
+WEBHOOK = "/webhook/refund-status/"
 
 
 @pytest.fixture
@@ -217,6 +219,67 @@ def test_webhook_accepts_any_of_several_signatures_for_rotation(webhook, make_pl
         signatures=[sign("whsec_old", t, payload), sign("whsec_test_secret", t, payload)],
     )
     assert response.status_code == 200
+    assert Refund.objects.get().status == Refund.Status.REJECTED
+
+
+@pytest.mark.parametrize(
+    "signature",
+    ["t=\u00b2,v1=00", "t=" + "9" * 5000 + ",v1=00", "t={now},v1=\u00e9\u00e9"],
+    ids=["superscript-timestamp", "5000-digit-timestamp", "non-ascii-v1"],
+)
+def test_webhook_odd_signature_headers_are_a_401_not_a_500(merchant, signature):
+    response = Client().post(
+        WEBHOOK,
+        data=b'{"refund_id": "rf-x", "status": "approved"}',
+        content_type="application/json",
+        HTTP_BNPL_MERCHANT=merchant.user_id,
+        HTTP_BNPL_SIGNATURE=signature.format(now=int(time.time())),
+    )
+
+    assert response.status_code == 401
+    assert response["Content-Type"] == "application/problem+json"
+    assert response.json()["code"] == "invalid_signature"
+
+
+def test_webhook_merchant_id_with_a_nul_is_an_unknown_merchant(merchant):
+    body = b'{"refund_id": "rf-x", "status": "approved"}'
+    t = int(time.time())
+    response = Client().post(
+        WEBHOOK,
+        data=body,
+        content_type="application/json",
+        HTTP_BNPL_MERCHANT=f"{merchant.user_id}\x00",
+        HTTP_BNPL_SIGNATURE=f"t={t},v1={sign(merchant.webhook_secret, t, body)}",
+    )
+
+    assert response.status_code == 401
+    assert response.json()["detail"] == "Unknown merchant."
+
+
+def test_webhook_body_nested_too_deeply_is_a_400(webhook, merchant):
+    response = webhook(merchant, None, raw=b"[" * 100_000)
+
+    assert response.status_code == 400
+    assert response.json()["code"] == "parse_error"
+
+
+def test_webhook_answers_json_whatever_the_accept_header(make_plan, merchant, as_user, no_broker):
+    plan = make_plan(merchant=merchant)
+    request_refund(as_user(merchant), plan, transaction_id="rf-accept")
+    body = json.dumps({"refund_id": "rf-accept", "status": "rejected"}).encode()
+    t = int(time.time())
+
+    response = Client().post(
+        WEBHOOK,
+        data=body,
+        content_type="application/json",
+        HTTP_ACCEPT="text/html",
+        HTTP_BNPL_MERCHANT=merchant.user_id,
+        HTTP_BNPL_SIGNATURE=f"t={t},v1={sign(merchant.webhook_secret, t, body)}",
+    )
+
+    assert response.status_code == 200
+    assert response.json()["status"] == "rejected"
     assert Refund.objects.get().status == Refund.Status.REJECTED
 
 
