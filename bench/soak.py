@@ -7,12 +7,13 @@ In one run it:
   ``populate_mock_data --scale N`` (background rows), and empties its own Redis database;
 - starts gunicorn (config/gunicorn.py, ``DEBUG=False``, throw-away secrets, the rate limits
   lifted) and a Celery worker (``celery -A config worker``), late fees on;
-- registers merchants and customers through the API and logs them in; a share of the
-  customers has a card the fake gateway refuses (ending 0002: ``card_declined``, 9995:
-  ``insufficient_funds``);
+- registers merchants and customers through the API (their access tokens signed with the
+  service's key, as a login would); one customer in six has a card the fake gateway
+  declines (ending 0002: ``card_declined``), one in six insufficient funds (9995);
 - for ``--minutes``, ``--clients`` threads send a weighted mix: merchants create plans (a
-  unique Idempotency-Key each; some are sent again with the same key, which must replay
-  the first answer, or with the same key and another body, which must be refused),
+  unique Idempotency-Key each; some kept answers are asked again with the same key, which
+  must replay them, or with the same key and another body, which must be refused; a
+  customer refused for its debt may pay what is overdue),
   customers pay installments and plans, merchants request refunds (some twice with the
   same transaction_id) and decide them through the signed webhook, reads, and invalid
   requests (each must be a 4xx). Meanwhile a clock thread moves time forward for a share
@@ -338,14 +339,16 @@ class Traffic:
             self.world.add_plan(plan)
         elif call.code == "debt_user_forbidden" and rng.random() < 0.5:
             self.settle_debt(rng, customer)
+        # Only a kept answer is replayed, or refuses the key with another body: after a refusal
+        # that keeps nothing (a 403, say) the key is free again, and sent again it is a new request.
+        if call.status in NOT_STORED:
+            return
         roll = rng.random()
         if roll < REPLAY_SHARE:
             self.http.send(
                 PLANS, "POST", "/api/v1/plans/", actor=merchant, body=body, key=key, kind="replay", original=call
             )
-        elif roll < REPLAY_SHARE + REUSE_SHARE and call.status not in NOT_STORED:
-            # Only a key that was kept is refused with another body: after a refusal (403, say)
-            # nothing was kept and the key is free again.
+        elif roll < REPLAY_SHARE + REUSE_SHARE:
             other = body | {"total_amount": money(rng.randint(2000, 40000)), "merchant_reference": f"{key}-reused"}
             self.http.send(
                 PLANS, "POST", "/api/v1/plans/", actor=merchant, body=other, key=key, kind="reuse", original=call
@@ -395,7 +398,7 @@ class Traffic:
     def _pay(self, rng: random.Random, endpoint: str, path: str, customer: Actor, body: dict) -> Call:
         key = self.key("pay")
         call = self.http.send(endpoint, "POST", path, actor=customer, body=body, key=key)
-        if rng.random() < REPLAY_SHARE / 2:
+        if call.status not in NOT_STORED and rng.random() < REPLAY_SHARE / 2:
             self.http.send(endpoint, "POST", path, actor=customer, body=body, key=key, kind="replay", original=call)
         return call
 
@@ -847,13 +850,12 @@ class Reconciliation:
         )
 
     def replays(self, books: Books) -> None:
-        """A replay got the first answer (marked replayed when it was kept) and made nothing;
+        """A replay got the first answer, marked replayed, and made nothing;
         a key sent again with another body was refused."""
         for call in self.calls:
             first = call.original
             if call.kind == "replay":
-                kept = first.status not in NOT_STORED and first.status < 500
-                ok = call.status == first.status and call.answer == first.answer and call.replayed == kept
+                ok = call.status == first.status and call.answer == first.answer and call.replayed
                 if first.endpoint == PLANS:
                     ok = ok and books.by_reference[first.key] == (1 if first.status == 201 else 0)
                 what = f"replay of {first.endpoint}: the first answer, nothing new"
