@@ -608,7 +608,7 @@ def client(traffic: Traffic, seed: int, deadline: float, think_ms: float, failur
 
 
 class Clock(threading.Thread):
-    """Every ``interval`` seconds: time moves forward for a share of the open plans (their
+    """Every ``--sweep-seconds``: time moves forward for a share of the open plans (their
     dates shift back), then the overdue sweep runs with late fees, fanned out to the worker,
     and is waited for. Ageing and sweeping take turns, so the sweep's chunks and the ageing
     never update the same installments at once."""
