@@ -219,16 +219,17 @@ def _settle(*, payment_id: int, result: ChargeResult) -> Payment:
     for allocation in payment.allocations.select_related("installment", "late_fee"):
         target = allocation.installment or allocation.late_fee
         target.amount_paid += allocation.amount
+        changed = ["amount_paid", "updated_at"] if allocation.installment else ["amount_paid"]
         if allocation.installment and target.amount_paid == target.amount_due:
             target.status, target.paid_at = Installment.Status.PAID, now
             paid_installments.append(target)
+            changed += ["status", "paid_at"]
         if allocation.late_fee and target.amount_paid == target.amount:
             target.status = LateFee.Status.PAID
-        target.save(
-            update_fields=["amount_paid", "status", "paid_at", "updated_at"]
-            if allocation.installment
-            else ["amount_paid", "status"]
-        )
+            changed.append("status")
+        # The status only when this payment changed it: the sweep marks installments OVERDUE
+        # without the plan's lock, so the one read above may be older than its mark.
+        target.save(update_fields=changed)
     captured = payment.card_amount if result.captured is None else result.captured
     payment.excess_credited = max(captured - payment.card_amount, ZERO)
     payment.status = Payment.Status.SUCCEEDED

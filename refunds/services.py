@@ -198,9 +198,13 @@ def _apply_to_plan(refund: Refund, plan: Plan) -> None:
         cut = min(left, removable)
         left -= cut
         installment.amount_due -= cut
+        changed = ["amount_due", "updated_at"]
         if installment.amount_due == installment.amount_paid:
             installment.status = Installment.Status.CANCELLED  # the refund removed all that was left
-        installment.save()
+            changed.append("status")
+        # Only what the refund changed: the sweep marks installments OVERDUE without the plan's
+        # lock, so the status read above may be older than its mark, which must not be undone.
+        installment.save(update_fields=changed)
     refund.applied_amount = refund.amount - left
     refund.payout_amount = left
     refund.payout_status = Refund.PayoutStatus.PENDING if left > 0 else Refund.PayoutStatus.NONE

@@ -1,11 +1,12 @@
 """Races on PostgreSQL with real threads, each on its own connection."""
 
 import threading
+import time
 from datetime import date, timedelta
 from decimal import Decimal
 
 import pytest
-from django.db import connections
+from django.db import connection, connections, transaction
 
 from accounts.tests.factories import MerchantFactory, UserFactory
 from bnpl.errors import CreditLimitExceeded
@@ -40,6 +41,37 @@ def run_at_once(count: int, work) -> list:
     for thread in threads:
         thread.join()
     return results
+
+
+def sweep_held_open(*, today: date, timeout: float = 10) -> threading.Thread:
+    """Run the overdue sweep in a thread whose transaction stays open (the installments it
+    marked locked, the marks not yet visible) until another connection waits on a lock, then
+    commit. Returns the thread once the sweep has run, before it commits."""
+    swept = threading.Event()
+
+    def target() -> None:
+        try:
+            with transaction.atomic():
+                overdue_sweep(today=today)
+                swept.set()
+                deadline = time.monotonic() + timeout
+                with connection.cursor() as cursor:
+                    while time.monotonic() < deadline:
+                        cursor.execute(
+                            "SELECT count(*) FROM pg_stat_activity "
+                            "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+                        )
+                        if cursor.fetchone()[0]:
+                            break
+                        time.sleep(0.05)
+        finally:
+            swept.set()
+            connections.close_all()
+
+    thread = threading.Thread(target=target)
+    thread.start()
+    swept.wait(timeout)
+    return thread
 
 
 def test_two_sweeps_at_once_mark_and_charge_everything_exactly_once(make_plan):

@@ -1,12 +1,19 @@
 """Races on PostgreSQL with real threads, each with its own connection and HTTP client."""
 
+from datetime import timedelta
+from decimal import Decimal
+
 import pytest
 from django.db import connections
 
-from bnpl.tests.test_concurrency import run_at_once
+from bnpl.models import Installment
+from bnpl.schedule import business_today
+from bnpl.services import overdue_sweep
+from bnpl.tests.test_concurrency import run_at_once, sweep_held_open
 from conftest import client_for
 from payments.checks import ledger_check
 from payments.models import Payment
+from payments.services import payment_collect
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
@@ -49,3 +56,26 @@ def test_fifty_requests_with_one_key_make_one_payment(make_plan, customer):
     assert len(bodies) == 1
     assert {r.status_code for r in responses} <= {201, 409}
     assert all(r.json()["code"] == "idempotency_key_in_flight" for r in responses if r.status_code == 409)
+
+
+def test_a_part_payment_settled_while_the_sweep_marks_its_installment_keeps_it_overdue(make_plan, customer):
+    # The sweep marks installments without the plan's lock: a payment that read the
+    # installment before the mark committed must not write its old status back (the
+    # installment would be UPCOMING though past due, marked and charged again next time).
+    today = business_today()
+    # Already in debt for an older plan: the sweep has no reason to lock the customer's row
+    # (which the payment locks too, and would then only read after the sweep committed).
+    make_plan(customer=customer, total="100.00", purchase_date=today - timedelta(days=70))
+    plan = make_plan(customer=customer, total="400.00", purchase_date=today - timedelta(days=40))
+    first = plan.installments.get(sequence=1)
+    overdue_sweep(today=today - timedelta(days=20))  # the older plan's first installment only
+
+    sweep = sweep_held_open(today=today)
+    payment = payment_collect(plan_id=plan.pk, installment_id=first.pk, amount=Decimal("10.00"), payer=customer)
+    sweep.join()
+
+    first.refresh_from_db()
+    assert payment.status == Payment.Status.SUCCEEDED
+    assert (first.status, first.amount_paid) == (Installment.Status.OVERDUE, Decimal("10.00"))
+    assert first.overdue_since == today
+    assert ledger_check(record=False).ok

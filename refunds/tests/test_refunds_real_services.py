@@ -1,18 +1,23 @@
 """Refunds against the real PostgreSQL, Redis broker and a Celery worker."""
 
 import time
+from datetime import timedelta
 from decimal import Decimal
 
 import pytest
 from celery.contrib.testing.worker import start_worker
 from django.db import connections
 
+from accounts.models import User
 from accounts.tests.factories import MerchantFactory
-from bnpl.tests.test_concurrency import run_at_once
+from bnpl.models import Installment
+from bnpl.schedule import business_today
+from bnpl.tests.test_concurrency import run_at_once, sweep_held_open
 from config.celery import app
 from conftest import broker_unreachable, client_for
+from payments.checks import ledger_check
 from refunds.models import Refund
-from refunds.services import RefundExceedsPlan, refund_status_apply
+from refunds.services import RefundExceedsPlan, refund_request, refund_status_apply
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
@@ -108,3 +113,24 @@ def test_concurrent_approvals_that_together_exceed_the_plan_cannot_both_apply(ma
     assert sum(isinstance(r, Refund) and r.status == "APPROVED" for r in results) == 1, results
     assert sum(isinstance(r, RefundExceedsPlan) for r in results) == 1
     assert Refund.objects.filter(status="APPROVED").count() == 1
+
+
+def test_a_refund_applied_while_the_sweep_marks_its_installment_keeps_it_overdue(make_plan, merchant):
+    # The sweep marks installments without the plan's lock: a refund that read the
+    # installment before the mark committed must write back only what it changed, not the
+    # old status (the installment would be UPCOMING though past due, its customer NORMAL).
+    today = business_today()
+    plan = make_plan(merchant=merchant, total="100.00", purchase_date=today - timedelta(days=40))
+    refund, _ = refund_request(
+        plan_id=plan.pk, transaction_id="rf-sweep", amount=Decimal("80.00"), reason="", requester=merchant
+    )
+
+    sweep = sweep_held_open(today=today)
+    refund = refund_status_apply(refund_id=refund.pk, status=Refund.Status.APPROVED, source="operator")
+    sweep.join()
+
+    first = plan.installments.get(sequence=1)  # 25.00, 5.00 of it refunded: the last ones went first
+    assert refund.status == Refund.Status.APPROVED
+    assert (first.status, first.amount_due) == (Installment.Status.OVERDUE, Decimal("20.00"))
+    assert User.objects.get(pk=plan.customer_id).status == User.Status.DEBT_USER
+    assert ledger_check(record=False).ok
