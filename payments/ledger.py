@@ -13,6 +13,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from decimal import Decimal
 
+from django.core.management.color import no_style
 from django.db import connection, connections, router, transaction
 from django.db.models import Sum
 
@@ -48,13 +49,32 @@ class Leg:
     party_id: int | None = None
 
 
-def ledger_accounts() -> dict[str, LedgerAccount]:
-    """The chart of accounts by code, created on first use."""
-    existing = {account.code: account for account in LedgerAccount.objects.filter(code__in=ACCOUNTS)}
-    for code, (name, kind) in ACCOUNTS.items():
-        if code not in existing:
-            existing[code], _ = LedgerAccount.objects.get_or_create(code=code, defaults={"name": name, "kind": kind})
+def ledger_accounts(*, using: str = "default") -> dict[str, LedgerAccount]:
+    """The chart of accounts by code, created on first use.
+
+    An account made here takes a fixed id (its place in ``ACCOUNTS``), so a chart made
+    again (a test database emptied and refilled) has the ids it had, and a process that
+    keeps them (``ledger_account_ids``) stays right. Accounts that exist keep theirs (and
+    a fixed id another account already has is not taken).
+    """
+    accounts = LedgerAccount.objects.using(using)
+    existing = {account.code: account for account in accounts.filter(code__in=ACCOUNTS)}
+    missing = [code for code in ACCOUNTS if code not in existing]
+    taken = {account.pk for account in existing.values()}
+    for code in missing:
+        name, kind = ACCOUNTS[code]
+        fixed = {"id": _ACCOUNT_IDS[code]} if _ACCOUNT_IDS[code] not in taken else {}
+        existing[code], _ = accounts.get_or_create(code=code, defaults={**fixed, "name": name, "kind": kind})
+    if missing:
+        # Ids were given: the table's sequence goes past them, for any account made without one.
+        connection = connections[using]
+        with connection.cursor() as cursor:
+            for sql in connection.ops.sequence_reset_sql(no_style(), [LedgerAccount]):
+                cursor.execute(sql)
     return existing
+
+
+_ACCOUNT_IDS = {code: number for number, code in enumerate(ACCOUNTS, start=1)}
 
 
 # The accounts' ids by database alias, read once per process: every posting needs them, and
@@ -82,8 +102,7 @@ def ledger_chart_ensure(*, using: str = "default", **_) -> None:
     if LedgerAccount._meta.db_table not in connections[using].introspection.table_names():
         return  # the payments app was migrated backwards
     with transaction.atomic(using=using):
-        for code, (name, kind) in ACCOUNTS.items():
-            LedgerAccount.objects.using(using).get_or_create(code=code, defaults={"name": name, "kind": kind})
+        ledger_accounts(using=using)
 
 
 def _check_balanced(legs: list[Leg]) -> None:

@@ -83,7 +83,12 @@ class RefundStatusWebhookView(APIView):
 
     authentication_classes = []  # the signature is the authentication
     permission_classes = [AllowAny]
+    # Not throttled: a call with a wrong signature is refused before any write, and a
+    # merchant answered 429 would only retry (config/throttling.py).
+    throttle_classes = []
     content_negotiation_class = JsonWhateverAccept
+    # A merchant's server POSTs here; nothing else is served (no OPTIONS metadata either).
+    http_method_names = ["post"]
 
     @extend_schema(
         operation_id="refund_status_webhook",
