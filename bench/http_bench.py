@@ -58,6 +58,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--write", action="store_true", help="write the table to docs/BENCHMARKS.md")
     parser.add_argument("--only", default="", help="measure only endpoints whose name contains this text")
     parser.add_argument("--reuse", action="store_true", help="keep the database of the last run (no reseeding)")
+    parser.add_argument("--warmup", type=int, default=3, help="seconds of each cell's load run first, not counted")
     args = parser.parse_args()
     args.connections = [int(c) for c in args.connections.split(",") if c.strip()]
     return args
@@ -235,8 +236,8 @@ def endpoints(data: dict, merchant_token: str, operator_token: str) -> list[tupl
     ]
 
 
-def wrk(args, script: str, connections: int, folder: Path) -> dict:
-    """One wrk run; requests/s, p50/p99 in ms, and the errors it saw."""
+def wrk(args, script: str, connections: int, folder: Path, *, seconds: int | None = None) -> dict:
+    """One wrk run (``seconds``, else ``--seconds``); requests/s, p50/p99 in ms, and the errors it saw."""
     path = folder / "script.lua"
     # A fresh prefix for the keys of every run: a key seen before would be replayed (or refused
     # as reused), not worked, and the cell would measure the wrong thing.
@@ -247,7 +248,7 @@ def wrk(args, script: str, connections: int, folder: Path) -> dict:
             shutil.which("wrk"),
             f"-t{threads}",
             f"-c{connections}",
-            f"-d{args.seconds}s",
+            f"-d{seconds or args.seconds}s",
             # A request unanswered after gunicorn's own worker timeout (config/gunicorn.py) is
             # an error; wrk's default of 2 s would count a payment that waits its turn behind
             # 63 others on 2 cores as one, though the service answers it.
@@ -315,7 +316,13 @@ def main() -> int:
         for name, script, reference in endpoints(data, merchant_token, operator_token):
             if args.only not in name and args.only not in (reference or ""):
                 continue
-            results[(name, reference)] = {c: wrk(args, script, c, folder) for c in args.connections}
+            results[(name, reference)] = {}
+            for c in args.connections:
+                if args.warmup:
+                    # Not counted: the workers' first requests of a kind (connections opened,
+                    # caches filled) and the load of the cell before settling.
+                    wrk(args, script, c, folder, seconds=args.warmup)
+                results[(name, reference)][c] = wrk(args, script, c, folder)
             print(
                 f"  {name}: "
                 + ", ".join(f"{c} conns {r['rps']:.0f} req/s" for c, r in results[(name, reference)].items()),
@@ -335,7 +342,8 @@ def main() -> int:
             "unanswered within gunicorn's 30 s worker timeout) against gunicorn (`config/gunicorn.py`, "
             f"{workers} sync "
             f"workers, `DEBUG=False`) on PostgreSQL and Redis, all on one {os.cpu_count()}-core machine; "
-            f"{args.seconds} s per cell, `populate_mock_data --scale {args.scale}`. Each API endpoint is compared "
+            f"{args.seconds} s per cell after {args.warmup} s not counted, "
+            f"`populate_mock_data --scale {args.scale}`. Each API endpoint is compared "
             "with a bare view doing the same rows in the same process (bench/reference.py: no validation, no "
             "authentication, no serializers, no idempotency). What was changed to get here, and the figures of "
             "the sweep and autopay, are in docs/SCALING.md.\n\n"

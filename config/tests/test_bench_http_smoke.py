@@ -22,7 +22,18 @@ def test_bench_http_measures_every_endpoint_beside_its_bare_reference():
     redis_url = urlparse(settings.REDIS_URL)._replace(path="/14").geturl()
     result = subprocess.run(  # noqa: S603 - our own script with fixed arguments  # nosec B603
         [
-            *(sys.executable, "bench/http_bench.py", "--seconds", "1", "--scale", "50", "--connections", "4"),
+            *(
+                sys.executable,
+                "bench/http_bench.py",
+                "--seconds",
+                "1",
+                "--warmup",
+                "0",
+                "--scale",
+                "50",
+                "--connections",
+                "4",
+            ),
             *("--database-url", url, "--redis-url", redis_url, "--port", "8792"),
         ],
         cwd=ROOT,
