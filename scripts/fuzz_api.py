@@ -46,7 +46,7 @@ from urllib.parse import urlparse
 ROOT = Path(__file__).resolve().parent.parent
 
 # Throw-away keys: the fuzzing database is made by this script alone, and emptied by its next run.
-FUZZ_SECRET_KEY = "fuzz-only-secret-key-not-for-production-0123456789abcdefghijklmn"  # noqa: S105
+FUZZ_SECRET_KEY = "fuzz-only-secret-key-not-for-production-0123456789abcdefghijklmn"  # noqa: S105 - throw-away  # nosec B105
 FUZZ_FIELD_KEY = "fuzz-only-field-encryption-key-0123456789abcdef"
 GENEROUS_RATE = "100000/minute"
 
@@ -168,14 +168,14 @@ def prepare(args) -> None:
     redis.Redis.from_url(args.redis_url).flushdb()
     seed_env = service_env(args, debug=True)
     for command in (["migrate", "--noinput", "-v0"], ["populate_mock_data"]):
-        subprocess.run(  # noqa: S603 - our own manage.py
+        subprocess.run(  # noqa: S603 - our own manage.py  # nosec B603
             [sys.executable, "manage.py", *command], cwd=ROOT, env=seed_env, check=True, capture_output=True
         )
 
 
 def start_gunicorn(args, log: Path) -> subprocess.Popen:
     with log.open("w") as out:
-        process = subprocess.Popen(
+        process = subprocess.Popen(  # our own gunicorn with fixed arguments  # nosec B603
             [sys.executable, "-m", "gunicorn", "config.wsgi:application", "-c", "config/gunicorn.py"],
             cwd=ROOT,
             env=service_env(args, debug=False),
@@ -188,7 +188,8 @@ def start_gunicorn(args, log: Path) -> subprocess.Popen:
         if process.poll() is not None:
             raise SystemExit(f"gunicorn exited:\n{log.read_text()[-3000:]}")
         try:
-            if urllib.request.urlopen(f"http://127.0.0.1:{args.port}/readyz", timeout=2).status == 200:
+            url = f"http://127.0.0.1:{args.port}/readyz"
+            if urllib.request.urlopen(url, timeout=2).status == 200:  # our own server  # nosec B310
                 return process
         except OSError:
             time.sleep(0.3)
@@ -219,7 +220,7 @@ def token(args, username: str, password: str) -> str:
         data=json.dumps({"username": username, "password": password}).encode(),
         headers={"Content-Type": "application/json"},
     )
-    with urllib.request.urlopen(request, timeout=10) as answer:  # noqa: S310
+    with urllib.request.urlopen(request, timeout=10) as answer:  # noqa: S310 - our own server  # nosec B310
         return json.loads(answer.read())["access"]
 
 
@@ -272,7 +273,7 @@ def fuzz(args, tokens: dict[str, str | None], folder: Path, deadline: float) -> 
             "FUZZ_SIGN_WEBHOOK": "1" if role == "merchant" else "0",
         }
         with (folder / f"{role}.log").open("w") as out:
-            runs[role] = subprocess.Popen(  # noqa: S603 - schemathesis, from this interpreter
+            runs[role] = subprocess.Popen(  # noqa: S603 - schemathesis, from this interpreter  # nosec B603
                 schemathesis_command(args, role, tokens[role], folder),
                 cwd=ROOT,
                 env=env,

@@ -18,7 +18,7 @@ from config.signatures import signature_header
 
 WEBHOOK_PATH = "/webhook/refund-status/"
 DEMO_MERCHANT = "merchant-001"
-DEMO_WEBHOOK_SECRET = "whsec_demo_merchant_001"  # noqa: S105 - populate_mock_data's local-only secret
+DEMO_WEBHOOK_SECRET = "whsec_demo_merchant_001"  # noqa: S105 - populate_mock_data's local-only secret  # nosec B105
 
 
 def raw_body(body) -> bytes | None:

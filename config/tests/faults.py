@@ -86,7 +86,7 @@ class PrivateRedis:
     def start(self) -> "PrivateRedis":
         args = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
         # Debian's redis-server from PATH, with fixed arguments.
-        self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # noqa: S603
+        self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # noqa: S603  # nosec B603
         # Ours answering, not another Redis that took the port meanwhile.
         wait_for(lambda: self.process.poll() is None and self.answers(), 20, f"redis-server on port {self.port}")
         return self
@@ -322,7 +322,7 @@ class RowLock:
             dbname=settings["NAME"],
         )
         self.cursor = self.connection.cursor()
-        self.cursor.execute(f'SELECT id FROM "{self.table}" WHERE id = %s {self.mode}', [self.pk])  # noqa: S608
+        self.cursor.execute(f'SELECT id FROM "{self.table}" WHERE id = %s {self.mode}', [self.pk])  # noqa: S608  # nosec B608
         assert self.cursor.fetchone(), f"no row {self.table} {self.pk}"
         self.cursor.execute("SELECT pg_backend_pid()")
         self.pid = self.cursor.fetchone()[0]
@@ -410,7 +410,7 @@ class Service:
 
     def start(self) -> "Service":
         with open(self.log, "ab") as log:
-            self.process = subprocess.Popen(
+            self.process = subprocess.Popen(  # our own gunicorn, fixed arguments  # nosec B603
                 [sys.executable, "-m", "gunicorn", "config.wsgi:application", "-c", "config/gunicorn.py"],
                 cwd=ROOT,
                 env=self.env,
@@ -492,7 +492,7 @@ class Worker:
 
     def start(self) -> "Worker":
         with open(self.log, "ab") as log:
-            self.process = subprocess.Popen(  # noqa: S603 - our own Celery worker, fixed arguments
+            self.process = subprocess.Popen(  # noqa: S603 - our own Celery worker, fixed arguments  # nosec B603
                 self.args, cwd=ROOT, env=self.env, stdout=log, stderr=log, start_new_session=True
             )
         try:
