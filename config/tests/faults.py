@@ -216,11 +216,13 @@ class PgProxy:
         link.drop()
 
     def _fire(self, link: "_Link", trigger: "_Trigger") -> None:
+        # Set before the cut: the service answers as soon as its connection drops, and the
+        # test may look at ``fired`` before this thread would get past the cut.
+        self.fired.set()
         if trigger.only_this:
             link.drop()
         else:
             self.cut(counted=False)
-        self.fired.set()
 
     def cut(self, *, counted: bool = True) -> None:
         if counted:
