@@ -101,22 +101,33 @@ def prepare_database(args) -> None:
     admin(args.database_url, "VACUUM ANALYZE", database=database_name(args.database_url))
 
 
-def start_gunicorn(args, log: Path) -> subprocess.Popen:
+def start_gunicorn(
+    args,
+    log: Path,
+    *,
+    app: str = "bench.reference_wsgi:application",
+    env: dict[str, str] | None = None,
+    probe: str = "/healthz",
+) -> subprocess.Popen:
+    """gunicorn serving ``app`` (the API beside the bare views, by default) with
+    config/gunicorn.py on ``args.port``, once ``probe`` answers 200; SystemExit if it exits
+    or stays silent for a minute."""
     with log.open("w") as out:
-        process = subprocess.Popen(  # our own server with fixed arguments  # nosec B603
-            [sys.executable, "-m", "gunicorn", "bench.reference_wsgi:application", "-c", "config/gunicorn.py"],
+        process = subprocess.Popen(  # noqa: S603 - our own server with fixed arguments  # nosec B603
+            [sys.executable, "-m", "gunicorn", app, "-c", "config/gunicorn.py"],
             cwd=ROOT,
-            env=env_for(args, debug=False),
+            env=env or env_for(args, debug=False),
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
     deadline = time.monotonic() + 60
+    url = f"http://127.0.0.1:{args.port}{probe}"
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise SystemExit(f"gunicorn exited:\n{log.read_text()[-3000:]}")
         try:
-            if urllib.request.urlopen(f"http://127.0.0.1:{args.port}/healthz", timeout=1).status == 200:  # nosec B310
+            if urllib.request.urlopen(url, timeout=2).status == 200:  # our own server  # nosec B310
                 return process
         except OSError:
             time.sleep(0.3)
@@ -130,6 +141,7 @@ def stop(process: subprocess.Popen) -> None:
             process.wait(timeout=30)
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
 
 
 def token(args, username: str, password: str) -> str:

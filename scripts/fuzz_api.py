@@ -39,11 +39,15 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 from urllib.parse import urlparse
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.autopay import create_empty  # noqa: E402 - the benchmarks' helpers, from the root
+from bench.http_bench import start_gunicorn as serve  # noqa: E402
+from bench.http_bench import stop, token  # noqa: E402
 
 # Throw-away keys: the fuzzing database is made by this script alone, and emptied by its next run.
 FUZZ_SECRET_KEY = "fuzz-only-secret-key-not-for-production-0123456789abcdefghijklmn"  # noqa: S105 - throw-away  # nosec B105
@@ -138,25 +142,6 @@ def service_env(args, *, debug: bool) -> dict[str, str]:
     }
 
 
-def admin_sql(url: str, *statements: str) -> None:
-    """Run ``statements`` (autocommit) in the maintenance database of the server of ``url``."""
-    import psycopg2
-
-    parsed = urlparse(url)
-    connection = psycopg2.connect(
-        host=parsed.hostname,
-        port=parsed.port or 5432,
-        user=parsed.username,
-        password=parsed.password,
-        dbname="postgres",
-    )
-    connection.autocommit = True
-    with connection.cursor() as cursor:
-        for statement in statements:
-            cursor.execute(statement)
-    connection.close()
-
-
 def prepare(args) -> None:
     """A new database, migrated and seeded; the Redis database emptied."""
     import redis
@@ -164,7 +149,7 @@ def prepare(args) -> None:
     name = urlparse(args.database_url).path.lstrip("/")
     if not name or not name.replace("_", "").isalnum():
         raise SystemExit(f"--database-url needs a plain database name, not {name!r}")
-    admin_sql(args.database_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)', f'CREATE DATABASE "{name}"')
+    create_empty(args.database_url)
     redis.Redis.from_url(args.redis_url).flushdb()
     seed_env = service_env(args, debug=True)
     for command in (["migrate", "--noinput", "-v0"], ["populate_mock_data"]):
@@ -174,37 +159,8 @@ def prepare(args) -> None:
 
 
 def start_gunicorn(args, log: Path) -> subprocess.Popen:
-    with log.open("w") as out:
-        process = subprocess.Popen(  # our own gunicorn with fixed arguments  # nosec B603
-            [sys.executable, "-m", "gunicorn", "config.wsgi:application", "-c", "config/gunicorn.py"],
-            cwd=ROOT,
-            env=service_env(args, debug=False),
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise SystemExit(f"gunicorn exited:\n{log.read_text()[-3000:]}")
-        try:
-            url = f"http://127.0.0.1:{args.port}/readyz"
-            if urllib.request.urlopen(url, timeout=2).status == 200:  # our own server  # nosec B310
-                return process
-        except OSError:
-            time.sleep(0.3)
-    stop(process)
-    raise SystemExit(f"gunicorn did not answer:\n{log.read_text()[-3000:]}")
-
-
-def stop(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+    """The service as in production (config/gunicorn.py), once /readyz answers."""
+    return serve(args, log, app="config.wsgi:application", env=service_env(args, debug=False), probe="/readyz")
 
 
 def purge_queue(args) -> None:
@@ -212,16 +168,6 @@ def purge_queue(args) -> None:
     import redis
 
     redis.Redis.from_url(args.redis_url).flushdb()
-
-
-def token(args, username: str, password: str) -> str:
-    request = urllib.request.Request(
-        f"http://127.0.0.1:{args.port}/api/v1/auth/token/",
-        data=json.dumps({"username": username, "password": password}).encode(),
-        headers={"Content-Type": "application/json"},
-    )
-    with urllib.request.urlopen(request, timeout=10) as answer:  # noqa: S310 - our own server  # nosec B310
-        return json.loads(answer.read())["access"]
 
 
 def schemathesis_command(args, role: str, bearer: str | None, folder: Path) -> list[str]:
