@@ -65,6 +65,16 @@ def plan_parties_resolve(*, creator: User, user_id: str | None, merchant_id: str
     return customer, merchant
 
 
+# What plan creation uses of a party; the rest of the row (encrypted columns too) stays
+# unread. These two statements run on every plan creation and are written out: the ORM
+# spent more time composing each (about 0.5 ms) than PostgreSQL takes to answer it.
+_PARTY_SQL = """
+SELECT id, user_id, role, status, credit_limit FROM accounts_user
+WHERE user_id = %s AND role = %s AND is_active
+"""
+_CUSTOMER_LOCK_SQL = "SELECT id, status, credit_limit FROM accounts_user WHERE id = %s"
+
+
 def _plan_party(creator: User, given_id: str | None, role: str, field: str, not_yourself: str) -> User:
     """The party of ``role``: the creator itself when it has that role, else the active user named."""
     if creator.role == role:
@@ -73,15 +83,19 @@ def _plan_party(creator: User, given_id: str | None, role: str, field: str, not_
         return creator
     if not given_id:
         raise FieldInvalid(field, "This field is required.")
-    # What plan creation uses of a party; the rest of the row (encrypted columns too) stays unread.
-    party = (
-        User.objects.filter(user_id=given_id, role=role, is_active=True)
-        .only("id", "user_id", "role", "status", "credit_limit")
-        .first()
-    )
+    party = next(iter(User.objects.raw(_PARTY_SQL, [given_id, role])), None)
     if party is None:
         raise FieldInvalid(field, f"No active {role.lower()} has this user_id.")
     return party
+
+
+def _customer_lock(customer_id: int) -> User:
+    """The customer's status and credit limit, its row locked until the transaction ends
+    (FOR NO KEY UPDATE: rows pointing at the customer are still checked without waiting)."""
+    sql = _CUSTOMER_LOCK_SQL
+    if connection.features.has_select_for_update:  # SQLite serialises writers by itself
+        sql += " " + connection.ops.for_update_sql(no_key=True)
+    return next(iter(User.objects.raw(sql, [customer_id])))
 
 
 @transaction.atomic
@@ -109,9 +123,8 @@ def plan_create(
     # Lock the customer: two plans created at once must not both fit under one limit. What it
     # owes is read after the lock is held, in a statement of its own: a subquery of the locking
     # statement would read the snapshot taken before the wait, missing the plan just committed.
-    customer.status, customer.credit_limit = (
-        User.objects.select_for_update(no_key=True).filter(pk=customer.pk).values_list("status", "credit_limit").get()
-    )
+    locked = _customer_lock(customer.pk)
+    customer.status, customer.credit_limit = locked.status, locked.credit_limit
     if customer.status == User.Status.DEBT_USER:
         raise DebtUserForbidden()
     outstanding = customer_outstanding(customer_id=customer.pk)
