@@ -218,7 +218,8 @@ class IdempotencyKey(models.Model):
         IN_FLIGHT = "IN_FLIGHT", "In flight"
         COMPLETED = "COMPLETED", "Completed"
 
-    principal = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    # No index of its own: the unique (principal, key) serves every lookup by principal.
+    principal = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+", db_index=False)
     key = models.CharField(max_length=255)
     method = models.CharField(max_length=8)
     path = models.CharField(max_length=255)
