@@ -1,0 +1,41 @@
+"""Running a script of ``bench/`` as a smoke test: from the project root, with the test
+run's environment, against a database and a Redis database of its own (the scripts drop
+the one and flush the other), never raising on failure (the test asserts on the result)."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from urllib.parse import urlparse
+
+from django.conf import settings
+
+ROOT = Path(__file__).resolve().parents[2]
+
+# One Redis database per benchmark, each flushed by its script: none may be another's, nor
+# the tests' own (REDIS_URL's).
+_REDIS_DBS = {"sweep": 12, "autopay": 13, "http": 14, "soak": 15}
+
+
+def smoke_database_url(name: str) -> str:
+    """A database ``name`` on the test run's PostgreSQL server."""
+    db = settings.DATABASES["default"]
+    return f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{name}"
+
+
+def smoke_redis_url(bench: str) -> str:
+    """The Redis database of benchmark ``bench`` on the test run's Redis server."""
+    return urlparse(settings.REDIS_URL)._replace(path=f"/{_REDIS_DBS[bench]}").geturl()
+
+
+def bench_run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """``python <args>`` from the project root, output captured, at most 5 minutes."""
+    return subprocess.run(  # noqa: S603 - our own scripts with fixed arguments  # nosec B603
+        [sys.executable, *args],
+        cwd=ROOT,
+        env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
