@@ -14,6 +14,9 @@ from accounts.masking import mask_card, mask_passport, mask_phone
 
 E164_REGEX = r"^\+[1-9]\d{7,14}$"
 USER_ID_REGEX = r"^[A-Za-z0-9][A-Za-z0-9_-]{2,63}$"
+# A URL path segment that may name a user: anything else is a 404 without a lookup (a NUL,
+# say, which PostgreSQL refuses in a text parameter).
+USER_ID_IN_PATH = r"[A-Za-z0-9_-]+"
 PASSPORT_REGEX = r"^[A-Z0-9]{5,20}$"
 
 PHONE_MESSAGE = 'Enter a phone number in E.164 format: "+", the country code and 7 to 14 more digits.'

@@ -10,7 +10,7 @@ from rest_framework.views import APIView
 from rest_framework_simplejwt import views as jwt_views
 
 from accounts.api.serializers import MeOut, MeUpdateIn, RegisteredOut, RegisterIn, UserOut
-from accounts.models import User
+from accounts.models import USER_ID_IN_PATH, User
 from accounts.selectors import user_get_for, user_list_for
 from accounts.services import user_register, user_settings_update
 from config.schema import VALIDATION_EXAMPLE, list_retrieve_schema, problems
@@ -165,7 +165,7 @@ class UserViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
     serializer_class = UserOut
     filterset_class = UserFilter
     lookup_field = "user_id"
-    lookup_value_regex = r"[A-Za-z0-9_-]+"
+    lookup_value_regex = USER_ID_IN_PATH
 
     def get_queryset(self):
         if getattr(self, "swagger_fake_view", False):  # schema generation has no user
