@@ -5,8 +5,9 @@
 FROM python:3.11-slim AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 RUN python -m venv /venv
+# The runtime lock alone, every package checked against its pinned hash (no dev tools).
 COPY requirements.txt /tmp/requirements.txt
-RUN /venv/bin/pip install -r /tmp/requirements.txt
+RUN /venv/bin/pip install --require-hashes -r /tmp/requirements.txt
 
 FROM python:3.11-slim AS runtime
 ENV PATH=/venv/bin:$PATH \
