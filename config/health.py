@@ -9,6 +9,8 @@ from django.http import HttpRequest, JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
+from config.celery import app as celery_app
+from config.celery import broker_publish_check
 from config.problems import problem_response
 
 
@@ -37,6 +39,18 @@ def check_redis(url: str) -> dict:
     return {"status": "ok", "latency_ms": round((time.perf_counter() - started) * 1000, 2)}
 
 
+def check_broker() -> dict:
+    """``{"status": "ok"|"down", "latency_ms": ...}`` after publishing a probe message the way
+    the app publishes its tasks (config.celery.broker_publish_check); any failure, a
+    transport that cannot even be loaded included, is "down" with its class name."""
+    started = time.perf_counter()
+    try:
+        broker_publish_check()
+    except Exception as exc:  # whatever stops a publish makes the app not ready
+        return {"status": "down", "error": exc.__class__.__name__}
+    return {"status": "ok", "latency_ms": round((time.perf_counter() - started) * 1000, 2)}
+
+
 @never_cache
 @require_GET
 def healthz(request: HttpRequest) -> JsonResponse:
@@ -47,10 +61,13 @@ def healthz(request: HttpRequest) -> JsonResponse:
 @never_cache
 @require_GET
 def readyz(request: HttpRequest) -> JsonResponse:
-    """Readiness: the database and, when configured, Redis answer; 503 naming what is down."""
+    """Readiness: the database answers and, when configured, Redis answers and the app can
+    publish a task to the broker; 503 naming what is down."""
     checks = {"database": check_database()}
     if settings.REDIS_URL:
         checks["redis"] = check_redis(settings.REDIS_URL)
+    if not celery_app.conf.task_always_eager:  # eager mode publishes nothing
+        checks["broker"] = check_broker()
     down = sorted(name for name, result in checks.items() if result["status"] != "ok")
     if down:
         return problem_response(

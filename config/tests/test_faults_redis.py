@@ -120,7 +120,7 @@ def outage_checks(service: Service) -> None:
     ready = service.request("GET", "/readyz")
     assert ready.status == 503, ready.data
     assert ready.content_type.startswith("application/problem+json")
-    assert ready.json()["down"] == ["redis"]
+    assert ready.json()["down"] == ["broker", "redis"]
     assert ready.json()["checks"]["database"]["status"] == "ok"
     assert service.request("GET", "/healthz").status == 200
     health = service.request("GET", "/api/v1/health/?format=json")
