@@ -969,9 +969,20 @@ class Reconciliation:
         decisions = {}
         for call in self.calls:
             if call.endpoint == WEBHOOK and call.kind in ("ok", "repeat"):
-                ok = call.status == 200 and call.answer.get("processing_mode") == "async"
-                self.check("webhook answered 200 (queued)", ok, f"{call.status} {call.answer}")
+                # Queued for the worker (accepted), or ignored at once: the refund was final or
+                # had the status already (a merchant's retry), and nothing was queued.
+                answer = call.answer if isinstance(call.answer, dict) else {}
+                queued = (answer.get("processing_mode"), answer.get("applied")) == ("async", True)
+                ignored = (answer.get("processing_mode"), answer.get("applied")) == ("sync", False)
+                ok = call.status == 200 and (queued or ignored)
+                self.check("webhook answered 200 (queued, or ignored at once)", ok, f"{call.status} {call.answer}")
                 sent = json.loads(call.sent)
+                if call.kind == "repeat":
+                    # The opposite decision, sent once the refund was read final: ignored, and the
+                    # answer is the refund's final status, not the one sent.
+                    refund = books.refunds.get(sent["refund_id"])
+                    ok = ignored and refund is not None and answer.get("status") == refund.status.lower()
+                    self.check("webhook on a final refund: ignored, answers its status", ok, f"{call.answer}")
                 if call.kind == "ok" and sent["status"] != "processing":
                     decisions[sent["refund_id"]] = sent["status"]
         booked = defaultdict(Counter)

@@ -363,6 +363,7 @@ SPECTACULAR_SETTINGS = {
         "RoleEnum": "accounts.models.User.Role",
         "CustomerStatusEnum": "accounts.models.User.Status",
         "RefundWebhookStatusEnum": "refunds.services.WEBHOOK_STATUSES",
+        "RefundWebhookAnswerStatusEnum": "refunds.webhooks.WEBHOOK_ANSWER_STATUSES",
     },
 }
 

@@ -4,7 +4,7 @@ from django.contrib import admin, messages
 
 from config.admin import ReadOnlyAdmin, ReadOnlyInline
 from refunds.models import Refund, RefundEvent
-from refunds.services import RefundExceedsPlan, refund_status_apply
+from refunds.services import RefundAlreadyDecided, RefundExceedsPlan, refund_decide
 
 
 class RefundEventInline(ReadOnlyInline):
@@ -23,13 +23,25 @@ class RefundAdmin(ReadOnlyAdmin):
     actions = ["approve", "reject"]
 
     def _decide(self, request, queryset, status: str) -> None:
+        skipped = []
         for refund in queryset:
             try:
-                refund_status_apply(refund_id=refund.pk, status=status, source="operator", actor=request.user)
+                refund_decide(refund_id=refund.pk, status=status, actor=request.user)
+            except RefundAlreadyDecided as exc:
+                # Decided before (or by another operator meanwhile): say so, rather than
+                # report a decision that changed nothing.
+                skipped.append(f"{refund.transaction_id} ({exc.extra['refund_status'].lower()})")
+                continue
             except RefundExceedsPlan as exc:
                 self.message_user(request, f"{refund.transaction_id}: {exc.detail}", messages.ERROR)
                 continue
             self.message_user(request, f"{refund.transaction_id}: {status.lower()}")
+        if skipped:
+            self.message_user(
+                request,
+                f"Skipped {len(skipped)} already decided (a final decision never changes): {', '.join(skipped)}",
+                messages.WARNING,
+            )
 
     @admin.action(description="Approve the selected refunds")
     def approve(self, request, queryset) -> None:

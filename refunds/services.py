@@ -54,6 +54,13 @@ class RefundExceedsPlan(DomainError):
     default_detail = "The plan total minus refunds approved or pending is smaller than this refund."
 
 
+class RefundAlreadyDecided(DomainError):
+    status_code = 409
+    code = "refund_already_decided"
+    title = "Refund already decided"
+    default_detail = "This refund is already approved or rejected, and a final decision never changes."
+
+
 class TransactionIdConflict(DomainError):
     status_code = 409
     code = "transaction_id_conflict"
@@ -126,6 +133,12 @@ def _refund_request(plan_id, transaction_id, amount, reason, requester, user_id,
     return refund, True
 
 
+def refund_status_can_apply(*, current: str, requested: str) -> bool:
+    """Whether a refund in ``current`` would move to ``requested`` (both Refund.Status):
+    False for a repeat and for anything asked of a final (APPROVED, REJECTED) refund."""
+    return requested in ALLOWED.get(current, set())
+
+
 def refund_status_apply(*, refund_id: int, status: str, source: str, actor: User | None = None) -> Refund:
     """Move a refund to ``status`` (a Refund.Status); APPROVED applies it to the plan.
 
@@ -133,25 +146,58 @@ def refund_status_apply(*, refund_id: int, status: str, source: str, actor: User
     recorded and ignored. Raises RefundExceedsPlan when approving would refund more than
     the plan's total (the refund is left as it was).
     """
-    refund = _status_apply(refund_id=refund_id, status=status, source=source, actor=actor)
+    refund, _ = refund_status_change(refund_id=refund_id, status=status, source=source, actor=actor)
+    return refund
+
+
+def refund_status_change(*, refund_id: int, status: str, source: str, actor: User | None = None) -> tuple[Refund, bool]:
+    """``refund_status_apply`` that also says whether the status was applied: ``(refund, applied)``,
+    the refund as it is after the call. ``applied`` is False when the call was a repeat or
+    asked something of a final refund (recorded as an event, nothing else changed).
+
+    Raises RefundExceedsPlan, as ``refund_status_apply``.
+    """
+    refund, applied = _status_apply(refund_id=refund_id, status=status, source=source, actor=actor)
     if refund.payout_status == Refund.PayoutStatus.PENDING:
+        # Also for a repeat: a payout an earlier call left unfinished (the gateway failed to
+        # answer) is tried again, under the same gateway key, so never paid twice.
         refund = refund_payout(refund_id=refund.pk)
+    return refund, applied
+
+
+def refund_decide(*, refund_id: int, status: str, actor: User) -> Refund:
+    """An operator approves or rejects a refund (``status`` APPROVED or REJECTED).
+
+    Unlike a merchant's webhook, deciding a refund that is already decided is refused, even
+    the same decision again: the operator must learn that theirs changed nothing. The state
+    is checked under the plan's lock, so of two operators deciding at once the second sees
+    the first one's decision. The refused call is recorded as an event like any other.
+
+    Raises RefundAlreadyDecided (409), RefundExceedsPlan (422).
+    """
+    refund, applied = refund_status_change(refund_id=refund_id, status=status, source="operator", actor=actor)
+    if not applied and refund.is_terminal:
+        # Decided under the lock in _status_apply; raised once its event is committed.
+        raise RefundAlreadyDecided(
+            f"Refund {refund.transaction_id} is already {refund.status}; a final decision never changes.",
+            refund_status=refund.status,
+        )
     return refund
 
 
 @transaction.atomic
-def _status_apply(*, refund_id: int, status: str, source: str, actor: User | None) -> Refund:
+def _status_apply(*, refund_id: int, status: str, source: str, actor: User | None) -> tuple[Refund, bool]:
     plan = plan_get_for_update(refunds__id=refund_id)
     refund = Refund.objects.get(pk=refund_id)  # re-read under the plan's lock
     if refund.status == status:
         RefundEvent.objects.create(refund=refund, requested_status=status, source=source, outcome="duplicate")
-        return refund
-    if status not in ALLOWED.get(refund.status, set()):
+        return refund, False
+    if not refund_status_can_apply(current=refund.status, requested=status):
         logger.warning("Refund %s: %s -> %s ignored", refund.pk, refund.status, status)
         RefundEvent.objects.create(
             refund=refund, requested_status=status, source=source, outcome=f"ignored: from {refund.status}"
         )
-        return refund
+        return refund, False
     if status == Refund.Status.APPROVED:
         _apply_to_plan(refund, plan)
     refund.status = status
@@ -161,7 +207,7 @@ def _status_apply(*, refund_id: int, status: str, source: str, actor: User | Non
         event_record(merchant_id=refund.merchant_id, type=event_type, data=_refund_event_data(refund))
     refund.save()
     RefundEvent.objects.create(refund=refund, requested_status=status, source=source, outcome="applied")
-    return refund
+    return refund, True
 
 
 def _refund_event_data(refund: Refund) -> dict:

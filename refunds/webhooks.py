@@ -7,6 +7,17 @@ constant time. A timestamp more than 300 s away is refused (replays).
 
 A DRF view so that the OpenAPI schema documents it like every other operation; the
 signature is its only authentication, checked over the raw body before anything parses it.
+
+The answer says what happened, never only what was sent (docs/WEBHOOKS.md):
+
+- ``status`` is the refund's status in the webhook's lower case (``pending``,
+  ``processing``, ``approved``, ``rejected``; a sent ``failed`` is ``rejected``);
+- a status the refund cannot take (it is final, or already has it) is recorded at once and
+  answered ``applied: false`` with the refund's status, ``processing_mode: "sync"``;
+  nothing is queued;
+- otherwise it is queued (``"async"``: ``applied: true`` means accepted, ``status`` is
+  the refund's status before the worker applies it) or, with the broker down, applied at
+  once (``"sync"``: ``status`` is the status after it, ``applied`` whether it changed it).
 """
 
 import json
@@ -28,7 +39,7 @@ from config.problems import PROBLEM_CONTENT_TYPE, problem_response, validation_p
 from config.schema import ProblemSerializer, problems
 from config.signatures import signature_problem
 from refunds.models import Refund
-from refunds.services import WEBHOOK_STATUSES, RefundExceedsPlan, refund_status_apply
+from refunds.services import WEBHOOK_STATUSES, RefundExceedsPlan, refund_status_can_apply, refund_status_change
 from refunds.tasks import refund_status_apply_task
 
 logger = logging.getLogger(__name__)
@@ -42,12 +53,31 @@ class RefundStatusIn(serializers.Serializer):
     merchant_reference = serializers.CharField(max_length=128, required=False, allow_blank=True, default="")
 
 
+# The refund's states as the webhook spells them: lower case, like the statuses it takes.
+WEBHOOK_ANSWER_STATUSES = [status.lower() for status in Refund.Status.values]
+
+
+def webhook_status(refund: Refund) -> str:
+    """The refund's status in the webhook's vocabulary (``APPROVED`` → ``approved``)."""
+    return refund.status.lower()
+
+
 class RefundStatusOut(serializers.Serializer):
     refund_id = serializers.CharField(help_text="The refund's transaction_id.")
-    status = serializers.ChoiceField(choices=list(WEBHOOK_STATUSES), help_text="The status you sent.")
+    status = serializers.ChoiceField(
+        choices=WEBHOOK_ANSWER_STATUSES,
+        help_text="The refund's status, in lower case like the statuses sent: after the call when "
+        "`processing_mode` is `sync`; when it is `async`, before the worker applies the call.",
+    )
+    applied = serializers.BooleanField(
+        help_text="true: the status sent was applied (`sync`) or accepted and queued for it (`async`). "
+        "false: ignored, because the refund is already final (`approved`, `rejected`) or already has "
+        "that status; the call was recorded, nothing changed and nothing was queued."
+    )
     processing_mode = serializers.ChoiceField(
         choices=["async", "sync"],
-        help_text="async: queued for a worker; sync: the broker was down, applied before answering.",
+        help_text="async: queued for a worker. sync: handled before answering, so `status` already "
+        "reflects this call: the broker was down and the status was applied at once, or it was ignored.",
     )
     processed_at = serializers.DateTimeField()
 
@@ -96,7 +126,11 @@ class RefundStatusWebhookView(APIView):
         description=(
             "Signed with the merchant's webhook secret, not a JWT: `BNPL-Signature: t=<unix seconds>,v1=<hex>` "
             'where v1 is HMAC-SHA256 of `"<t>.<raw body>"`; several `v1=` may be sent while a secret is '
-            "rotated. A timestamp more than 300 s away is refused. See docs/WEBHOOKS.md."
+            "rotated. A timestamp more than 300 s away is refused.\n\n"
+            "The answer says what happened: `status` is the refund's status (lower case), and `applied` "
+            "whether the status sent was applied or accepted (`true`) or ignored because the refund is "
+            "already final or already has it (`false`, nothing queued). In `async` mode the worker has not "
+            "applied it yet: `status` is the refund's status before it. See docs/WEBHOOKS.md."
         ),
         auth=[],
         tags=["webhooks"],
@@ -126,10 +160,36 @@ class RefundStatusWebhookView(APIView):
             OpenApiExample("Approve", value={"refund_id": "rf-1001", "status": "approved"}, request_only=True),
             OpenApiExample(
                 "Queued",
+                summary="Accepted: queued for the worker, the refund not yet changed",
+                value={
+                    "refund_id": "rf-1001",
+                    "status": "pending",
+                    "applied": True,
+                    "processing_mode": "async",
+                    "processed_at": "2026-11-22T10:00:00Z",
+                },
+                response_only=True,
+            ),
+            OpenApiExample(
+                "Applied at once",
+                summary="The broker was down: applied before answering",
                 value={
                     "refund_id": "rf-1001",
                     "status": "approved",
-                    "processing_mode": "async",
+                    "applied": True,
+                    "processing_mode": "sync",
+                    "processed_at": "2026-11-22T10:00:00Z",
+                },
+                response_only=True,
+            ),
+            OpenApiExample(
+                "Already decided",
+                summary="`rejected` sent for an approved refund: ignored, nothing queued",
+                value={
+                    "refund_id": "rf-1001",
+                    "status": "approved",
+                    "applied": False,
+                    "processing_mode": "sync",
                     "processed_at": "2026-11-22T10:00:00Z",
                 },
                 response_only=True,
@@ -160,17 +220,22 @@ class RefundStatusWebhookView(APIView):
         if reference and not refund.merchant_reference:
             Refund.objects.filter(pk=refund.pk, merchant_reference="").update(merchant_reference=reference)
         status = WEBHOOK_STATUSES[payload["status"]]
-        mode = "async"
-        if not _enqueue(refund.pk, status):
+        # Only a status the refund can still take goes to a worker. One it cannot (the refund is
+        # final, or has it already) is recorded at once, under the plan's lock, and answered
+        # with what the refund is: the caller learns now that it changed nothing.
+        if refund_status_can_apply(current=refund.status, requested=status) and _enqueue(refund.pk, status):
+            mode, applied = "async", True  # accepted: the worker applies it, re-checking under the lock
+        else:
             mode = "sync"
             try:
-                refund_status_apply(refund_id=refund.pk, status=status, source="webhook")
+                refund, applied = refund_status_change(refund_id=refund.pk, status=status, source="webhook")
             except RefundExceedsPlan as exc:
                 return problem_response(status=422, code=exc.code, title=exc.title, detail=exc.detail)
         return JsonResponse(
             {
                 "refund_id": refund.transaction_id,
-                "status": payload["status"],
+                "status": webhook_status(refund),
+                "applied": applied,
                 "processing_mode": mode,
                 "processed_at": timezone.now().isoformat(),
             }

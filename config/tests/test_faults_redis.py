@@ -4,6 +4,7 @@ Redis is down, and once Redis is back the work goes through the worker again."""
 
 import json
 import time
+import uuid
 from decimal import Decimal
 
 import pytest
@@ -11,6 +12,7 @@ from rest_framework_simplejwt.tokens import RefreshToken
 
 from accounts.tests.factories import MerchantFactory, UserFactory
 from bnpl.models import Plan
+from config.celery import BROKER_BACKOFF_SECONDS
 from config.signatures import signature_header
 from config.tests.faults import Service, service_env, wait_for
 from events.models import Event
@@ -58,15 +60,32 @@ def refund_applied(refund_id: int, status: str) -> bool:
     return Refund.objects.get(pk=refund_id).status == status
 
 
-def queued_again(service: Service, merchant, refund) -> None:
-    """Once Redis is back, the webhook is queued for the worker again (after the service's
-    short back-off from the broker)."""
+def queued_again(service: Service, merchant, plan) -> Refund:
+    """Once Redis is back, a webhook is queued for the worker again (after the service's
+    short back-off from the broker, per process); returns the refund whose call was queued.
 
-    def queued() -> bool:
+    Each try asks about a fresh refund: a call answered at once (sync) during the back-off
+    has applied its status, and the same status again is never queued (there is nothing
+    left for a worker to do), so retrying on that refund would never be queued."""
+    time.sleep(BROKER_BACKOFF_SECONDS)  # tries before it runs out would be answered at once
+    queued = []
+
+    def queue_one() -> bool:
+        refund, _ = refund_request(
+            plan_id=plan.pk,
+            transaction_id=f"rf-probe-{uuid.uuid4().hex[:12]}",
+            amount=Decimal("0.01"),
+            reason="",
+            requester=merchant,
+        )
         answer = webhook(service, merchant, refund.transaction_id, "processing")
-        return answer.json()["processing_mode"] == "async"
+        if answer.json()["processing_mode"] != "async":
+            return False
+        queued.append(refund)
+        return True
 
-    wait_for(queued, 60, "the webhook to be queued again")
+    wait_for(queue_one, 60, "the webhook to be queued again")
+    return queued[0]
 
 
 def serves_everything(service: Service, customer, merchant, plan, refund, key: str) -> list:
@@ -154,8 +173,8 @@ def test_redis_frozen_then_killed_the_api_serves_webhooks_go_sync_readyz_names_r
     finally:
         private_redis.thaw()
     wait_for(lambda: service.request("GET", "/readyz").status == 200, 30, "/readyz to see Redis back")
-    queued_again(service, merchant, refunds[2])
-    wait_for(lambda: refund_applied(refunds[2].pk, Refund.Status.PROCESSING), 60, "the worker to take work again")
+    probe = queued_again(service, merchant, plan)
+    wait_for(lambda: refund_applied(probe.pk, Refund.Status.PROCESSING), 60, "the worker to take work again")
 
     # 2. Redis is killed: gone at once, with everything it held.
     private_redis.kill()
@@ -168,8 +187,8 @@ def test_redis_frozen_then_killed_the_api_serves_webhooks_go_sync_readyz_names_r
 
     private_redis.start()  # back, empty (no persistence)
     wait_for(lambda: service.request("GET", "/readyz").status == 200, 30, "/readyz to see Redis back")
-    queued_again(service, merchant, refunds[4])
-    wait_for(lambda: refund_applied(refunds[4].pk, Refund.Status.PROCESSING), 60, "the worker to take work again")
+    probe = queued_again(service, merchant, plan)
+    wait_for(lambda: refund_applied(probe.pk, Refund.Status.PROCESSING), 60, "the worker to take work again")
     assert worker.process.poll() is None, "the worker lived through both outages"
 
     # Every refund approved once: one approval each, one ledger entry each; one payment per plan.

@@ -1,7 +1,7 @@
 """Refunds over REST: merchants and operators request, operators may decide."""
 
 from django.http import Http404
-from drf_spectacular.utils import OpenApiExample, extend_schema
+from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema
 from rest_framework import mixins, viewsets
 from rest_framework.decorators import action
 from rest_framework.request import Request
@@ -10,11 +10,12 @@ from rest_framework.response import Response
 from accounts.models import User
 from accounts.permissions import HasRole
 from bnpl.selectors import plan_list_for, plan_scope
-from config.schema import VALIDATION_EXAMPLE, list_retrieve_schema, problems
+from config.problems import PROBLEM_CONTENT_TYPE
+from config.schema import VALIDATION_EXAMPLE, ProblemSerializer, list_retrieve_schema, problems
 from payments.idempotency import IDEMPOTENCY_PARAMETER, idempotent
 from refunds.api.serializers import RefundCreateIn, RefundOut
 from refunds.models import Refund
-from refunds.services import refund_request, refund_status_apply
+from refunds.services import refund_decide, refund_request
 
 REFUND_EXAMPLE = {
     "id": 5,
@@ -33,6 +34,29 @@ REFUND_EXAMPLE = {
     "decided_at": None,
 }
 OPERATORS = [HasRole.of(User.Role.OPERATOR)]
+DECIDED_EXAMPLE = OpenApiExample(
+    "Already decided",
+    value={
+        "type": "/problems/refund_already_decided",
+        "title": "Refund already decided",
+        "status": 409,
+        "detail": "Refund rf-1001 is already REJECTED; a final decision never changes.",
+        "code": "refund_already_decided",
+        "refund_status": "REJECTED",
+    },
+    status_codes=["409"],
+    response_only=True,
+    media_type=PROBLEM_CONTENT_TYPE,
+)
+DECIDE_RESPONSES = {
+    200: RefundOut,
+    **problems(400, 401, 403, 404, 415, 422),
+    (409, PROBLEM_CONTENT_TYPE): OpenApiResponse(
+        ProblemSerializer,
+        description="`refund_already_decided`: the refund is already APPROVED or REJECTED (`refund_status`); "
+        "or `idempotency_key_in_flight`: a request with this Idempotency-Key is still running.",
+    ),
+}
 
 
 @list_retrieve_schema(name="refunds", plural="Refunds", serializer=RefundOut, example=REFUND_EXAMPLE)
@@ -89,25 +113,43 @@ class RefundViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.G
 
     def _decide(self, request: Request, status: str) -> Response:
         refund = self.get_object()
-        refund = refund_status_apply(refund_id=refund.pk, status=status, source="operator", actor=request.user)
+        refund = refund_decide(refund_id=refund.pk, status=status, actor=request.user)
         return Response(RefundOut(refund).data)
 
+    # Not atomic=True: approving may pay the customer back through the gateway after its
+    # transaction, so the key is claimed first and the answer stored when the work is done.
     @extend_schema(
         operation_id="refunds_approve",
         summary="Approve a refund (operators): applied to the plan, the rest paid back",
+        description=(
+            "A refund already APPROVED or REJECTED is a 409 `refund_already_decided` (its `refund_status` "
+            "says which), approving it again included: a final decision never changes. To retry an approval "
+            "safely, send an `Idempotency-Key`: the same key replays the first answer."
+        ),
         request=None,
-        responses={200: RefundOut, **problems(401, 403, 404, 422)},
+        parameters=[IDEMPOTENCY_PARAMETER],
+        responses=DECIDE_RESPONSES,
+        examples=[DECIDED_EXAMPLE],
     )
     @action(detail=True, methods=["post"])
+    @idempotent
     def approve(self, request: Request, pk: str | None = None) -> Response:
         return self._decide(request, Refund.Status.APPROVED)
 
     @extend_schema(
         operation_id="refunds_reject",
         summary="Reject a refund (operators)",
+        description=(
+            "A refund already APPROVED or REJECTED is a 409 `refund_already_decided` (its `refund_status` "
+            "says which), rejecting it again included. With an `Idempotency-Key`, a retry replays the first "
+            "answer."
+        ),
         request=None,
-        responses={200: RefundOut, **problems(401, 403, 404)},
+        parameters=[IDEMPOTENCY_PARAMETER],
+        responses=DECIDE_RESPONSES,
+        examples=[DECIDED_EXAMPLE],
     )
     @action(detail=True, methods=["post"])
+    @idempotent
     def reject(self, request: Request, pk: str | None = None) -> Response:
         return self._decide(request, Refund.Status.REJECTED)

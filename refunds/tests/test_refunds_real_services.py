@@ -16,6 +16,7 @@ from bnpl.tests.test_concurrency import run_at_once, sweep_held_open
 from config.celery import app
 from conftest import broker_unreachable, client_for
 from payments.checks import ledger_check
+from payments.models import JournalEntry
 from refunds.models import Refund
 from refunds.services import RefundExceedsPlan, refund_request, refund_status_apply
 
@@ -113,6 +114,35 @@ def test_concurrent_approvals_that_together_exceed_the_plan_cannot_both_apply(ma
     assert sum(isinstance(r, Refund) and r.status == "APPROVED" for r in results) == 1, results
     assert sum(isinstance(r, RefundExceedsPlan) for r in results) == 1
     assert Refund.objects.filter(status="APPROVED").count() == 1
+
+
+@pytest.mark.parametrize("actions", [("approve", "approve"), ("approve", "reject")], ids=["same", "opposite"])
+def test_two_operators_deciding_one_refund_at_once_one_decides_the_other_gets_a_409(
+    make_plan, merchant, operator, actions
+):
+    plan = make_plan(merchant=merchant, total="100.00")
+    refund, _ = refund_request(
+        plan_id=plan.pk, transaction_id="rf-both", amount=Decimal("40.00"), reason="", requester=merchant
+    )
+
+    responses = run_at_once(
+        2, lambda i: client_for(operator).post(f"/api/v1/refunds/{refund.pk}/{actions[i]}/", format="json")
+    )
+
+    codes = sorted(r.status_code for r in responses)
+    assert codes == [200, 409], [r.content for r in responses]
+    winner = next(r for r in responses if r.status_code == 200).json()
+    loser = next(r for r in responses if r.status_code == 409).json()
+    refund.refresh_from_db()
+    assert refund.status == winner["status"] == loser["refund_status"]
+    assert loser["code"] == "refund_already_decided"
+    applied = JournalEntry.objects.filter(plan=plan, kind=JournalEntry.Kind.REFUND_APPLIED).count()
+    assert applied == (1 if refund.status == Refund.Status.APPROVED else 0)
+    assert sorted(refund.events.values_list("outcome", flat=True)) in (
+        ["applied", "duplicate"],
+        ["applied", f"ignored: from {refund.status}"],
+    )
+    assert ledger_check(record=False).ok
 
 
 def test_a_refund_applied_while_the_sweep_marks_its_installment_keeps_it_overdue(make_plan, merchant):
