@@ -342,6 +342,11 @@ SIMPLE_JWT = {
     "USER_ID_FIELD": "user_id",
     "USER_ID_CLAIM": "user_id",
     "UPDATE_LAST_LOGIN": False,
+    # A refresh token is spent by its use: /auth/token/refresh/ answers a new one and
+    # blacklists the one presented, so a stolen refresh token works once at most
+    # (accounts/services.py).
+    "ROTATE_REFRESH_TOKENS": True,
+    "BLACKLIST_AFTER_ROTATION": True,
 }
 
 SPECTACULAR_SETTINGS = {
