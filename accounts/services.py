@@ -141,6 +141,19 @@ def refresh_token_rotate(*, refresh: str) -> TokenPair:
     return TokenPair(access=str(token.access_token), refresh=encoded)
 
 
+@transaction.atomic
+def refresh_token_revoke(*, refresh: str) -> None:
+    """Blacklist the refresh token ``refresh`` (log out): from now on it refreshes nothing and
+    cannot be revoked again. Access tokens already made from it stay valid until they
+    expire (``ACCESS_TOKEN_LIFETIME``): they are checked against no list.
+
+    Raises simplejwt's TokenError (malformed, expired, of the wrong type, or already
+    blacklisted: spent by a refresh or revoked before).
+    """
+    token = RefreshToken(refresh)
+    _refresh_token_spend(token, raw=refresh, user=None)
+
+
 def _refresh_token_spend(token: RefreshToken, *, raw: str, user: User | None) -> None:
     """Blacklist ``token``, or raise TokenError when it already is. simplejwt's own
     ``blacklist()`` is a get-or-create: two refreshes of one token at the same moment both

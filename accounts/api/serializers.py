@@ -149,3 +149,7 @@ class TokenRefreshIn(serializers.Serializer):
         # The request schema keeps the name it had when simplejwt's serializer described it
         # (TokenRefreshRequest): clients generated from the schema keep their type names.
         ref_name = "TokenRefresh"
+
+
+class LogoutIn(serializers.Serializer):
+    refresh = serializers.CharField(help_text="The refresh token to revoke.")

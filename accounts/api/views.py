@@ -1,4 +1,4 @@
-"""Accounts API: register, JWT tokens (obtain, refresh), own profile, users scoped by role."""
+"""Accounts API: register, JWT tokens (obtain, refresh, logout), own profile, users scoped by role."""
 
 from django_filters import rest_framework as filters
 from drf_spectacular.utils import OpenApiExample, extend_schema, extend_schema_view
@@ -12,6 +12,7 @@ from rest_framework_simplejwt.exceptions import InvalidToken, TokenError
 from rest_framework_simplejwt.settings import api_settings as jwt_settings
 
 from accounts.api.serializers import (
+    LogoutIn,
     MeOut,
     MeUpdateIn,
     RegisteredOut,
@@ -23,6 +24,7 @@ from accounts.api.serializers import (
 from accounts.models import USER_ID_IN_PATH, User
 from accounts.selectors import user_get_for, user_list_for
 from accounts.services import (
+    refresh_token_revoke,
     refresh_token_rotate,
     user_register,
     user_settings_update,
@@ -168,6 +170,35 @@ class TokenRefreshView(CredentialView):
         except TokenError as exc:
             raise InvalidToken(exc.args[0]) from exc
         return Response(TokenPairOut(pair).data)
+
+
+class LogoutView(CredentialView):
+    """The refresh token is the credential, as for a refresh: whoever holds it may already use
+    it, so may also revoke it. No access token is needed (it may have expired by then), and
+    none is read: a bearer token of another user sent along changes nothing."""
+
+    @extend_schema(
+        operation_id="auth_logout",
+        summary="Log out: revoke a refresh token",
+        description=(
+            "Revokes the refresh token sent: it can no longer be refreshed (nor revoked again). "
+            "Answers 204. Access tokens already issued stay valid until they expire (minutes): "
+            "drop them too. 401 `token_not_valid`: the token is malformed, expired, or already "
+            "spent or revoked, so it is of no use to anyone either: a client retrying a logout "
+            "whose answer it lost may take that 401 as done."
+        ),
+        request=LogoutIn,
+        responses={204: None, **problems(400, 401, 413, 415)},
+        examples=[REFRESH_EXAMPLE, TOKEN_NOT_VALID_EXAMPLE, VALIDATION_EXAMPLE],
+    )
+    def post(self, request: Request) -> Response:
+        body = LogoutIn(data=request.data)
+        body.is_valid(raise_exception=True)
+        try:
+            refresh_token_revoke(**body.validated_data)
+        except TokenError as exc:
+            raise InvalidToken(exc.args[0]) from exc
+        return Response(status=204)
 
 
 class MeView(APIView):

@@ -1,5 +1,6 @@
-"""Refresh tokens rotate: /auth/token/refresh/ spends the token it is given (a new pair
-back, the old token blacklisted), and every refusal is a 401 problem document."""
+"""Refresh tokens rotate and can be revoked: /auth/token/refresh/ spends the token it is
+given (a new pair back, the old token blacklisted), /auth/logout/ revokes one, and every
+refusal is a 401 problem document."""
 
 import json
 from datetime import timedelta
@@ -16,6 +17,7 @@ pytestmark = pytest.mark.django_db
 
 TOKEN = "/api/v1/auth/token/"
 REFRESH = "/api/v1/auth/token/refresh/"
+LOGOUT = "/api/v1/auth/logout/"
 ME = "/api/v1/auth/me/"
 
 
@@ -27,6 +29,10 @@ def login(client, user: User) -> dict:
 
 def refresh(client, token: str):
     return client.post(REFRESH, {"refresh": token}, format="json")
+
+
+def logout(client, token: str):
+    return client.post(LOGOUT, {"refresh": token}, format="json")
 
 
 def assert_token_refused(response) -> dict:
@@ -78,7 +84,55 @@ def test_a_refresh_token_is_spent_by_its_use(api_client):
     assert BlacklistedToken.objects.filter(token__jti=RefreshToken(pair["refresh"], verify=False)["jti"]).exists()
 
 
-@pytest.mark.parametrize("path", [REFRESH])
+def test_logout_revokes_the_refresh_token(api_client):
+    pair = login(api_client, UserFactory())
+
+    response = logout(api_client, pair["refresh"])
+
+    assert response.status_code == 204
+    assert response.content == b""
+    assert_token_refused(refresh(api_client, pair["refresh"]))
+
+
+def test_logout_twice_is_401(api_client):
+    pair = login(api_client, UserFactory())
+    assert logout(api_client, pair["refresh"]).status_code == 204
+
+    assert_token_refused(logout(api_client, pair["refresh"]))
+
+
+def test_logout_with_a_spent_token_is_401_and_the_new_one_still_works(api_client):
+    pair = login(api_client, UserFactory())
+    rotated = refresh(api_client, pair["refresh"]).json()
+
+    assert_token_refused(logout(api_client, pair["refresh"]))
+    assert logout(api_client, rotated["refresh"]).status_code == 204
+
+
+def test_logout_revokes_the_token_in_the_body_whatever_bearer_comes_along(api_client):
+    """The refresh token is the credential: another user's access token sent along neither
+    allows nor refuses it, and that user's own session is untouched."""
+    owner, bystander = UserFactory(), UserFactory()
+    owners, bystanders = login(api_client, owner), login(api_client, bystander)
+    api_client.credentials(HTTP_AUTHORIZATION=f"Bearer {bystanders['access']}")
+
+    assert logout(api_client, owners["refresh"]).status_code == 204
+
+    api_client.credentials()
+    assert_token_refused(refresh(api_client, owners["refresh"]))
+    assert refresh(api_client, bystanders["refresh"]).status_code == 200
+
+
+def test_access_tokens_outlive_a_logout_until_they_expire(api_client):
+    """Documented: access tokens are not checked against the blacklist (they live minutes)."""
+    pair = login(api_client, UserFactory())
+    assert logout(api_client, pair["refresh"]).status_code == 204
+
+    api_client.credentials(HTTP_AUTHORIZATION=f"Bearer {pair['access']}")
+    assert api_client.get(ME).status_code == 200
+
+
+@pytest.mark.parametrize("path", [REFRESH, LOGOUT])
 @pytest.mark.parametrize(
     "body",
     [
@@ -111,7 +165,7 @@ def _foreign(user: User) -> str:
     return token.token_backend.__class__(token.token_backend.algorithm, "another-key-" + "x" * 40).encode(token.payload)
 
 
-@pytest.mark.parametrize("path", [REFRESH])
+@pytest.mark.parametrize("path", [REFRESH, LOGOUT])
 @pytest.mark.parametrize(
     "make",
     [
@@ -157,7 +211,7 @@ def test_a_token_issued_before_the_blacklist_is_spent_once_too(api_client):
     assert_token_refused(refresh(api_client, str(token)))
 
 
-def test_the_schema_documents_the_rotated_pair(api_client):
+def test_the_schema_documents_the_rotated_pair_and_logout(api_client):
     schema = api_client.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json").json()
     components = schema["components"]["schemas"]
 
@@ -169,3 +223,10 @@ def test_the_schema_documents_the_rotated_pair(api_client):
         assert set(components[pair]["required"]) == {"access", "refresh"}, path
     refresh_in = schema["paths"][REFRESH]["post"]["requestBody"]["content"]["application/json"]["schema"]["$ref"]
     assert refresh_in == "#/components/schemas/TokenRefreshRequest"  # the name of earlier releases
+    logout_op = schema["paths"][LOGOUT]["post"]
+    assert logout_op["operationId"] == "auth_logout"
+    assert "content" not in logout_op["responses"]["204"]
+    for status in ("400", "401", "413", "415", "429"):
+        assert "application/problem+json" in logout_op["responses"][status]["content"], status
+    body = logout_op["requestBody"]["content"]["application/json"]["schema"]["$ref"].rsplit("/", 1)[-1]
+    assert components[body]["required"] == ["refresh"]

@@ -1,4 +1,4 @@
-"""Refresh-token services: a token is spent once, even by two refreshes at the same moment."""
+"""Refresh-token services: a token is spent once, even by two uses at the same moment."""
 
 import threading
 
@@ -8,13 +8,25 @@ from rest_framework_simplejwt.exceptions import TokenError
 from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken, OutstandingToken
 from rest_framework_simplejwt.tokens import RefreshToken
 
-from accounts.services import refresh_token_rotate
+from accounts.services import refresh_token_revoke, refresh_token_rotate
 from accounts.tests.factories import UserFactory
+
+
+@pytest.mark.django_db
+def test_revoke_then_rotate_refuses_the_token():
+    token = str(RefreshToken.for_user(UserFactory()))
+    refresh_token_revoke(refresh=token)
+
+    with pytest.raises(TokenError):
+        refresh_token_rotate(refresh=token)
+    with pytest.raises(TokenError):
+        refresh_token_revoke(refresh=token)
 
 
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
-def test_two_refreshes_with_one_token_at_the_same_moment_spend_it_once(monkeypatch):
+@pytest.mark.parametrize("second", ["rotate", "revoke"])
+def test_two_uses_of_one_token_at_the_same_moment_spend_it_once(monkeypatch, second):
     """Both calls pass the blacklist check before either writes (the barrier holds the first
     until the second has checked too): one must still win and the other be refused, or one
     stolen refresh token would open two sessions."""
@@ -27,7 +39,10 @@ def test_two_refreshes_with_one_token_at_the_same_moment_spend_it_once(monkeypat
         checked.wait()
 
     monkeypatch.setattr(RefreshToken, "check_blacklist", check_then_wait)
-    calls = [("rotate", refresh_token_rotate), ("rotate", refresh_token_rotate)]
+    calls = [
+        ("rotate", refresh_token_rotate),
+        (second, refresh_token_revoke if second == "revoke" else refresh_token_rotate),
+    ]
     outcomes: dict[str, str] = {}
 
     def use(index: int, service) -> None:
