@@ -3,10 +3,12 @@
 from dataclasses import dataclass
 
 from django.db import IntegrityError, transaction
+from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 from rest_framework.exceptions import AuthenticationFailed
 from rest_framework_simplejwt.exceptions import TokenError
 from rest_framework_simplejwt.settings import api_settings
+from rest_framework_simplejwt.state import token_backend
 from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken, OutstandingToken
 from rest_framework_simplejwt.tokens import RefreshToken
 from rest_framework_simplejwt.utils import datetime_from_epoch
@@ -98,6 +100,8 @@ def user_settings_update(*, user: User, autopay: bool | None = None, webhook_url
 # written by RefreshToken.for_user) and each one spent or revoked (BlacklistedToken, one per
 # outstanding row: the unique key that makes spending a token a once-only event).
 
+TOKENS_PRUNE_CHUNK = 10_000
+
 
 @dataclass(frozen=True)
 class TokenPair:
@@ -179,3 +183,25 @@ def _refresh_token_spend(token: RefreshToken, *, raw: str, user: User | None) ->
             BlacklistedToken.objects.create(token=outstanding)
     except IntegrityError as exc:
         raise TokenError(_("Token is blacklisted")) from exc
+
+
+def outstanding_tokens_prune(*, chunk: int = TOKENS_PRUNE_CHUNK) -> int:
+    """Delete the records of refresh tokens that have expired (their outstanding rows, and
+    the blacklisted rows with them): an expired token is refused whatever the blacklist
+    says. Tokens not yet expired keep theirs. Returns how many outstanding rows went.
+    """
+    # Past the expiry plus the leeway the token backend grants, or a revoked token just
+    # past its expiry would be accepted again.
+    cutoff = timezone.now() - token_backend.get_leeway()
+    expired = OutstandingToken.objects.filter(expires_at__lte=cutoff).order_by("pk")
+    deleted, after = 0, 0
+    while True:
+        # A chunk at a time in primary-key order (no index on expires_at: each chunk's scan
+        # starts where the last one ended). One delete of everything expired would load
+        # every expired row first, for the collector's cascade to the blacklisted ones.
+        ids = list(expired.filter(pk__gt=after).values_list("pk", flat=True)[:chunk])
+        if not ids:
+            return deleted
+        _total, per_model = OutstandingToken.objects.filter(pk__in=ids).only("pk").delete()
+        deleted += per_model.get(OutstandingToken._meta.label, 0)
+        after = ids[-1]

@@ -344,7 +344,7 @@ SIMPLE_JWT = {
     "UPDATE_LAST_LOGIN": False,
     # A refresh token is spent by its use: /auth/token/refresh/ answers a new one and
     # blacklists the one presented, so a stolen refresh token works once at most, and
-    # /auth/logout/ can revoke one (accounts/services.py).
+    # /auth/logout/ can revoke one (accounts/services.py; expired rows pruned daily).
     "ROTATE_REFRESH_TOKENS": True,
     "BLACKLIST_AFTER_ROTATION": True,
 }
