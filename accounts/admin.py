@@ -1,9 +1,12 @@
-"""Operators' view of users: PII shown masked only, passwords managed by Django's forms."""
+"""Operators' view of users: PII shown masked only, passwords managed by Django's forms; the
+refresh tokens issued, without the tokens."""
 
 from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.contrib.auth.forms import UserChangeForm
 from django.db import models
+from rest_framework_simplejwt.token_blacklist import admin as token_admin
+from rest_framework_simplejwt.token_blacklist.models import OutstandingToken
 
 from accounts.models import User
 from accounts.services import merchant_webhook_secret_rotate
@@ -73,3 +76,20 @@ class UserAdmin(DjangoUserAdmin):
     @admin.display(description="Card")
     def card(self, obj: User) -> str:
         return obj.masked_card
+
+
+class OutstandingTokenAdmin(token_admin.OutstandingTokenAdmin):
+    """simplejwt's read-only list of the refresh tokens issued, without the token itself: a
+    refresh token not yet expired or spent is that user's session, for whoever reads it."""
+
+    exclude = ("token",)
+    search_fields = ("user__user_id", "jti")
+
+    def get_readonly_fields(self, request, obj=None) -> list[str]:
+        return [name for name in super().get_readonly_fields(request, obj) if name != "token"]
+
+
+# Registered by simplejwt's app, which comes before accounts in INSTALLED_APPS.
+if admin.site.is_registered(OutstandingToken):
+    admin.site.unregister(OutstandingToken)
+admin.site.register(OutstandingToken, OutstandingTokenAdmin)

@@ -1,6 +1,17 @@
-"""Every change to users goes through here."""
+"""Every change to users, and to the refresh tokens they hold, goes through here."""
+
+from dataclasses import dataclass
 
 from django.db import IntegrityError, transaction
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+from rest_framework.exceptions import AuthenticationFailed
+from rest_framework_simplejwt.exceptions import TokenError
+from rest_framework_simplejwt.settings import api_settings
+from rest_framework_simplejwt.state import token_backend
+from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken, OutstandingToken
+from rest_framework_simplejwt.tokens import RefreshToken
+from rest_framework_simplejwt.utils import datetime_from_epoch
 
 from accounts.cards import card_tokenize, normalize_card_number
 from accounts.errors import UserIdTaken, UsernameTaken
@@ -82,3 +93,115 @@ def user_settings_update(*, user: User, autopay: bool | None = None, webhook_url
     if fields:
         user.save(update_fields=[*fields, "updated_at"])
     return user
+
+
+# --- Refresh tokens -------------------------------------------------------------------------
+# simplejwt signs them; its token_blacklist app records each one issued (OutstandingToken,
+# written by RefreshToken.for_user) and each one spent or revoked (BlacklistedToken, one per
+# outstanding row: the unique key that makes spending a token a once-only event).
+
+TOKENS_PRUNE_CHUNK = 10_000
+
+
+@dataclass(frozen=True)
+class TokenPair:
+    access: str
+    refresh: str
+
+
+@transaction.atomic
+def refresh_token_rotate(*, refresh: str) -> TokenPair:
+    """Spend the refresh token ``refresh``: blacklist it and return a new pair for its user,
+    the new refresh token recorded as outstanding. A token is spent once: of two calls with
+    it, even at the same moment, one gets a pair and the other an error.
+
+    Raises simplejwt's TokenError (malformed, expired, of the wrong type, blacklisted, or
+    spent by a concurrent call) and AuthenticationFailed ``no_active_account`` (its user
+    is inactive or gone; the token is left unspent).
+    """
+    token = RefreshToken(refresh)  # signature, expiry, type, and not blacklisted (a read)
+    user = (
+        User.objects.filter(**{api_settings.USER_ID_FIELD: token.get(api_settings.USER_ID_CLAIM)})
+        .only("pk", "is_active", api_settings.USER_ID_FIELD)
+        .first()
+    )
+    if not api_settings.USER_AUTHENTICATION_RULE(user):
+        # DRF's exception, as simplejwt's refresh raised it: the problem's code is this one
+        # (simplejwt's AuthenticationFailed would answer authentication_failed).
+        raise AuthenticationFailed(_("No active account found for the given token."), "no_active_account")
+    _refresh_token_spend(token, raw=refresh, user=user)
+    # The same claims under a new id and lifetime, as simplejwt rotates them.
+    token.set_jti()
+    token.set_exp()
+    token.set_iat()
+    encoded = str(token)
+    OutstandingToken.objects.create(
+        user=user,
+        jti=token[api_settings.JTI_CLAIM],
+        token=encoded,
+        created_at=token.current_time,
+        expires_at=datetime_from_epoch(token["exp"]),
+    )
+    return TokenPair(access=str(token.access_token), refresh=encoded)
+
+
+@transaction.atomic
+def refresh_token_revoke(*, refresh: str) -> None:
+    """Blacklist the refresh token ``refresh`` (log out): from now on it refreshes nothing and
+    cannot be revoked again. Access tokens already made from it stay valid until they
+    expire (``ACCESS_TOKEN_LIFETIME``): they are checked against no list.
+
+    Raises simplejwt's TokenError (malformed, expired, of the wrong type, or already
+    blacklisted: spent by a refresh or revoked before).
+    """
+    token = RefreshToken(refresh)
+    _refresh_token_spend(token, raw=refresh, user=None)
+
+
+def _refresh_token_spend(token: RefreshToken, *, raw: str, user: User | None) -> None:
+    """Blacklist ``token``, or raise TokenError when it already is. simplejwt's own
+    ``blacklist()`` is a get-or-create: two refreshes of one token at the same moment both
+    pass the blacklist check and both "blacklist" it, so both get a new pair. Here the
+    insert decides: the unique key lets one transaction in, the other waits for it and fails."""
+    jti = token[api_settings.JTI_CLAIM]
+    outstanding = OutstandingToken.objects.filter(jti=jti).first()
+    if outstanding is None:  # issued before the blacklist app was installed
+        if user is None:
+            user_id = token.get(api_settings.USER_ID_CLAIM)
+            user = User.objects.filter(**{api_settings.USER_ID_FIELD: user_id}).only("pk").first()
+        outstanding, _created = OutstandingToken.objects.get_or_create(
+            jti=jti,
+            defaults={
+                "user": user,
+                "token": raw,
+                "created_at": token.current_time,
+                "expires_at": datetime_from_epoch(token["exp"]),
+            },
+        )
+    try:
+        with transaction.atomic():  # a savepoint: the losing side still answers cleanly
+            BlacklistedToken.objects.create(token=outstanding)
+    except IntegrityError as exc:
+        raise TokenError(_("Token is blacklisted")) from exc
+
+
+def outstanding_tokens_prune(*, chunk: int = TOKENS_PRUNE_CHUNK) -> int:
+    """Delete the records of refresh tokens that have expired (their outstanding rows, and
+    the blacklisted rows with them): an expired token is refused whatever the blacklist
+    says. Tokens not yet expired keep theirs. Returns how many outstanding rows went.
+    """
+    # Past the expiry plus the leeway the token backend grants, or a revoked token just
+    # past its expiry would be accepted again.
+    cutoff = timezone.now() - token_backend.get_leeway()
+    expired = OutstandingToken.objects.filter(expires_at__lte=cutoff).order_by("pk")
+    deleted, after = 0, 0
+    while True:
+        # A chunk at a time in primary-key order (no index on expires_at: each chunk's scan
+        # starts where the last one ended). One delete of everything expired would load
+        # every expired row first, for the collector's cascade to the blacklisted ones.
+        ids = list(expired.filter(pk__gt=after).values_list("pk", flat=True)[:chunk])
+        if not ids:
+            return deleted
+        _total, per_model = OutstandingToken.objects.filter(pk__in=ids).only("pk").delete()
+        deleted += per_model.get(OutstandingToken._meta.label, 0)
+        after = ids[-1]

@@ -46,6 +46,8 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "rest_framework_simplejwt",
+    # Refresh tokens issued are recorded (OutstandingToken) and spent ones kept (BlacklistedToken).
+    "rest_framework_simplejwt.token_blacklist",
     "django_filters",
     "drf_spectacular",
     "drf_spectacular_sidecar",
@@ -293,7 +295,7 @@ BNPL_THROTTLE_RATES = {
     # Each anonymous address: it reaches only the credential endpoints, the API docs and
     # the health dashboard.
     "anon": config("BNPL_THROTTLE_ANON", default="60/min"),
-    # Token, token refresh and register, each, per address (as nginx.conf limits them).
+    # Token, token refresh, logout and register, each, per address (as nginx.conf limits them).
     "auth": config("BNPL_THROTTLE_AUTH", default="10/min"),
     # Token requests naming one username, from any address: password guessing.
     "login": config("BNPL_THROTTLE_LOGIN", default="5/min"),
@@ -340,6 +342,11 @@ SIMPLE_JWT = {
     "USER_ID_FIELD": "user_id",
     "USER_ID_CLAIM": "user_id",
     "UPDATE_LAST_LOGIN": False,
+    # A refresh token is spent by its use: /auth/token/refresh/ answers a new one and
+    # blacklists the one presented, so a stolen refresh token works once at most, and
+    # /auth/logout/ can revoke one (accounts/services.py; expired rows pruned daily).
+    "ROTATE_REFRESH_TOKENS": True,
+    "BLACKLIST_AFTER_ROTATION": True,
 }
 
 SPECTACULAR_SETTINGS = {

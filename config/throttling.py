@@ -4,8 +4,8 @@ Four scopes, their rates in ``settings.BNPL_THROTTLE_RATES`` (from the environme
 
 - ``user``: every authenticated API request, per user;
 - ``anon``: every anonymous API request (and the health dashboard), per client address;
-- ``auth``: token, token refresh and register, per client address and endpoint: password
-  guessing and mass sign-up from one address;
+- ``auth``: token, token refresh, logout and register, per client address and endpoint:
+  password guessing and mass sign-up from one address;
 - ``login``: token, per username tried, whatever the address: guessing one account's
   password from many addresses.
 

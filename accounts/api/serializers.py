@@ -131,3 +131,25 @@ class RegisteredOut(MeOut):
 
     def get_webhook_secret(self, user: User) -> str | None:
         return user.webhook_secret if user.is_merchant else None
+
+
+class TokenPairOut(serializers.Serializer):
+    """A JWT pair."""
+
+    access = serializers.CharField(help_text="Send as `Authorization: Bearer <access>`; short-lived.")
+    refresh = serializers.CharField(
+        help_text="Exchange it at `/api/v1/auth/token/refresh/` for the next pair, once: it is spent by its use."
+    )
+
+
+class TokenRefreshIn(serializers.Serializer):
+    refresh = serializers.CharField(help_text="The refresh token of your latest pair.")
+
+    class Meta:
+        # The request schema keeps the name it had when simplejwt's serializer described it
+        # (TokenRefreshRequest): clients generated from the schema keep their type names.
+        ref_name = "TokenRefresh"
+
+
+class LogoutIn(serializers.Serializer):
+    refresh = serializers.CharField(help_text="The refresh token to revoke.")

@@ -1,4 +1,4 @@
-"""Accounts API: register, JWT tokens, own profile, users scoped by role."""
+"""Accounts API: register, JWT tokens (obtain, refresh, logout), own profile, users scoped by role."""
 
 from django_filters import rest_framework as filters
 from drf_spectacular.utils import OpenApiExample, extend_schema, extend_schema_view
@@ -8,11 +8,28 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 from rest_framework_simplejwt import views as jwt_views
+from rest_framework_simplejwt.exceptions import InvalidToken, TokenError
+from rest_framework_simplejwt.settings import api_settings as jwt_settings
 
-from accounts.api.serializers import MeOut, MeUpdateIn, RegisteredOut, RegisterIn, UserOut
+from accounts.api.serializers import (
+    LogoutIn,
+    MeOut,
+    MeUpdateIn,
+    RegisteredOut,
+    RegisterIn,
+    TokenPairOut,
+    TokenRefreshIn,
+    UserOut,
+)
 from accounts.models import USER_ID_IN_PATH, User
 from accounts.selectors import user_get_for, user_list_for
-from accounts.services import user_register, user_settings_update
+from accounts.services import (
+    refresh_token_revoke,
+    refresh_token_rotate,
+    user_register,
+    user_settings_update,
+)
+from config.problems import PROBLEM_CONTENT_TYPE
 from config.schema import VALIDATION_EXAMPLE, list_retrieve_schema, problems
 from config.throttling import AUTH_THROTTLES, LOGIN_THROTTLES
 
@@ -81,13 +98,41 @@ class RegisterView(APIView):
 TOKEN_PAIR_EXAMPLE = OpenApiExample(
     "Token pair", value={"access": "eyJhbGciOiJIUzI1NiIs…", "refresh": "eyJhbGciOiJIUzI1NiIs…"}, response_only=True
 )
+REFRESH_EXAMPLE = OpenApiExample("Refresh", value={"refresh": "eyJhbGciOiJIUzI1NiIs…"}, request_only=True)
+TOKEN_NOT_VALID_EXAMPLE = OpenApiExample(
+    "Token spent or revoked",
+    value={
+        "type": "/problems/token_not_valid",
+        "title": "Unauthorized",
+        "status": 401,
+        "detail": "Token is blacklisted",
+        "code": "token_not_valid",
+    },
+    status_codes=["401"],
+    response_only=True,
+    media_type=PROBLEM_CONTENT_TYPE,  # examples attach to the answer of their media type only
+)
+
+
+class CredentialView(APIView):
+    """An endpoint whose credential is in its body: anyone may call it, a bearer token sent
+    along is not read, and each client address is limited on it (the ``auth`` scope)."""
+
+    permission_classes = [AllowAny]
+    authentication_classes: list = []
+    throttle_classes = AUTH_THROTTLES
+
+    def get_authenticate_header(self, request: Request) -> str:
+        # A 401 says how to authenticate (RFC 9110), as simplejwt's token views say it; DRF
+        # would otherwise turn a 401 from a view without authenticators into a 403.
+        return f'{jwt_settings.AUTH_HEADER_TYPES[0]} realm="api"'
 
 
 @extend_schema_view(
     post=extend_schema(
         operation_id="auth_token",
         summary="Obtain a JWT access/refresh pair",
-        responses={200: jwt_views.TokenObtainPairView.serializer_class, **problems(400, 401, 413, 415)},
+        responses={200: TokenPairOut, **problems(400, 401, 413, 415)},
         examples=[
             OpenApiExample(
                 "Credentials",
@@ -103,20 +148,57 @@ class TokenObtainView(jwt_views.TokenObtainPairView):
     throttle_classes = LOGIN_THROTTLES
 
 
-@extend_schema_view(
-    post=extend_schema(
+class TokenRefreshView(CredentialView):
+    @extend_schema(
         operation_id="auth_token_refresh",
         summary="Exchange a refresh token for a new pair",
-        responses={200: jwt_views.TokenRefreshView.serializer_class, **problems(400, 401, 413, 415)},
-        examples=[
-            OpenApiExample("Refresh", value={"refresh": "eyJhbGciOiJIUzI1NiIs…"}, request_only=True),
-            TOKEN_PAIR_EXAMPLE,
-        ],
+        description=(
+            "Spends the refresh token: the answer is a new access token and a new refresh token, and "
+            "the one sent is revoked. Keep the new one: the old one, sent again (even at the same "
+            "moment), is refused with 401 `token_not_valid`, as is a revoked (logged out) or expired "
+            "one. 401 `no_active_account`: the token's user is deactivated or deleted."
+        ),
+        request=TokenRefreshIn,
+        responses={200: TokenPairOut, **problems(400, 401, 413, 415)},
+        examples=[REFRESH_EXAMPLE, TOKEN_PAIR_EXAMPLE, TOKEN_NOT_VALID_EXAMPLE],
     )
-)
-class TokenRefreshView(jwt_views.TokenRefreshView):
-    authentication_classes: list = []
-    throttle_classes = AUTH_THROTTLES
+    def post(self, request: Request) -> Response:
+        body = TokenRefreshIn(data=request.data)
+        body.is_valid(raise_exception=True)
+        try:
+            pair = refresh_token_rotate(**body.validated_data)
+        except TokenError as exc:
+            raise InvalidToken(exc.args[0]) from exc
+        return Response(TokenPairOut(pair).data)
+
+
+class LogoutView(CredentialView):
+    """The refresh token is the credential, as for a refresh: whoever holds it may already use
+    it, so may also revoke it. No access token is needed (it may have expired by then), and
+    none is read: a bearer token of another user sent along changes nothing."""
+
+    @extend_schema(
+        operation_id="auth_logout",
+        summary="Log out: revoke a refresh token",
+        description=(
+            "Revokes the refresh token sent: it can no longer be refreshed (nor revoked again). "
+            "Answers 204. Access tokens already issued stay valid until they expire (minutes): "
+            "drop them too. 401 `token_not_valid`: the token is malformed, expired, or already "
+            "spent or revoked, so it is of no use to anyone either: a client retrying a logout "
+            "whose answer it lost may take that 401 as done."
+        ),
+        request=LogoutIn,
+        responses={204: None, **problems(400, 401, 413, 415)},
+        examples=[REFRESH_EXAMPLE, TOKEN_NOT_VALID_EXAMPLE, VALIDATION_EXAMPLE],
+    )
+    def post(self, request: Request) -> Response:
+        body = LogoutIn(data=request.data)
+        body.is_valid(raise_exception=True)
+        try:
+            refresh_token_revoke(**body.validated_data)
+        except TokenError as exc:
+            raise InvalidToken(exc.args[0]) from exc
+        return Response(status=204)
 
 
 class MeView(APIView):

@@ -51,3 +51,22 @@ def test_admin_is_for_operators_only(customer):
     client = Client()
     client.force_login(customer)
     assert client.get("/admin/accounts/user/").status_code == 302  # to the login page
+
+
+def test_admin_lists_refresh_tokens_without_showing_them(operator_client, customer):
+    """An operator sees who holds which token id, never the token: it is a live session."""
+    from rest_framework_simplejwt.token_blacklist.models import OutstandingToken
+    from rest_framework_simplejwt.tokens import RefreshToken
+
+    token = RefreshToken.for_user(customer)
+    record = OutstandingToken.objects.get(jti=token["jti"])
+
+    listing = operator_client.get("/admin/token_blacklist/outstandingtoken/", {"q": customer.user_id})
+    form = operator_client.get(f"/admin/token_blacklist/outstandingtoken/{record.pk}/change/")
+
+    assert listing.status_code == form.status_code == 200
+    assert token["jti"] in listing.content.decode()
+    assert token["jti"] in form.content.decode()
+    for page in (listing, form):
+        assert str(token) not in page.content.decode()
+        assert str(token).split(".")[1] not in page.content.decode()  # not even the claims part

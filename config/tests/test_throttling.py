@@ -19,6 +19,7 @@ pytestmark = pytest.mark.django_db
 
 TOKEN = "/api/v1/auth/token/"
 REFRESH = "/api/v1/auth/token/refresh/"
+LOGOUT = "/api/v1/auth/logout/"
 REGISTER = "/api/v1/auth/register/"
 ME = "/api/v1/auth/me/"
 LOOSE = "100000/min"
@@ -109,15 +110,22 @@ def test_token_requests_are_limited_per_username_from_any_address(api_client, ra
     assert login(api_client, victim.username, address="10.0.1.5", password=DEFAULT_PASSWORD).status_code == 200
 
 
-def test_register_and_refresh_are_limited_per_address_each_on_its_own(api_client, rates, frozen):
+def test_register_refresh_and_logout_are_limited_per_address_each_on_its_own(api_client, rates, frozen):
     rates(auth="2/min")
-    refresh = str(RefreshToken.for_user(UserFactory()))
+    user = UserFactory()
     body = {"username": "x", "password": "short", "role": "CUSTOMER"}  # refused (400), still counted
 
     assert [api_client.post(REGISTER, body, format="json").status_code for _ in range(2)] == [400, 400]
     throttled(api_client.post(REGISTER, body, format="json"), retry_after=55)
-    assert [api_client.post(REFRESH, {"refresh": refresh}, format="json").status_code for _ in range(2)] == [200, 200]
+    refresh = str(RefreshToken.for_user(user))
+    for _ in range(2):  # each refresh spends its token and answers the next one
+        answer = api_client.post(REFRESH, {"refresh": refresh}, format="json")
+        assert answer.status_code == 200, answer.content
+        refresh = answer.json()["refresh"]
     throttled(api_client.post(REFRESH, {"refresh": refresh}, format="json"))
+    assert api_client.post(LOGOUT, {"refresh": refresh}, format="json").status_code == 204
+    assert api_client.post(LOGOUT, {"refresh": refresh}, format="json").status_code == 401  # revoked: counted
+    throttled(api_client.post(LOGOUT, {"refresh": str(RefreshToken.for_user(user))}, format="json"))
 
 
 def test_authenticated_requests_are_limited_per_user(as_user, rates, frozen):
