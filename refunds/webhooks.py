@@ -9,7 +9,6 @@ A DRF view so that the OpenAPI schema documents it like every other operation; t
 signature is its only authentication, checked over the raw body before anything parses it.
 """
 
-import json
 import logging
 import re
 import time
@@ -18,12 +17,14 @@ from django.http import JsonResponse
 from django.utils import timezone
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers
+from rest_framework.exceptions import ParseError
 from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.permissions import AllowAny
 from rest_framework.views import APIView
 
 from accounts.models import USER_ID_REGEX, User
 from config.celery import app, enqueue
+from config.parsers import json_loads
 from config.problems import PROBLEM_CONTENT_TYPE, problem_response, validation_problem
 from config.schema import ProblemSerializer, problems
 from config.signatures import signature_problem
@@ -146,8 +147,8 @@ class RefundStatusWebhookView(APIView):
         if problem:
             return problem_response(status=401, code="invalid_signature", detail=problem)
         try:
-            payload = json.loads(body)
-        except (ValueError, UnicodeDecodeError, RecursionError):
+            payload = json_loads(body)  # a string that is not text: 400 invalid_text, naming it
+        except ParseError:
             return problem_response(status=400, code="parse_error", detail="The body is not valid JSON.")
         incoming = RefundStatusIn(data=payload)
         if not incoming.is_valid():
