@@ -259,6 +259,44 @@ def test_query_strings_and_paths_that_are_not_utf8_are_never_a_500(as_user, oper
     json.dumps(response.json(), ensure_ascii=False).encode("utf-8")  # it was written out as UTF-8
 
 
+# --- Amounts ------------------------------------------------------------------------------
+
+MONEY_FIELDS = {
+    "plan create": "total_amount",
+    "plan pay": "amount",
+    "installment pay": "amount",
+    "refund create": "amount",
+}
+HOSTILE_AMOUNTS = [
+    "\u0661\u0660",  # Arabic-Indic "10"
+    "\U0001d7cf\U0001d7ce",  # mathematical bold "10"
+    " 10",
+    "+5.00",
+    "1E+1",
+    "10e-2",
+    "10.001",
+    "NaN",
+    10,
+    10.5,
+    True,
+    None,
+    ["10.00"],
+]
+
+
+@pytest.mark.parametrize("name", list(MONEY_FIELDS))
+@pytest.mark.parametrize("amount", HOSTILE_AMOUNTS, ids=repr)
+def test_an_amount_that_is_not_a_plain_decimal_string_is_400_and_moves_no_money(endpoints, name, amount):
+    endpoint, field = endpoints[name], MONEY_FIELDS[name]
+    before = state()
+
+    response = endpoint.send(raw(endpoint.body | {field: amount}))
+
+    body = problem(response, 400, "validation_error")
+    assert list(body["errors"]) == [field]
+    assert state() == before
+
+
 def test_invalid_text_paths_walk_any_depth_the_decoder_takes():
     document: object = {"a": chr(0xD800)}
     for _ in range(5000):
