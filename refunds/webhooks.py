@@ -27,6 +27,7 @@ from config.celery import app, enqueue
 from config.parsers import json_loads
 from config.problems import PROBLEM_CONTENT_TYPE, problem_response, validation_problem
 from config.schema import ProblemSerializer, problems
+from config.serializers import StrictSerializer
 from config.signatures import signature_problem
 from refunds.models import Refund
 from refunds.services import WEBHOOK_STATUSES, RefundExceedsPlan, refund_status_apply
@@ -37,7 +38,7 @@ logger = logging.getLogger(__name__)
 _MERCHANT_ID = re.compile(USER_ID_REGEX)
 
 
-class RefundStatusIn(serializers.Serializer):
+class RefundStatusIn(StrictSerializer):
     refund_id = serializers.CharField(max_length=128, help_text="The refund's transaction_id.")
     status = serializers.ChoiceField(choices=list(WEBHOOK_STATUSES))
     merchant_reference = serializers.CharField(max_length=128, required=False, allow_blank=True, default="")

@@ -297,6 +297,69 @@ def test_an_amount_that_is_not_a_plain_decimal_string_is_400_and_moves_no_money(
     assert state() == before
 
 
+# --- Fields a money-moving request does not take -------------------------------------------
+
+MONEY_MOVING = ["plan create", "plan pay", "installment pay", "refund create", "refund webhook"]
+
+
+@pytest.mark.parametrize("name", MONEY_MOVING)
+@pytest.mark.parametrize("extra", [{"surprise": 1}, {"amount_cents": 1000, "Amount": "1.00"}], ids=["one", "two"])
+def test_an_unknown_field_on_a_money_moving_request_is_400_naming_it(endpoints, name, extra):
+    endpoint = endpoints[name]
+    before = state()
+
+    response = endpoint.send(raw(endpoint.body | extra))
+
+    body = problem(response, 400, "validation_error")
+    assert body["errors"] == {key: ["Unknown field."] for key in extra}
+    assert state() == before
+
+
+@pytest.mark.parametrize("name", MONEY_MOVING)
+def test_unknown_fields_are_named_beside_the_other_errors(endpoints, name):
+    endpoint = endpoints[name]
+    before = state()
+
+    response = endpoint.send(raw(endpoint.body | {endpoint.field: "NOT-A-CHOICE-OR-AMOUNT!", "surprise": 1}))
+
+    body = problem(response, 400, "validation_error")
+    assert sorted(body["errors"]) == sorted([endpoint.field, "surprise"])
+    assert state() == before
+
+
+@pytest.mark.parametrize("path", ["plans/{plan}/pay/", "installments/{installment}/pay/"])
+def test_a_currency_on_a_payment_of_an_eur_plan_is_refused_not_ignored(make_plan, customer, as_user, path):
+    plan = make_plan(customer=customer, total="400.00", count=4, currency="EUR")
+    url = "/api/v1/" + path.format(plan=plan.pk, installment=plan.installments.get(sequence=1).pk)
+    before = state()
+
+    response = as_user(customer).post(url, {"amount": "10.00", "currency": "USD"}, format="json")
+
+    body = problem(response, 400, "validation_error")
+    assert body["errors"] == {"currency": ["Unknown field."]}
+    assert state() == before
+
+
+def test_a_late_fee_waiver_with_an_unknown_field_is_refused(make_plan, customer, as_user, operator):
+    from datetime import timedelta
+
+    from bnpl.models import LateFee
+    from bnpl.schedule import business_today
+    from bnpl.services import overdue_sweep
+
+    make_plan(customer=customer, total="400.00", purchase_date=business_today() - timedelta(days=75))
+    overdue_sweep(late_fees=True)
+    fee = LateFee.objects.filter(plan__customer=customer).first()
+
+    response = as_user(operator).post(
+        f"/api/v1/late-fees/{fee.pk}/waive/", {"reason": "Hospital", "amount": "5.00"}, format="json"
+    )
+
+    assert problem(response, 400, "validation_error")["errors"] == {"amount": ["Unknown field."]}
+    fee.refresh_from_db()
+    assert fee.status == LateFee.Status.DUE
+
+
 def test_invalid_text_paths_walk_any_depth_the_decoder_takes():
     document: object = {"a": chr(0xD800)}
     for _ in range(5000):

@@ -1,0 +1,33 @@
+"""Serializer pieces every app's API shares."""
+
+from collections.abc import Mapping
+
+from rest_framework import serializers
+
+
+class StrictSerializer(serializers.Serializer):
+    """A request body that may hold only the fields it declares.
+
+    Any other key is a 400 naming it, ``{"currency": ["Unknown field."]}``, reported together
+    with the other fields' errors: on a request that moves money, a field the server ignores
+    is a meaning the client gave that silently did not happen (``"currency": "USD"`` on a
+    payment toward an EUR plan). The OpenAPI schema says ``additionalProperties: false``
+    (config.schema.StrictSerializerExtension).
+    """
+
+    default_error_messages = {"unknown_field": "Unknown field."}
+
+    def to_internal_value(self, data):
+        unknown = {}
+        if isinstance(data, Mapping):
+            message = self.error_messages["unknown_field"]
+            unknown = {key: [message] for key in data if key not in self.fields}
+        try:
+            value = super().to_internal_value(data)
+        except serializers.ValidationError as exc:
+            if unknown and isinstance(exc.detail, dict):
+                raise serializers.ValidationError({**exc.detail, **unknown}) from exc
+            raise
+        if unknown:
+            raise serializers.ValidationError(unknown, code="unknown_field")
+        return value
