@@ -31,3 +31,18 @@ class StrictSerializer(serializers.Serializer):
         if unknown:
             raise serializers.ValidationError(unknown, code="unknown_field")
         return value
+
+
+class CaseInsensitiveChoiceField(serializers.ChoiceField):
+    """A choice taken in any ASCII case (``"customer"``, ``"Merchant"``) and handed on as
+    declared (``"CUSTOMER"``); the schema still lists the declared values.
+
+    Only ASCII folds: Unicode case mapping would make ``"cu\\u017ftomer"`` (a long s, which
+    upper-cases to "S") a customer too.
+    """
+
+    def to_internal_value(self, data):
+        if isinstance(data, str) and data.isascii():
+            declared = {str(choice).lower(): choice for choice in self.choices}
+            data = declared.get(data.lower(), data)
+        return super().to_internal_value(data)
