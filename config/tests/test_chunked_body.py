@@ -7,15 +7,20 @@ import http.client
 import io
 import json
 import socket
+import time
 from decimal import Decimal
 
 import pytest
-from django.test import override_settings
+from django.test import Client, override_settings
 from rest_framework_simplejwt.tokens import RefreshToken
 
+from accounts.tests.factories import MerchantFactory
 from bnpl.models import Installment
+from config.signatures import signature_header
 from config.tests.faults import Launcher, service_env
 from payments.models import Payment
+from refunds.models import Refund
+from refunds.services import refund_request
 
 
 def token(user) -> str:
@@ -126,6 +131,28 @@ def test_a_body_with_a_content_length_is_left_alone(as_user, customer, installme
 
     assert response.status_code == 201, response.content
     assert response.json()["amount"] == "10.00"
+
+
+@pytest.mark.django_db
+def test_a_chunked_webhook_body_is_the_body_the_signature_covers(customer, make_plan, eager_tasks):
+    merchant = MerchantFactory(webhook_secret="whsec_chunked")
+    plan = make_plan(customer=customer, merchant=merchant)
+    refund_request(plan_id=plan.pk, transaction_id="rf-chunked", amount=Decimal("5.00"), reason="", requester=merchant)
+    body = json.dumps({"refund_id": "rf-chunked", "status": "rejected"}).encode()
+
+    response = Client().post(
+        "/webhook/refund-status/",
+        data=body,
+        content_type="application/json",
+        CONTENT_LENGTH="",
+        HTTP_TRANSFER_ENCODING="chunked",
+        HTTP_BNPL_MERCHANT=merchant.user_id,
+        HTTP_BNPL_SIGNATURE=signature_header(merchant.webhook_secret, int(time.time()), body),
+        **{"wsgi.input": io.BytesIO(body), "wsgi.input_terminated": True},
+    )
+
+    assert response.status_code == 200, response.content
+    assert Refund.objects.get(transaction_id="rf-chunked").status == Refund.Status.REJECTED
 
 
 # --- Against a real gunicorn (config/gunicorn.py) ------------------------------------------
