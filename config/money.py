@@ -35,9 +35,10 @@ def floor_money(value: Decimal) -> Decimal:
 
 
 # An amount as the API takes it: ASCII digits (``[0-9]``, not ``\d``, which takes Arabic-Indic
-# and mathematical bold digits too), an optional minus sign (refused after as not positive, with its own message),
-# at most ten before the point (max_digits 12) and one or two after it. No sign "+", no
-# exponent, no spaces: each was another way to write an amount the client may not have meant.
+# and mathematical bold digits too), an optional minus sign (then refused as not positive,
+# a clearer message), at most ten digits before the point (max_digits 12) and one or two
+# after it. No "+", no exponent, no spaces: each was another way to write an amount, and
+# perhaps not the one the client meant.
 AMOUNT_PATTERN = r"-?[0-9]{1,10}(?:\.[0-9]{1,2})?"
 _AMOUNT = re.compile(AMOUNT_PATTERN)
 

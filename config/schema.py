@@ -68,14 +68,14 @@ class StrictSerializerExtension(OpenApiSerializerExtension):
 
     def map_serializer(self, auto_schema, direction):
         schema = auto_schema._map_serializer(self.target, direction, bypass_extensions=True)
-        # The description is the body's own docstring, not the one inherited from
+        if direction != "request":
+            return schema
+        # The description is the body's own docstring, not the one it would inherit from
         # StrictSerializer (written for this code's readers), and says what is refused.
         own = vars(type(self.target)).get("__doc__")
-        own = inspect.cleandoc(own) if own else None
         refused = "Fields other than these are refused: 400 `validation_error` naming each (`Unknown field.`)."
-        schema["description"] = f"{own}\n\n{refused}" if own else refused
-        if direction == "request":
-            schema["additionalProperties"] = False
+        schema["description"] = f"{inspect.cleandoc(own)}\n\n{refused}" if own else refused
+        schema["additionalProperties"] = False
         return schema
 
 
