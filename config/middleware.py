@@ -1,6 +1,7 @@
-"""Request-level middleware: request ids, problem details for Django's own errors, body limits,
-the Content-Security-Policy."""
+"""Request-level middleware: request ids, problem details for Django's own errors, chunked
+bodies, body limits, the Content-Security-Policy."""
 
+import io
 import logging
 import re
 import secrets
@@ -129,6 +130,59 @@ class ProblemDetailsMiddleware:
         )
 
 
+def _request_too_large(detail: str) -> HttpResponse:
+    return problem_response(status=413, code="request_too_large", detail=detail)
+
+
+class ChunkedBodyMiddleware:
+    """A request body sent with ``Transfer-Encoding`` and no ``Content-Length`` reaches the
+    views whole, as if its length had been sent, or not at all: never as an empty body.
+
+    gunicorn de-chunks the body into ``wsgi.input`` but, having no length to give, sets no
+    ``CONTENT_LENGTH``; Django then reads zero bytes, and a payment of ``{"amount": "10.00"}``
+    became a payment of the whole remainder. So the body is read here, up to
+    ``MAX_REQUEST_BODY_BYTES``:
+
+    - more than that: 413 ``request_too_large`` (nothing beyond the limit is read);
+    - chunks the server cannot decode: 400 ``bad_request``;
+    - a server that does not promise a terminated ``wsgi.input`` (``wsgi.input_terminated``,
+      which gunicorn sets; Django's runserver does not): 411 ``length_required``, since
+      reading would either block or find nothing.
+
+    A request with a ``CONTENT_LENGTH`` is the server's framing and passes untouched
+    (gunicorn itself refuses ``Content-Length`` together with ``Transfer-Encoding``).
+    """
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        if "HTTP_TRANSFER_ENCODING" not in request.META or request.META.get("CONTENT_LENGTH"):
+            return self.get_response(request)
+        environ = getattr(request, "environ", {})
+        if not environ.get("wsgi.input_terminated"):
+            return problem_response(
+                status=411,
+                code="length_required",
+                detail="Send the body with a Content-Length: this server cannot read a chunked body.",
+            )
+        limit = settings.MAX_REQUEST_BODY_BYTES
+        try:
+            body = environ["wsgi.input"].read(limit + 1)
+        except Exception:
+            # Whatever the server raises decoding the client's chunks (gunicorn's errors are
+            # its own classes, not OSError) is a malformed request, not a bug of ours.
+            logger.warning("Unreadable chunked body in %s %s", request.method, request.path, exc_info=True)
+            return problem_response(status=400, code="bad_request", detail="The chunked request body is malformed.")
+        if len(body) > limit:
+            return _request_too_large(f"The request body is over the limit of {limit} bytes.")
+        # What WSGIRequest reads its body from (a LimitedStream of CONTENT_LENGTH bytes of
+        # wsgi.input): the body now has the length DRF and Django look for.
+        request.META["CONTENT_LENGTH"] = str(len(body))
+        request._stream = io.BytesIO(body)
+        return self.get_response(request)
+
+
 class BodySizeLimitMiddleware:
     """Refuses request bodies above ``MAX_REQUEST_BODY_BYTES`` with 413 before anything reads them."""
 
@@ -142,11 +196,7 @@ class BodySizeLimitMiddleware:
         except ValueError:
             return problem_response(status=400, code="bad_request", detail="Content-Length is not a number.")
         if length > limit:
-            return problem_response(
-                status=413,
-                code="request_too_large",
-                detail=f"The request body is {length} bytes; the limit is {limit} bytes.",
-            )
+            return _request_too_large(f"The request body is {length} bytes; the limit is {limit} bytes.")
         return self.get_response(request)
 
 

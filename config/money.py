@@ -1,8 +1,10 @@
 """Money helpers: Decimal only, two places, rounded once at the edge (DESIGN §3)."""
 
+import re
 from decimal import ROUND_DOWN, ROUND_HALF_UP, Decimal
 
 from django.conf import settings
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 CENT = Decimal("0.01")
@@ -32,10 +34,24 @@ def floor_money(value: Decimal) -> Decimal:
     return Decimal(value).quantize(CENT, rounding=ROUND_DOWN)
 
 
+# An amount as the API takes it: ASCII digits (``[0-9]``, not ``\d``, which takes Arabic-Indic
+# and mathematical bold digits too), an optional minus sign (then refused as not positive,
+# a clearer message), at most ten digits before the point (max_digits 12) and one or two
+# after it. No "+", no exponent, no spaces: each was another way to write an amount, and
+# perhaps not the one the client meant.
+AMOUNT_PATTERN = r"-?[0-9]{1,10}(?:\.[0-9]{1,2})?"
+_AMOUNT = re.compile(AMOUNT_PATTERN)
+
+
+@extend_schema_field({"type": "string", "format": "decimal", "pattern": f"^{AMOUNT_PATTERN}$", "example": "166.67"})
 class MoneyField(serializers.DecimalField):
-    """An amount in JSON: a string or number with at most two decimals, ``0 < amount <= BNPL_MAX_AMOUNT``."""
+    """An amount in JSON: a string such as ``"166.67"`` (DESIGN §3: amounts travel as strings)
+    matching ``AMOUNT_PATTERN``, with ``0 < amount <= BNPL_MAX_AMOUNT``. A JSON number, an
+    exponent, a sign "+", spaces or digits other than ASCII are invalid, each naming the field."""
 
     default_error_messages = {
+        "not_a_string": 'Must be a string such as "166.67", not a JSON number.',
+        "format": 'Must be a decimal string of ASCII digits with at most two decimals, such as "166.67".',
         "not_positive": "Must be greater than 0.",
         "too_large": "Must be at most {max_amount}.",
     }
@@ -46,9 +62,11 @@ class MoneyField(serializers.DecimalField):
         super().__init__(**kwargs)
 
     def to_internal_value(self, data):
-        if isinstance(data, float):
-            # A JSON number arrives as a float; its shortest repr is what the client wrote.
-            data = repr(data)
+        if not isinstance(data, str):
+            # A number too: a float has already lost what the client wrote ("0.1" + "0.2").
+            self.fail("not_a_string")
+        if not _AMOUNT.fullmatch(data):
+            self.fail("format")
         value = super().to_internal_value(data)
         if value <= 0:
             self.fail("not_positive")

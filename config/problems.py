@@ -51,6 +51,19 @@ class FieldInvalid(DomainError):
         super().__init__(f"Invalid input: {field}.", errors={field: [message]})
 
 
+class InvalidText(DomainError):
+    """Strings in a request body that are not valid Unicode text (a lone surrogate, bytes that
+    are not UTF-8), named by their paths (400; config.parsers)."""
+
+    status_code = 400
+    code = "invalid_text"
+    title = "Invalid request"
+    message = "Must be valid UTF-8 text: no lone surrogates (\\ud800-\\udfff), no invalid bytes."
+
+    def __init__(self, paths: list[str]) -> None:
+        super().__init__(f"Invalid text in: {', '.join(paths)}.", errors={path: [self.message] for path in paths})
+
+
 def problem_body(*, status: int, code: str, detail: str, title: str | None = None, **extra: Any) -> dict:
     """The problem-details document for one error; extension members go beside the standard ones."""
     body = {

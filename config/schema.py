@@ -1,7 +1,9 @@
 """OpenAPI pieces shared by every app: the problem-details schema and response helpers."""
 
 import copy
+import inspect
 
+from drf_spectacular.extensions import OpenApiSerializerExtension
 from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import serializers
 
@@ -55,6 +57,26 @@ VALIDATION_EXAMPLE = OpenApiExample(
     status_codes=["400"],
     response_only=True,
 )
+
+
+class StrictSerializerExtension(OpenApiSerializerExtension):
+    """A StrictSerializer's request body says ``additionalProperties: false``: it refuses the
+    fields it does not declare (config.serializers)."""
+
+    target_class = "config.serializers.StrictSerializer"
+    match_subclasses = True
+
+    def map_serializer(self, auto_schema, direction):
+        schema = auto_schema._map_serializer(self.target, direction, bypass_extensions=True)
+        if direction != "request":
+            return schema
+        # The description is the body's own docstring, not the one it would inherit from
+        # StrictSerializer (written for this code's readers), and says what is refused.
+        own = vars(type(self.target)).get("__doc__")
+        refused = "Fields other than these are refused: 400 `validation_error` naming each (`Unknown field.`)."
+        schema["description"] = f"{inspect.cleandoc(own)}\n\n{refused}" if own else refused
+        schema["additionalProperties"] = False
+        return schema
 
 
 def problems(*statuses: int) -> dict:

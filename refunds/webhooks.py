@@ -20,7 +20,6 @@ The answer says what happened, never only what was sent (docs/WEBHOOKS.md):
   once (``"sync"``: ``status`` is the status after it, ``applied`` whether it changed it).
 """
 
-import json
 import logging
 import re
 import time
@@ -29,14 +28,17 @@ from django.http import JsonResponse
 from django.utils import timezone
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers
+from rest_framework.exceptions import ParseError
 from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.permissions import AllowAny
 from rest_framework.views import APIView
 
 from accounts.models import USER_ID_REGEX, User
 from config.celery import app, enqueue
+from config.parsers import json_loads
 from config.problems import PROBLEM_CONTENT_TYPE, problem_response, validation_problem
 from config.schema import ProblemSerializer, problems
+from config.serializers import StrictSerializer
 from config.signatures import signature_problem
 from refunds.models import Refund
 from refunds.services import WEBHOOK_STATUSES, RefundExceedsPlan, refund_status_can_apply, refund_status_change
@@ -47,7 +49,7 @@ logger = logging.getLogger(__name__)
 _MERCHANT_ID = re.compile(USER_ID_REGEX)
 
 
-class RefundStatusIn(serializers.Serializer):
+class RefundStatusIn(StrictSerializer):
     refund_id = serializers.CharField(max_length=128, help_text="The refund's transaction_id.")
     status = serializers.ChoiceField(choices=list(WEBHOOK_STATUSES))
     merchant_reference = serializers.CharField(max_length=128, required=False, allow_blank=True, default="")
@@ -206,8 +208,8 @@ class RefundStatusWebhookView(APIView):
         if problem:
             return problem_response(status=401, code="invalid_signature", detail=problem)
         try:
-            payload = json.loads(body)
-        except (ValueError, UnicodeDecodeError, RecursionError):
+            payload = json_loads(body)  # a string that is not text: 400 invalid_text, naming it
+        except ParseError:
             return problem_response(status=400, code="parse_error", detail="The body is not valid JSON.")
         incoming = RefundStatusIn(data=payload)
         if not incoming.is_valid():

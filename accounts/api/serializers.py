@@ -11,13 +11,15 @@ from rest_framework import serializers
 from accounts.cards import normalize_card_number
 from accounts.models import E164_REGEX, PASSPORT_REGEX, PHONE_MESSAGE, USER_ID_REGEX, User
 from accounts.profile import profile_field
+from config.serializers import CaseInsensitiveChoiceField
 
 
 class RegisterIn(serializers.Serializer):
     username = serializers.CharField(max_length=150, validators=[UnicodeUsernameValidator()])
     password = serializers.CharField(write_only=True, max_length=128, style={"input_type": "password"})
-    role = serializers.ChoiceField(
-        choices=[User.Role.CUSTOMER, User.Role.MERCHANT], help_text="Operators are created by operators only."
+    role = CaseInsensitiveChoiceField(
+        choices=[User.Role.CUSTOMER, User.Role.MERCHANT],
+        help_text="In any case (`customer` is `CUSTOMER`). Operators are created by operators only.",
     )
     full_name = serializers.CharField(max_length=150)
     phone_number = serializers.CharField(max_length=32, help_text="E.164, e.g. +998901234567.")

@@ -88,6 +88,35 @@ def test_register_refuses_operator_role(api_client):
 
 
 @pytest.mark.parametrize(
+    ("given", "stored"),
+    [
+        ("customer", User.Role.CUSTOMER),
+        ("Customer", User.Role.CUSTOMER),
+        ("cUsToMeR", User.Role.CUSTOMER),
+        ("CUSTOMER", User.Role.CUSTOMER),
+        ("merchant", User.Role.MERCHANT),
+        ("Merchant", User.Role.MERCHANT),
+    ],
+)
+def test_register_takes_the_role_in_any_case_and_stores_it_canonical(api_client, given, stored):
+    response = api_client.post(REGISTER, register_body(role=given), format="json")
+
+    assert response.status_code == 201, response.content
+    assert response.json()["role"] == stored
+    assert User.objects.get(username="aziz").role == stored
+
+
+@pytest.mark.parametrize(
+    "role",
+    ["operator", "Operator", "OPERATOR", "cu\u017ftomer", "CUSTOMER ", " customer", "customers", "", "CUSTOMER\x00"],
+)
+def test_register_refuses_other_roles_in_any_case_naming_role(api_client, role):
+    body = assert_problem(api_client.post(REGISTER, register_body(role=role), format="json"), 400, "validation_error")
+    assert list(body["errors"]) == ["role"]
+    assert not User.objects.exists()
+
+
+@pytest.mark.parametrize(
     ("field", "value"),
     [
         ("phone_number", "901234567"),

@@ -4,11 +4,12 @@ from rest_framework import serializers
 
 from bnpl.models import Installment, LateFee, Plan
 from config.money import CurrencyField, MoneyField
+from config.serializers import StrictSerializer
 
 AMOUNT = {"max_digits": 12, "decimal_places": 2}
 
 
-class PlanCreateIn(serializers.Serializer):
+class PlanCreateIn(StrictSerializer):
     user_id = serializers.CharField(
         max_length=64, required=False, help_text="The customer; a customer creating its own plan may omit it."
     )
@@ -113,7 +114,7 @@ class LateFeeOut(serializers.Serializer):
     created_at = serializers.DateTimeField()
 
 
-class LateFeeWaiveIn(serializers.Serializer):
+class LateFeeWaiveIn(StrictSerializer):
     reason = serializers.CharField(max_length=500)
 
 

@@ -39,7 +39,7 @@ def test_merchant_creates_a_plan_for_a_customer(as_user, merchant, customer):
 
 def test_customer_creates_its_own_plan_naming_the_merchant(as_user, customer, merchant):
     response = as_user(customer).post(
-        PLANS, {"merchant_id": merchant.user_id, "total_amount": 120, "frequency": "WEEKLY"}, format="json"
+        PLANS, {"merchant_id": merchant.user_id, "total_amount": "120", "frequency": "WEEKLY"}, format="json"
     )
 
     assert response.status_code == 201, response.content

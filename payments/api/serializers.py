@@ -4,16 +4,17 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from config.money import MoneyField
+from config.serializers import StrictSerializer
 from payments.models import JournalEntry, Payment
 
 AMOUNT = {"max_digits": 12, "decimal_places": 2}
 
 
-class InstallmentPayIn(serializers.Serializer):
+class InstallmentPayIn(StrictSerializer):
     amount = MoneyField(required=False, help_text="A partial amount; the whole remainder when omitted.")
 
 
-class PlanPayIn(serializers.Serializer):
+class PlanPayIn(StrictSerializer):
     amount = MoneyField(help_text="Allocated to overdue installments first (oldest first), then fees, then the rest.")
 
 

@@ -1,12 +1,13 @@
 from rest_framework import serializers
 
 from config.money import MoneyField
+from config.serializers import StrictSerializer
 from refunds.models import Refund
 
 AMOUNT = {"max_digits": 12, "decimal_places": 2}
 
 
-class RefundCreateIn(serializers.Serializer):
+class RefundCreateIn(StrictSerializer):
     plan_id = serializers.IntegerField(min_value=1)
     transaction_id = serializers.CharField(max_length=128, help_text="Your id for this refund; one refund per id.")
     amount = MoneyField()

@@ -12,6 +12,7 @@ from accounts.permissions import HasRole
 from bnpl.selectors import plan_list_for, plan_scope
 from config.problems import PROBLEM_CONTENT_TYPE
 from config.schema import VALIDATION_EXAMPLE, ProblemSerializer, list_retrieve_schema, problems
+from config.serializers import StrictSerializer
 from payments.idempotency import IDEMPOTENCY_PARAMETER, idempotent
 from refunds.api.serializers import RefundCreateIn, RefundOut
 from refunds.models import Refund
@@ -113,6 +114,9 @@ class RefundViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.G
 
     def _decide(self, request: Request, status: str) -> Response:
         refund = self.get_object()
+        # The decision takes no body: a field sent with it ({"amount": "5.00"}) would be a
+        # partial approval the service never makes, so it is a 400 naming it, not ignored.
+        StrictSerializer(data=request.data or {}).is_valid(raise_exception=True)
         refund = refund_decide(refund_id=refund.pk, status=status, actor=request.user)
         return Response(RefundOut(refund).data)
 

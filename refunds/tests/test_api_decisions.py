@@ -174,3 +174,14 @@ def test_the_webhook_task_run_twice_or_after_a_final_state_changes_nothing_more(
     assert (refund.status, refund.applied_amount) == (Refund.Status.APPROVED, Decimal("40.00"))
     assert JournalEntry.objects.filter(kind=JournalEntry.Kind.REFUND_APPLIED).count() == 1
     assert list(refund.events.values_list("outcome", flat=True)) == ["applied", "duplicate", "ignored: from APPROVED"]
+
+
+@pytest.mark.parametrize("action", ["approve", "reject"])
+def test_a_decision_with_a_body_field_is_a_400_naming_it_and_decides_nothing(as_user, operator, make_refund, action):
+    refund = make_refund()
+
+    response = as_user(operator).post(f"{REFUNDS}{refund.pk}/{action}/", {"amount": "5.00"}, format="json")
+
+    assert response.status_code == 400
+    assert response.json()["errors"] == {"amount": ["Unknown field."]}
+    assert Refund.objects.get(pk=refund.pk).status == Refund.Status.PENDING

@@ -1,0 +1,48 @@
+"""Serializer pieces every app's API shares."""
+
+from collections.abc import Mapping
+
+from rest_framework import serializers
+
+
+class StrictSerializer(serializers.Serializer):
+    """A request body that may hold only the fields it declares.
+
+    Any other key is a 400 naming it, ``{"currency": ["Unknown field."]}``, reported together
+    with the other fields' errors: on a request that moves money, a field the server ignores
+    is a meaning the client gave that silently did not happen (``"currency": "USD"`` on a
+    payment toward an EUR plan). The OpenAPI schema says ``additionalProperties: false``
+    (config.schema.StrictSerializerExtension).
+    """
+
+    default_error_messages = {"unknown_field": "Unknown field."}
+
+    def to_internal_value(self, data):
+        unknown = {}
+        if isinstance(data, Mapping):
+            message = self.error_messages["unknown_field"]
+            unknown = {key: [message] for key in data if key not in self.fields}
+        try:
+            value = super().to_internal_value(data)
+        except serializers.ValidationError as exc:
+            if unknown and isinstance(exc.detail, dict):
+                raise serializers.ValidationError({**exc.detail, **unknown}) from exc
+            raise
+        if unknown:
+            raise serializers.ValidationError(unknown, code="unknown_field")
+        return value
+
+
+class CaseInsensitiveChoiceField(serializers.ChoiceField):
+    """A choice taken in any ASCII case (``"customer"``, ``"Merchant"``) and handed on as
+    declared (``"CUSTOMER"``); the schema still lists the declared values.
+
+    Only ASCII folds: Unicode case mapping would make ``"cu\\u017ftomer"`` (a long s, which
+    upper-cases to "S") a customer too.
+    """
+
+    def to_internal_value(self, data):
+        if isinstance(data, str) and data.isascii():
+            declared = {str(choice).lower(): choice for choice in self.choices}
+            data = declared.get(data.lower(), data)
+        return super().to_internal_value(data)
