@@ -1,10 +1,10 @@
-"""The URL map: the API under /api/v1/, probes, the OpenAPI schema and its UIs, the admin."""
+"""The URL map: the home page, the API under /api/v1/, probes, the OpenAPI schema and its UIs, the admin."""
 
 from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
-from config import dashboard, health
+from config import dashboard, health, pages
 from config.docs import RedocView
 from config.metrics import MetricsView
 from refunds.webhooks import RefundStatusWebhookView
@@ -21,6 +21,7 @@ api_v1 = [
 ]
 
 urlpatterns = [
+    path("", pages.home, name="home"),
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
     path("metrics", MetricsView.as_view(), name="metrics"),
