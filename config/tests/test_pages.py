@@ -82,7 +82,7 @@ def test_home_is_not_cached_by_anyone_else(client):
 
 
 def test_pages_load_only_this_origins_assets(client):
-    for path in ("/",):
+    for path in ("/", "/api/v1/health/"):
         page = client.get(path, HTTP_ACCEPT="text/html").content.decode()
         stylesheets = re.findall(r'<link rel="stylesheet" href="([^"]+)"', page)
         assert stylesheets == ["/static/bnpl/pages.css"], (path, stylesheets)
