@@ -11,6 +11,12 @@ from refunds.webhooks import RefundStatusWebhookView
 
 PAGE = ["get", "head"]
 
+# The admin says whose it is; "View site" opens the home page.
+admin.site.site_header = "BNPL operations"
+admin.site.site_title = "BNPL operations"
+admin.site.index_title = "Operations"
+admin.site.site_url = "/"
+
 api_v1 = [
     path("health/", dashboard.health_dashboard, name="health-dashboard"),
     path("", include("accounts.api.urls")),

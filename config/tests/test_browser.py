@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 from django.contrib.staticfiles.handlers import StaticFilesHandler
+from django.core.management import call_command
 from django.db import connections
 from django.test.testcases import LiveServerThread
 
@@ -213,6 +214,41 @@ def test_dashboard_admin_refund_approval_and_swagger_in_chromium(live_url, make_
     refund.refresh_from_db()
     assert refund.status == Refund.Status.APPROVED
     assert refund.decided_by == operator
+    assert violations == [], violations
+
+
+# The admin's widest lists, each checked with a few rows of demo data at a 1366x768 screen.
+ADMIN_LISTS = ("bnpl/plan", "bnpl/installment", "payments/payment", "refunds/refund", "accounts/user", "events/event")
+WIDTHS = """() => {
+  const results = document.querySelector('#changelist-form .results');
+  return {page: document.documentElement.scrollWidth, results: [results.scrollWidth, results.clientWidth],
+          rows: document.querySelectorAll('#result_list tbody tr').length};
+}"""
+
+
+@pytest.mark.django_db(transaction=True)
+def test_admin_lists_are_branded_and_fit_a_1366_pixel_screen_in_chromium(live_url, settings):
+    settings.DEBUG = True  # the demo data is refused with DEBUG off (pytest-django's default)
+    call_command("populate_mock_data", verbosity=0)
+    settings.DEBUG = False
+    violations: list[str] = []
+    with chromium_page(violations) as page:
+        page.set_viewport_size({"width": 1366, "height": 768})
+        sign_in(page, live_url, username="admin", password="admin123", then="/admin/")
+        assert page.locator("#site-name").inner_text() == "BNPL operations"
+        assert page.title() == "Operations | BNPL operations"
+        assert page.get_by_role("link", name="View site").get_attribute("href") == "/"
+        too_wide = {}
+        for changelist in ADMIN_LISTS:
+            page.goto(f"{live_url}/admin/{changelist}/")
+            assert page.locator("#site-name").inner_text() == "BNPL operations"
+            widths = page.evaluate(WIDTHS)
+            assert widths["rows"] >= 2, (changelist, widths)
+            if widths["page"] > 1366 or widths["results"][0] > widths["results"][1]:
+                too_wide[changelist] = widths
+            page.screenshot(path=str(SHOTS / f"admin-{changelist.split('/')[1]}-1366.png"))
+        assert too_wide == {}, f"scrolls sideways at 1366 px: {too_wide}"
+
     assert violations == [], violations
 
 

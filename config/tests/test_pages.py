@@ -1,4 +1,4 @@
-"""The pages a person opens first: the home page at ``/``."""
+"""The pages a person opens first: the home page at ``/`` and the admin's branding."""
 
 import re
 
@@ -95,3 +95,20 @@ def test_pages_are_not_in_the_openapi_schema(api_client):
 
     assert "/" not in paths
     assert "/api/v1/health/" not in paths  # a page and a probe, not a REST resource
+
+
+def test_the_admin_is_branded_and_links_to_the_home_page(operator_client):
+    page = operator_client.get("/admin/").content.decode()
+
+    assert '<a href="/admin/">BNPL operations</a>' in page
+    assert "<title>Operations | BNPL operations</title>" in page
+    assert "Django administration" not in page
+    assert '<a href="/">View site</a>' in page
+    assert '<link rel="stylesheet" href="/static/bnpl/admin.css">' in page
+
+
+def test_the_admin_login_page_is_branded(client):
+    page = client.get("/admin/login/").content.decode()
+
+    assert "BNPL operations" in page
+    assert "Django administration" not in page
