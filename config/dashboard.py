@@ -1,22 +1,38 @@
-"""The operators' health dashboard: components and figures, as HTML or JSON (same data).
+"""The health dashboard: components to anyone, figures to signed-in operators, as HTML or JSON.
 
-Answers 503 when the database is down, and still renders, saying so.
+Components (database, Redis, Celery worker, last sweep, ledger check) say whether the service
+works and are public: a load balancer, a status page or a person checking may read them.
+Figures (users, debt users, plans, overdue installments, refunds, failed payments, events and
+30 days of volumes) describe the business and go only to an operator, signed in by session
+(the admin's login) or by bearer token (the API's). Anyone else gets ``"figures": null`` and a
+``figures_note`` saying who may see them; the aggregates are not even computed for them.
+
+Answers 503 when the database is down, and still renders, saying so. The endpoint is a page and
+a probe, not part of the REST API: it is not in the OpenAPI schema.
 """
 
+import functools
 import time
-from datetime import timedelta
+from datetime import UTC, date, datetime, timedelta
 
 from django.conf import settings
+from django.contrib.auth.models import AnonymousUser
 from django.db import DatabaseError
 from django.db.models import Count
 from django.db.models.functions import TruncDate
 from django.http import JsonResponse
 from django.shortcuts import render
 from django.utils import timezone
+from django.utils.cache import patch_vary_headers
 from django.views.decorators.cache import never_cache
+from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET
+from rest_framework import exceptions
+from rest_framework.request import Request
+from rest_framework.settings import api_settings
 
 from config.health import check_database, check_redis
+from config.problems import problem_response
 from config.throttling import AnonThrottle, UserThrottle, throttled_view
 
 CHART_DAYS = 30
@@ -104,20 +120,51 @@ def _figures() -> dict:
     }
 
 
-def health_snapshot() -> tuple[dict, bool]:
-    """Everything the dashboard shows, and whether the service is healthy (database up)."""
+# Card titles: words, not keys. A component missing here still shows as words ("last_payout"
+# reads "Last payout"), so a new one appears on the page without a template change; name it here
+# when the key alone says too little.
+COMPONENT_LABELS = {
+    "database": "Database",
+    "redis": "Redis",
+    "broker": "Broker",
+    "celery": "Celery worker",
+    "last_sweep": "Last sweep",
+    "ledger_check": "Ledger check",
+    "last_settlement": "Last settlement",
+}
+DETAIL_LABELS = {  # the others read well as their keys in words ("marked_overdue": "marked overdue")
+    "latency_ms": "latency (ms)",
+    "duration_ms": "duration (ms)",
+    "marked_debt": "marked debt users",
+}
+FIGURES_NOTE = (
+    "Figures are shown to signed-in operators only: sign in to the admin, or send an operator's bearer token."
+)
+
+
+def _words(key: str, labels: dict[str, str], *, title: bool = True) -> str:
+    """The label of ``key``, or the key in words: "last_payout" reads "Last payout" as a title,
+    "paid_at" reads "paid at" as a detail."""
+    words = labels.get(key) or key.replace("_", " ")
+    return words[:1].upper() + words[1:] if title else words
+
+
+def health_snapshot(*, figures: bool = True) -> tuple[dict, bool]:
+    """Everything the dashboard shows, and whether the service is healthy (database up).
+
+    ``figures=False`` leaves the figures out (``None``) without reading them."""
     database = check_database()
     components = {"database": database}
     if settings.REDIS_URL:
         components["redis"] = check_redis(settings.REDIS_URL)
     healthy = database["status"] == "ok"
-    figures = None
+    numbers = None
     if healthy:
         try:
             components["celery"] = _celery(broker_up=components.get("redis", {}).get("status") != "down")
             components["last_sweep"] = _last_sweep()
             components["ledger_check"] = _last_ledger_check()
-            figures = _figures()
+            numbers = _figures() if figures else None
         except DatabaseError:
             healthy = False
             components["database"] = {"status": "down", "error": "DatabaseError"}
@@ -125,43 +172,179 @@ def health_snapshot() -> tuple[dict, bool]:
         "status": "ok" if healthy else "unavailable",
         "checked_at": timezone.now().isoformat(),
         "components": components,
-        "figures": figures,
+        "figures": numbers,
     }, healthy
 
 
-def _chart(daily: list[dict]) -> dict:
-    """Bar geometry for the inline SVG (no chart library, no CDN)."""
-    peak = max([1] + [max(d["plans"], d["payments"]) for d in daily])
-    width = 12
-    bars = []
-    for index, day in enumerate(daily):
-        x = 40 + index * (width * 2 + 4)
-        bars.append(
+def _viewer(request):
+    """The caller, signed in by the API's authenticators (bearer token, then the admin's
+    session), or Django's anonymous user. Raises DRF's AuthenticationFailed for a bad token.
+
+    DRF's request sets the user on the Django request too, so the throttles count a token's
+    user as that user, not as an anonymous address."""
+    drf_request = Request(request, authenticators=[auth() for auth in api_settings.DEFAULT_AUTHENTICATION_CLASSES])
+    try:
+        return drf_request.user
+    except DatabaseError:
+        # The database is down: nobody can be looked up, and there are no figures to show.
+        request.user = AnonymousUser()
+        return request.user
+
+
+def _is_operator(user) -> bool:
+    return bool(user.is_authenticated and getattr(user, "is_operator", False))
+
+
+def _authenticated(view):
+    """Resolves ``request.user`` (session or bearer token) before the throttles and the view;
+    a bad or expired token is a 401 problem, as on the API."""
+
+    @functools.wraps(view)
+    def wrapper(request, *args, **kwargs):
+        try:
+            _viewer(request)
+        except exceptions.AuthenticationFailed as exc:
+            # simplejwt's errors carry their code and message in a dict detail.
+            codes, detail = exc.get_codes(), exc.detail
+            return problem_response(
+                status=401,
+                code=codes.get("code", exc.default_code) if isinstance(codes, dict) else codes,
+                detail=str(detail.get("detail", exc.default_detail) if isinstance(detail, dict) else detail),
+                headers={"WWW-Authenticate": 'Bearer realm="api"'},
+            )
+        return view(request, *args, **kwargs)
+
+    return wrapper
+
+
+def _when(value: str) -> dict | str:
+    """An ISO timestamp as a short UTC text, keeping the exact value for ``<time datetime>``."""
+    try:
+        moment = datetime.fromisoformat(value)
+    except (TypeError, ValueError):
+        return value
+    # A no-break space keeps "UTC" with the time when a narrow card wraps the line.
+    return {"iso": value, "text": moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M\u00a0UTC")}
+
+
+def _components_for_page(components: dict) -> list[dict]:
+    cards = []
+    for name, component in components.items():
+        details = []
+        for key, value in component.items():
+            if key == "status":
+                continue
+            shown = _when(value) if isinstance(value, str) and (key == "at" or key.endswith("_at")) else value
+            details.append({"key": key, "label": _words(key, DETAIL_LABELS, title=False), "value": shown})
+        cards.append(
             {
-                **day,
-                "x_plans": x,
-                "x_payments": x + width,
-                "h_plans": round(day["plans"] / peak * 120, 1),
-                "h_payments": round(day["payments"] / peak * 120, 1),
+                "name": name,
+                "label": _words(name, COMPONENT_LABELS),
+                "status": component.get("status", "unknown"),
+                "details": details,
             }
         )
-    for bar in bars:
-        bar["y_plans"] = 140 - bar["h_plans"]
-        bar["y_payments"] = 140 - bar["h_payments"]
-    return {"bars": bars, "peak": peak, "width": 40 + len(daily) * (width * 2 + 4), "bar_width": width}
+    return cards
+
+
+def _labelled(counts: dict, choices) -> list[dict]:
+    labels = dict(choices)
+    return [{"key": key, "label": labels.get(key, _words(key, {})), "n": n} for key, n in counts.items()]
+
+
+def _short_day(day: date) -> str:
+    return f"{day.strftime('%b')} {day.day}"
+
+
+# The chart's drawing units (its viewBox); the SVG scales to its card's width.
+CHART_LEFT, CHART_RIGHT, CHART_SLOT, CHART_BAR = 34, 6, 26, 10
+CHART_TOP, CHART_BASE, CHART_HEIGHT = 14, 150, 196
+CHART_LABEL_EVERY = 5  # days between day labels, counted back from today
+
+
+def _chart(daily: list[dict]) -> dict:
+    """Bar geometry for the inline SVG (no chart library, no CDN, no script): two bars a day,
+    a day label every few days (today's always), the peak and zero on the axis."""
+    peak = max([1] + [max(d["plans"], d["payments"]) for d in daily])
+    plot = CHART_BASE - CHART_TOP
+    days = [date.fromisoformat(d["day"]) for d in daily]
+    bars, labels = [], []
+    for index, (day, values) in enumerate(zip(days, daily, strict=True)):
+        x = CHART_LEFT + index * CHART_SLOT + (CHART_SLOT - 2 * CHART_BAR) // 2
+        h_plans = round(values["plans"] / peak * plot, 1)
+        h_payments = round(values["payments"] / peak * plot, 1)
+        bars.append(
+            {
+                **values,
+                "label": _short_day(day),
+                "x_plans": x,
+                "x_payments": x + CHART_BAR,
+                "h_plans": h_plans,
+                "h_payments": h_payments,
+                "y_plans": round(CHART_BASE - h_plans, 1),
+                "y_payments": round(CHART_BASE - h_payments, 1),
+            }
+        )
+        if (len(days) - 1 - index) % CHART_LABEL_EVERY == 0:
+            labels.append({"x": CHART_LEFT + index * CHART_SLOT + CHART_SLOT // 2, "text": _short_day(day)})
+    width = CHART_LEFT + len(daily) * CHART_SLOT + CHART_RIGHT
+    return {
+        "bars": bars,
+        "day_labels": labels,
+        "peak": peak,
+        "width": width,
+        "height": CHART_HEIGHT,
+        "bar_width": CHART_BAR,
+        "left": CHART_LEFT,
+        "top": CHART_TOP,
+        "base": CHART_BASE,
+        "mid": (CHART_TOP + CHART_BASE) / 2,
+        "label_y": CHART_BASE + 16,
+        "legend_y": CHART_HEIGHT - 8,
+        "first": _short_day(days[0]) if days else "",
+        "last": _short_day(days[-1]) if days else "",
+    }
+
+
+def _page_context(snapshot: dict, *, operator: bool) -> dict:
+    from bnpl.models import Plan
+    from refunds.models import Refund
+
+    context = {
+        "snapshot": snapshot,
+        "checked": _when(snapshot["checked_at"]),
+        "components": _components_for_page(snapshot["components"]),
+        "operator": operator,
+        "figures_note": FIGURES_NOTE,
+    }
+    figures = snapshot["figures"]
+    if figures:
+        context["plans"] = _labelled(figures["plans_by_status"], Plan.Status.choices)
+        context["refunds"] = _labelled(figures["refunds_by_status"], Refund.Status.choices)
+        context["chart"] = _chart(figures["daily"])
+    return context
 
 
 @never_cache
+@csrf_exempt  # GET only: any other method is told 405, not refused for its CSRF token
 @require_GET
-@throttled_view(AnonThrottle, UserThrottle)  # public, and its figures are aggregates over whole tables
+@_authenticated
+@throttled_view(AnonThrottle, UserThrottle)  # public, and an operator's figures are aggregates over whole tables
 def health_dashboard(request):
-    """``GET /api/v1/health/``: HTML for browsers, JSON for ``Accept: application/json`` (or ``?format=json``)."""
-    snapshot, healthy = health_snapshot()
+    """``GET /api/v1/health/``: HTML for browsers, JSON for ``Accept: application/json`` (or ``?format=json``).
+
+    Components for anyone; figures for an operator (session or bearer token) only."""
+    operator = _is_operator(request.user)
+    snapshot, healthy = health_snapshot(figures=operator)
+    if not operator:
+        snapshot["figures_note"] = FIGURES_NOTE
     status = 200 if healthy else 503
     accept = request.headers.get("Accept", "")
     if request.GET.get("format") == "json" or ("application/json" in accept and "text/html" not in accept):
-        return JsonResponse(snapshot, status=status)
-    chart = _chart(snapshot["figures"]["daily"]) if snapshot["figures"] else None
-    response = render(request, "health.html", {"snapshot": snapshot, "chart": chart}, status=status)
-    response.keep_error_page = True  # a 503 page that says what is down, not a bare problem document
+        response = JsonResponse(snapshot, status=status)
+    else:
+        response = render(request, "health.html", _page_context(snapshot, operator=operator), status=status)
+        response.keep_error_page = True  # a 503 page that says what is down, not a bare problem document
+    # The answer depends on who asks (figures or none): never served from a shared cache to another.
+    patch_vary_headers(response, ("Accept", "Authorization", "Cookie"))
     return response

@@ -1,15 +1,21 @@
-"""The URL map: the API under /api/v1/, probes, the OpenAPI schema and its UIs, the admin."""
+"""The URL map: the home page, the API under /api/v1/, probes, the OpenAPI schema and its UIs, the admin."""
 
 from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
-from config import dashboard, health
+from config import dashboard, health, pages
 from config.docs import RedocView
 from config.metrics import MetricsView
 from refunds.webhooks import RefundStatusWebhookView
 
 PAGE = ["get", "head"]
+
+# The admin says whose it is; "View site" opens the home page.
+admin.site.site_header = "BNPL operations"
+admin.site.site_title = "BNPL operations"
+admin.site.index_title = "Operations"
+admin.site.site_url = "/"
 
 api_v1 = [
     path("health/", dashboard.health_dashboard, name="health-dashboard"),
@@ -21,6 +27,7 @@ api_v1 = [
 ]
 
 urlpatterns = [
+    path("", pages.home, name="home"),
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
     path("metrics", MetricsView.as_view(), name="metrics"),

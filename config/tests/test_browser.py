@@ -8,16 +8,20 @@ browser is a failure.
 
 import contextlib
 import os
+import re
 import shutil
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
 from django.contrib.staticfiles.handlers import StaticFilesHandler
+from django.core.management import call_command
 from django.db import connections
 from django.test.testcases import LiveServerThread
 
 from accounts.tests.factories import MerchantFactory, OperatorFactory
+from bnpl.services import overdue_sweep
+from payments.checks import ledger_check
 from refunds.models import Refund
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -102,6 +106,61 @@ def computed(page, selector: str, prop: str) -> str:
     return page.eval_on_selector(selector, f"(element) => getComputedStyle(element).{prop}")
 
 
+# Cards whose content is wider than the card (a timestamp, an error's name that does not wrap).
+OVERFLOWING_CARDS = """() => [...document.querySelectorAll('.card')]
+  .filter((card) => card.scrollWidth > card.clientWidth)
+  .map((card) => `${card.querySelector('h2, h3').textContent}: ${card.scrollWidth} > ${card.clientWidth}`)"""
+# How much of its card's content box the 30-day chart fills, as a share of the width.
+CHART_FILL = """() => {
+  const svg = document.querySelector('svg.chart'), card = svg.closest('.card'), style = getComputedStyle(card);
+  const inner = card.clientWidth - parseFloat(style.paddingLeft) - parseFloat(style.paddingRight);
+  return svg.getBoundingClientRect().width / inner;
+}"""
+SHORT_DAY = re.compile(r"^[A-Z][a-z]{2} \d{1,2}$")  # "Nov 5"
+
+
+def component_titles(page) -> list[str]:
+    return page.locator("[data-component] h3").all_inner_texts()
+
+
+def sign_in(page, live_url: str, *, username: str, password: str, then: str) -> None:
+    page.goto(f"{live_url}/admin/login/?next={then}")
+    page.fill("#id_username", username)
+    page.fill("#id_password", password)
+    page.click("input[type=submit]")
+    page.wait_for_url(f"**{then}")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_home_and_the_dashboard_for_an_anonymous_visitor_in_chromium(live_url, make_plan):
+    make_plan(total="100.00")
+    overdue_sweep()
+    ledger_check(record=True)
+    violations: list[str] = []
+    with chromium_page(violations) as page:
+        page.goto(f"{live_url}/")
+        assert page.locator("h1").inner_text() == "Buy now, pay later"
+        for name in ("Swagger UI", "ReDoc", "The health dashboard", "sign in to the admin"):
+            assert page.get_by_role("link", name=name).count() >= 1, name
+        assert "POST /api/v1/auth/token/" in page.locator("#sign-in").inner_text()
+        assert page.evaluate("() => document.documentElement.scrollWidth") <= 1280
+        assert page.evaluate(OVERFLOWING_CARDS) == []
+        page.screenshot(path=str(SHOTS / "home-anonymous.png"), full_page=True)
+
+        page.get_by_role("link", name="The health dashboard").click()
+        page.wait_for_url("**/api/v1/health/")
+        assert page.locator("#overall").inner_text() == "ok"
+        assert {"Database", "Celery worker", "Last sweep", "Ledger check"} <= set(component_titles(page))
+        assert page.locator("[data-figure]").count() == 0  # no figures for anyone but operators
+        assert page.locator("svg").count() == 0
+        assert page.locator("#figures-hidden").is_visible()
+        assert page.evaluate(OVERFLOWING_CARDS) == []
+        assert computed(page, ".card", "borderRadius") == "8px"  # the pages' stylesheet applies
+        page.screenshot(path=str(SHOTS / "health-dashboard-anonymous.png"), full_page=True)
+
+    assert violations == [], violations
+
+
 @pytest.mark.django_db(transaction=True)
 def test_dashboard_admin_refund_approval_and_swagger_in_chromium(live_url, make_plan):
     operator = OperatorFactory(username="ops-browser")
@@ -116,19 +175,27 @@ def test_dashboard_admin_refund_approval_and_swagger_in_chromium(live_url, make_
         amount=Decimal("40.00"),
         currency="USD",
     )
+    overdue_sweep()
+    ledger_check(record=True)
     violations: list[str] = []
     with chromium_page(violations) as page:
-        page.goto(f"{live_url}/api/v1/health/")
+        sign_in(page, live_url, username="ops-browser", password="correct-horse-battery-9", then="/api/v1/health/")
         assert page.locator("#overall").inner_text() == "ok"
-        assert page.locator("svg[role=img]").count() == 1
-        assert computed(page, ".card", "borderRadius") == "8px"  # the page's own (nonced) style applies
-        page.screenshot(path=str(SHOTS / "health-dashboard.png"), full_page=True)
+        assert {"Database", "Celery worker", "Last sweep", "Ledger check"} <= set(component_titles(page))
+        assert not [title for title in component_titles(page) if "_" in title]
+        assert page.locator("[data-figure=users]").inner_text() == "3"
+        assert page.locator("#figures-hidden").count() == 0
+        chart = page.locator("svg.chart[role=img]")
+        assert chart.count() == 1
+        assert chart.locator("title").first.text_content() == "Plans created and successful payments per day"
+        days = chart.locator("text.day-label").all_text_contents()
+        assert len(days) == 6, days
+        assert all(SHORT_DAY.match(day) for day in days), days
+        assert page.evaluate(CHART_FILL) > 0.98  # the chart is as wide as its card
+        assert page.evaluate(OVERFLOWING_CARDS) == []
+        page.screenshot(path=str(SHOTS / "health-dashboard-operator.png"), full_page=True)
 
-        page.goto(f"{live_url}/admin/login/?next=/admin/refunds/refund/")
-        page.fill("#id_username", "ops-browser")
-        page.fill("#id_password", "correct-horse-battery-9")
-        page.click("input[type=submit]")
-        page.wait_for_url("**/admin/refunds/refund/")
+        page.goto(f"{live_url}/admin/refunds/refund/")
         page.check(f"input[name=_selected_action][value='{refund.pk}']")
         page.select_option("select[name=action]", "approve")
         page.click("button[name=index]")
@@ -147,6 +214,41 @@ def test_dashboard_admin_refund_approval_and_swagger_in_chromium(live_url, make_
     refund.refresh_from_db()
     assert refund.status == Refund.Status.APPROVED
     assert refund.decided_by == operator
+    assert violations == [], violations
+
+
+# The admin's widest lists, each checked with a few rows of demo data at a 1366x768 screen.
+ADMIN_LISTS = ("bnpl/plan", "bnpl/installment", "payments/payment", "refunds/refund", "accounts/user", "events/event")
+WIDTHS = """() => {
+  const results = document.querySelector('#changelist-form .results');
+  return {page: document.documentElement.scrollWidth, results: [results.scrollWidth, results.clientWidth],
+          rows: document.querySelectorAll('#result_list tbody tr').length};
+}"""
+
+
+@pytest.mark.django_db(transaction=True)
+def test_admin_lists_are_branded_and_fit_a_1366_pixel_screen_in_chromium(live_url, settings):
+    settings.DEBUG = True  # the demo data is refused with DEBUG off (pytest-django's default)
+    call_command("populate_mock_data", verbosity=0)
+    settings.DEBUG = False
+    violations: list[str] = []
+    with chromium_page(violations) as page:
+        page.set_viewport_size({"width": 1366, "height": 768})
+        sign_in(page, live_url, username="admin", password="admin123", then="/admin/")
+        assert page.locator("#site-name").inner_text() == "BNPL operations"
+        assert page.title() == "Operations | BNPL operations"
+        assert page.get_by_role("link", name="View site").get_attribute("href") == "/"
+        too_wide = {}
+        for changelist in ADMIN_LISTS:
+            page.goto(f"{live_url}/admin/{changelist}/")
+            assert page.locator("#site-name").inner_text() == "BNPL operations"
+            widths = page.evaluate(WIDTHS)
+            assert widths["rows"] >= 2, (changelist, widths)
+            if widths["page"] > 1366 or widths["results"][0] > widths["results"][1]:
+                too_wide[changelist] = widths
+            page.screenshot(path=str(SHOTS / f"admin-{changelist.split('/')[1]}-1366.png"))
+        assert too_wide == {}, f"scrolls sideways at 1366 px: {too_wide}"
+
     assert violations == [], violations
 
 

@@ -1,13 +1,23 @@
 import re
-from datetime import timedelta
+from datetime import date, timedelta
 
 import pytest
+from django.contrib.auth.models import AnonymousUser
+from django.db import connection
+from django.template.loader import render_to_string
+from django.test import Client, RequestFactory
+from django.test.utils import CaptureQueriesContext
+from rest_framework_simplejwt.tokens import RefreshToken
 
+from accounts.tests.factories import MerchantFactory
 from bnpl.schedule import business_today
 from bnpl.services import overdue_sweep
+from config.dashboard import FIGURES_NOTE, _chart, _page_context
 from config.tests.faults import inject
 
 pytestmark = pytest.mark.django_db
+
+FIGURE = re.compile(r'data-figure="([^"]+)">(\d+)<')
 
 
 @pytest.fixture
@@ -17,24 +27,45 @@ def activity(make_plan, customer, as_user):
     return customer
 
 
-def test_dashboard_renders_components_figures_and_a_local_chart(api_client, activity):
-    response = api_client.get("/api/v1/health/", HTTP_ACCEPT="text/html")
+def signed_in(user, via: str) -> Client:
+    """A client signed in as ``user``: by the admin's session, or by a bearer token (the API's)."""
+    if via == "session":
+        client = Client()
+        client.force_login(user)
+        return client
+    return Client(HTTP_AUTHORIZATION=f"Bearer {RefreshToken.for_user(user).access_token}")
+
+
+def page_and_json(client: Client) -> tuple[str, dict]:
+    page = client.get("/api/v1/health/", HTTP_ACCEPT="text/html")
+    data = client.get("/api/v1/health/", HTTP_ACCEPT="application/json")
+    assert page.status_code == data.status_code == 200
+    assert page["Content-Type"].startswith("text/html")
+    return page.content.decode(), data.json()
+
+
+def test_dashboard_shows_an_operator_components_figures_and_a_local_chart(operator_client, activity):
+    response = operator_client.get("/api/v1/health/", HTTP_ACCEPT="text/html")
 
     assert response.status_code == 200
     page = response.content.decode()
     assert '<meta http-equiv="refresh" content="30">' in page
     for component in ("database", "last_sweep", "ledger_check", "celery"):
         assert f'data-component="{component}"' in page
-    assert "<svg" in page
+    assert '<svg class="chart"' in page
+    assert '<title id="chart-title">Plans created and successful payments per day</title>' in page
+    today = date.fromisoformat(operator_client.get("/api/v1/health/?format=json").json()["figures"]["daily"][-1]["day"])
+    assert '<text class="day-label" x="' in page
+    assert f">{today.strftime('%b')} {today.day}</text>" in page  # today's bar is labelled
     assert "http://" not in page
-    assert "https://" not in page  # no CDN: everything is inline
+    assert "https://" not in page  # no CDN: the chart is inline SVG, the styles this origin's
 
 
-def test_json_carries_every_figure_on_the_page(api_client, activity):
-    page = api_client.get("/api/v1/health/", HTTP_ACCEPT="text/html").content.decode()
-    data = api_client.get("/api/v1/health/", HTTP_ACCEPT="application/json").json()
+def test_json_carries_every_figure_on_the_page(operator_client, activity):
+    page = operator_client.get("/api/v1/health/", HTTP_ACCEPT="text/html").content.decode()
+    data = operator_client.get("/api/v1/health/", HTTP_ACCEPT="application/json").json()
 
-    shown = dict(re.findall(r'data-figure="([^"]+)">(\d+)<', page))
+    shown = dict(FIGURE.findall(page))
     figures = data["figures"]
     flat = {
         "users": figures["users"],
@@ -52,8 +83,129 @@ def test_json_carries_every_figure_on_the_page(api_client, activity):
     assert figures["customers_debt"] == 1
     assert figures["installments_overdue"] == 1
     assert len(figures["daily"]) == 30
+    assert "figures_note" not in data
     assert data["components"]["last_sweep"]["status"] == "ok"
-    assert api_client.get("/api/v1/health/?format=json", HTTP_ACCEPT="text/html").json()["figures"] == figures
+    assert operator_client.get("/api/v1/health/?format=json", HTTP_ACCEPT="text/html").json()["figures"] == figures
+
+
+@pytest.mark.parametrize("via", ["session", "jwt"])
+def test_an_operator_sees_the_figures_by_session_or_by_bearer_token(operator, activity, via):
+    page, data = page_and_json(signed_in(operator, via))
+
+    assert data["figures"]["users"] >= 3
+    assert data["figures"]["customers_debt"] == 1
+    assert "figures_note" not in data
+    assert FIGURE.search(page)
+    assert 'id="figures"' in page
+    assert '<svg class="chart"' in page
+    assert 'id="figures-hidden"' not in page
+
+
+@pytest.mark.parametrize(
+    ("role", "via"),
+    [("anonymous", None), ("customer", "jwt"), ("customer", "session"), ("merchant", "jwt"), ("merchant", "session")],
+)
+def test_only_operators_see_figures_others_see_components_and_a_note(activity, role, via):
+    user = {"anonymous": None, "customer": activity, "merchant": MerchantFactory()}[role]
+    page, data = page_and_json(Client() if user is None else signed_in(user, via))
+
+    assert data["status"] == "ok"
+    assert data["components"]["database"]["status"] == "ok"
+    assert data["components"]["last_sweep"]["status"] == "ok"  # components are for anyone
+    assert data["figures"] is None
+    assert data["figures_note"] == FIGURES_NOTE
+    assert 'data-component="last_sweep"' in page
+    assert FIGURE.search(page) is None
+    assert "<svg" not in page
+    assert "normal customers" not in page
+    assert 'id="figures-hidden"' in page
+    assert FIGURES_NOTE.replace("'", "&#x27;") in page
+
+
+def test_no_figures_are_read_for_a_caller_who_may_not_see_them(api_client, operator_client, activity):
+    with CaptureQueriesContext(connection) as anonymous:
+        api_client.get("/api/v1/health/?format=json")
+    with CaptureQueriesContext(connection) as operator:
+        operator_client.get("/api/v1/health/?format=json")
+
+    assert not any(
+        '"accounts_user"' in query["sql"] and "COUNT" in query["sql"] for query in anonymous.captured_queries
+    )
+    assert len(anonymous.captured_queries) < len(operator.captured_queries)
+
+
+def test_a_bad_bearer_token_is_a_401_problem_not_an_anonymous_page(activity):
+    response = Client(HTTP_AUTHORIZATION="Bearer not-a-token").get("/api/v1/health/", HTTP_ACCEPT="text/html")
+
+    assert response.status_code == 401
+    assert response["Content-Type"] == "application/problem+json"
+    assert response["WWW-Authenticate"] == 'Bearer realm="api"'
+    assert response.json()["code"] == "token_not_valid"
+
+
+def test_the_answer_varies_with_who_asks(api_client):
+    response = api_client.get("/api/v1/health/?format=json")
+
+    vary = {name.strip() for name in response["Vary"].split(",")}
+    assert {"Accept", "Authorization", "Cookie"} <= vary
+    assert "no-store" in response["Cache-Control"]
+
+
+def test_card_titles_are_words_not_keys(operator_client, activity):
+    page = operator_client.get("/api/v1/health/", HTTP_ACCEPT="text/html").content.decode()
+
+    titles = re.findall(r"<h3>([^<]+)</h3>", page)
+    assert {"Database", "Celery worker", "Last sweep", "Ledger check"} <= set(titles)
+    assert not [title for title in titles if "_" in title or title != title.strip()], titles
+    details = re.findall(r"<dt>([^<]+)</dt>", page)
+    assert "latency (ms)" in details
+    assert not [detail for detail in details if "_" in detail], details
+    # A timestamp is short text, with the exact value kept for machines.
+    at = re.search(r'<dd data-detail="at"><time datetime="([^"]+)"[^>]*>([^<]+)</time>', page)
+    assert at, page
+    assert at.group(2).endswith("\N{NO-BREAK SPACE}UTC")
+    assert len(at.group(2)) < len(at.group(1))
+
+
+def test_a_new_component_shows_with_its_label_without_a_template_change(rf: RequestFactory):
+    snapshot = {
+        "status": "ok",
+        "checked_at": "2026-11-05T10:00:00+00:00",
+        "components": {
+            "database": {"status": "ok", "latency_ms": 1.2},
+            "broker": {"status": "down", "error": "ConnectionRefusedErrorWithAVeryLongNameThatMustWrap"},
+            "last_payout": {"status": "ok", "paid_at": "2026-11-05T09:00:00+00:00"},
+        },
+        "figures": None,
+    }
+    request = rf.get("/api/v1/health/")
+    request.user = AnonymousUser()
+
+    page = render_to_string("health.html", _page_context(snapshot, operator=False), request=request)
+
+    assert "<h3>Broker</h3>" in page
+    assert "<h3>Last payout</h3>" in page  # not in COMPONENT_LABELS: the key, in words
+    assert '<dd data-detail="error">ConnectionRefusedErrorWithAVeryLongNameThatMustWrap</dd>' in page
+    assert "<dt>paid at</dt>" in page
+    assert '<time datetime="2026-11-05T09:00:00+00:00"' in page
+
+
+def test_the_chart_labels_days_every_few_days_ending_today():
+    first = date(2026, 10, 7)
+    daily = [{"day": (first + timedelta(days=i)).isoformat(), "plans": i % 3, "payments": 1} for i in range(30)]
+
+    chart = _chart(daily)
+
+    assert [label["text"] for label in chart["day_labels"]] == [
+        "Oct 11", "Oct 16", "Oct 21", "Oct 26", "Oct 31", "Nov 5"
+    ]  # fmt: skip
+    assert chart["first"] == "Oct 7"
+    assert chart["last"] == "Nov 5"
+    assert chart["peak"] == 2
+    rightmost = max(bar["x_payments"] for bar in chart["bars"]) + chart["bar_width"]
+    assert rightmost <= chart["width"]
+    assert all(0 <= bar["y_plans"] <= chart["base"] for bar in chart["bars"])
+    assert max(bar["h_plans"] for bar in chart["bars"]) == chart["base"] - chart["top"]
 
 
 @pytest.mark.faults

@@ -60,8 +60,8 @@ def assert_allowed_by_its_csp(response, where: str) -> None:
         assert style_nonce in allowed, f"{where}: a <style> without the response's nonce"
 
 
-@pytest.mark.parametrize("path", ["/api/v1/health/", "/swagger/"])
-def test_a_page_with_an_inline_style_allows_exactly_its_own_nonce(operator_client, path):
+def test_a_page_with_an_inline_style_allows_exactly_its_own_nonce(operator_client):
+    path = "/swagger/"
     response = operator_client.get(path, HTTP_ACCEPT="text/html")
 
     assert response.status_code == 200
@@ -76,16 +76,31 @@ def test_a_page_with_an_inline_style_allows_exactly_its_own_nonce(operator_clien
 
 
 def test_the_nonce_is_new_for_every_response(operator_client):
-    first = operator_client.get("/api/v1/health/", HTTP_ACCEPT="text/html")["Content-Security-Policy"]
-    second = operator_client.get("/api/v1/health/", HTTP_ACCEPT="text/html")["Content-Security-Policy"]
+    first = operator_client.get("/swagger/", HTTP_ACCEPT="text/html")["Content-Security-Policy"]
+    second = operator_client.get("/swagger/", HTTP_ACCEPT="text/html")["Content-Security-Policy"]
 
     assert NONCE.search(first).group(1) != NONCE.search(second).group(1)
 
 
-def test_a_page_without_inline_style_allows_none(client):
-    response = client.get("/admin/login/")
+@pytest.mark.parametrize(
+    ("path", "who"),
+    [
+        ("/admin/login/", "anonymous"),
+        ("/admin/", "operator"),
+        ("/", "anonymous"),
+        ("/", "operator"),
+        ("/api/v1/health/", "anonymous"),
+        ("/api/v1/health/", "operator"),  # with the figures and the chart
+    ],
+)
+def test_a_page_without_inline_style_allows_none(client, operator, path, who):
+    # The home page and the dashboard take their styles from this origin's stylesheet.
+    if who == "operator":
+        client.force_login(operator)
+    response = client.get(path, HTTP_ACCEPT="text/html")
 
     assert response.status_code == 200
+    assert_allowed_by_its_csp(response, path)
     assert security_headers(response) == COMMON | {
         "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
         "font-src 'self'; connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
