@@ -31,7 +31,7 @@ from rest_framework import exceptions
 from rest_framework.request import Request
 from rest_framework.settings import api_settings
 
-from config.health import check_database, check_redis
+from config.health import check_broker, check_database, check_redis, publishes_tasks
 from config.problems import problem_response
 from config.throttling import AnonThrottle, UserThrottle, throttled_view
 
@@ -39,7 +39,7 @@ CHART_DAYS = 30
 
 
 def _celery(*, broker_up: bool = True) -> dict:
-    if settings.CELERY_TASK_ALWAYS_EAGER:
+    if not publishes_tasks():
         return {"status": "ok", "detail": "eager: tasks run in the web process"}
     if not broker_up:
         # No worker can be reached through a broker that is down; a ping would only wait
@@ -157,11 +157,14 @@ def health_snapshot(*, figures: bool = True) -> tuple[dict, bool]:
     components = {"database": database}
     if settings.REDIS_URL:
         components["redis"] = check_redis(settings.REDIS_URL)
+    if publishes_tasks():
+        # As /readyz: whether the app can publish a task, not only whether Redis answers a ping.
+        components["broker"] = check_broker()
     healthy = database["status"] == "ok"
     numbers = None
     if healthy:
         try:
-            components["celery"] = _celery(broker_up=components.get("redis", {}).get("status") != "down")
+            components["celery"] = _celery(broker_up=components.get("broker", {}).get("status") != "down")
             components["last_sweep"] = _last_sweep()
             components["ledger_check"] = _last_ledger_check()
             numbers = _figures() if figures else None

@@ -39,6 +39,11 @@ def check_redis(url: str) -> dict:
     return {"status": "ok", "latency_ms": round((time.perf_counter() - started) * 1000, 2)}
 
 
+def publishes_tasks() -> bool:
+    """Whether tasks go to a broker (in eager mode they run in the process: nothing to check)."""
+    return not celery_app.conf.task_always_eager
+
+
 def check_broker() -> dict:
     """``{"status": "ok"|"down", "latency_ms": ...}`` after publishing a probe message the way
     the app publishes its tasks (config.celery.broker_publish_check); any failure, a
@@ -66,7 +71,7 @@ def readyz(request: HttpRequest) -> JsonResponse:
     checks = {"database": check_database()}
     if settings.REDIS_URL:
         checks["redis"] = check_redis(settings.REDIS_URL)
-    if not celery_app.conf.task_always_eager:  # eager mode publishes nothing
+    if publishes_tasks():
         checks["broker"] = check_broker()
     down = sorted(name for name, result in checks.items() if result["status"] != "ok")
     if down:

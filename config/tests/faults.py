@@ -648,3 +648,16 @@ def launch():
     launcher = Launcher()
     yield launcher
     launcher.stop()
+
+
+@pytest.fixture
+def broker_at(monkeypatch):
+    """``broker_at(url)``: for the test, the app publishes its tasks (not eager) to the broker
+    at ``url``: one whose transport cannot be loaded, or where nothing listens."""
+    from config.celery import app
+
+    def point(url: str) -> None:
+        monkeypatch.setitem(app.conf, "broker_write_url", url)
+        monkeypatch.setitem(app.conf, "task_always_eager", False)
+
+    return point

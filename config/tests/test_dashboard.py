@@ -222,14 +222,31 @@ def test_dashboard_is_503_and_still_renders_when_the_database_is_down(api_client
 
 
 @pytest.mark.faults
-def test_with_redis_down_the_dashboard_shows_the_workers_down_without_waiting_on_the_broker(api_client, settings):
+def test_with_redis_down_the_dashboard_shows_the_workers_down_without_waiting_on_the_broker(
+    api_client, settings, broker_at
+):
     # A hung Redis made the worker ping wait out the broker's timeouts (6 to 8 s) first.
     inject("redis unreachable (nothing listens)")
     settings.REDIS_URL = "redis://127.0.0.1:1/0"
-    settings.CELERY_TASK_ALWAYS_EAGER = False
+    broker_at("redis://127.0.0.1:1/0")
 
     data = api_client.get("/api/v1/health/?format=json").json()
 
     assert data["status"] == "ok", "the database is up"
     assert data["components"]["redis"]["status"] == "down"
+    assert data["components"]["broker"]["status"] == "down"
     assert data["components"]["celery"] == {"status": "down", "error": "broker unreachable"}
+
+
+@pytest.mark.redis
+def test_the_dashboard_shows_the_broker_as_the_app_publishes_to_it(api_client, broker_at):
+    assert api_client.get("/api/v1/health/?format=json").json()["components"]["broker"]["status"] == "ok"
+
+    broker_at("sqs://")  # a transport that cannot be loaded: Redis still answers its ping
+    data = api_client.get("/api/v1/health/?format=json").json()
+
+    assert data["components"]["redis"]["status"] == "ok"
+    assert data["components"]["broker"] == {"status": "down", "error": "ModuleNotFoundError"}
+    assert data["components"]["celery"] == {"status": "down", "error": "broker unreachable"}
+    page = api_client.get("/api/v1/health/", HTTP_ACCEPT="text/html").content.decode()
+    assert "Broker" in page

@@ -53,17 +53,6 @@ def test_readyz_is_503_naming_the_database_when_it_is_unreachable(api_client, da
     assert "database" in response.json()["down"]
 
 
-@pytest.fixture
-def broker_at(monkeypatch):
-    """Point the app's publishing at another broker URL for the test."""
-    from config.celery import app
-
-    def point(url: str) -> None:
-        monkeypatch.setitem(app.conf, "broker_write_url", url)
-
-    return point
-
-
 @pytest.mark.redis
 def test_readyz_publishes_to_the_broker_and_leaves_nothing_queued(api_client, settings):
     import redis
