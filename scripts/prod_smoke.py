@@ -44,6 +44,7 @@ sys.path.insert(0, str(ROOT))
 from bench.autopay import create_empty  # noqa: E402 - the benchmarks' helpers, from the root
 from bench.http_bench import start_gunicorn, stop  # noqa: E402
 from config.signatures import sign, signature_header  # noqa: E402
+from scripts.fuzz_api import free_port  # noqa: E402
 
 # Throw-away keys: the smoke database is made by this script alone, and emptied by its next run.
 SMOKE_SECRET_KEY = "smoke-only-secret-key-not-for-production-0123456789abcdefghijklm"  # noqa: S105 - throw-away  # nosec B105
@@ -81,14 +82,6 @@ def parse_args() -> argparse.Namespace:
     args = parser.parse_args()
     args.port = free_port()
     return args
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def service_env(args, *, debug: bool, receiver: str = "") -> dict[str, str]:

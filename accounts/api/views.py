@@ -148,6 +148,15 @@ class TokenObtainView(jwt_views.TokenObtainPairView):
     throttle_classes = LOGIN_THROTTLES
 
 
+def _spending_token(service, **kwargs):
+    """``service(**kwargs)``, a refresh token it cannot use answered as the API's 401
+    ``token_not_valid`` (simplejwt's InvalidToken) rather than its bare TokenError."""
+    try:
+        return service(**kwargs)
+    except TokenError as exc:
+        raise InvalidToken(exc.args[0]) from exc
+
+
 class TokenRefreshView(CredentialView):
     @extend_schema(
         operation_id="auth_token_refresh",
@@ -165,10 +174,7 @@ class TokenRefreshView(CredentialView):
     def post(self, request: Request) -> Response:
         body = TokenRefreshIn(data=request.data)
         body.is_valid(raise_exception=True)
-        try:
-            pair = refresh_token_rotate(**body.validated_data)
-        except TokenError as exc:
-            raise InvalidToken(exc.args[0]) from exc
+        pair = _spending_token(refresh_token_rotate, **body.validated_data)
         return Response(TokenPairOut(pair).data)
 
 
@@ -194,10 +200,7 @@ class LogoutView(CredentialView):
     def post(self, request: Request) -> Response:
         body = LogoutIn(data=request.data)
         body.is_valid(raise_exception=True)
-        try:
-            refresh_token_revoke(**body.validated_data)
-        except TokenError as exc:
-            raise InvalidToken(exc.args[0]) from exc
+        _spending_token(refresh_token_revoke, **body.validated_data)
         return Response(status=204)
 
 
