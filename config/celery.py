@@ -7,7 +7,12 @@ from celery import Celery
 from celery.signals import setup_logging
 from django.core import checks
 
+from config import broker
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+# Before any connection: redis:// brokers use kombu's Redis transport with the fixes a worker
+# needs to live through a Redis that stalls or goes away (config/broker.py).
+broker.register()
 
 app = Celery("bnpl")
 app.config_from_object("django.conf:settings", namespace="CELERY")

@@ -148,6 +148,8 @@ if REDIS_URL:
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
+# A redis:// broker goes through config/broker.py's transport (kombu's, fixed so that a worker
+# takes work again after Redis stalls or goes away), registered by config/celery.py.
 CELERY_BROKER_URL = REDIS_URL or "memory://"
 CELERY_RESULT_BACKEND = REDIS_URL or "cache+memory://"
 # Without a broker, tasks run in-process so `make run` needs nothing but Python.
