@@ -39,9 +39,16 @@ def broker_publish_check(*, timeout: float = 1.0) -> None:
     """
     from kombu import Queue
 
-    options = {**app.conf.broker_transport_options, "socket_timeout": timeout, "socket_connect_timeout": timeout}
+    # One connection attempt: kombu would otherwise retry connecting for the whole of
+    # broker_connection_timeout (4 s) before giving up.
+    options = {
+        **app.conf.broker_transport_options,
+        "socket_timeout": timeout,
+        "socket_connect_timeout": timeout,
+        "max_retries": 0,
+    }
     probe = Queue(READINESS_QUEUE, routing_key=READINESS_QUEUE, durable=False)
-    with app.connection_for_write(transport_options=options) as connection:
+    with app.connection_for_write(transport_options=options, connect_timeout=timeout) as connection:
         producer = connection.Producer(serializer=app.conf.task_serializer)
         producer.publish({"probe": "readiness"}, exchange="", routing_key=READINESS_QUEUE, declare=[probe])
         probe(connection.default_channel).purge()
