@@ -59,15 +59,22 @@ def add_run_arguments(parser: argparse.ArgumentParser, name: str, database: str,
     """``--workers``, ``--database-url`` and ``--redis-url`` of a benchmark with real workers
     (defaults from ``BENCH_<name>_DATABASE_URL`` and ``BENCH_<name>_REDIS_URL``)."""
     parser.add_argument("--workers", default="1,2", help="worker process counts to compare, in this order")
+    add_store_arguments(parser, f"BENCH_{name}", database, redis_db=redis_db)
+
+
+def add_store_arguments(parser: argparse.ArgumentParser, prefix: str, database: str, *, redis_db: int) -> None:
+    """``--database-url`` and ``--redis-url`` of a run with a PostgreSQL database and a Redis
+    database of its own, which it empties first (defaults from ``<prefix>_DATABASE_URL`` and
+    ``<prefix>_REDIS_URL``, else ``database`` and ``redis_db`` on this machine's servers)."""
     parser.add_argument(
         "--database-url",
-        default=os.environ.get(f"BENCH_{name}_DATABASE_URL", f"postgres://postgres@127.0.0.1:5432/{database}"),
-        help="a PostgreSQL database the benchmark may drop and create (and NAME_seed next to it)",
+        default=os.environ.get(f"{prefix}_DATABASE_URL", f"postgres://postgres@127.0.0.1:5432/{database}"),
+        help="a PostgreSQL database of this run's own: dropped and created again",
     )
     parser.add_argument(
         "--redis-url",
-        default=os.environ.get(f"BENCH_{name}_REDIS_URL", f"redis://127.0.0.1:6379/{redis_db}"),
-        help="a Redis database of the benchmark's own: it is flushed before every run",
+        default=os.environ.get(f"{prefix}_REDIS_URL", f"redis://127.0.0.1:6379/{redis_db}"),
+        help="a Redis database of this run's own: flushed before the run",
     )
 
 

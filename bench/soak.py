@@ -67,6 +67,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.autopay import (  # noqa: E402
+    add_store_arguments,
     error_lines,
     no_other_worker,
     queue_idle,
@@ -119,16 +120,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--think-ms", type=float, default=5, help="mean pause of a client between two actions")
     parser.add_argument("--seed", type=int, default=1, help="seed of the traffic's random choices")
     parser.add_argument("--port", type=int, default=int(os.environ.get("BENCH_SOAK_PORT", "8796")))
-    parser.add_argument(
-        "--database-url",
-        default=os.environ.get("BENCH_SOAK_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/bnpl_bench_soak"),
-        help="a PostgreSQL database the soak may drop and create",
-    )
-    parser.add_argument(
-        "--redis-url",
-        default=os.environ.get("BENCH_SOAK_REDIS_URL", "redis://127.0.0.1:6379/9"),
-        help="a Redis database of the soak's own: it is flushed first",
-    )
+    add_store_arguments(parser, "BENCH_SOAK", "bnpl_bench_soak", redis_db=9)
     args = parser.parse_args()
     if args.minutes <= 0 or args.clients < 1 or args.customers < 2 or args.merchants < 1:
         parser.error("--minutes, --clients, --customers (at least 2) and --merchants must be positive")

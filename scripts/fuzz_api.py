@@ -45,7 +45,7 @@ from urllib.parse import urlparse
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.autopay import create_empty  # noqa: E402 - the benchmarks' helpers, from the root
+from bench.autopay import add_store_arguments, create_empty  # noqa: E402 - the benchmarks' helpers, from the root
 from bench.http_bench import start_gunicorn as serve  # noqa: E402
 from bench.http_bench import stop, token  # noqa: E402
 
@@ -88,16 +88,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--roles", default=",".join(ROLES), help=f"comma-separated, among {', '.join(ROLES)}")
     parser.add_argument("--workers", type=int, default=4, help="gunicorn workers")
     parser.add_argument("--port", type=int, default=0, help="the service's port on 127.0.0.1 (0: a free one)")
-    parser.add_argument(
-        "--database-url",
-        default=os.environ.get("FUZZ_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/bnpl_fuzz"),
-        help="a PostgreSQL database of the fuzzer's own: dropped and created again",
-    )
-    parser.add_argument(
-        "--redis-url",
-        default=os.environ.get("FUZZ_REDIS_URL", "redis://127.0.0.1:6379/11"),
-        help="a Redis database of the fuzzer's own: flushed before the run",
-    )
+    add_store_arguments(parser, "FUZZ", "bnpl_fuzz", redis_db=11)
     parser.add_argument("--report-dir", default=str(ROOT / "artifacts" / "fuzz"), type=Path)
     args = parser.parse_args()
     args.roles = [role.strip() for role in args.roles.split(",") if role.strip()]

@@ -41,7 +41,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.autopay import create_empty  # noqa: E402 - the benchmarks' helpers, from the root
+from bench.autopay import add_store_arguments, create_empty  # noqa: E402 - the benchmarks' helpers, from the root
 from bench.http_bench import start_gunicorn, stop  # noqa: E402
 from config.signatures import sign, signature_header  # noqa: E402
 from scripts.fuzz_api import free_port  # noqa: E402
@@ -66,16 +66,7 @@ class Failed(Exception):
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument(
-        "--database-url",
-        default=os.environ.get("SMOKE_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/bnpl_smoke"),
-        help="a PostgreSQL database of the smoke's own: dropped and created again",
-    )
-    parser.add_argument(
-        "--redis-url",
-        default=os.environ.get("SMOKE_REDIS_URL", "redis://127.0.0.1:6379/12"),
-        help="a Redis database of the smoke's own: flushed before the run",
-    )
+    add_store_arguments(parser, "SMOKE", "bnpl_smoke", redis_db=12)
     parser.add_argument("--wait", type=float, default=30, help="seconds the worker may take for each queued effect")
     parser.add_argument("--report-dir", default=str(ROOT / "artifacts" / "smoke"), type=Path)
     parser.add_argument("--any-venv", action="store_true", help="run even where the dev tools are installed")
