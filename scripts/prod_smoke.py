@@ -66,7 +66,7 @@ class Failed(Exception):
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_store_arguments(parser, "SMOKE", "bnpl_smoke", redis_db=12)
+    add_store_arguments(parser, "SMOKE", "bnpl_smoke", redis_db=10)
     parser.add_argument("--wait", type=float, default=30, help="seconds the worker may take for each queued effect")
     parser.add_argument("--report-dir", default=str(ROOT / "artifacts" / "smoke"), type=Path)
     parser.add_argument("--any-venv", action="store_true", help="run even where the dev tools are installed")
