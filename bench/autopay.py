@@ -191,8 +191,8 @@ def seed(customers: int, today) -> None:
 
     from bnpl.models import Plan
     from bnpl.schedule import due_dates
+    from ledger.models import JournalEntry
     from payments.ledger import CUSTOMER_RECEIVABLE, MERCHANT_PAYABLE, ledger_accounts
-    from payments.models import JournalEntry
 
     frequency = Plan.Frequency.BIWEEKLY.value  # exact dates: the first one is today, whatever the month
     purchase = today - timedelta(weeks=2)

@@ -100,8 +100,8 @@ def seed(rows: int, today) -> None:
     """The users, plans, installments and origination entries, set-based; vacuumed and analysed."""
     from django.db import connection, transaction
 
+    from ledger.models import JournalEntry
     from payments.ledger import CUSTOMER_RECEIVABLE, MERCHANT_PAYABLE, ledger_accounts
-    from payments.models import JournalEntry
 
     plans = rows // 4
     customers = max(plans * 2 // 5, 1)
@@ -183,8 +183,8 @@ def naive_loop(today, sample: int) -> tuple[float, int]:
     from bnpl.services import installment_event_data
     from events.models import Event
     from events.services import event_record
+    from ledger.models import JournalEntry
     from payments.ledger import CUSTOMER_RECEIVABLE, FEE_INCOME, Leg, ledger_post
-    from payments.models import JournalEntry
 
     late = (
         Installment.objects.filter(

@@ -29,6 +29,7 @@ from events.services import (
     events_record_many,
     events_relay_after_commit,
 )
+from ledger.models import JournalEntry
 from payments.ledger import (
     CUSTOMER_RECEIVABLE,
     FEE_INCOME,
@@ -38,7 +39,6 @@ from payments.ledger import (
     ledger_post,
     ledger_post_many,
 )
-from payments.models import JournalEntry
 
 logger = logging.getLogger(__name__)
 

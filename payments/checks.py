@@ -17,8 +17,8 @@ from django.db.models import DecimalField, F, Sum
 
 from bnpl.models import Installment, LateFee
 from config.money import to_money
+from ledger.models import LedgerCheckRun
 from payments.ledger import negative_credit_balances, receivable_by_plan, unbalanced_entries
-from payments.models import LedgerCheckRun
 
 MAX_LISTED = 20
 _MONEY = DecimalField(max_digits=14, decimal_places=2)

@@ -17,7 +17,7 @@ from django.core.management.color import no_style
 from django.db import connection, connections, router, transaction
 from django.db.models import Sum
 
-from payments.models import JournalEntry, LedgerAccount, Posting
+from ledger.models import JournalEntry, LedgerAccount, Posting
 
 CUSTOMER_RECEIVABLE = "customer_receivable"
 MERCHANT_PAYABLE = "merchant_payable"

@@ -19,6 +19,7 @@ from config.money import ZERO
 from config.problems import DomainError, FieldInvalid
 from events.models import Event
 from events.services import event_record
+from ledger.models import JournalEntry
 from payments.gateways import get_gateway
 from payments.ledger import (
     CUSTOMER_CREDIT,
@@ -28,7 +29,6 @@ from payments.ledger import (
     Leg,
     ledger_post,
 )
-from payments.models import JournalEntry
 from payments.services import payment_reservations
 from refunds.models import Refund, RefundEvent
 

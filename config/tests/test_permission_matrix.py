@@ -45,7 +45,8 @@ from bnpl.services import overdue_sweep, plan_create
 from config.signatures import signature_header
 from conftest import PiiCheckingClient
 from events.models import Event
-from payments.models import Payment, Posting
+from ledger.models import Posting
+from payments.models import Payment
 from payments.selectors import credit_transactions_for
 from payments.services import payment_collect
 from refunds.models import Refund
