@@ -726,8 +726,8 @@ class Books:
 
     def __init__(self, merchants: list[Actor], actors_: list[Actor]):
         from bnpl.models import Installment, LateFee, Plan
+        from ledger.accounts import CUSTOMER_RECEIVABLE
         from ledger.models import JournalEntry, Posting
-        from payments.ledger import CUSTOMER_RECEIVABLE
         from payments.models import IdempotencyKey, Payment
         from refunds.models import Refund
 

@@ -18,7 +18,7 @@ from django.db.models import DecimalField, F, Sum
 from bnpl.models import Installment, LateFee
 from config.money import to_money
 from ledger.models import LedgerCheckRun
-from payments.ledger import negative_credit_balances, receivable_by_plan, unbalanced_entries
+from ledger.selectors import negative_credit_balances, receivable_by_plan, unbalanced_entries
 
 MAX_LISTED = 20
 _MONEY = DecimalField(max_digits=14, decimal_places=2)

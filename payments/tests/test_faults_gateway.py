@@ -9,7 +9,7 @@ import pytest
 
 from bnpl.models import Installment
 from ledger.models import JournalEntry
-from payments.ledger import receivable_by_plan
+from ledger.selectors import receivable_by_plan
 from payments.models import Payment
 from payments.services import payments_reconcile
 from payments.tests.gateways import CardNetwork
