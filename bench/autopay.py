@@ -399,7 +399,7 @@ CHECKS_SQL = {
 
 def checks(target: int, published: int) -> dict[str, tuple[object, object]]:
     """What the run left behind: ``{check: (found, expected)}``."""
-    from payments.checks import ledger_check
+    from ledger.checks import ledger_check
 
     expected = {"installments PAID": target, "payments SUCCEEDED": target}
     found = {"customers published": (published, target)}

@@ -239,7 +239,7 @@ CHECKS_SQL = {
 
 def checks(past_due: int, debtors: int) -> dict[str, tuple[object, object]]:
     """What a sweep left behind: ``{check: (found, expected)}``."""
-    from payments.checks import ledger_check
+    from ledger.checks import ledger_check
 
     expected = {
         "installments OVERDUE": past_due,

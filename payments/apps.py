@@ -7,6 +7,9 @@ class PaymentsConfig(AppConfig):
 
     def ready(self) -> None:
         from accounts.profile import register_profile_field
+        from ledger.checks import register
         from ledger.selectors import credit_balances
+        from payments.checks import no_negative_credit_balance
 
         register_profile_field("credit_balance", lambda user: credit_balances(customer_id=user.pk))
+        register(no_negative_credit_balance)

@@ -16,8 +16,8 @@ from bnpl.models import Installment, LateFee, Plan, SweepRun
 from bnpl.services import installment_event_data, overdue_sweep, sweep_chunk
 from events.models import Event
 from ledger.accounts import CUSTOMER_RECEIVABLE, FEE_INCOME
+from ledger.checks import ledger_check
 from ledger.models import JournalEntry
-from payments.checks import ledger_check
 
 pytestmark = pytest.mark.django_db
 

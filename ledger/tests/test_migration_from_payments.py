@@ -4,8 +4,8 @@ A database is taken back to the schema before the move (payments at 0010, no led
 filled with plans, payments, entries, postings and a check run (through today's services,
 and through the models as they were then), and migrated forward: every row of the four
 tables is still there, the same, read through the ledger's models; the PostgreSQL guards
-still hold; ``check_ledger`` passes. The test database is migrated back to the latest state
-whatever happens.
+still hold; the daily beat job runs the ledger's task; ``check_ledger`` passes. The test
+database is migrated back to the latest state whatever happens.
 """
 
 from decimal import Decimal
@@ -15,6 +15,7 @@ from django.contrib.contenttypes.models import ContentType
 from django.core.management import call_command
 from django.db import DatabaseError, connection, transaction
 from django.db.migrations.executor import MigrationExecutor
+from django_celery_beat.models import PeriodicTask
 
 from ledger.models import JournalEntry, LedgerCheckRun, Posting
 from payments.services import payment_attempt
@@ -78,6 +79,11 @@ def test_the_books_keep_every_row_when_the_ledger_takes_them_over(make_plan, cus
         ]
     )
     old.get_model("payments", "LedgerCheckRun").objects.create(ok=True, breaches=[])
+    # The beat job as bnpl 0003 made it (a transactional test before this one may have emptied the table).
+    every_day, _ = old.get_model("django_celery_beat", "IntervalSchedule").objects.get_or_create(every=1, period="days")
+    old.get_model("django_celery_beat", "PeriodicTask").objects.update_or_create(
+        name="ledger-check-daily", defaults={"task": "payments.tasks.ledger_check_task", "interval": every_day}
+    )
     before = {table: _rows(table) for table in TABLES}
     assert all(before.values())
 
@@ -93,6 +99,7 @@ def test_the_books_keep_every_row_when_the_ledger_takes_them_over(make_plan, cus
         "REFUND_CREDIT",
     }
     assert ContentType.objects.get_for_model(JournalEntry).app_label == "ledger"
+    assert PeriodicTask.objects.get(name="ledger-check-daily").task == "ledger.tasks.ledger_check_task"
     # The guards stayed on the tables: an unbalanced entry is refused, a posting is never changed.
     assert _trigger_installed()
     with pytest.raises(DatabaseError), transaction.atomic(), connection.cursor() as cursor:

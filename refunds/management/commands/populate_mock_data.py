@@ -24,9 +24,9 @@ from accounts.services import user_register
 from bnpl.models import Installment, Plan
 from bnpl.schedule import build_schedule, business_today
 from bnpl.services import origination_legs, overdue_sweep, plan_create
+from ledger.checks import ledger_check
 from ledger.models import JournalEntry
 from ledger.services import ledger_post_many
-from payments.checks import ledger_check
 from payments.models import Payment
 from payments.services import PaymentDeclined, payment_collect
 from refunds.models import Refund

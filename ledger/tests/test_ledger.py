@@ -6,9 +6,9 @@ from django.db import IntegrityError, connection, transaction
 
 from bnpl.models import Installment
 from ledger.accounts import CUSTOMER_RECEIVABLE, FEE_INCOME
+from ledger.checks import ledger_check
 from ledger.models import AppendOnlyError, JournalEntry, LedgerCheckRun, Posting
 from ledger.services import Leg, UnbalancedEntry, ledger_post, ledger_post_many
-from payments.checks import ledger_check
 
 pytestmark = pytest.mark.django_db
 
