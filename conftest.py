@@ -287,7 +287,7 @@ def _ledger_holds_after_every_scenario(request):
         return
     request.getfixturevalue("db")  # set up first, so the check below runs before the rollback
     yield
-    from payments.checks import ledger_check
+    from ledger.checks import ledger_check
 
     report = ledger_check(record=False)
     assert report.ok, "ledger invariants broken after this test:\n" + "\n".join(report.breaches)

@@ -168,18 +168,29 @@ ORDER BY p.id, d.sequence;
 
 """
 # Each plan's origination entry, as bnpl.services.origination_legs posts it (the customer
-# owes the total, the merchant is owed it): appended to the seeds of the benchmarks.
+# owes the total, the merchant is owed it), written by the ledger's SQL (ledger.sql):
+# appended to the seeds of the benchmarks. ``{ledger_post}`` is filled in by origination_sql().
 ORIGINATION_SQL = """
-INSERT INTO payments_journalentry (kind, memo, plan_id, created_at)
-SELECT %(kind)s, 'Plan ' || p.id || ' originated', p.id, now() FROM bnpl_plan p ORDER BY p.id;
-
-INSERT INTO payments_posting (entry_id, account_id, amount, currency, plan_id, party_id)
-SELECT e.id, a.id, CASE WHEN a.code = %(receivable)s THEN p.total_amount ELSE -p.total_amount END, p.currency,
-       p.id, CASE WHEN a.code = %(receivable)s THEN p.customer_id ELSE p.merchant_id END
-FROM payments_journalentry e JOIN bnpl_plan p ON p.id = e.plan_id
-CROSS JOIN payments_ledgeraccount a WHERE a.code IN (%(receivable)s, %(payable)s)
-ORDER BY e.id, a.code;
+WITH entry AS (
+  SELECT p.id AS entry_key, %(kind)s AS kind, 'Plan ' || p.id || ' originated' AS memo, p.id AS plan_id,
+         now() AS created_at
+  FROM bnpl_plan p ORDER BY p.id
+), legs AS (
+  SELECT p.id AS entry_key, a.id AS account_id,
+         CASE WHEN a.code = %(receivable)s THEN p.total_amount ELSE -p.total_amount END AS amount, p.currency,
+         p.id AS plan_id, CASE WHEN a.code = %(receivable)s THEN p.customer_id ELSE p.merchant_id END AS party_id,
+         a.code AS leg_order
+  FROM bnpl_plan p CROSS JOIN payments_ledgeraccount a WHERE a.code IN (%(receivable)s, %(payable)s)
+), {ledger_post}
+SELECT count(*) FROM ledger_entries;
 """
+
+
+def origination_sql() -> str:
+    """ORIGINATION_SQL with the ledger's SQL that posts the entries (needs Django set up)."""
+    from ledger.sql import ledger_post_ctes
+
+    return ORIGINATION_SQL.replace("{ledger_post}", ledger_post_ctes(entries="entry", legs="legs"))
 
 
 def seed(customers: int, today) -> None:
@@ -191,8 +202,8 @@ def seed(customers: int, today) -> None:
 
     from bnpl.models import Plan
     from bnpl.schedule import due_dates
-    from payments.ledger import CUSTOMER_RECEIVABLE, MERCHANT_PAYABLE, ledger_accounts
-    from payments.models import JournalEntry
+    from ledger.accounts import CUSTOMER_RECEIVABLE, MERCHANT_PAYABLE, ledger_accounts
+    from ledger.models import JournalEntry
 
     frequency = Plan.Frequency.BIWEEKLY.value  # exact dates: the first one is today, whatever the month
     purchase = today - timedelta(weeks=2)
@@ -202,7 +213,7 @@ def seed(customers: int, today) -> None:
         ledger_accounts()
         with connection.cursor() as cursor:
             cursor.execute(
-                SEED_SQL + ORIGINATION_SQL,
+                SEED_SQL + origination_sql(),
                 {
                     "customers": customers,
                     "total": TOTAL,
@@ -388,7 +399,7 @@ CHECKS_SQL = {
 
 def checks(target: int, published: int) -> dict[str, tuple[object, object]]:
     """What the run left behind: ``{check: (found, expected)}``."""
-    from payments.checks import ledger_check
+    from ledger.checks import ledger_check
 
     expected = {"installments PAID": target, "payments SUCCEEDED": target}
     found = {"customers published": (published, target)}

@@ -19,8 +19,9 @@ from django.views.decorators.csrf import csrf_exempt
 
 from accounts.models import User
 from bnpl.models import Installment, Plan
-from payments.ledger import CUSTOMER_RECEIVABLE, GATEWAY_CLEARING, MERCHANT_PAYABLE, ledger_accounts
-from payments.models import JournalEntry, Payment, PaymentAllocation, Posting
+from ledger.accounts import CUSTOMER_RECEIVABLE, GATEWAY_CLEARING, MERCHANT_PAYABLE, ledger_accounts
+from ledger.models import JournalEntry, Posting
+from payments.models import Payment, PaymentAllocation
 
 _accounts: dict[str, int] = {}
 

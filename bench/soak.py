@@ -726,8 +726,9 @@ class Books:
 
     def __init__(self, merchants: list[Actor], actors_: list[Actor]):
         from bnpl.models import Installment, LateFee, Plan
-        from payments.ledger import CUSTOMER_RECEIVABLE
-        from payments.models import IdempotencyKey, JournalEntry, Payment, Posting
+        from ledger.accounts import CUSTOMER_RECEIVABLE
+        from ledger.models import JournalEntry, Posting
+        from payments.models import IdempotencyKey, Payment
         from refunds.models import Refund
 
         mine = Plan.objects.filter(merchant__user_id__in=[m.user_id for m in merchants]).select_related("customer")
@@ -861,7 +862,8 @@ class Reconciliation:
         """A 201 payment SUCCEEDED with the allocations answered and one entry; a 402 one is
         FAILED with the card's decline code and no entry; nothing else made a payment; every
         plan's installments and fees hold exactly what its successful payments paid."""
-        from payments.models import JournalEntry, Payment
+        from ledger.models import JournalEntry
+        from payments.models import Payment
 
         pays = self.originals(PAY_INSTALLMENT) + self.originals(PAY_PLAN)
         for call in pays:
@@ -930,7 +932,7 @@ class Reconciliation:
         """A 201 refund exists once, asked again it is the same one, a refused one left none;
         the webhook's decision is the refund's state, applied once when approved (installments
         lowered by exactly what was applied, the rest paid out or credited with one entry)."""
-        from payments.models import JournalEntry
+        from ledger.models import JournalEntry
         from refunds.models import Refund
 
         asked = self.originals(REFUNDS)

@@ -34,7 +34,6 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.autopay import (  # noqa: E402
-    ORIGINATION_SQL,
     add_run_arguments,
     admin,
     close_connections,
@@ -43,6 +42,7 @@ from bench.autopay import (  # noqa: E402
     database_name,
     error_lines,
     no_other_worker,
+    origination_sql,
     redis_client,
     scalar,
     setup_django,
@@ -100,8 +100,8 @@ def seed(rows: int, today) -> None:
     """The users, plans, installments and origination entries, set-based; vacuumed and analysed."""
     from django.db import connection, transaction
 
-    from payments.ledger import CUSTOMER_RECEIVABLE, MERCHANT_PAYABLE, ledger_accounts
-    from payments.models import JournalEntry
+    from ledger.accounts import CUSTOMER_RECEIVABLE, MERCHANT_PAYABLE, ledger_accounts
+    from ledger.models import JournalEntry
 
     plans = rows // 4
     customers = max(plans * 2 // 5, 1)
@@ -109,7 +109,7 @@ def seed(rows: int, today) -> None:
         ledger_accounts()
         with connection.cursor() as cursor:
             cursor.execute(
-                SEED_SQL + ORIGINATION_SQL,
+                SEED_SQL + origination_sql(),
                 {
                     "customers": customers,
                     "plans": plans,
@@ -183,8 +183,9 @@ def naive_loop(today, sample: int) -> tuple[float, int]:
     from bnpl.services import installment_event_data
     from events.models import Event
     from events.services import event_record
-    from payments.ledger import CUSTOMER_RECEIVABLE, FEE_INCOME, Leg, ledger_post
-    from payments.models import JournalEntry
+    from ledger.accounts import CUSTOMER_RECEIVABLE, FEE_INCOME
+    from ledger.models import JournalEntry
+    from ledger.services import Leg, ledger_post
 
     late = (
         Installment.objects.filter(
@@ -238,7 +239,7 @@ CHECKS_SQL = {
 
 def checks(past_due: int, debtors: int) -> dict[str, tuple[object, object]]:
     """What a sweep left behind: ``{check: (found, expected)}``."""
-    from payments.checks import ledger_check
+    from ledger.checks import ledger_check
 
     expected = {
         "installments OVERDUE": past_due,

@@ -64,7 +64,8 @@ def plan_figures(*, plans, today: date | None = None) -> dict:
 
 def merchant_dashboard(*, plans, today: date | None = None) -> dict:
     """The analytics dashboard for ``plans``: money in and out from the ledger, the rest from the plans."""
-    from payments.ledger import GATEWAY_CLEARING, MERCHANT_PAYABLE, posted_total
+    from ledger.accounts import GATEWAY_CLEARING, MERCHANT_PAYABLE
+    from ledger.selectors import posted_total
 
     return {
         "total_revenue": posted_total(kinds=["PAYMENT"], account=GATEWAY_CLEARING, plans=plans),

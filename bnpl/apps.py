@@ -4,3 +4,10 @@ from django.apps import AppConfig
 class BnplConfig(AppConfig):
     name = "bnpl"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from bnpl.checks import no_overpaid_installment, receivable_matches_plans
+        from ledger.checks import register
+
+        register(receivable_matches_plans)
+        register(no_overpaid_installment)

@@ -29,16 +29,10 @@ from events.services import (
     events_record_many,
     events_relay_after_commit,
 )
-from payments.ledger import (
-    CUSTOMER_RECEIVABLE,
-    FEE_INCOME,
-    MERCHANT_PAYABLE,
-    Leg,
-    ledger_account_ids,
-    ledger_post,
-    ledger_post_many,
-)
-from payments.models import JournalEntry
+from ledger.accounts import CUSTOMER_RECEIVABLE, FEE_INCOME, MERCHANT_PAYABLE, ledger_account_ids
+from ledger.models import JournalEntry
+from ledger.services import Leg, ledger_post, ledger_post_many
+from ledger.sql import ledger_post_ctes
 
 logger = logging.getLogger(__name__)
 
@@ -174,7 +168,8 @@ def _originate_orm(plan: Plan, schedule: list[tuple[int, Decimal, date]]) -> lis
     return installments
 
 
-# The same rows as _originate_orm() in one PostgreSQL statement (a test holds the two equal):
+# The same rows as _originate_orm() in one PostgreSQL statement (a test holds the two equal;
+# the entry and its postings are written by the ledger's SQL, ledger.sql):
 # plan creation is the API's hottest write, and composing its six statements through the
 # ORM cost more than PostgreSQL took to run them. The event's data is built in Python
 # (plan_event_data) with the plan's id filled in here; its delivery status is decided from
@@ -195,16 +190,16 @@ WITH plan AS (
   ORDER BY s.sequence
   RETURNING id, sequence
 ), entry AS (
-  INSERT INTO payments_journalentry (kind, memo, plan_id, created_at)
-  SELECT %(entry_kind)s, 'Plan ' || plan.id || ' originated', plan.id, %(now)s FROM plan
-  RETURNING id
-), postings AS (
-  INSERT INTO payments_posting (entry_id, account_id, amount, currency, plan_id, party_id)
-  SELECT entry.id, leg.account_id, leg.amount, %(currency)s, plan.id, leg.party_id
-  FROM entry, plan, (VALUES (%(receivable)s::bigint, %(total)s::numeric, %(customer)s::bigint),
-                            (%(payable)s::bigint, -%(total)s::numeric, %(merchant)s::bigint))
-       AS leg(account_id, amount, party_id)
-), event AS (
+  SELECT plan.id AS entry_key, %(entry_kind)s AS kind, 'Plan ' || plan.id || ' originated' AS memo,
+         plan.id AS plan_id, %(now)s::timestamptz AS created_at
+  FROM plan
+), legs AS (
+  SELECT plan.id AS entry_key, leg.account_id, leg.amount, %(currency)s::varchar AS currency, plan.id AS plan_id,
+         leg.party_id, leg.leg_order
+  FROM plan, (VALUES (%(receivable)s::bigint, %(total)s::numeric, %(customer)s::bigint, 1),
+                     (%(payable)s::bigint, -%(total)s::numeric, %(merchant)s::bigint, 2))
+       AS leg(account_id, amount, party_id, leg_order)
+), {ledger_post}, event AS (
   INSERT INTO events_event (public_id, merchant_id, type, data, created_at, delivery_status, attempts,
                             next_attempt_at, give_up_at)
   SELECT %(event_id)s, m.id, %(event_type)s, %(event_data)s::jsonb || jsonb_build_object('plan_id', plan.id),
@@ -214,7 +209,7 @@ WITH plan AS (
 )
 SELECT plan.id, (SELECT array_agg(id ORDER BY sequence) FROM installments), event.id, event.delivery_status
 FROM plan, event
-"""
+""".replace("{ledger_post}", ledger_post_ctes(entries="entry", legs="legs"))
 
 
 def _originate_pg(plan: Plan, schedule: list[tuple[int, Decimal, date]]) -> list[Installment]:
@@ -619,9 +614,8 @@ def late_fee_cap(total_amount: Decimal) -> Decimal:
 # then second fees, each by sequence): with ``room`` what the cap still allows and ``upto``
 # the running sum of prices, a fee is what its price adds to min(room, upto), so the fee
 # that meets the cap is cut to fit and those after it are not charged. The fees of a run
-# are one journal entry per currency (late_fees_charge() says why), whose id is drawn from
-# the entries' own sequence up front, so entry and postings are written from the same rows
-# with no join back.
+# are one journal entry per currency (late_fees_charge() says why), posted by the ledger's
+# own SQL (ledger.sql) from the rows of this statement; a test holds it equal to the ORM path.
 _LATE_FEES_PG_SQL = """
 WITH overdue AS MATERIALIZED (
   SELECT i.id, i.plan_id, i.sequence, i.overdue_since, p.customer_id, p.currency, p.total_amount
@@ -649,30 +643,22 @@ WITH overdue AS MATERIALIZED (
          LEAST(room, upto) - LEAST(room, upto - price) AS amount
   FROM priced WHERE LEAST(room, upto) - LEAST(room, upto - price) > 0
 ), currencies AS MATERIALIZED (
-  SELECT currency, count(*) AS fees, SUM(amount) AS amount,
-         nextval(pg_get_serial_sequence('payments_journalentry', 'id')) AS entry_id
+  SELECT currency AS entry_key, %(entry_kind)s AS kind, %(memo)s || ': ' || count(*) || ' in ' || currency AS memo,
+         NULL::bigint AS plan_id, %(now)s::timestamptz AS created_at, SUM(amount) AS amount
   FROM charged GROUP BY currency
 ), fees AS (
   INSERT INTO bnpl_latefee (installment_id, plan_id, kind, amount, amount_paid, status, waived_reason, created_at)
   SELECT installment_id, plan_id, kind, amount, 0, 'DUE', '', %(now)s FROM charged
   ORDER BY plan_id, kind_order, sequence
-), entries AS (
-  INSERT INTO payments_journalentry (id, kind, memo, plan_id, created_at)
-  SELECT entry_id, %(entry_kind)s, %(memo)s || ': ' || fees || ' in ' || currency, NULL, %(now)s FROM currencies
-), postings AS (
-  INSERT INTO payments_posting (entry_id, account_id, amount, currency, plan_id, party_id)
-  SELECT entry_id, account_id, amount, currency, plan_id, party_id FROM (
-    SELECT k.entry_id, %(receivable)s::bigint AS account_id, c.amount, c.currency, c.plan_id,
-           c.customer_id AS party_id, c.plan_id AS plan_order, c.kind_order, c.sequence
-    FROM charged c JOIN currencies k ON k.currency = c.currency
-    UNION ALL
-    SELECT entry_id, %(fee_income)s::bigint, -amount, currency, NULL, NULL, NULL, NULL, NULL FROM currencies
-  ) AS legs
-  ORDER BY entry_id, plan_order NULLS LAST, kind_order, sequence
-  RETURNING account_id
-)
-SELECT count(*) FILTER (WHERE account_id = %(receivable)s::bigint) FROM postings
-"""
+), legs AS (
+  SELECT currency AS entry_key, %(receivable)s::bigint AS account_id, amount, currency, plan_id,
+         customer_id AS party_id, row_number() OVER (ORDER BY plan_id, kind_order, sequence) AS leg_order
+  FROM charged
+  UNION ALL
+  SELECT entry_key, %(fee_income)s::bigint, -amount, entry_key, NULL, NULL, 9223372036854775807 FROM currencies
+), {ledger_post}
+SELECT count(*) FROM charged
+""".replace("{ledger_post}", ledger_post_ctes(entries="currencies", legs="legs"))
 
 
 def late_fees_charge(*, today: date, plans: tuple[int, int] | None = None, memo: str = "Late fees") -> int:

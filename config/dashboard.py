@@ -73,7 +73,7 @@ def _last_sweep() -> dict:
 
 
 def _last_ledger_check() -> dict:
-    from payments.models import LedgerCheckRun
+    from ledger.models import LedgerCheckRun
 
     run = LedgerCheckRun.objects.order_by("-id").first()
     if run is None:

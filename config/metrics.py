@@ -50,7 +50,8 @@ class BusinessCollector:
     def collect(self):
         from bnpl.models import Installment, Plan, SweepRun
         from events.models import Event
-        from payments.models import LedgerCheckRun, Payment
+        from ledger.models import LedgerCheckRun
+        from payments.models import Payment
         from refunds.models import Refund
 
         yield CounterMetricFamily("plans_created", "Plans created.", value=Plan.objects.count())

@@ -54,6 +54,7 @@ INSTALLED_APPS = [
     "django_celery_beat",
     "accounts",
     "events",
+    "ledger",
     "bnpl",
     "payments",
     "refunds",

@@ -4,8 +4,8 @@ from django.db.models import QuerySet
 
 from accounts.models import User
 from bnpl.selectors import plan_scope
-from payments.ledger import CUSTOMER_CREDIT
-from payments.models import Posting
+from ledger.accounts import CUSTOMER_CREDIT
+from ledger.models import Posting
 
 
 def credit_transactions_for(*, viewer: User) -> QuerySet[Posting]:

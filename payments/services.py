@@ -29,9 +29,12 @@ from config.problems import DomainError
 from events.models import Event, Notification
 from events.notifications import notifications_queue
 from events.services import event_record
+from ledger.accounts import CUSTOMER_CREDIT, CUSTOMER_RECEIVABLE, GATEWAY_CLEARING
+from ledger.models import JournalEntry
+from ledger.selectors import credit_balances
+from ledger.services import Leg, ledger_post
 from payments.gateways import FAILED, SUCCEEDED, ChargeResult, get_gateway
-from payments.ledger import CUSTOMER_CREDIT, CUSTOMER_RECEIVABLE, GATEWAY_CLEARING, Leg, credit_balances, ledger_post
-from payments.models import JournalEntry, Payment, PaymentAllocation
+from payments.models import Payment, PaymentAllocation
 
 logger = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ class RefundsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from payments.checks import register_check
+        from ledger.checks import register
         from refunds.checks import over_refunded_plans
 
-        register_check(over_refunded_plans)
+        register(over_refunded_plans)

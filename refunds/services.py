@@ -19,16 +19,10 @@ from config.money import ZERO
 from config.problems import DomainError, FieldInvalid
 from events.models import Event
 from events.services import event_record
+from ledger.accounts import CUSTOMER_CREDIT, CUSTOMER_RECEIVABLE, GATEWAY_CLEARING, MERCHANT_PAYABLE
+from ledger.models import JournalEntry
+from ledger.services import Leg, ledger_post
 from payments.gateways import get_gateway
-from payments.ledger import (
-    CUSTOMER_CREDIT,
-    CUSTOMER_RECEIVABLE,
-    GATEWAY_CLEARING,
-    MERCHANT_PAYABLE,
-    Leg,
-    ledger_post,
-)
-from payments.models import JournalEntry
 from payments.services import payment_reservations
 from refunds.models import Refund, RefundEvent
 

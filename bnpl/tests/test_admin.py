@@ -4,7 +4,7 @@ import pytest
 
 from bnpl.schedule import business_today
 from bnpl.services import overdue_sweep
-from payments.models import JournalEntry
+from ledger.models import JournalEntry
 
 pytestmark = pytest.mark.django_db
 
@@ -25,10 +25,10 @@ def books(make_plan):
         "/admin/bnpl/latefee/",
         "/admin/bnpl/reminder/",
         "/admin/bnpl/sweeprun/",
-        "/admin/payments/journalentry/?kind__exact=ORIGINATION",
-        "/admin/payments/posting/",
-        "/admin/payments/ledgeraccount/",
-        "/admin/payments/ledgercheckrun/",
+        "/admin/ledger/journalentry/?kind__exact=ORIGINATION",
+        "/admin/ledger/posting/",
+        "/admin/ledger/ledgeraccount/",
+        "/admin/ledger/ledgercheckrun/",
         "/admin/django_celery_beat/periodictask/",
         "/admin/payments/payment/",
         "/admin/payments/idempotencykey/",
@@ -50,9 +50,9 @@ def test_plan_page_shows_its_installments_read_only(operator_client, books):
 def test_ledger_rows_cannot_be_added_changed_or_deleted(operator_client, books):
     entry = JournalEntry.objects.first()
 
-    assert operator_client.get("/admin/payments/journalentry/add/").status_code == 403
-    assert operator_client.post(f"/admin/payments/journalentry/{entry.pk}/delete/", {"post": "yes"}).status_code == 403
-    assert operator_client.post(f"/admin/payments/journalentry/{entry.pk}/change/", {"memo": "x"}).status_code == 403
+    assert operator_client.get("/admin/ledger/journalentry/add/").status_code == 403
+    assert operator_client.post(f"/admin/ledger/journalentry/{entry.pk}/delete/", {"post": "yes"}).status_code == 403
+    assert operator_client.post(f"/admin/ledger/journalentry/{entry.pk}/change/", {"memo": "x"}).status_code == 403
     assert operator_client.get("/admin/bnpl/plan/add/").status_code == 403
 
 

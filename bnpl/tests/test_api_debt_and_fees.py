@@ -7,7 +7,7 @@ from accounts.tests.factories import MerchantFactory, UserFactory
 from bnpl.models import LateFee
 from bnpl.schedule import business_today
 from bnpl.services import overdue_sweep
-from payments.models import JournalEntry
+from ledger.models import JournalEntry
 
 pytestmark = pytest.mark.django_db
 

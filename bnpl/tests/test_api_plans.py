@@ -9,7 +9,7 @@ from accounts.tests.factories import MerchantFactory, UserFactory
 from bnpl.api.serializers import PlanOut, plan_out
 from bnpl.models import Installment, Plan
 from bnpl.selectors import plan_get_for, plan_list_for
-from payments.models import JournalEntry
+from ledger.models import JournalEntry
 
 pytestmark = pytest.mark.django_db
 

@@ -9,8 +9,8 @@ from bnpl.errors import CreditLimitExceeded, DebtUserForbidden
 from bnpl.models import Installment, Plan
 from bnpl.services import customer_outstanding, plan_create
 from config.problems import FieldInvalid
-from payments.ledger import CUSTOMER_RECEIVABLE, MERCHANT_PAYABLE
-from payments.models import JournalEntry, Posting
+from ledger.accounts import CUSTOMER_RECEIVABLE, MERCHANT_PAYABLE
+from ledger.models import JournalEntry, Posting
 
 pytestmark = pytest.mark.django_db
 

@@ -15,9 +15,9 @@ from accounts.tests.factories import UserFactory
 from bnpl.models import Installment, LateFee, Plan, SweepRun
 from bnpl.services import installment_event_data, overdue_sweep, sweep_chunk
 from events.models import Event
-from payments.checks import ledger_check
-from payments.ledger import CUSTOMER_RECEIVABLE, FEE_INCOME
-from payments.models import JournalEntry
+from ledger.accounts import CUSTOMER_RECEIVABLE, FEE_INCOME
+from ledger.checks import ledger_check
+from ledger.models import JournalEntry
 
 pytestmark = pytest.mark.django_db
 

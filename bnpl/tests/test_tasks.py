@@ -23,7 +23,7 @@ def test_beat_schedule_is_in_the_database():
     assert (sweep.interval.every, sweep.interval.period) == (5, "minutes")
     assert sweep.enabled
     assert tasks["reminders-daily"].crontab.hour == "9"
-    assert tasks["ledger-check-daily"].task == "payments.tasks.ledger_check_task"
+    assert tasks["ledger-check-daily"].task == "ledger.tasks.ledger_check_task"
     assert tasks["idempotency-keys-prune"].interval.period == "hours"
     assert tasks["autopay-daily"].task == "payments.tasks.autopay_run_task"
     assert (tasks["autopay-daily"].crontab.hour, tasks["autopay-daily"].crontab.timezone.key) == ("6", "Asia/Tashkent")

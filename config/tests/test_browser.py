@@ -21,7 +21,7 @@ from django.test.testcases import LiveServerThread
 
 from accounts.tests.factories import MerchantFactory, OperatorFactory
 from bnpl.services import overdue_sweep
-from payments.checks import ledger_check
+from ledger.checks import ledger_check
 from refunds.models import Refund
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -16,7 +16,8 @@ from bnpl.models import Installment, Plan
 from config.parsers import invalid_text_paths
 from config.signatures import signature_header
 from conftest import PiiCheckingClient, client_for
-from payments.models import JournalEntry, Payment
+from ledger.models import JournalEntry
+from payments.models import Payment
 from refunds.models import Refund
 from refunds.services import refund_request
 

@@ -15,8 +15,9 @@ from accounts.tests.factories import MerchantFactory, UserFactory
 from bnpl.models import Plan
 from config.signatures import signature_header
 from config.tests.faults import Answer, Launcher, PgProxy, PrivateRedis, Service, require_redis_server, service_env
-from payments.checks import ledger_check
-from payments.models import IdempotencyKey, JournalEntry, Payment
+from ledger.checks import ledger_check
+from ledger.models import JournalEntry
+from payments.models import IdempotencyKey, Payment
 from payments.tests.gateways import CardNetwork
 from refunds.services import refund_request
 

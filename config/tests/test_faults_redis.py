@@ -16,7 +16,8 @@ from config.celery import BROKER_BACKOFF_SECONDS
 from config.signatures import signature_header
 from config.tests.faults import Service, service_env, wait_for
 from events.models import Event
-from payments.models import JournalEntry, Payment
+from ledger.models import JournalEntry
+from payments.models import Payment
 from refunds.models import Refund, RefundEvent
 from refunds.services import refund_request
 

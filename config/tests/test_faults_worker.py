@@ -13,7 +13,8 @@ from accounts.tests.factories import MerchantFactory, UserFactory
 from bnpl.models import Installment
 from bnpl.schedule import business_today
 from config.tests.faults import RowLock, publish, service_env, wait_for
-from payments.models import JournalEntry, Payment
+from ledger.models import JournalEntry
+from payments.models import Payment
 from payments.services import payments_reconcile
 from payments.tasks import autopay_chunk_task
 from payments.tests.gateways import CardNetwork

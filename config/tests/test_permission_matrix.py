@@ -45,7 +45,8 @@ from bnpl.services import overdue_sweep, plan_create
 from config.signatures import signature_header
 from conftest import PiiCheckingClient
 from events.models import Event
-from payments.models import Payment, Posting
+from ledger.models import Posting
+from payments.models import Payment
 from payments.selectors import credit_transactions_for
 from payments.services import payment_collect
 from refunds.models import Refund
@@ -199,7 +200,7 @@ def _ledger_holds_after_every_scenario(request):
         return
     request.getfixturevalue("db")
     yield
-    from payments.checks import ledger_check
+    from ledger.checks import ledger_check
 
     report = ledger_check(record=False)
     assert report.ok, "ledger invariants broken after this test:\n" + "\n".join(report.breaches)

@@ -5,7 +5,8 @@ from rest_framework import serializers
 
 from config.money import MoneyField
 from config.serializers import StrictSerializer
-from payments.models import JournalEntry, Payment
+from ledger.models import JournalEntry
+from payments.models import Payment
 
 AMOUNT = {"max_digits": 12, "decimal_places": 2}
 

@@ -9,7 +9,8 @@ from bnpl.models import Installment, LateFee, Plan
 from bnpl.schedule import business_today
 from bnpl.services import overdue_sweep
 from config.tests.faults import inject
-from payments.models import JournalEntry, Payment, Posting
+from ledger.models import JournalEntry, Posting
+from payments.models import Payment
 
 pytestmark = pytest.mark.django_db
 

@@ -11,7 +11,7 @@ from bnpl.schedule import business_today
 from bnpl.services import overdue_sweep
 from bnpl.tests.test_concurrency import run_at_once, sweep_held_open
 from conftest import client_for
-from payments.checks import ledger_check
+from ledger.checks import ledger_check
 from payments.models import Payment
 from payments.services import payment_collect
 

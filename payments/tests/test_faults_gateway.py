@@ -8,8 +8,9 @@ from decimal import Decimal
 import pytest
 
 from bnpl.models import Installment
-from payments.ledger import receivable_by_plan
-from payments.models import JournalEntry, Payment
+from ledger.models import JournalEntry
+from ledger.selectors import receivable_by_plan
+from payments.models import Payment
 from payments.services import payments_reconcile
 from payments.tests.gateways import CardNetwork
 

@@ -6,7 +6,7 @@ import pytest
 from django.test import Client
 
 from accounts.tests.factories import MerchantFactory
-from payments.models import JournalEntry
+from ledger.models import JournalEntry
 from refunds.models import Refund
 from refunds.services import refund_request, refund_status_apply
 from refunds.tasks import refund_status_apply_task

@@ -9,9 +9,12 @@ from django.db import connections
 from accounts.tests.factories import MerchantFactory, UserFactory
 from bnpl.tests.test_concurrency import run_at_once
 from conftest import client_for
-from payments.checks import ledger_check
-from payments.ledger import CUSTOMER_CREDIT, GATEWAY_CLEARING, Leg, credit_balances, ledger_post
-from payments.models import JournalEntry, Payment
+from ledger.accounts import CUSTOMER_CREDIT, GATEWAY_CLEARING
+from ledger.checks import ledger_check
+from ledger.models import JournalEntry
+from ledger.selectors import credit_balances
+from ledger.services import Leg, ledger_post
+from payments.models import Payment
 from payments.tests.gateways import RecordingGateway
 from refunds.models import Refund
 

@@ -15,8 +15,8 @@ from bnpl.schedule import business_today
 from bnpl.tests.test_concurrency import run_at_once, sweep_held_open
 from config.celery import app
 from conftest import broker_unreachable, client_for
-from payments.checks import ledger_check
-from payments.models import JournalEntry
+from ledger.checks import ledger_check
+from ledger.models import JournalEntry
 from refunds.models import Refund
 from refunds.services import RefundExceedsPlan, refund_request, refund_status_apply
 

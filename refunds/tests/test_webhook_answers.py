@@ -6,7 +6,7 @@ import pytest
 
 from accounts.tests.factories import MerchantFactory
 from config.celery import app
-from payments.models import JournalEntry
+from ledger.models import JournalEntry
 from refunds.models import Refund
 from refunds.services import WEBHOOK_STATUSES, refund_request, refund_status_apply
 

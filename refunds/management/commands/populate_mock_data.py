@@ -24,9 +24,10 @@ from accounts.services import user_register
 from bnpl.models import Installment, Plan
 from bnpl.schedule import build_schedule, business_today
 from bnpl.services import origination_legs, overdue_sweep, plan_create
-from payments.checks import ledger_check
-from payments.ledger import ledger_post_many
-from payments.models import JournalEntry, Payment
+from ledger.checks import ledger_check
+from ledger.models import JournalEntry
+from ledger.services import ledger_post_many
+from payments.models import Payment
 from payments.services import PaymentDeclined, payment_collect
 from refunds.models import Refund
 from refunds.services import refund_request, refund_status_apply

@@ -5,9 +5,10 @@ from django.core.management import call_command
 from django.db import IntegrityError, connection, transaction
 
 from bnpl.models import Installment
-from payments.checks import ledger_check
-from payments.ledger import CUSTOMER_RECEIVABLE, FEE_INCOME, Leg, UnbalancedEntry, ledger_post, ledger_post_many
-from payments.models import AppendOnlyError, JournalEntry, LedgerCheckRun, Posting
+from ledger.accounts import CUSTOMER_RECEIVABLE, FEE_INCOME
+from ledger.checks import ledger_check
+from ledger.models import AppendOnlyError, JournalEntry, LedgerCheckRun, Posting
+from ledger.services import Leg, UnbalancedEntry, ledger_post, ledger_post_many
 
 pytestmark = pytest.mark.django_db
 

@@ -2,7 +2,7 @@
 
 from django.core.management.base import BaseCommand
 
-from payments.checks import ledger_check
+from ledger.checks import ledger_check
 
 
 class Command(BaseCommand):

@@ -1,0 +1,62 @@
+"""The bnpl part of the ledger invariants (DESIGN §3), registered with the ledger's runner:
+
+2. for every plan, the customer-receivable balance equals the unpaid remainder of its
+   installments plus its late fees still due;
+3. no installment is paid above its amount due.
+"""
+
+from collections import defaultdict
+from decimal import Decimal
+
+from django.db.models import DecimalField, F, Sum
+
+from bnpl.models import Installment, LateFee
+from config.money import to_money
+from ledger.checks import MAX_LISTED, LedgerReport
+from ledger.selectors import receivable_by_plan
+
+_MONEY = DecimalField(max_digits=14, decimal_places=2)
+
+
+def _expected_receivable() -> dict[int, Decimal]:
+    expected: dict[int, Decimal] = defaultdict(Decimal)
+    for plan_id, remaining in (
+        Installment.objects.values("plan_id")
+        .annotate(remaining=Sum(F("amount_due") - F("amount_paid"), output_field=_MONEY))
+        .values_list("plan_id", "remaining")
+    ):
+        expected[plan_id] += remaining
+    for plan_id, due in (
+        LateFee.objects.filter(status=LateFee.Status.DUE)
+        .values("plan_id")
+        .annotate(due=Sum(F("amount") - F("amount_paid"), output_field=_MONEY))
+        .values_list("plan_id", "due")
+    ):
+        expected[plan_id] += due
+    return expected
+
+
+def receivable_matches_plans(report: LedgerReport) -> list[str]:
+    """Invariant 2; counts the plans checked."""
+    booked = receivable_by_plan()
+    expected = _expected_receivable()
+    report.plans_checked = len(expected.keys() | booked.keys())
+    mismatched = sorted(
+        plan_id
+        for plan_id in expected.keys() | booked.keys()
+        if booked.get(plan_id, Decimal(0)) != expected.get(plan_id, Decimal(0))
+    )
+    breaches = [
+        f"plan {plan_id}: receivable in the ledger {to_money(booked.get(plan_id, 0))} "
+        f"!= unpaid installments and fees {to_money(expected.get(plan_id, 0))}"
+        for plan_id in mismatched[:MAX_LISTED]
+    ]
+    if len(mismatched) > MAX_LISTED:
+        breaches.append(f"... and {len(mismatched) - MAX_LISTED} more plans whose receivable does not match")
+    return breaches
+
+
+def no_overpaid_installment(report: LedgerReport) -> list[str]:
+    """Invariant 3 (installments)."""
+    overpaid = Installment.objects.filter(amount_paid__gt=F("amount_due")).values_list("id", flat=True)
+    return [f"installment {pk} is paid above its amount due" for pk in overpaid[:MAX_LISTED]]

@@ -1,0 +1,61 @@
+"""Read queries on the books: balances and the rows the invariant checks look for."""
+
+from decimal import Decimal
+
+from django.db.models import Sum
+
+from ledger.accounts import CUSTOMER_CREDIT, CUSTOMER_RECEIVABLE
+from ledger.models import Posting
+
+
+def unbalanced_entries(limit: int = 20) -> list[dict]:
+    """Invariant 1: entries whose postings do not sum to zero in some currency."""
+    rows = (
+        Posting.objects.values("entry_id", "currency")
+        .annotate(total=Sum("amount"))
+        .exclude(total=0)
+        .order_by("entry_id")[:limit]
+    )
+    return list(rows)
+
+
+def receivable_by_plan() -> dict[int, Decimal]:
+    """The customer-receivable balance of every plan that has postings."""
+    rows = (
+        Posting.objects.filter(account__code=CUSTOMER_RECEIVABLE, plan_id__isnull=False)
+        .values("plan_id")
+        .annotate(total=Sum("amount"))
+    )
+    return {row["plan_id"]: row["total"] for row in rows}
+
+
+def credit_balances(*, customer_id: int) -> dict[str, Decimal]:
+    """A customer's credit balance per currency (what the platform holds for them), from
+    the ledger: the credit account is a liability, so the balance is minus its postings."""
+    rows = (
+        Posting.objects.filter(account__code=CUSTOMER_CREDIT, party_id=customer_id)
+        .values("currency")
+        .annotate(total=Sum("amount"))
+        .order_by("currency")
+    )
+    return {row["currency"]: (-row["total"]).quantize(Decimal("0.01")) for row in rows if row["total"]}
+
+
+def negative_credit_balances(limit: int = 20) -> list[dict]:
+    """Customers whose credit balance is below zero in some currency (spent more than held)."""
+    rows = (
+        Posting.objects.filter(account__code=CUSTOMER_CREDIT)
+        .values("party_id", "currency")
+        .annotate(total=Sum("amount"))
+        .filter(total__gt=0)
+        .order_by("party_id")[:limit]
+    )
+    return list(rows)
+
+
+def posted_total(*, kinds: list[str], account: str, plans) -> Decimal:
+    """Sum of the postings to ``account`` in entries of ``kinds`` for the ``plans`` queryset."""
+    total = Posting.objects.filter(entry__kind__in=kinds, account__code=account, plan__in=plans).aggregate(
+        total=Sum("amount")
+    )["total"]
+    return (total or Decimal("0")).quantize(Decimal("0.01"))
