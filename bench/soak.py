@@ -452,7 +452,7 @@ class Traffic:
         at: int | None = None,
         raw: bytes | None = None,
     ) -> Call:
-        from config.signatures import signature_header
+        from core.signatures import signature_header
 
         body = raw if raw is not None else json.dumps(payload).encode()
         signature = signature_header(merchant.secret if secret is None else secret, at or int(time.time()), body)

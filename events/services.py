@@ -26,7 +26,7 @@ from django.utils import timezone
 
 from accounts.models import User
 from config.celery import app, enqueue, enqueue_many
-from config.signatures import signature_header
+from core.signatures import signature_header
 from events.models import Event, EventDelivery
 
 logger = logging.getLogger(__name__)

@@ -21,7 +21,7 @@ from accounts.models import User
 from bnpl.models import Installment, Plan
 from bnpl.schedule import business_today
 from config.celery import BrokerUnavailable, app, enqueue_many
-from config.problems import DomainError
+from core.problems import DomainError
 from payments.models import Payment
 from payments.services import OPEN, payment_attempt
 

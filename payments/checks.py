@@ -16,7 +16,7 @@ from decimal import Decimal
 from django.db.models import DecimalField, F, Sum
 
 from bnpl.models import Installment, LateFee
-from config.money import to_money
+from core.money import to_money
 from payments.ledger import negative_credit_balances, receivable_by_plan, unbalanced_entries
 from payments.models import LedgerCheckRun
 

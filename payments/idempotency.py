@@ -27,7 +27,7 @@ from django.utils import timezone
 from drf_spectacular.utils import OpenApiParameter
 from rest_framework.renderers import JSONRenderer
 
-from config.problems import DATABASE_UNAVAILABLE, DomainError, FieldInvalid
+from core.problems import DATABASE_UNAVAILABLE, DomainError, FieldInvalid
 from payments.models import IdempotencyKey
 
 HEADER = "Idempotency-Key"

@@ -2,7 +2,7 @@
 
 from django.db.models import F, Sum
 
-from config.money import to_money
+from core.money import to_money
 from refunds.models import Refund
 
 

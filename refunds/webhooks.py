@@ -35,11 +35,11 @@ from rest_framework.views import APIView
 
 from accounts.models import USER_ID_REGEX, User
 from config.celery import app, enqueue
-from config.parsers import json_loads
-from config.problems import PROBLEM_CONTENT_TYPE, problem_response, validation_problem
-from config.schema import ProblemSerializer, problems
-from config.serializers import StrictSerializer
-from config.signatures import signature_problem
+from core.parsers import json_loads
+from core.problems import PROBLEM_CONTENT_TYPE, problem_response, validation_problem
+from core.schema import ProblemSerializer, problems
+from core.serializers import StrictSerializer
+from core.signatures import signature_problem
 from refunds.models import Refund
 from refunds.services import WEBHOOK_STATUSES, RefundExceedsPlan, refund_status_can_apply, refund_status_change
 from refunds.tasks import refund_status_apply_task

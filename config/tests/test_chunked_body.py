@@ -16,8 +16,8 @@ from rest_framework_simplejwt.tokens import RefreshToken
 
 from accounts.tests.factories import MerchantFactory
 from bnpl.models import Installment
-from config.signatures import signature_header
 from config.tests.faults import Launcher, service_env
+from core.signatures import signature_header
 from payments.models import Payment
 from refunds.models import Refund
 from refunds.services import refund_request

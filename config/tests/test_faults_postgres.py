@@ -13,8 +13,8 @@ from rest_framework_simplejwt.tokens import RefreshToken
 
 from accounts.tests.factories import MerchantFactory, UserFactory
 from bnpl.models import Plan
-from config.signatures import signature_header
 from config.tests.faults import Answer, Launcher, PgProxy, PrivateRedis, Service, require_redis_server, service_env
+from core.signatures import signature_header
 from payments.checks import ledger_check
 from payments.models import IdempotencyKey, JournalEntry, Payment
 from payments.tests.gateways import CardNetwork

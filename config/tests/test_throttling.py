@@ -13,7 +13,7 @@ from rest_framework_simplejwt.tokens import RefreshToken
 
 from accounts.tests.factories import DEFAULT_PASSWORD, MerchantFactory, UserFactory
 from config import throttling
-from config.tests.test_problems import problem
+from core.tests.test_problems import problem
 
 pytestmark = pytest.mark.django_db
 

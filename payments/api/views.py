@@ -12,7 +12,7 @@ from accounts.authentication import RARELY_NEEDED
 from accounts.models import User
 from accounts.permissions import HasRole
 from bnpl.selectors import installment_list_for, plan_list_for, plan_scope
-from config.schema import list_retrieve_schema, problems
+from core.schema import list_retrieve_schema, problems
 from payments.api.serializers import CreditTransactionOut, InstallmentPayIn, PaymentOut, PlanPayIn
 from payments.idempotency import IDEMPOTENCY_PARAMETER, idempotency_gateway_key, idempotent
 from payments.models import Payment, Posting
