@@ -103,7 +103,7 @@ ACTIONS = (
 REPLAY_SHARE, REUSE_SHARE, REPEAT_SHARE = 0.10, 0.03, 0.10
 FIRST_AGE_DAYS, LATER_AGE_DAYS = 35, 8  # past a monthly due date; past the second fee's 7 days
 WRONG_SECRET = "whsec_not_the_merchants"  # noqa: S105 - a signature that must be refused  # nosec B105
-NOT_STORED = {400, 401, 403, 404, 405, 413, 415}  # answers payments.idempotency keeps no key for
+NOT_STORED = {400, 401, 403, 404, 405, 413, 415}  # answers core.idempotency keeps no key for
 
 
 def parse_args() -> argparse.Namespace:
@@ -726,8 +726,9 @@ class Books:
 
     def __init__(self, merchants: list[Actor], actors_: list[Actor]):
         from bnpl.models import Installment, LateFee, Plan
+        from core.models import IdempotencyKey
         from payments.ledger import CUSTOMER_RECEIVABLE
-        from payments.models import IdempotencyKey, JournalEntry, Payment, Posting
+        from payments.models import JournalEntry, Payment, Posting
         from refunds.models import Refund
 
         mine = Plan.objects.filter(merchant__user_id__in=[m.user_id for m in merchants]).select_related("customer")
@@ -1031,7 +1032,7 @@ class Reconciliation:
     def keys(self, books: Books) -> None:
         """Each Idempotency-Key is kept with its answer, or not kept when the request was refused
         before doing anything."""
-        from payments.models import IdempotencyKey
+        from core.models import IdempotencyKey
 
         for call in self.calls:
             if call.kind not in ("ok", "repeat") or call.key is None or call.actor is None or call.status == 0:

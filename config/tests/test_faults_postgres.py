@@ -14,9 +14,10 @@ from rest_framework_simplejwt.tokens import RefreshToken
 from accounts.tests.factories import MerchantFactory, UserFactory
 from bnpl.models import Plan
 from config.tests.faults import Answer, Launcher, PgProxy, PrivateRedis, Service, require_redis_server, service_env
+from core.models import IdempotencyKey
 from core.signatures import signature_header
 from payments.checks import ledger_check
-from payments.models import IdempotencyKey, JournalEntry, Payment
+from payments.models import JournalEntry, Payment
 from payments.tests.gateways import CardNetwork
 from refunds.services import refund_request
 

@@ -12,9 +12,9 @@ from accounts.authentication import RARELY_NEEDED
 from accounts.models import User
 from accounts.permissions import HasRole
 from bnpl.selectors import installment_list_for, plan_list_for, plan_scope
+from core.idempotency import IDEMPOTENCY_PARAMETER, idempotency_gateway_key, idempotent
 from core.schema import list_retrieve_schema, problems
 from payments.api.serializers import CreditTransactionOut, InstallmentPayIn, PaymentOut, PlanPayIn
-from payments.idempotency import IDEMPOTENCY_PARAMETER, idempotency_gateway_key, idempotent
 from payments.models import Payment, Posting
 from payments.selectors import credit_transactions_for
 from payments.services import payment_collect
