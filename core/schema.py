@@ -108,7 +108,7 @@ def list_retrieve_schema(*, name: str, plural: str, serializer, example: dict):
 
 
 def add_throttled_responses(result: dict, generator, request, public) -> dict:
-    """Postprocessing hook: every operation may answer 429 (config/throttling.py throttles
+    """Postprocessing hook: every operation may answer 429 (core/throttling.py throttles
     every API view), documented once here rather than in each view's ``responses``."""
     throttled = {
         "description": _DESCRIPTIONS[429],

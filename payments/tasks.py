@@ -3,7 +3,7 @@
 from celery import shared_task
 from django.db import OperationalError
 
-from config.celery import BrokerUnavailable
+from core.tasks import BrokerUnavailable
 
 
 @shared_task(bind=True, acks_late=True, autoretry_for=(OperationalError,), retry_backoff=True, max_retries=5)

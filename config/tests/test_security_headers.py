@@ -11,7 +11,7 @@ from django.urls import reverse
 from bnpl.schedule import business_today
 from bnpl.services import overdue_sweep
 from config.docs import RedocView
-from config.middleware import DATA_CSP, page_csp
+from core.middleware import DATA_CSP, page_csp
 
 pytestmark = pytest.mark.django_db
 

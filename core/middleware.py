@@ -12,7 +12,7 @@ from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils.functional import SimpleLazyObject, empty
 
-from config.logging import request_id_var
+from core.logging import request_id_var
 from core.problems import (
     DATABASE_RETRY_AFTER,
     DATABASE_UNAVAILABLE,
