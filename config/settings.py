@@ -58,10 +58,11 @@ INSTALLED_APPS = [
     "bnpl",
     "payments",
     "refunds",
+    "ops",
 ]
 
 MIDDLEWARE = [
-    "config.metrics.MetricsMiddleware",
+    "ops.metrics.MetricsMiddleware",
     "core.middleware.RequestIdMiddleware",
     # The security headers sit above every middleware that answers by itself (problem details
     # for unrouted URLs, 413, static files), so that every answer carries them.
