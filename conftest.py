@@ -36,7 +36,7 @@ def pytest_configure(config):
     # Like Django's locmem email backend in tests: SMS land in a list, not on the console.
     settings.BNPL_SMS_BACKEND = "events.sms.LocmemSmsBackend"
     # Rate limits stay on, counted on every request, but far above what any test sends from
-    # one address in a minute; config/tests/test_throttling.py lowers them to test them.
+    # one address in a minute; core/tests/test_throttling.py lowers them to test them.
     settings.BNPL_THROTTLE_RATES = dict.fromkeys(settings.BNPL_THROTTLE_RATES, "100000/min")
     # CI must run against the real servers; a silent fallback to SQLite would hide the
     # PostgreSQL-only tests.

@@ -1,6 +1,6 @@
 """Domain errors of accounts, each with its HTTP status and stable code."""
 
-from config.problems import DomainError
+from core.problems import DomainError
 
 
 class UsernameTaken(DomainError):

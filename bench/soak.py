@@ -103,7 +103,7 @@ ACTIONS = (
 REPLAY_SHARE, REUSE_SHARE, REPEAT_SHARE = 0.10, 0.03, 0.10
 FIRST_AGE_DAYS, LATER_AGE_DAYS = 35, 8  # past a monthly due date; past the second fee's 7 days
 WRONG_SECRET = "whsec_not_the_merchants"  # noqa: S105 - a signature that must be refused  # nosec B105
-NOT_STORED = {400, 401, 403, 404, 405, 413, 415}  # answers payments.idempotency keeps no key for
+NOT_STORED = {400, 401, 403, 404, 405, 413, 415}  # answers core.idempotency keeps no key for
 
 
 def parse_args() -> argparse.Namespace:
@@ -452,7 +452,7 @@ class Traffic:
         at: int | None = None,
         raw: bytes | None = None,
     ) -> Call:
-        from config.signatures import signature_header
+        from core.signatures import signature_header
 
         body = raw if raw is not None else json.dumps(payload).encode()
         signature = signature_header(merchant.secret if secret is None else secret, at or int(time.time()), body)
@@ -726,9 +726,10 @@ class Books:
 
     def __init__(self, merchants: list[Actor], actors_: list[Actor]):
         from bnpl.models import Installment, LateFee, Plan
+        from core.models import IdempotencyKey
         from ledger.accounts import CUSTOMER_RECEIVABLE
         from ledger.models import JournalEntry, Posting
-        from payments.models import IdempotencyKey, Payment
+        from payments.models import Payment
         from refunds.models import Refund
 
         mine = Plan.objects.filter(merchant__user_id__in=[m.user_id for m in merchants]).select_related("customer")
@@ -1033,7 +1034,7 @@ class Reconciliation:
     def keys(self, books: Books) -> None:
         """Each Idempotency-Key is kept with its answer, or not kept when the request was refused
         before doing anything."""
-        from payments.models import IdempotencyKey
+        from core.models import IdempotencyKey
 
         for call in self.calls:
             if call.kind not in ("ok", "repeat") or call.key is None or call.actor is None or call.status == 0:

@@ -10,7 +10,7 @@ from bnpl.errors import LateFeeNotWaivable
 from bnpl.models import Installment, LateFee, Plan, Reminder, SweepChunk, SweepRun
 from bnpl.schedule import business_today, days_past_due_bucket
 from bnpl.services import late_fee_waive, overdue_sweep
-from config.admin import ReadOnlyAdmin, ReadOnlyInline
+from core.admin import ReadOnlyAdmin, ReadOnlyInline
 
 
 class InstallmentInline(ReadOnlyInline):

@@ -12,7 +12,7 @@ from django.db.models.functions import Coalesce
 
 from bnpl.models import Installment, LateFee, Plan
 from bnpl.schedule import business_today, days_past_due_bucket
-from config.money import ZERO, to_money
+from core.money import ZERO, to_money
 
 _MONEY = DecimalField(max_digits=14, decimal_places=2)
 

@@ -11,7 +11,7 @@ from decimal import Decimal
 from django.db.models import DecimalField, F, Sum
 
 from bnpl.models import Installment, LateFee
-from config.money import to_money
+from core.money import to_money
 from ledger.checks import MAX_LISTED, LedgerReport
 from ledger.selectors import receivable_by_plan
 

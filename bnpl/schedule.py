@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo
 from django.conf import settings
 from django.utils import timezone
 
-from config.money import split_amount
+from core.money import split_amount
 
 WEEKLY, BIWEEKLY, MONTHLY = "WEEKLY", "BIWEEKLY", "MONTHLY"
 

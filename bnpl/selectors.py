@@ -10,7 +10,7 @@ from django.db.models import Prefetch, Q, QuerySet
 from accounts.models import User
 from bnpl.models import Installment, LateFee, Plan
 from bnpl.schedule import business_today, days_past_due_bucket
-from config.money import ZERO, to_money
+from core.money import ZERO, to_money
 
 BUCKETS = ("1-30", "31-60", "61-90", "90+")
 OPEN_STATUSES = (Installment.Status.UPCOMING, Installment.Status.OVERDUE)

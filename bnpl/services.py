@@ -18,9 +18,9 @@ from bnpl.errors import CreditLimitExceeded, DebtUserForbidden, LateFeeNotWaivab
 from bnpl.models import Installment, LateFee, Plan, Reminder, SweepChunk, SweepRun
 from bnpl.schedule import build_schedule, business_today
 from bnpl.selectors import OPEN_STATUSES, customer_owed, plan_get_for_update, plan_installments_loaded
-from config.celery import enqueue_many
-from config.money import ZERO, floor_money, to_money
-from config.problems import FieldInvalid
+from core.money import ZERO, floor_money, to_money
+from core.problems import FieldInvalid
+from core.tasks import enqueue_many
 from events.models import Event, Notification, generate_event_id
 from events.notifications import notifications_queue, notifications_send
 from events.services import (

@@ -52,26 +52,28 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "django_celery_beat",
+    "core",
     "accounts",
     "events",
     "ledger",
     "bnpl",
     "payments",
     "refunds",
+    "ops",
 ]
 
 MIDDLEWARE = [
-    "config.metrics.MetricsMiddleware",
-    "config.middleware.RequestIdMiddleware",
+    "ops.metrics.MetricsMiddleware",
+    "core.middleware.RequestIdMiddleware",
     # The security headers sit above every middleware that answers by itself (problem details
     # for unrouted URLs, 413, static files), so that every answer carries them.
     "django.middleware.security.SecurityMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
-    "config.middleware.ContentSecurityPolicyMiddleware",
-    "config.middleware.ProblemDetailsMiddleware",
+    "core.middleware.ContentSecurityPolicyMiddleware",
+    "core.middleware.ProblemDetailsMiddleware",
     # Before the size limit: a chunked body gets its Content-Length here, which the limit checks.
-    "config.middleware.ChunkedBodyMiddleware",
-    "config.middleware.BodySizeLimitMiddleware",
+    "core.middleware.ChunkedBodyMiddleware",
+    "core.middleware.BodySizeLimitMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -291,7 +293,7 @@ METRICS_TOKEN = config("METRICS_TOKEN", default="")
 MAX_REQUEST_BODY_BYTES = config("MAX_REQUEST_BODY_BYTES", default=1024 * 1024, cast=int)
 DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_REQUEST_BODY_BYTES
 
-# --- Rate limits (config/throttling.py) -------------------------------------------------
+# --- Rate limits (core/throttling.py) ---------------------------------------------------
 # "N/s", "N/min", "N/hour" or "N/day"; "off" for no limit. Counted in the default cache.
 BNPL_THROTTLE_RATES = {
     # Each authenticated user: far above an app's or a merchant integration's usual pace;
@@ -320,16 +322,16 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
-    "DEFAULT_PARSER_CLASSES": ["config.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["core.parsers.JSONParser"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_FILTER_BACKENDS": ["config.filters.ListFilterBackend"],
-    "DEFAULT_PAGINATION_CLASS": "config.pagination.PagePagination",
+    "DEFAULT_FILTER_BACKENDS": ["core.filters.ListFilterBackend"],
+    "DEFAULT_PAGINATION_CLASS": "core.pagination.PagePagination",
     "PAGE_SIZE": 20,
-    "EXCEPTION_HANDLER": "config.problems.exception_handler",
+    "EXCEPTION_HANDLER": "core.problems.exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "COERCE_DECIMAL_TO_STRING": True,
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
-    "DEFAULT_THROTTLE_CLASSES": ["config.throttling.AnonThrottle", "config.throttling.UserThrottle"],
+    "DEFAULT_THROTTLE_CLASSES": ["core.throttling.AnonThrottle", "core.throttling.UserThrottle"],
     "NUM_PROXIES": BNPL_TRUSTED_PROXIES,
 }
 
@@ -369,7 +371,7 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
-        "config.schema.add_throttled_responses",
+        "core.schema.add_throttled_responses",
     ],
     "ENUM_NAME_OVERRIDES": {
         "RoleEnum": "accounts.models.User.Role",
@@ -388,10 +390,10 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "filters": {
-        "request_id": {"()": "config.logging.RequestIdFilter"},
-        "mask_pii": {"()": "config.logging.MaskPiiFilter"},
+        "request_id": {"()": "core.logging.RequestIdFilter"},
+        "mask_pii": {"()": "accounts.logging.MaskPiiFilter"},
     },
-    "formatters": {"json": {"()": "config.logging.JsonFormatter"}},
+    "formatters": {"json": {"()": "core.logging.JsonFormatter"}},
     "handlers": {
         "console": {
             "class": "logging.StreamHandler",
@@ -403,7 +405,7 @@ LOGGING = {
     "loggers": {
         "django.db.backends": {"level": "INFO"},
         "django.utils.autoreload": {"level": "WARNING"},
-        # runserver's own request line repeats the access log of config.middleware.
+        # runserver's own request line repeats the access log of core.middleware.
         "django.server": {"level": "WARNING"},
     },
 }

@@ -4,9 +4,9 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
-from config import dashboard, health, pages
-from config.docs import RedocView
-from config.metrics import MetricsView
+from ops import dashboard, health, pages
+from ops.docs import RedocView
+from ops.metrics import MetricsView
 from refunds.webhooks import RefundStatusWebhookView
 
 PAGE = ["get", "head"]

@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from accounts.masking import mask_text
 from accounts.models import User
-from config.celery import enqueue
+from core.tasks import enqueue
 from events.models import Notification
 from events.sms import SmsMessage, get_sms_backend
 

@@ -25,8 +25,9 @@ from django.db.models import Q
 from django.utils import timezone
 
 from accounts.models import User
-from config.celery import app, enqueue, enqueue_many
-from config.signatures import signature_header
+from config.celery import app
+from core.signatures import signature_header
+from core.tasks import enqueue, enqueue_many
 from events.models import Event, EventDelivery
 
 logger = logging.getLogger(__name__)

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from config.money import to_money
+from core.money import to_money
 from ledger.models import LedgerCheckRun
 from ledger.selectors import unbalanced_entries
 

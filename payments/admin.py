@@ -2,8 +2,8 @@
 
 from django.contrib import admin
 
-from config.admin import ReadOnlyAdmin, ReadOnlyInline
-from payments.models import IdempotencyKey, Payment, PaymentAllocation
+from core.admin import ReadOnlyAdmin, ReadOnlyInline
+from payments.models import Payment, PaymentAllocation
 
 
 class AllocationInline(ReadOnlyInline):
@@ -36,11 +36,3 @@ class PaymentAdmin(ReadOnlyAdmin):
     def amount_shown(self, obj: Payment) -> str:
         shown = f"{obj.amount} {obj.currency}"
         return f"{shown} ({obj.credit_amount} from credit)" if obj.credit_amount else shown
-
-
-@admin.register(IdempotencyKey)
-class IdempotencyKeyAdmin(ReadOnlyAdmin):
-    list_display = ("key", "principal", "method", "path", "status", "response_status", "created_at", "expires_at")
-    list_filter = ("status", "method")
-    search_fields = ("key", "principal__user_id")
-    date_hierarchy = "created_at"

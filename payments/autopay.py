@@ -20,8 +20,9 @@ from django.db.models import F
 from accounts.models import User
 from bnpl.models import Installment, Plan
 from bnpl.schedule import business_today
-from config.celery import BrokerUnavailable, app, enqueue_many
-from config.problems import DomainError
+from config.celery import app
+from core.problems import DomainError
+from core.tasks import BrokerUnavailable, enqueue_many
 from payments.models import Payment
 from payments.services import OPEN, payment_attempt
 

@@ -1,7 +1,7 @@
 """The payments part of the ledger invariants, registered with the ledger's runner: no
 customer's credit balance (what the platform holds for them) is below zero."""
 
-from config.money import to_money
+from core.money import to_money
 from ledger.checks import MAX_LISTED, LedgerReport
 from ledger.selectors import negative_credit_balances
 

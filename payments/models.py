@@ -92,31 +92,3 @@ class PaymentAllocation(models.Model):
     def __str__(self) -> str:
         target = f"installment {self.installment_id}" if self.installment_id else f"fee {self.late_fee_id}"
         return f"{self.amount} of payment {self.payment_id} to {target}"
-
-
-class IdempotencyKey(models.Model):
-    """A client's Idempotency-Key, scoped to the principal: the request's fingerprint and,
-    once done, the response to replay (kept 24 hours)."""
-
-    class Status(models.TextChoices):
-        IN_FLIGHT = "IN_FLIGHT", "In flight"
-        COMPLETED = "COMPLETED", "Completed"
-
-    # No index of its own: the unique (principal, key) serves every lookup by principal.
-    principal = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+", db_index=False)
-    key = models.CharField(max_length=255)
-    method = models.CharField(max_length=8)
-    path = models.CharField(max_length=255)
-    fingerprint = models.CharField(max_length=64)
-    status = models.CharField(max_length=16, choices=Status.choices, default=Status.IN_FLIGHT)
-    response_status = models.PositiveSmallIntegerField(null=True, blank=True)
-    # The rendered bytes, not parsed JSON: a replay must be the same body to the byte.
-    response_body = models.TextField(blank=True)
-    created_at = models.DateTimeField(auto_now_add=True)
-    expires_at = models.DateTimeField(db_index=True)
-
-    class Meta:
-        constraints = [models.UniqueConstraint(fields=["principal", "key"], name="idempotency_key_per_principal")]
-
-    def __str__(self) -> str:
-        return f"{self.principal_id}:{self.key}"

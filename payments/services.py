@@ -24,8 +24,8 @@ from accounts.models import User
 from bnpl.models import Installment, LateFee, Plan
 from bnpl.selectors import plan_get_for_update
 from bnpl.services import customer_restore_if_clear, installment_event_data, plan_close_if_settled
-from config.money import ZERO
-from config.problems import DomainError
+from core.money import ZERO
+from core.problems import DomainError
 from events.models import Event, Notification
 from events.notifications import notifications_queue
 from events.services import event_record

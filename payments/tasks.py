@@ -3,7 +3,7 @@
 from celery import shared_task
 from django.db import OperationalError
 
-from config.celery import BrokerUnavailable
+from core.tasks import BrokerUnavailable
 
 
 @shared_task(bind=True, acks_late=True, autoretry_for=(OperationalError,), retry_backoff=True, max_retries=5)
@@ -18,8 +18,9 @@ def ledger_check_task(self) -> dict:
 
 @shared_task(bind=True, acks_late=True, autoretry_for=(OperationalError,), retry_backoff=True, max_retries=5)
 def idempotency_keys_prune_task(self) -> int:
-    """Delete Idempotency-Keys older than 24 hours (beat: hourly)."""
-    from payments.idempotency import idempotency_keys_prune
+    """Delete Idempotency-Keys older than 24 hours (beat: hourly). The keys live in core; the
+    task keeps its name here, which the beat schedule rows and queued messages carry."""
+    from core.idempotency import idempotency_keys_prune
 
     return idempotency_keys_prune()
 

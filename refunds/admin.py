@@ -2,7 +2,7 @@
 
 from django.contrib import admin, messages
 
-from config.admin import ReadOnlyAdmin, ReadOnlyInline
+from core.admin import ReadOnlyAdmin, ReadOnlyInline
 from refunds.models import Refund, RefundEvent
 from refunds.services import RefundAlreadyDecided, RefundExceedsPlan, refund_decide
 

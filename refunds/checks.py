@@ -3,7 +3,7 @@ refunded above its total."""
 
 from django.db.models import F, Sum
 
-from config.money import to_money
+from core.money import to_money
 from ledger.checks import MAX_LISTED, LedgerReport
 from refunds.models import Refund
 

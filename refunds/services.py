@@ -15,8 +15,8 @@ from accounts.models import User
 from bnpl.models import Installment, Plan
 from bnpl.selectors import plan_get_for_update
 from bnpl.services import customer_restore_if_clear, plan_close_if_settled
-from config.money import ZERO
-from config.problems import DomainError, FieldInvalid
+from core.money import ZERO
+from core.problems import DomainError, FieldInvalid
 from events.models import Event
 from events.services import event_record
 from ledger.accounts import CUSTOMER_CREDIT, CUSTOMER_RECEIVABLE, GATEWAY_CLEARING, MERCHANT_PAYABLE

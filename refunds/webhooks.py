@@ -34,12 +34,13 @@ from rest_framework.permissions import AllowAny
 from rest_framework.views import APIView
 
 from accounts.models import USER_ID_REGEX, User
-from config.celery import app, enqueue
-from config.parsers import json_loads
-from config.problems import PROBLEM_CONTENT_TYPE, problem_response, validation_problem
-from config.schema import ProblemSerializer, problems
-from config.serializers import StrictSerializer
-from config.signatures import signature_problem
+from config.celery import app
+from core.parsers import json_loads
+from core.problems import PROBLEM_CONTENT_TYPE, problem_response, validation_problem
+from core.schema import ProblemSerializer, problems
+from core.serializers import StrictSerializer
+from core.signatures import signature_problem
+from core.tasks import enqueue
 from refunds.models import Refund
 from refunds.services import WEBHOOK_STATUSES, RefundExceedsPlan, refund_status_can_apply, refund_status_change
 from refunds.tasks import refund_status_apply_task
@@ -116,7 +117,7 @@ class RefundStatusWebhookView(APIView):
     authentication_classes = []  # the signature is the authentication
     permission_classes = [AllowAny]
     # Not throttled: a call with a wrong signature is refused before any write, and a
-    # merchant answered 429 would only retry (config/throttling.py).
+    # merchant answered 429 would only retry (core/throttling.py).
     throttle_classes = []
     content_negotiation_class = JsonWhateverAccept
     # A merchant's server POSTs here; nothing else is served (no OPTIONS metadata either).

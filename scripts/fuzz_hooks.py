@@ -14,7 +14,7 @@ import time
 import schemathesis
 from schemathesis.core import NotSet
 
-from config.signatures import signature_header
+from core.signatures import signature_header
 
 WEBHOOK_PATH = "/webhook/refund-status/"
 DEMO_MERCHANT = "merchant-001"

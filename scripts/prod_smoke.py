@@ -43,7 +43,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.autopay import add_store_arguments, create_empty  # noqa: E402 - the benchmarks' helpers, from the root
 from bench.http_bench import start_gunicorn, stop  # noqa: E402
-from config.signatures import sign, signature_header  # noqa: E402
+from core.signatures import sign, signature_header  # noqa: E402
 from scripts.fuzz_api import free_port  # noqa: E402
 
 # Throw-away keys: the smoke database is made by this script alone, and emptied by its next run.

@@ -11,7 +11,7 @@ from rest_framework import serializers
 from accounts.cards import normalize_card_number
 from accounts.models import E164_REGEX, PASSPORT_REGEX, PHONE_MESSAGE, USER_ID_REGEX, User
 from accounts.profile import profile_field
-from config.serializers import CaseInsensitiveChoiceField
+from core.serializers import CaseInsensitiveChoiceField
 
 
 class RegisterIn(serializers.Serializer):

@@ -29,9 +29,9 @@ from accounts.services import (
     user_register,
     user_settings_update,
 )
-from config.problems import PROBLEM_CONTENT_TYPE
-from config.schema import VALIDATION_EXAMPLE, list_retrieve_schema, problems
-from config.throttling import AUTH_THROTTLES, LOGIN_THROTTLES
+from core.problems import PROBLEM_CONTENT_TYPE
+from core.schema import VALIDATION_EXAMPLE, list_retrieve_schema, problems
+from core.throttling import AUTH_THROTTLES, LOGIN_THROTTLES
 
 USER_EXAMPLE = {
     "user_id": "usr-001",

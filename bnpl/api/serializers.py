@@ -3,8 +3,8 @@
 from rest_framework import serializers
 
 from bnpl.models import Installment, LateFee, Plan
-from config.money import CurrencyField, MoneyField
-from config.serializers import StrictSerializer
+from core.money import CurrencyField, MoneyField
+from core.serializers import StrictSerializer
 
 AMOUNT = {"max_digits": 12, "decimal_places": 2}
 

@@ -31,7 +31,7 @@ def books(make_plan):
         "/admin/ledger/ledgercheckrun/",
         "/admin/django_celery_beat/periodictask/",
         "/admin/payments/payment/",
-        "/admin/payments/idempotencykey/",
+        "/admin/core/idempotencykey/",
     ],
 )
 def test_admin_lists_render(operator_client, books, page):

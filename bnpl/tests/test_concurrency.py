@@ -13,8 +13,8 @@ from bnpl.errors import CreditLimitExceeded
 from bnpl.models import Installment, LateFee, Plan
 from bnpl.services import overdue_sweep, plan_create
 from conftest import client_for
+from core.models import IdempotencyKey
 from ledger.checks import ledger_check
-from payments.models import IdempotencyKey
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 

@@ -8,7 +8,7 @@ from accounts.tests.factories import MerchantFactory, UserFactory
 from bnpl.errors import CreditLimitExceeded, DebtUserForbidden
 from bnpl.models import Installment, Plan
 from bnpl.services import customer_outstanding, plan_create
-from config.problems import FieldInvalid
+from core.problems import FieldInvalid
 from ledger.accounts import CUSTOMER_RECEIVABLE, MERCHANT_PAYABLE
 from ledger.models import JournalEntry, Posting
 

@@ -13,9 +13,9 @@ from django.test import Client
 from accounts.models import User
 from accounts.tests.factories import MerchantFactory
 from bnpl.models import Installment, Plan
-from config.parsers import invalid_text_paths
-from config.signatures import signature_header
 from conftest import PiiCheckingClient, client_for
+from core.parsers import invalid_text_paths
+from core.signatures import signature_header
 from ledger.models import JournalEntry
 from payments.models import Payment
 from refunds.models import Refund

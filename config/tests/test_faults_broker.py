@@ -7,10 +7,11 @@ import time
 
 import pytest
 
-from config import celery as publishing
-from config.celery import app, enqueue
+from config.celery import app
 from config.tests.faults import inject
 from conftest import broker_pools_drop
+from core import tasks as publishing
+from core.tasks import enqueue
 from events.tasks import events_relay_task
 
 pytestmark = pytest.mark.faults

@@ -13,11 +13,12 @@ from rest_framework_simplejwt.tokens import RefreshToken
 
 from accounts.tests.factories import MerchantFactory, UserFactory
 from bnpl.models import Plan
-from config.signatures import signature_header
 from config.tests.faults import Answer, Launcher, PgProxy, PrivateRedis, Service, require_redis_server, service_env
+from core.models import IdempotencyKey
+from core.signatures import signature_header
 from ledger.checks import ledger_check
 from ledger.models import JournalEntry
-from payments.models import IdempotencyKey, Payment
+from payments.models import Payment
 from payments.tests.gateways import CardNetwork
 from refunds.services import refund_request
 

@@ -12,9 +12,9 @@ from rest_framework_simplejwt.tokens import RefreshToken
 
 from accounts.tests.factories import MerchantFactory, UserFactory
 from bnpl.models import Plan
-from config.celery import BROKER_BACKOFF_SECONDS
-from config.signatures import signature_header
 from config.tests.faults import Service, service_env, wait_for
+from core.signatures import signature_header
+from core.tasks import BROKER_BACKOFF_SECONDS
 from events.models import Event
 from ledger.models import JournalEntry
 from payments.models import Payment

@@ -7,7 +7,7 @@ from types import SimpleNamespace
 import pytest
 from schemathesis.core import NOT_SET
 
-from config.signatures import signature_problem
+from core.signatures import signature_problem
 from scripts.fuzz_hooks import DEMO_MERCHANT, DEMO_WEBHOOK_SECRET, WEBHOOK_PATH, before_call
 
 

@@ -42,8 +42,8 @@ from accounts.tests.factories import DEFAULT_PASSWORD, MerchantFactory, Operator
 from bnpl.models import Installment, LateFee, Plan
 from bnpl.schedule import business_today
 from bnpl.services import overdue_sweep, plan_create
-from config.signatures import signature_header
 from conftest import PiiCheckingClient
+from core.signatures import signature_header
 from events.models import Event
 from ledger.models import Posting
 from payments.models import Payment

@@ -10,8 +10,8 @@ from django.urls import reverse
 
 from bnpl.schedule import business_today
 from bnpl.services import overdue_sweep
-from config.docs import RedocView
-from config.middleware import DATA_CSP, page_csp
+from core.middleware import DATA_CSP, page_csp
+from ops.docs import RedocView
 
 pytestmark = pytest.mark.django_db
 

@@ -9,8 +9,8 @@ from rest_framework.pagination import CursorPagination
 
 from accounts.models import User
 from accounts.permissions import HasRole
-from config.filters import UtcIsoDateTimeFilter
-from config.schema import problems
+from core.filters import UtcIsoDateTimeFilter
+from core.schema import problems
 from events.api.serializers import EventOut
 from events.models import Event
 from events.selectors import event_list_for

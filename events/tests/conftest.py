@@ -4,7 +4,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from config.signatures import signature_problem
+from core.signatures import signature_problem
 
 
 class Receiver(ThreadingHTTPServer):

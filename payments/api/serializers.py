@@ -3,8 +3,8 @@
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from config.money import MoneyField
-from config.serializers import StrictSerializer
+from core.money import MoneyField
+from core.serializers import StrictSerializer
 from ledger.models import JournalEntry
 from payments.models import Payment
 

@@ -12,10 +12,10 @@ from accounts.authentication import RARELY_NEEDED
 from accounts.models import User
 from accounts.permissions import HasRole
 from bnpl.selectors import installment_list_for, plan_list_for, plan_scope
-from config.schema import list_retrieve_schema, problems
+from core.idempotency import IDEMPOTENCY_PARAMETER, idempotency_gateway_key, idempotent
+from core.schema import list_retrieve_schema, problems
 from ledger.models import Posting
 from payments.api.serializers import CreditTransactionOut, InstallmentPayIn, PaymentOut, PlanPayIn
-from payments.idempotency import IDEMPOTENCY_PARAMETER, idempotency_gateway_key, idempotent
 from payments.models import Payment
 from payments.selectors import credit_transactions_for
 from payments.services import payment_collect

@@ -8,8 +8,9 @@ from django.utils import timezone
 from accounts.tests.factories import UserFactory
 from bnpl.models import Plan
 from config.tests.faults import inject
-from payments.idempotency import idempotency_keys_prune
-from payments.models import IdempotencyKey, Payment
+from core.idempotency import idempotency_keys_prune
+from core.models import IdempotencyKey
+from payments.models import Payment
 from payments.tests.gateways import RecordingGateway
 
 pytestmark = pytest.mark.django_db

@@ -1,7 +1,7 @@
 from rest_framework import serializers
 
-from config.money import MoneyField
-from config.serializers import StrictSerializer
+from core.money import MoneyField
+from core.serializers import StrictSerializer
 from refunds.models import Refund
 
 AMOUNT = {"max_digits": 12, "decimal_places": 2}

@@ -10,10 +10,10 @@ from rest_framework.response import Response
 from accounts.models import User
 from accounts.permissions import HasRole
 from bnpl.selectors import plan_list_for, plan_scope
-from config.problems import PROBLEM_CONTENT_TYPE
-from config.schema import VALIDATION_EXAMPLE, ProblemSerializer, list_retrieve_schema, problems
-from config.serializers import StrictSerializer
-from payments.idempotency import IDEMPOTENCY_PARAMETER, idempotent
+from core.idempotency import IDEMPOTENCY_PARAMETER, idempotent
+from core.problems import PROBLEM_CONTENT_TYPE
+from core.schema import VALIDATION_EXAMPLE, ProblemSerializer, list_retrieve_schema, problems
+from core.serializers import StrictSerializer
 from refunds.api.serializers import RefundCreateIn, RefundOut
 from refunds.models import Refund
 from refunds.services import refund_decide, refund_request

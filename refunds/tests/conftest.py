@@ -4,8 +4,8 @@ import time
 import pytest
 from django.test import Client
 
-from config.signatures import sign
 from conftest import broker_unreachable
+from core.signatures import sign
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ from django.test import Client
 from accounts.models import User
 from accounts.tests.factories import MerchantFactory, UserFactory
 from bnpl.models import Installment, Plan
-from config.signatures import sign
+from core.signatures import sign
 from ledger.models import JournalEntry
 from refunds.models import Refund, RefundEvent
 from refunds.services import refund_status_apply

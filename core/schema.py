@@ -7,7 +7,7 @@ from drf_spectacular.extensions import OpenApiSerializerExtension
 from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import serializers
 
-from config.problems import PROBLEM_CONTENT_TYPE
+from core.problems import PROBLEM_CONTENT_TYPE
 
 _DESCRIPTIONS = {
     400: "Invalid input (`validation_error`, with `errors` per field) or a malformed body.",
@@ -61,9 +61,9 @@ VALIDATION_EXAMPLE = OpenApiExample(
 
 class StrictSerializerExtension(OpenApiSerializerExtension):
     """A StrictSerializer's request body says ``additionalProperties: false``: it refuses the
-    fields it does not declare (config.serializers)."""
+    fields it does not declare (core.serializers)."""
 
-    target_class = "config.serializers.StrictSerializer"
+    target_class = "core.serializers.StrictSerializer"
     match_subclasses = True
 
     def map_serializer(self, auto_schema, direction):
@@ -108,7 +108,7 @@ def list_retrieve_schema(*, name: str, plural: str, serializer, example: dict):
 
 
 def add_throttled_responses(result: dict, generator, request, public) -> dict:
-    """Postprocessing hook: every operation may answer 429 (config/throttling.py throttles
+    """Postprocessing hook: every operation may answer 429 (core/throttling.py throttles
     every API view), documented once here rather than in each view's ``responses``."""
     throttled = {
         "description": _DESCRIPTIONS[429],

@@ -31,9 +31,9 @@ from rest_framework import exceptions
 from rest_framework.request import Request
 from rest_framework.settings import api_settings
 
-from config.health import check_broker, check_database, check_redis, publishes_tasks
-from config.problems import problem_response
-from config.throttling import AnonThrottle, UserThrottle, throttled_view
+from core.problems import problem_response
+from core.throttling import AnonThrottle, UserThrottle, throttled_view
+from ops.health import check_broker, check_database, check_redis, publishes_tasks
 
 CHART_DAYS = 30
 

@@ -4,8 +4,8 @@ Without options: the users of the README; plans for ``usr-001`` (one installment
 a pending and an approved refund), an overdue plan with a late fee that makes
 ``debt-user-001`` a DEBT_USER, and ``usr-002`` whose card is declined (a failed payment),
 so the dashboard, the admin and the analytics all show something. ``--scale N`` adds N
-customers with one plan each, inserted in bulk, for benchmarks. It lives in ``refunds``,
-the top of the dependency chain, because it touches every app.
+customers with one plan each, inserted in bulk, for benchmarks. It lives in ``ops``, the
+roof of the dependency chain, because it touches every app.
 """
 
 import contextlib

@@ -7,8 +7,8 @@ from rest_framework.response import Response
 from rest_framework.throttling import AnonRateThrottle
 from rest_framework.views import APIView
 
-from config.problems import DomainError
 from config.tests.faults import inject
+from core.problems import DomainError
 
 
 class Boom(DomainError):

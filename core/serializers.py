@@ -12,7 +12,7 @@ class StrictSerializer(serializers.Serializer):
     with the other fields' errors: on a request that moves money, a field the server ignores
     is a meaning the client gave that silently did not happen (``"currency": "USD"`` on a
     payment toward an EUR plan). The OpenAPI schema says ``additionalProperties: false``
-    (config.schema.StrictSerializerExtension).
+    (core.schema.StrictSerializerExtension).
     """
 
     default_error_messages = {"unknown_field": "Unknown field."}

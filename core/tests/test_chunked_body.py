@@ -1,7 +1,7 @@
 """A request body sent chunked (``Transfer-Encoding: chunked``, no ``Content-Length``) is read
 whole, never dropped: gunicorn hands the WSGI application a de-chunked ``wsgi.input`` and no
 ``CONTENT_LENGTH``, and Django alone would read that as an empty body (a payment of "10.00"
-became a payment of the whole remainder). config.middleware.ChunkedBodyMiddleware."""
+became a payment of the whole remainder). core.middleware.ChunkedBodyMiddleware."""
 
 import http.client
 import io
@@ -16,8 +16,8 @@ from rest_framework_simplejwt.tokens import RefreshToken
 
 from accounts.tests.factories import MerchantFactory
 from bnpl.models import Installment
-from config.signatures import signature_header
 from config.tests.faults import Launcher, service_env
+from core.signatures import signature_header
 from payments.models import Payment
 from refunds.models import Refund
 from refunds.services import refund_request

@@ -5,7 +5,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from rest_framework import serializers
 
-from config.money import MoneyField, split_amount, to_money
+from core.money import MoneyField, split_amount, to_money
 
 totals = st.decimals(min_value=Decimal("0.01"), max_value=Decimal("100000.00"), places=2)
 

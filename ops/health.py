@@ -11,7 +11,7 @@ from django.views.decorators.http import require_GET
 
 from config.celery import app as celery_app
 from config.celery import broker_publish_check
-from config.problems import problem_response
+from core.problems import problem_response
 
 
 def check_database(alias: str = "default") -> dict:

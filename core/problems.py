@@ -53,7 +53,7 @@ class FieldInvalid(DomainError):
 
 class InvalidText(DomainError):
     """Strings in a request body that are not valid Unicode text (a lone surrogate, bytes that
-    are not UTF-8), named by their paths (400; config.parsers)."""
+    are not UTF-8), named by their paths (400; core.parsers)."""
 
     status_code = 400
     code = "invalid_text"

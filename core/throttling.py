@@ -211,8 +211,8 @@ def throttled_view(*throttle_classes: type[WindowRateThrottle]):
                 if not throttle.allow_request(request, None):
                     waits.append(throttle.wait() or 1)
             if waits:
-                # Imported here: config.problems imports DRF's views, which import this module.
-                from config.problems import problem_response
+                # Imported here: core.problems imports DRF's views, which import this module.
+                from core.problems import problem_response
 
                 exc = Throttled(max(waits))
                 return problem_response(

@@ -4,9 +4,9 @@ import pytest
 from django.core.cache import cache
 from rest_framework import exceptions
 
-from config.problems import flatten_errors
+from core.problems import flatten_errors
 
-pytestmark = [pytest.mark.django_db, pytest.mark.urls("config.tests.urls_errors")]
+pytestmark = [pytest.mark.django_db, pytest.mark.urls("core.tests.urls_errors")]
 
 
 def problem(response, status: int) -> dict:

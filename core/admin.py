@@ -1,6 +1,8 @@
-"""Admin pieces shared by the apps."""
+"""Admin pieces shared by the apps, and the admin of the Idempotency-Key records."""
 
 from django.contrib import admin
+
+from core.models import IdempotencyKey
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -30,3 +32,11 @@ class ReadOnlyInline(admin.TabularInline):
 
     def has_change_permission(self, request, obj=None) -> bool:
         return False
+
+
+@admin.register(IdempotencyKey)
+class IdempotencyKeyAdmin(ReadOnlyAdmin):
+    list_display = ("key", "principal", "method", "path", "status", "response_status", "created_at", "expires_at")
+    list_filter = ("status", "method")
+    search_fields = ("key", "principal__user_id")
+    date_hierarchy = "created_at"

@@ -12,8 +12,8 @@ from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils.functional import SimpleLazyObject, empty
 
-from config.logging import request_id_var
-from config.problems import (
+from core.logging import request_id_var
+from core.problems import (
     DATABASE_RETRY_AFTER,
     DATABASE_UNAVAILABLE,
     PROBLEM_CONTENT_TYPE,
@@ -71,7 +71,7 @@ def _wants_problem(request: HttpRequest) -> bool:
 class ProblemDetailsMiddleware:
     """Turns Django's own error answers (404, 405, 500, ...) into problem details.
 
-    DRF views answer problems themselves (config.problems.exception_handler); this covers
+    DRF views answer problems themselves (core.problems.exception_handler); this covers
     unmatched URLs, plain Django views and exceptions nothing else caught.
     """
 

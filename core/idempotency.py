@@ -27,8 +27,8 @@ from django.utils import timezone
 from drf_spectacular.utils import OpenApiParameter
 from rest_framework.renderers import JSONRenderer
 
-from config.problems import DATABASE_UNAVAILABLE, DomainError, FieldInvalid
-from payments.models import IdempotencyKey
+from core.models import IdempotencyKey
+from core.problems import DATABASE_UNAVAILABLE, DomainError, FieldInvalid
 
 HEADER = "Idempotency-Key"
 MAX_KEY_LENGTH = 255

@@ -77,8 +77,8 @@ def json_loads(raw: bytes) -> Any:
         raise ParseError(f"JSON parse error - {exc}") from exc
     bad = invalid_text_paths(document)
     if bad:
-        # Imported here: config.problems imports DRF's views, which import this parser.
-        from config.problems import InvalidText
+        # Imported here: core.problems imports DRF's views, which import this parser.
+        from core.problems import InvalidText
 
         raise InvalidText(bad)
     return document

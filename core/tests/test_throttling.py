@@ -1,4 +1,4 @@
-"""Rate limits (config/throttling.py): the real throttles, at low rates, on the real Redis
+"""Rate limits (core/throttling.py): the real throttles, at low rates, on the real Redis
 (and on the local-memory cache the embedded mode uses), each test in a key namespace of
 its own and at a frozen instant, so no window boundary or earlier run can change a count."""
 
@@ -12,8 +12,8 @@ from django.contrib.auth.models import AnonymousUser
 from rest_framework_simplejwt.tokens import RefreshToken
 
 from accounts.tests.factories import DEFAULT_PASSWORD, MerchantFactory, UserFactory
-from config import throttling
-from config.tests.test_problems import problem
+from core import throttling
+from core.tests.test_problems import problem
 
 pytestmark = pytest.mark.django_db
 
