@@ -209,7 +209,7 @@ WITH plan AS (
 )
 SELECT plan.id, (SELECT array_agg(id ORDER BY sequence) FROM installments), event.id, event.delivery_status
 FROM plan, event
-""".replace("{ledger_post}", ledger_post_ctes(entries="entry", legs="legs"))
+""".replace("{ledger_post}", ledger_post_ctes(entries="entry", legs="legs"))  # constants and the ledger's CTEs  # nosec B608
 
 
 def _originate_pg(plan: Plan, schedule: list[tuple[int, Decimal, date]]) -> list[Installment]:
@@ -658,7 +658,7 @@ WITH overdue AS MATERIALIZED (
   SELECT entry_key, %(fee_income)s::bigint, -amount, entry_key, NULL, NULL, 9223372036854775807 FROM currencies
 ), {ledger_post}
 SELECT count(*) FROM charged
-""".replace("{ledger_post}", ledger_post_ctes(entries="currencies", legs="legs"))
+""".replace("{ledger_post}", ledger_post_ctes(entries="currencies", legs="legs"))  # constants and the ledger's CTEs  # nosec B608
 
 
 def late_fees_charge(*, today: date, plans: tuple[int, int] | None = None, memo: str = "Late fees") -> int:

@@ -47,4 +47,4 @@ ledger_entries AS MATERIALIZED (
   FROM {legs} l JOIN ledger_entries e ON e.entry_key = l.entry_key
   ORDER BY e.entry_id, l.leg_order
   RETURNING entry_id, account_id
-)"""  # noqa: S608
+)"""  # noqa: S608 - table names from the models, relation names checked  # nosec B608

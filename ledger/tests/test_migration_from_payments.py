@@ -28,7 +28,7 @@ TABLES = ["payments_ledgeraccount", "payments_journalentry", "payments_posting",
 
 def _rows(table: str) -> list[tuple]:
     with connection.cursor() as cursor:
-        cursor.execute(f"SELECT * FROM {table} ORDER BY id")  # noqa: S608 - table names are ours
+        cursor.execute(f"SELECT * FROM {table} ORDER BY id")  # noqa: S608 - table names are ours  # nosec B608
         return cursor.fetchall()
 
 
