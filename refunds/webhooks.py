@@ -28,7 +28,7 @@ from django.http import JsonResponse
 from django.utils import timezone
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers
-from rest_framework.exceptions import ParseError
+from rest_framework.exceptions import NotFound, ParseError
 from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.permissions import AllowAny
 from rest_framework.views import APIView
@@ -36,13 +36,13 @@ from rest_framework.views import APIView
 from accounts.models import USER_ID_REGEX, User
 from config.celery import app
 from core.parsers import json_loads
-from core.problems import PROBLEM_CONTENT_TYPE, problem_response, validation_problem
+from core.problems import PROBLEM_CONTENT_TYPE, DomainError
 from core.schema import ProblemSerializer, problems
 from core.serializers import StrictSerializer
 from core.signatures import signature_problem
 from core.tasks import enqueue
 from refunds.models import Refund
-from refunds.services import WEBHOOK_STATUSES, RefundExceedsPlan, refund_status_can_apply, refund_status_change
+from refunds.services import WEBHOOK_STATUSES, refund_status_can_apply, refund_status_change
 from refunds.tasks import refund_status_apply_task
 
 logger = logging.getLogger(__name__)
@@ -98,6 +98,16 @@ def _enqueue(refund_id: int, status: str) -> bool:
     if not queued and not app.conf.task_always_eager:
         logger.warning("Broker unreachable: refund %s processed synchronously", refund_id)
     return queued
+
+
+class InvalidSignature(DomainError):
+    """The call is not signed by the merchant it names (or names none): 401, before any parsing.
+    A DomainError, not DRF's AuthenticationFailed, which a view without authenticators turns
+    into a 403."""
+
+    status_code = 401
+    code = "invalid_signature"
+    title = "Unauthorized"  # as every other 401 of the API
 
 
 class JsonWhateverAccept(BaseContentNegotiation):
@@ -207,19 +217,18 @@ class RefundStatusWebhookView(APIView):
             merchant = User.objects.filter(user_id=merchant_id, role=User.Role.MERCHANT, is_active=True).first()
         problem = verify(merchant, request.headers.get("BNPL-Signature", ""), body, time.time())
         if problem:
-            return problem_response(status=401, code="invalid_signature", detail=problem)
+            raise InvalidSignature(problem)
         try:
             payload = json_loads(body)  # a string that is not text: 400 invalid_text, naming it
-        except ParseError:
-            return problem_response(status=400, code="parse_error", detail="The body is not valid JSON.")
+        except ParseError as exc:
+            raise ParseError("The body is not valid JSON.") from exc
         incoming = RefundStatusIn(data=payload)
-        if not incoming.is_valid():
-            return JsonResponse(validation_problem(incoming.errors), status=400, content_type=PROBLEM_CONTENT_TYPE)
+        incoming.is_valid(raise_exception=True)
         payload = incoming.validated_data
         reference = payload["merchant_reference"]
         refund = Refund.objects.filter(merchant=merchant, transaction_id=payload["refund_id"]).first()
         if refund is None:
-            return problem_response(status=404, code="not_found", detail="This merchant has no refund with this id.")
+            raise NotFound("This merchant has no refund with this id.")
         if reference and not refund.merchant_reference:
             Refund.objects.filter(pk=refund.pk, merchant_reference="").update(merchant_reference=reference)
         status = WEBHOOK_STATUSES[payload["status"]]
@@ -230,10 +239,8 @@ class RefundStatusWebhookView(APIView):
             mode, applied = "async", True  # accepted: the worker applies it, re-checking under the lock
         else:
             mode = "sync"
-            try:
-                refund, applied = refund_status_change(refund_id=refund.pk, status=status, source="webhook")
-            except RefundExceedsPlan as exc:
-                return problem_response(status=422, code=exc.code, title=exc.title, detail=exc.detail)
+            # RefundExceedsPlan (422) goes to the API's one problem handler, as every error here.
+            refund, applied = refund_status_change(refund_id=refund.pk, status=status, source="webhook")
         return JsonResponse(
             {
                 "refund_id": refund.transaction_id,
