@@ -157,3 +157,44 @@ def test_webhook_answer_matches_the_documented_schema(webhook, merchant, refund,
     assert statuses == ["pending", "processing", "approved", "rejected"]
     assert body["status"] in statuses
     assert documented["properties"]["applied"]["type"] == "boolean"
+
+
+@pytest.mark.parametrize(
+    ("send", "status", "code", "title", "detail"),
+    [
+        (lambda hook, m: hook(m, {}, secret="whsec_wrong"), 401, "invalid_signature", "Unauthorized", None),
+        (
+            lambda hook, m: hook(m, None, raw=b"{not json"),
+            400,
+            "parse_error",
+            "Bad Request",
+            "The body is not valid JSON.",
+        ),
+        (
+            lambda hook, m: hook(m, {"refund_id": "rf-none", "status": "approved"}),
+            404,
+            "not_found",
+            "Not Found",
+            "This merchant has no refund with this id.",
+        ),
+    ],
+    ids=["signature", "not-json", "unknown-refund"],
+)
+def test_webhook_errors_are_the_api_problem_documents(webhook, merchant, send, status, code, title, detail):
+    response = send(webhook, merchant)
+
+    assert response.status_code == status
+    assert response["Content-Type"] == "application/problem+json"
+    body = response.json()
+    assert (body["type"], body["title"], body["status"], body["code"]) == (f"/problems/{code}", title, status, code)
+    if detail:
+        assert body["detail"] == detail
+
+
+def test_webhook_body_errors_name_each_field(webhook, merchant):
+    response = webhook(merchant, {"status": "done", "extra": 1})
+
+    assert response.status_code == 400
+    body = response.json()
+    assert body["code"] == "validation_error"
+    assert set(body["errors"]) == {"refund_id", "status", "extra"}
