@@ -64,29 +64,42 @@ def parse_args() -> argparse.Namespace:
     return args
 
 
-def env_for(args, *, debug: bool) -> dict[str, str]:
-    """The service's environment: production settings for serving, DEBUG only to seed demo data."""
+def local_service_env(args, *, debug: bool, secret_key: str, field_key: str, **variables: str) -> dict[str, str]:
+    """The environment of the service run on this machine as in production (``DEBUG=False``;
+    plain HTTP on loopback, so no TLS redirect) on ``args``' database, Redis and port, with
+    throw-away keys; ``debug`` only to seed the demo data. ``variables`` add or override."""
     return {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "config.settings",
         "DATABASE_URL": args.database_url,
         "REDIS_URL": args.redis_url,
         "DEBUG": "True" if debug else "False",
-        "SECRET_KEY": BENCH_SECRET_KEY,
-        "FIELD_ENCRYPTION_KEY": BENCH_FIELD_KEY,
+        "SECRET_KEY": secret_key,
+        "FIELD_ENCRYPTION_KEY": field_key,
         "ALLOWED_HOSTS": "127.0.0.1,localhost",
         "SECURE_SSL_REDIRECT": "False",
         "HOST": "127.0.0.1",
         "PORT": str(args.port),
-        "LOG_LEVEL": "WARNING",
         "PYTHONUNBUFFERED": "1",
+        **variables,
+    }
+
+
+def env_for(args, *, debug: bool) -> dict[str, str]:
+    """The service's environment: production settings for serving, DEBUG only to seed demo data."""
+    return local_service_env(
+        args,
+        debug=debug,
+        secret_key=BENCH_SECRET_KEY,
+        field_key=BENCH_FIELD_KEY,
+        LOG_LEVEL="WARNING",
         # One user and one address send hundreds of requests a second: the limits are lifted
         # far above that, not turned off, so the counting is still measured.
-        "BNPL_THROTTLE_USER": "100000000/min",
-        "BNPL_THROTTLE_ANON": "100000000/min",
-        "BNPL_THROTTLE_AUTH": "100000000/min",
-        "BNPL_THROTTLE_LOGIN": "100000000/min",
-    }
+        BNPL_THROTTLE_USER="100000000/min",
+        BNPL_THROTTLE_ANON="100000000/min",
+        BNPL_THROTTLE_AUTH="100000000/min",
+        BNPL_THROTTLE_LOGIN="100000000/min",
+    )
 
 
 def prepare_database(args) -> None:

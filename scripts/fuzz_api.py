@@ -46,8 +46,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.autopay import add_store_arguments, create_empty  # noqa: E402 - the benchmarks' helpers, from the root
+from bench.http_bench import local_service_env, stop, token  # noqa: E402
 from bench.http_bench import start_gunicorn as serve  # noqa: E402
-from bench.http_bench import stop, token  # noqa: E402
 
 # Throw-away keys: the fuzzing database is made by this script alone, and emptied by its next run.
 FUZZ_SECRET_KEY = "fuzz-only-secret-key-not-for-production-0123456789abcdefghijklmn"  # noqa: S105 - throw-away  # nosec B105
@@ -108,29 +108,21 @@ def free_port() -> int:
 
 def service_env(args, *, debug: bool) -> dict[str, str]:
     """The service's environment: production settings to serve, DEBUG only to seed the demo data."""
-    return {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "config.settings",
-        "DATABASE_URL": args.database_url,
-        "REDIS_URL": args.redis_url,
-        "CACHE_KEY_PREFIX": "bnpl-fuzz",
-        "DEBUG": "True" if debug else "False",
-        "SECRET_KEY": FUZZ_SECRET_KEY,
-        "FIELD_ENCRYPTION_KEY": FUZZ_FIELD_KEY,
-        "ALLOWED_HOSTS": "127.0.0.1,localhost",
-        "SECURE_SSL_REDIRECT": "False",
-        "STATIC_ROOT": "",  # no collectstatic here: the API serves no static files
-        "BNPL_WEBHOOK_ALLOW_PRIVATE_URLS": "False",
-        "BNPL_THROTTLE_USER": GENEROUS_RATE,
-        "BNPL_THROTTLE_ANON": GENEROUS_RATE,
-        "BNPL_THROTTLE_AUTH": GENEROUS_RATE,
-        "JWT_ACCESS_MINUTES": "120",
-        "HOST": "127.0.0.1",
-        "PORT": str(args.port),
-        "WEB_CONCURRENCY": str(args.workers),
-        "LOG_LEVEL": "ERROR",  # server errors with their traceback; not a line per 4xx
-        "PYTHONUNBUFFERED": "1",
-    }
+    return local_service_env(
+        args,
+        debug=debug,
+        secret_key=FUZZ_SECRET_KEY,
+        field_key=FUZZ_FIELD_KEY,
+        CACHE_KEY_PREFIX="bnpl-fuzz",
+        STATIC_ROOT="",  # no collectstatic here: the API serves no static files
+        BNPL_WEBHOOK_ALLOW_PRIVATE_URLS="False",
+        BNPL_THROTTLE_USER=GENEROUS_RATE,
+        BNPL_THROTTLE_ANON=GENEROUS_RATE,
+        BNPL_THROTTLE_AUTH=GENEROUS_RATE,
+        JWT_ACCESS_MINUTES="120",
+        WEB_CONCURRENCY=str(args.workers),
+        LOG_LEVEL="ERROR",  # server errors with their traceback; not a line per 4xx
+    )
 
 
 def prepare(args) -> None:

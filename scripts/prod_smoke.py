@@ -42,7 +42,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.autopay import add_store_arguments, create_empty  # noqa: E402 - the benchmarks' helpers, from the root
-from bench.http_bench import start_gunicorn, stop  # noqa: E402
+from bench.http_bench import local_service_env, start_gunicorn, stop  # noqa: E402
 from core.signatures import sign, signature_header  # noqa: E402
 from scripts.fuzz_api import free_port  # noqa: E402
 
@@ -77,29 +77,21 @@ def parse_args() -> argparse.Namespace:
 
 def service_env(args, *, debug: bool, receiver: str = "") -> dict[str, str]:
     """Production settings for the three processes; DEBUG only for seeding the demo data."""
-    return {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "config.settings",
-        "DATABASE_URL": args.database_url,
-        "REDIS_URL": args.redis_url,
-        "CACHE_KEY_PREFIX": "bnpl-smoke",
-        "DEBUG": "True" if debug else "False",
-        "SECRET_KEY": SMOKE_SECRET_KEY,
-        "FIELD_ENCRYPTION_KEY": SMOKE_FIELD_KEY,
-        "ALLOWED_HOSTS": "127.0.0.1,localhost",
-        "SECURE_SSL_REDIRECT": "False",
-        "STATIC_ROOT": "",
+    return local_service_env(
+        args,
+        debug=debug,
+        secret_key=SMOKE_SECRET_KEY,
+        field_key=SMOKE_FIELD_KEY,
+        CACHE_KEY_PREFIX="bnpl-smoke",
+        STATIC_ROOT="",
         # The receiver listens on loopback, which production settings rightly refuse.
-        "BNPL_WEBHOOK_ALLOW_PRIVATE_URLS": "True",
-        "BNPL_WEBHOOK_BACKOFF_BASE_SECONDS": "1",
-        "HOST": "127.0.0.1",
-        "PORT": str(args.port),
-        "WEB_CONCURRENCY": "2",
-        "CELERY_CONCURRENCY": "2",
-        "LOG_LEVEL": "INFO",
-        "PYTHONUNBUFFERED": "1",
-        "SMOKE_RECEIVER_URL": receiver,
-    }
+        BNPL_WEBHOOK_ALLOW_PRIVATE_URLS="True",
+        BNPL_WEBHOOK_BACKOFF_BASE_SECONDS="1",
+        WEB_CONCURRENCY="2",
+        CELERY_CONCURRENCY="2",
+        LOG_LEVEL="INFO",
+        SMOKE_RECEIVER_URL=receiver,
+    )
 
 
 class Receiver(BaseHTTPRequestHandler):

@@ -3,7 +3,7 @@ tokens), in django-celery-beat's database schedule: a quiet hour of the business
 
 from django.db import migrations
 
-from config.beat import periodic_jobs
+from core.beat import periodic_jobs
 
 create, remove = periodic_jobs(
     [("outstanding-tokens-prune", "accounts.tasks.outstanding_tokens_prune_task", ("crontab", "40", "3"))]

@@ -10,17 +10,10 @@ import django.db.models.deletion
 from django.conf import settings
 from django.db import migrations, models
 
-
-def content_type_follows(apps, schema_editor):
-    ContentType = apps.get_model("contenttypes", "ContentType")
-    if not ContentType.objects.filter(app_label="core", model="idempotencykey").exists():
-        ContentType.objects.filter(app_label="payments", model="idempotencykey").update(app_label="core")
+from core.migration_ops import content_types_moved
 
 
-def content_type_returns(apps, schema_editor):
-    ContentType = apps.get_model("contenttypes", "ContentType")
-    if not ContentType.objects.filter(app_label="payments", model="idempotencykey").exists():
-        ContentType.objects.filter(app_label="core", model="idempotencykey").update(app_label="payments")
+content_type_follows, content_type_returns = content_types_moved(["idempotencykey"], source="payments", target="core")
 
 
 class Migration(migrations.Migration):

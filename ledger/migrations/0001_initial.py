@@ -15,24 +15,11 @@ import django.db.models.deletion
 from django.conf import settings
 from django.db import migrations, models
 
-MODELS = ["ledgeraccount", "journalentry", "posting", "ledgercheckrun"]
+from core.migration_ops import content_types_moved
 
-
-def _move_content_types(apps, schema_editor, source, target):
-    ContentType = apps.get_model("contenttypes", "ContentType")
-    db = schema_editor.connection.alias
-    for model in MODELS:
-        if ContentType.objects.using(db).filter(app_label=target, model=model).exists():
-            continue  # already there (post_migrate made it): the old one is left as a stale type
-        ContentType.objects.using(db).filter(app_label=source, model=model).update(app_label=target)
-
-
-def content_types_to_ledger(apps, schema_editor):
-    _move_content_types(apps, schema_editor, "payments", "ledger")
-
-
-def content_types_to_payments(apps, schema_editor):
-    _move_content_types(apps, schema_editor, "ledger", "payments")
+content_types_to_ledger, content_types_to_payments = content_types_moved(
+    ["ledgeraccount", "journalentry", "posting", "ledgercheckrun"], source="payments", target="ledger"
+)
 
 
 class Migration(migrations.Migration):
