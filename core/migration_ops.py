@@ -22,3 +22,15 @@ def content_types_moved(models: list[str], *, source: str, target: str):
         move(apps, schema_editor, target, source)
 
     return forward, backward
+
+
+def periodic_task_renamed(old: str, new: str):
+    """``(forward, backward)`` functions for ``migrations.RunPython`` that point the beat
+    jobs running the task ``old`` at ``new`` (a task that moved to another module). Only
+    rows naming the old task change, so a job an operator pointed elsewhere is left alone."""
+
+    def rename(apps, schema_editor, source: str, target: str) -> None:
+        PeriodicTask = apps.get_model("django_celery_beat", "PeriodicTask")
+        PeriodicTask.objects.using(schema_editor.connection.alias).filter(task=source).update(task=target)
+
+    return (lambda apps, editor: rename(apps, editor, old, new)), (lambda apps, editor: rename(apps, editor, new, old))

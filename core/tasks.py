@@ -1,8 +1,20 @@
 """Publishing tasks for workers without letting a dead or stalled broker hang a request:
 ``enqueue``, ``enqueue_many``, ``BrokerUnavailable`` and the per-process back-off after a
-failed publish. They publish through the Celery app the task belongs to (config.celery's)."""
+failed publish. They publish through the Celery app the task belongs to (config.celery's).
+And core's own periodic job, the prune of expired Idempotency-Keys."""
 
 import time
+
+from celery import shared_task
+from django.db import OperationalError
+
+
+@shared_task(bind=True, acks_late=True, autoretry_for=(OperationalError,), retry_backoff=True, max_retries=5)
+def idempotency_keys_prune_task(self) -> int:
+    """Delete Idempotency-Keys older than 24 hours (beat: hourly)."""
+    from core.idempotency import idempotency_keys_prune
+
+    return idempotency_keys_prune()
 
 
 class BrokerUnavailable(RuntimeError):

@@ -18,8 +18,8 @@ def ledger_check_task(self) -> dict:
 
 @shared_task(bind=True, acks_late=True, autoretry_for=(OperationalError,), retry_backoff=True, max_retries=5)
 def idempotency_keys_prune_task(self) -> int:
-    """Delete Idempotency-Keys older than 24 hours (beat: hourly). The keys live in core; the
-    task keeps its name here, which the beat schedule rows and queued messages carry."""
+    """The prune of Idempotency-Keys under its old name (now ``core.tasks.idempotency_keys_prune_task``;
+    core migration 0002 moved the beat job): this stays for tasks queued by an earlier release."""
     from core.idempotency import idempotency_keys_prune
 
     return idempotency_keys_prune()

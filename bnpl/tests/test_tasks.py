@@ -25,6 +25,7 @@ def test_beat_schedule_is_in_the_database():
     assert tasks["reminders-daily"].crontab.hour == "9"
     assert tasks["ledger-check-daily"].task == "ledger.tasks.ledger_check_task"
     assert tasks["idempotency-keys-prune"].interval.period == "hours"
+    assert tasks["idempotency-keys-prune"].task == "core.tasks.idempotency_keys_prune_task"
     assert tasks["autopay-daily"].task == "payments.tasks.autopay_run_task"
     assert (tasks["autopay-daily"].crontab.hour, tasks["autopay-daily"].crontab.timezone.key) == ("6", "Asia/Tashkent")
     assert tasks["payments-reconcile"].interval.every == 10
