@@ -11,7 +11,6 @@ import os
 import re
 import time
 from datetime import date
-from decimal import Decimal
 
 import pytest
 from django.conf import settings
@@ -21,7 +20,7 @@ from rest_framework_simplejwt.tokens import RefreshToken
 
 from accounts.masking import find_unmasked_pii
 from accounts.tests.factories import MerchantFactory, OperatorFactory, UserFactory
-from bnpl.services import plan_create
+from bnpl.tests.factories import plan_originated
 
 # Fault injection: private servers, the PostgreSQL proxy, service processes, the faults count.
 pytest_plugins = ["config.tests.faults"]
@@ -155,15 +154,7 @@ def make_plan(db):
     """``make_plan(total=, count=, purchase_date=, customer=, merchant=)``: a real plan, through the service."""
 
     def make(*, total="500.00", count=4, frequency="MONTHLY", purchase_date: date | None = None, **parties):
-        return plan_create(
-            customer=parties.get("customer") or UserFactory(),
-            merchant=parties.get("merchant") or MerchantFactory(),
-            total_amount=Decimal(total),
-            installment_count=count,
-            frequency=frequency,
-            currency=parties.get("currency", "USD"),
-            purchase_date=purchase_date,
-        )
+        return plan_originated(total=total, count=count, frequency=frequency, purchase_date=purchase_date, **parties)
 
     return make
 

@@ -141,7 +141,7 @@ def setup_django(url: str, redis_url: str) -> None:
 # One set-based pass: a merchant without webhook URL; customers with autopay on and a card
 # the fake gateway charges (last 4 digits 1111), no email or phone; one plan each whose
 # first installment is due today; each plan's origination entry (what
-# bnpl.services.origination_legs posts: the customer owes the total, the merchant is owed it).
+# bnpl.services.origination.origination_legs posts: the customer owes the total, the merchant is owed it).
 SEED_SQL = """
 INSERT INTO accounts_user (password, is_superuser, username, email, is_staff, is_active, date_joined,
     user_id, full_name, role, status, credit_limit, phone_number, passport_number,
@@ -167,7 +167,7 @@ FROM bnpl_plan p CROSS JOIN unnest(%(dues)s::date[]) WITH ORDINALITY AS d(due_da
 ORDER BY p.id, d.sequence;
 
 """
-# Each plan's origination entry, as bnpl.services.origination_legs posts it (the customer
+# Each plan's origination entry, as bnpl.services.origination.origination_legs posts it (the customer
 # owes the total, the merchant is owed it), written by the ledger's SQL (ledger.sql):
 # appended to the seeds of the benchmarks. ``{ledger_post}`` is filled in by origination_sql().
 ORIGINATION_SQL = """

@@ -659,7 +659,7 @@ class Clock(threading.Thread):
     def sweep(self, timeout: float = 300) -> None:
         """One sweep run, fanned out to the worker, waited for until it is closed."""
         from bnpl.models import SweepRun
-        from bnpl.services import overdue_sweep
+        from bnpl.services.sweep import overdue_sweep
 
         run = overdue_sweep(late_fees=True, fan_out=True, chunk_plans=self.args.chunk_plans)
         deadline = time.monotonic() + timeout
@@ -1059,7 +1059,7 @@ class Reconciliation:
         from accounts.models import User
         from bnpl.models import Installment, LateFee, SweepRun
         from bnpl.schedule import business_today
-        from bnpl.services import late_fee_cap
+        from bnpl.services.late_fees import late_fee_cap
         from events.models import Event
 
         marked = Counter(

@@ -149,7 +149,7 @@ def bare_update(today) -> tuple[float, int]:
 def sweep_with_workers(workers: int, args, today) -> dict:
     """The fanned-out sweep through a worker of ``workers`` processes: time to the run's close."""
     from bnpl.models import SweepRun
-    from bnpl.services import overdue_sweep
+    from bnpl.services.sweep import overdue_sweep
 
     no_other_worker()
     log_path = Path(tempfile.gettempdir()) / f"{database_name(args.database_url)}_sweep_worker_{workers}.log"
@@ -179,8 +179,8 @@ def naive_loop(today, sample: int) -> tuple[float, int]:
     from django.db.models import F
 
     from accounts.models import User
+    from bnpl.event_data import installment_event_data
     from bnpl.models import Installment, LateFee
-    from bnpl.services import installment_event_data
     from events.models import Event
     from events.services import event_record
     from ledger.accounts import CUSTOMER_RECEIVABLE, FEE_INCOME

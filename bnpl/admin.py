@@ -9,7 +9,8 @@ from django.views.decorators.http import require_POST
 from bnpl.errors import LateFeeNotWaivable
 from bnpl.models import Installment, LateFee, Plan, Reminder, SweepChunk, SweepRun
 from bnpl.schedule import business_today, days_past_due_bucket
-from bnpl.services import late_fee_waive, overdue_sweep
+from bnpl.services.installments import late_fee_waive
+from bnpl.services.sweep import overdue_sweep
 from core.admin import ReadOnlyAdmin, ReadOnlyInline
 
 

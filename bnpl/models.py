@@ -46,14 +46,23 @@ class Plan(models.Model):
     def __str__(self) -> str:
         return f"Plan {self.pk} ({self.total_amount} {self.currency})"
 
-    # Summed in Python over `installments.all()`, so a prefetch serves every plan of a page.
+    # The installments handed over with the plan by whoever just wrote or read them
+    # (bnpl.selectors.plan_installments_loaded), so showing the plan reads no more rows.
+    schedule: list["Installment"] | None = None
+
+    @property
+    def installments_in_order(self) -> list["Installment"]:
+        """The plan's installments by sequence: those handed over with it, else a prefetch's, else read."""
+        return self.schedule if self.schedule is not None else list(self.installments.all())
+
+    # Summed in Python over the installments shown, so a prefetch serves every plan of a page.
     @property
     def installments_paid(self) -> Decimal:
-        return sum((i.amount_paid for i in self.installments.all()), Decimal("0.00"))
+        return sum((i.amount_paid for i in self.installments_in_order), Decimal("0.00"))
 
     @property
     def installments_remaining(self) -> Decimal:
-        return sum((i.amount_remaining for i in self.installments.all()), Decimal("0.00"))
+        return sum((i.amount_remaining for i in self.installments_in_order), Decimal("0.00"))
 
 
 class Installment(models.Model):
@@ -73,6 +82,11 @@ class Installment(models.Model):
     sequence = models.PositiveSmallIntegerField()
     amount_due = models.DecimalField(max_digits=12, decimal_places=2)
     amount_paid = models.DecimalField(max_digits=12, decimal_places=2, default=Decimal("0.00"))
+    # What PENDING payments have claimed of it (their allocations), so that no second payment
+    # takes the same cents; kept by bnpl.services.installments alone.
+    amount_reserved = models.DecimalField(
+        max_digits=12, decimal_places=2, default=Decimal("0.00"), db_default=Decimal("0.00")
+    )
     due_date = models.DateField()
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.UPCOMING)
     paid_at = models.DateTimeField(null=True, blank=True)
@@ -98,6 +112,9 @@ class Installment(models.Model):
             models.UniqueConstraint(fields=["plan", "sequence"], name="installment_plan_sequence_unique"),
             models.CheckConstraint(condition=models.Q(amount_due__gte=0), name="installment_amount_due_not_negative"),
             models.CheckConstraint(condition=models.Q(amount_paid__gte=0), name="installment_amount_paid_not_negative"),
+            models.CheckConstraint(
+                condition=models.Q(amount_reserved__gte=0), name="installment_amount_reserved_not_negative"
+            ),
             models.CheckConstraint(
                 condition=models.Q(amount_paid__lte=models.F("amount_due")), name="installment_not_overpaid"
             ),
@@ -131,6 +148,10 @@ class LateFee(models.Model):
     kind = models.CharField(max_length=8, choices=Kind.choices)
     amount = models.DecimalField(max_digits=12, decimal_places=2)
     amount_paid = models.DecimalField(max_digits=12, decimal_places=2, default=Decimal("0.00"))
+    # What PENDING payments have claimed of it, as on Installment.
+    amount_reserved = models.DecimalField(
+        max_digits=12, decimal_places=2, default=Decimal("0.00"), db_default=Decimal("0.00")
+    )
     # Not indexed: fees are read by plan, and the checks that read every fee due read most fees.
     status = models.CharField(max_length=8, choices=Status.choices, default=Status.DUE)
     # Not indexed: nothing looks fees up by who waived them, and every fee the sweep writes
@@ -151,6 +172,9 @@ class LateFee(models.Model):
             models.CheckConstraint(
                 condition=models.Q(amount_paid__gte=0, amount_paid__lte=models.F("amount")),
                 name="late_fee_paid_within_amount",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(amount_reserved__gte=0), name="late_fee_amount_reserved_not_negative"
             ),
         ]
 

@@ -10,6 +10,7 @@ from django.db.models import Prefetch, Q, QuerySet
 from accounts.models import User
 from bnpl.models import Installment, LateFee, Plan
 from bnpl.schedule import business_today, days_past_due_bucket
+from core.db import advisory_xact_lock_try
 from core.money import ZERO, to_money
 
 BUCKETS = ("1-30", "31-60", "61-90", "90+")
@@ -92,18 +93,30 @@ def plan_get_for(*, viewer: User, pk: int) -> Plan | None:
 
 
 def plan_installments_loaded(plan: Plan, installments: list[Installment]) -> Plan:
-    """Give ``plan`` the installments just written, as a prefetch would (``plan.installments.all()``
-    then reads no rows): a plan that was just created is shown without being read back."""
-    queryset = plan.installments.all()
-    queryset._result_cache = sorted(installments, key=lambda installment: installment.sequence)
-    queryset._prefetch_done = True
-    plan._prefetched_objects_cache = {"installments": queryset}
+    """Give ``plan`` the installments just written or read (``plan.installments_in_order``):
+    a plan that was just created is shown without being read back."""
+    plan.schedule = sorted(installments, key=lambda installment: installment.sequence)
     return plan
 
 
 def installment_list_for(*, viewer: User) -> QuerySet[Installment]:
     """Installments of the plans ``viewer`` may see."""
     return Installment.objects.filter(plan_scope(viewer, "plan__")).select_related("plan").order_by("due_date", "id")
+
+
+# Keys of the advisory locks: one job of each kind at a time across all workers.
+SWEEP_LOCK_KEY = 0x424E504C01
+REMINDERS_LOCK_KEY = 0x424E504C02
+
+
+def sweep_lock_try() -> bool:
+    """Take the sweep's lock until the transaction ends; False when another sweep holds it."""
+    return advisory_xact_lock_try(SWEEP_LOCK_KEY)
+
+
+def reminders_lock_try() -> bool:
+    """Take the reminders job's lock until the transaction ends; False when another run holds it."""
+    return advisory_xact_lock_try(REMINDERS_LOCK_KEY)
 
 
 def plan_get_for_update(**lookup) -> Plan:
@@ -134,6 +147,11 @@ def customer_owed(*, customer_id: int) -> tuple[Decimal, Decimal]:
         installments, fees = cursor.fetchone()
     # SQLite sums lose the scale (and are floats); an empty sum is NULL.
     return to_money(Decimal(str(installments or 0))), to_money(Decimal(str(fees or 0)))
+
+
+def customer_outstanding(*, customer_id: int) -> Decimal:
+    """What the customer still owes: unpaid installments of every plan plus late fees due."""
+    return sum(customer_owed(customer_id=customer_id), ZERO)
 
 
 @dataclass

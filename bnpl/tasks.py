@@ -8,7 +8,7 @@ from django.db import IntegrityError, OperationalError
 def overdue_sweep_task(self) -> dict:
     """Start the overdue sweep (beat: every 5 minutes): its chunks go to the workers as a
     group, and the last one to finish closes the run. Harmless when run twice."""
-    from bnpl.services import overdue_sweep
+    from bnpl.services.sweep import overdue_sweep
 
     run = overdue_sweep(fan_out=True)
     return {"sweep_run_id": run.pk, "skipped": run.skipped, "chunks": run.chunks_total}
@@ -22,7 +22,7 @@ def overdue_sweep_task(self) -> dict:
 )
 def sweep_chunk_task(self, chunk_id: int) -> bool:
     """Sweep one chunk of plans; a chunk already done (a redelivery) is left alone."""
-    from bnpl.services import sweep_chunk
+    from bnpl.services.sweep import sweep_chunk
 
     return sweep_chunk(chunk_id=chunk_id)
 
@@ -30,6 +30,6 @@ def sweep_chunk_task(self, chunk_id: int) -> bool:
 @shared_task(bind=True, acks_late=True, autoretry_for=(OperationalError,), retry_backoff=True, max_retries=5)
 def reminders_send_task(self) -> dict:
     """Send due-soon and overdue reminders (beat: daily); each at most once per installment and kind."""
-    from bnpl.services import reminders_send
+    from bnpl.services.reminders import reminders_send
 
     return reminders_send()

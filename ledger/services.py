@@ -8,8 +8,9 @@ from collections import defaultdict
 from dataclasses import dataclass
 from decimal import Decimal
 
-from django.db import connection, transaction
+from django.db import transaction
 
+from core.db import postgresql
 from ledger.accounts import ACCOUNTS, ledger_account_ids
 from ledger.models import JournalEntry, Posting
 
@@ -86,6 +87,6 @@ def _write(kind: str, kept: list[tuple[int | None, str, list[Leg]]]) -> list[Jou
     # PostgreSQL checks the balance of each INSERT statement's entries (payments migration
     # 0008), so an entry's postings go in one statement: all of them at once, which its
     # bulk insert allows whatever their number. SQLite limits a statement's parameters.
-    batch_size = None if connection.vendor == "postgresql" else 5000
+    batch_size = None if postgresql() else 5000
     Posting.objects.bulk_create(postings, batch_size=batch_size)
     return created

@@ -20,11 +20,12 @@ from django.db.models import F
 from accounts.models import User
 from bnpl.models import Installment, Plan
 from bnpl.schedule import business_today
+from bnpl.selectors import OPEN_STATUSES
 from config.celery import app
 from core.problems import DomainError
 from core.tasks import BrokerUnavailable, enqueue_many
 from payments.models import Payment
-from payments.services import OPEN, payment_attempt
+from payments.services import payment_attempt
 
 logger = logging.getLogger(__name__)
 
@@ -37,7 +38,7 @@ def _attempt_days(today: date) -> dict[date, int]:
 
 def _due(today: date):
     return Installment.objects.filter(
-        status__in=OPEN,
+        status__in=OPEN_STATUSES,
         due_date__in=list(_attempt_days(today)),
         amount_paid__lt=F("amount_due"),
         plan__status=Plan.Status.ACTIVE,

@@ -17,13 +17,22 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Q, Sum
+from django.db.models import Sum
 from django.utils import timezone
 
 from accounts.models import User
-from bnpl.models import Installment, LateFee, Plan
+from bnpl.event_data import installment_event_data
+from bnpl.models import Plan
 from bnpl.selectors import plan_get_for_update
-from bnpl.services import customer_restore_if_clear, installment_event_data, plan_close_if_settled
+from bnpl.services.installments import (
+    Part,
+    customer_restore_if_clear,
+    parts_reserve,
+    payable_parts,
+    plan_close_if_settled,
+    reservation_release,
+    reservation_settle,
+)
 from core.money import ZERO
 from core.problems import DomainError
 from events.models import Event, Notification
@@ -37,8 +46,6 @@ from payments.gateways import FAILED, SUCCEEDED, ChargeResult, get_gateway
 from payments.models import Payment, PaymentAllocation
 
 logger = logging.getLogger(__name__)
-
-OPEN = (Installment.Status.UPCOMING, Installment.Status.OVERDUE)
 
 
 class PaymentDeclined(DomainError):
@@ -84,39 +91,6 @@ class NoPaymentMethod(DomainError):
     default_detail = "The customer has no card on file to charge."
 
 
-def payment_reservations(*, installment_ids=(), fee_ids=()) -> tuple[dict[int, Decimal], dict[int, Decimal]]:
-    """Amounts that PENDING payments have already claimed, per installment and per fee."""
-    pending = PaymentAllocation.objects.filter(payment__status=Payment.Status.PENDING).filter(
-        Q(installment_id__in=list(installment_ids)) | Q(late_fee_id__in=list(fee_ids))
-    )
-    by_installment: dict[int, Decimal] = {}
-    by_fee: dict[int, Decimal] = {}
-    for row in pending.values("installment_id", "late_fee_id").annotate(total=Sum("amount")):
-        if row["installment_id"]:
-            by_installment[row["installment_id"]] = row["total"]
-        else:
-            by_fee[row["late_fee_id"]] = row["total"]
-    return by_installment, by_fee
-
-
-def _payable_targets(plan: Plan, installment_id: int | None) -> list[tuple[str, object, Decimal]]:
-    """``[(kind, row, still payable), ...]`` in allocation order: overdue installments oldest
-    first, then late fees due, then upcoming installments (one installment when named)."""
-    installments = list(plan.installments.filter(status__in=OPEN).order_by("due_date", "sequence"))
-    if installment_id is not None:
-        installments = [i for i in installments if i.pk == installment_id]
-        fees = []
-    else:
-        fees = list(plan.late_fees.filter(status=LateFee.Status.DUE).order_by("id"))
-    held_i, held_f = payment_reservations(installment_ids=[i.pk for i in installments], fee_ids=[f.pk for f in fees])
-    overdue = [i for i in installments if i.status == Installment.Status.OVERDUE]
-    upcoming = [i for i in installments if i.status == Installment.Status.UPCOMING]
-    targets = [("installment", i, i.amount_remaining - held_i.get(i.pk, ZERO)) for i in overdue]
-    targets += [("fee", f, f.amount_remaining - held_f.get(f.pk, ZERO)) for f in fees]
-    targets += [("installment", i, i.amount_remaining - held_i.get(i.pk, ZERO)) for i in upcoming]
-    return [t for t in targets if t[2] > 0]
-
-
 def credit_available(*, customer_id: int, currency: str) -> Decimal:
     """The customer's credit balance in ``currency`` less what PENDING payments have claimed."""
     balance = credit_balances(customer_id=customer_id).get(currency, ZERO)
@@ -148,10 +122,10 @@ def _reserve(
             return existing
     if plan.status != Plan.Status.ACTIVE:
         raise PlanNotPayable()
-    targets = _payable_targets(plan, installment_id)
-    if installment_id is not None and not any(row.pk == installment_id for _, row, _ in targets):
+    parts = payable_parts(plan, installment_id)
+    if installment_id is not None and not parts:
         raise NothingToPay("This installment is already paid or cancelled, or being paid.")
-    payable = sum((left for _, _, left in targets), ZERO)
+    payable = sum((part.amount for part in parts), ZERO)
     if payable <= 0:
         raise NothingToPay()
     amount = payable if amount is None else amount
@@ -175,21 +149,10 @@ def _reserve(
         card_token=customer.card_token if credit < amount else "",
         gateway_key=gateway_key or f"pay_{uuid.uuid4().hex}",
     )
-    allocations, left = [], amount
-    for kind, row, payable_here in targets:
-        if left <= 0:
-            break
-        part = min(left, payable_here)
-        left -= part
-        allocations.append(
-            PaymentAllocation(
-                payment=payment,
-                installment=row if kind == "installment" else None,
-                late_fee=row if kind == "fee" else None,
-                amount=part,
-            )
-        )
-    PaymentAllocation.objects.bulk_create(allocations)
+    PaymentAllocation.objects.bulk_create(
+        PaymentAllocation(payment=payment, installment=part.installment, late_fee=part.fee, amount=part.amount)
+        for part in parts_reserve(parts, amount)
+    )
     return payment
 
 
@@ -211,28 +174,19 @@ def _settle(*, payment_id: int, result: ChargeResult) -> Payment:
         # money this payment does not book; an operator must refund or re-book it).
         logger.error("Payment %s: the gateway captured %s of %s", payment.pk, result.captured, payment.card_amount)
         result = ChargeResult(FAILED, "partial_capture", result.reference)
+    parts = [
+        Part(allocation.installment, allocation.late_fee, allocation.amount)
+        for allocation in payment.allocations.select_related("installment", "late_fee")
+    ]
     if not result.succeeded:
+        reservation_release(parts=parts)
         payment.status = Payment.Status.FAILED
         payment.decline_code = result.decline_code or "declined"
         payment.save(update_fields=["status", "decline_code", "gateway_reference", "completed_at"])
         _tell_failed(payment, plan)
         return payment
 
-    paid_installments = []
-    for allocation in payment.allocations.select_related("installment", "late_fee"):
-        target = allocation.installment or allocation.late_fee
-        target.amount_paid += allocation.amount
-        changed = ["amount_paid", "updated_at"] if allocation.installment else ["amount_paid"]
-        if allocation.installment and target.amount_paid == target.amount_due:
-            target.status, target.paid_at = Installment.Status.PAID, now
-            paid_installments.append(target)
-            changed += ["status", "paid_at"]
-        if allocation.late_fee and target.amount_paid == target.amount:
-            target.status = LateFee.Status.PAID
-            changed.append("status")
-        # The status only when this payment changed it: the sweep marks installments OVERDUE
-        # without the plan's lock, so the one read above may be older than its mark.
-        target.save(update_fields=changed)
+    settled = reservation_settle(parts=parts, now=now)
     captured = payment.card_amount if result.captured is None else result.captured
     payment.excess_credited = max(captured - payment.card_amount, ZERO)
     payment.status = Payment.Status.SUCCEEDED
@@ -249,7 +203,7 @@ def _settle(*, payment_id: int, result: ChargeResult) -> Payment:
             Leg(CUSTOMER_CREDIT, -payment.excess_credited, currency, plan.pk, customer_id),  # overpayment kept
         ],
     )
-    for installment in paid_installments:
+    for installment in settled.paid_installments:
         event_record(
             merchant_id=plan.merchant_id,
             type=Event.Type.INSTALLMENT_PAID,

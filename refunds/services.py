@@ -12,9 +12,13 @@ from django.db.models import Sum
 from django.utils import timezone
 
 from accounts.models import User
-from bnpl.models import Installment, Plan
+from bnpl.models import Plan
 from bnpl.selectors import plan_get_for_update
-from bnpl.services import customer_restore_if_clear, plan_close_if_settled
+from bnpl.services.installments import (
+    customer_restore_if_clear,
+    installments_cancel_by_refund,
+    plan_close_if_settled,
+)
 from core.money import ZERO
 from core.problems import DomainError, FieldInvalid
 from events.models import Event
@@ -23,7 +27,6 @@ from ledger.accounts import CUSTOMER_CREDIT, CUSTOMER_RECEIVABLE, GATEWAY_CLEARI
 from ledger.models import JournalEntry
 from ledger.services import Leg, ledger_post
 from payments.gateways import get_gateway
-from payments.services import payment_reservations
 from refunds.models import Refund, RefundEvent
 
 logger = logging.getLogger(__name__)
@@ -223,29 +226,8 @@ def _apply_to_plan(refund: Refund, plan: Plan) -> None:
     # Against what is already approved: a pending one may still be rejected.
     if refund.amount > _refundable(plan, counted=(Refund.Status.APPROVED,), excluding=refund.pk):
         raise RefundExceedsPlan()
-    installments = list(
-        plan.installments.filter(status__in=(Installment.Status.UPCOMING, Installment.Status.OVERDUE)).order_by(
-            "-sequence"
-        )
-    )
-    # Cents a pending payment has reserved are not refundable from the installment.
-    held, _ = payment_reservations(installment_ids=[i.pk for i in installments])
-    left = refund.amount
-    for installment in installments:
-        removable = installment.amount_remaining - held.get(installment.pk, ZERO)
-        if left <= 0 or removable <= 0:
-            continue
-        cut = min(left, removable)
-        left -= cut
-        installment.amount_due -= cut
-        changed = ["amount_due", "updated_at"]
-        if installment.amount_due == installment.amount_paid:
-            installment.status = Installment.Status.CANCELLED  # the refund removed all that was left
-            changed.append("status")
-        # Only what the refund changed: the sweep marks installments OVERDUE without the plan's
-        # lock, so the status read above may be older than its mark, which must not be undone.
-        installment.save(update_fields=changed)
-    refund.applied_amount = refund.amount - left
+    refund.applied_amount = installments_cancel_by_refund(plan=plan, amount=refund.amount)
+    left = refund.amount - refund.applied_amount
     refund.payout_amount = left
     refund.payout_status = Refund.PayoutStatus.PENDING if left > 0 else Refund.PayoutStatus.NONE
     ledger_post(

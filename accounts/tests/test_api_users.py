@@ -1,7 +1,7 @@
 import pytest
 
 from accounts.tests.factories import MerchantFactory, UserFactory
-from bnpl.tests.factories import PlanFactory
+from bnpl.tests.factories import plan_originated
 
 pytestmark = pytest.mark.django_db
 
@@ -32,10 +32,10 @@ def test_customer_sees_only_itself(as_user, customer, other_customer):
 
 
 def test_merchant_sees_itself_and_its_customers_only(as_user, merchant, customer, other_customer):
-    PlanFactory(merchant=merchant, customer=customer)
-    PlanFactory(merchant=merchant, customer=customer)  # two plans, still one row
+    plan_originated(merchant=merchant, customer=customer)
+    plan_originated(merchant=merchant, customer=customer)  # two plans, still one row
     other_merchant = MerchantFactory()
-    PlanFactory(merchant=other_merchant, customer=other_customer)
+    plan_originated(merchant=other_merchant, customer=other_customer)
     client = as_user(merchant)
 
     assert ids(client.get(USERS)) == {merchant.user_id, customer.user_id}
@@ -93,7 +93,7 @@ def test_users_list_is_paginated_with_a_capped_page_size(as_user, operator):
 
 def test_users_list_runs_a_fixed_number_of_queries(as_user, merchant, django_assert_max_num_queries):
     for _ in range(30):
-        PlanFactory(merchant=merchant)
+        plan_originated(merchant=merchant)
     client = as_user(merchant)
 
     with django_assert_max_num_queries(3):  # user for the token, count, page

@@ -49,7 +49,7 @@ class PlanOut(serializers.Serializer):
     amount_paid = serializers.DecimalField(**AMOUNT, source="installments_paid")
     amount_remaining = serializers.DecimalField(**AMOUNT, source="installments_remaining")
     created_at = serializers.DateTimeField()
-    installments = InstallmentOut(many=True)
+    installments = InstallmentOut(many=True, source="installments_in_order")
 
 
 # PlanOut(plan).data without DRF building and binding a copy of every declared field per
@@ -82,7 +82,7 @@ def installment_out(installment: Installment) -> dict:
 
 def plan_out(plan: Plan) -> dict:
     """What PlanOut(plan).data gives, for a plan whose parties and installments are loaded."""
-    installments = [installment_out(installment) for installment in plan.installments.all()]
+    installments = [installment_out(installment) for installment in plan.installments_in_order]
     return {
         "id": plan.pk,
         "user_id": plan.customer.user_id,

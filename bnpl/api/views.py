@@ -26,7 +26,8 @@ from bnpl.api.serializers import (
 )
 from bnpl.models import Installment, LateFee, Plan
 from bnpl.selectors import debt_status_for, installment_list_for, plan_get_for, plan_list_for, plan_scope
-from bnpl.services import late_fee_waive, plan_create, plan_parties_resolve
+from bnpl.services.installments import late_fee_waive
+from bnpl.services.origination import plan_create, plan_parties_resolve
 from config.db_router import reading_from_replica
 from core.idempotency import IDEMPOTENCY_PARAMETER, idempotent
 from core.schema import VALIDATION_EXAMPLE, list_retrieve_schema, problems

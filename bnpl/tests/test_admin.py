@@ -3,7 +3,7 @@ from datetime import timedelta
 import pytest
 
 from bnpl.schedule import business_today
-from bnpl.services import overdue_sweep
+from bnpl.services.sweep import overdue_sweep
 from ledger.models import JournalEntry
 
 pytestmark = pytest.mark.django_db

@@ -8,7 +8,7 @@ import time_machine
 
 from accounts.tests.factories import MerchantFactory, UserFactory
 from bnpl.schedule import business_today
-from bnpl.services import overdue_sweep
+from bnpl.services.sweep import overdue_sweep
 from payments.services import payment_collect
 from refunds.services import refund_request, refund_status_apply
 

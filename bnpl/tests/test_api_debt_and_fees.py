@@ -6,7 +6,7 @@ import pytest
 from accounts.tests.factories import MerchantFactory, UserFactory
 from bnpl.models import LateFee
 from bnpl.schedule import business_today
-from bnpl.services import overdue_sweep
+from bnpl.services.sweep import overdue_sweep
 from ledger.models import JournalEntry
 
 pytestmark = pytest.mark.django_db

@@ -11,7 +11,8 @@ from django.db import connection, connections, transaction
 from accounts.tests.factories import MerchantFactory, UserFactory
 from bnpl.errors import CreditLimitExceeded
 from bnpl.models import Installment, LateFee, Plan
-from bnpl.services import overdue_sweep, plan_create
+from bnpl.services.origination import plan_create
+from bnpl.services.sweep import overdue_sweep
 from conftest import client_for
 from core.models import IdempotencyKey
 from ledger.checks import ledger_check

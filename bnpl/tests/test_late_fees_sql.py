@@ -4,13 +4,13 @@ the ledger's SQL for their entry and postings); elsewhere through the ORM and
 
 from datetime import date, timedelta
 from decimal import Decimal
-from types import SimpleNamespace
 
 import pytest
 
-from bnpl import services
 from bnpl.models import LateFee, Plan
-from bnpl.services import late_fees_charge, overdue_sweep
+from bnpl.services import late_fees
+from bnpl.services.late_fees import late_fees_charge
+from bnpl.services.sweep import overdue_sweep
 from ledger.models import JournalEntry
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db]
@@ -61,7 +61,7 @@ def test_late_fees_in_one_statement_write_what_the_orm_path_writes(make_plan, mo
 
     def charge(plans: list[Plan], today: date, *, orm: bool) -> int:
         if orm:  # the path taken off PostgreSQL
-            monkeypatch.setattr(services, "connection", SimpleNamespace(vendor="other"))
+            monkeypatch.setattr(late_fees, "postgresql", lambda: False)
         try:
             return late_fees_charge(today=today, plans=(plans[0].pk, plans[-1].pk), memo="Late fees, round")
         finally:

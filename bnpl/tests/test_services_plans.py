@@ -7,7 +7,8 @@ from accounts.models import User
 from accounts.tests.factories import MerchantFactory, UserFactory
 from bnpl.errors import CreditLimitExceeded, DebtUserForbidden
 from bnpl.models import Installment, Plan
-from bnpl.services import customer_outstanding, plan_create
+from bnpl.selectors import customer_outstanding
+from bnpl.services.origination import plan_create
 from core.problems import FieldInvalid
 from ledger.accounts import CUSTOMER_RECEIVABLE, MERCHANT_PAYABLE
 from ledger.models import JournalEntry, Posting
@@ -74,7 +75,7 @@ def test_plan_create_defaults_currency_and_purchase_date(settings):
 def test_origination_in_one_statement_writes_what_the_orm_path_writes(monkeypatch, webhook_url):
     """On PostgreSQL a plan is originated by one statement of its own SQL; elsewhere through
     the ORM. Both leave the same rows: plan, installments, entry, postings and event."""
-    from bnpl import services
+    from bnpl.services import origination as services
     from events.models import Event
 
     customer, merchant = UserFactory(), MerchantFactory(webhook_url=webhook_url)

@@ -12,8 +12,9 @@ from django.utils import timezone
 
 from accounts.models import User
 from accounts.tests.factories import UserFactory
+from bnpl.event_data import installment_event_data
 from bnpl.models import Installment, LateFee, Plan, SweepRun
-from bnpl.services import installment_event_data, overdue_sweep, sweep_chunk
+from bnpl.services.sweep import overdue_sweep, sweep_chunk
 from events.models import Event
 from ledger.accounts import CUSTOMER_RECEIVABLE, FEE_INCOME
 from ledger.checks import ledger_check

@@ -10,7 +10,6 @@ import contextlib
 import os
 import re
 import shutil
-from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -20,9 +19,10 @@ from django.db import connections
 from django.test.testcases import LiveServerThread
 
 from accounts.tests.factories import MerchantFactory, OperatorFactory
-from bnpl.services import overdue_sweep
+from bnpl.services.sweep import overdue_sweep
 from ledger.checks import ledger_check
 from refunds.models import Refund
+from refunds.tests.factories import refund_requested
 
 ROOT = Path(__file__).resolve().parents[2]
 SHOTS = ROOT / "artifacts" / "screenshots"
@@ -166,15 +166,7 @@ def test_dashboard_admin_refund_approval_and_swagger_in_chromium(live_url, make_
     operator = OperatorFactory(username="ops-browser")
     merchant = MerchantFactory()
     plan = make_plan(merchant=merchant, total="100.00")
-    refund = Refund.objects.create(
-        plan=plan,
-        merchant=merchant,
-        customer=plan.customer,
-        requested_by=merchant,
-        transaction_id="rf-browser",
-        amount=Decimal("40.00"),
-        currency="USD",
-    )
+    refund = refund_requested(plan, "40.00", transaction_id="rf-browser")
     overdue_sweep()
     ledger_check(record=True)
     violations: list[str] = []

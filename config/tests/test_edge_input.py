@@ -346,7 +346,7 @@ def test_a_late_fee_waiver_with_an_unknown_field_is_refused(make_plan, customer,
 
     from bnpl.models import LateFee
     from bnpl.schedule import business_today
-    from bnpl.services import overdue_sweep
+    from bnpl.services.sweep import overdue_sweep
 
     make_plan(customer=customer, total="400.00", purchase_date=business_today() - timedelta(days=75))
     overdue_sweep(late_fees=True)

@@ -89,10 +89,13 @@ def test_a_pool_process_killed_after_the_charge_has_the_task_redelivered_and_the
         )
         worker = launch.worker(env, pool="prefork", concurrency=1)
 
+        network.script = ["held after capture"]
+        task_id = publish(private_redis.url(0), autopay_chunk_task, customer.pk, customer.pk, today.isoformat())
+        wait_for(network.holding.is_set, 60, "the card to be charged")
         with RowLock("bnpl_installment", first.pk) as lock:
-            task_id = publish(private_redis.url(0), autopay_chunk_task, customer.pk, customer.pk, today.isoformat())
-            # The payment is reserved (committed) and the card charged; the worker books it
-            # and waits on the installment's row.
+            # The payment is reserved (committed) and the card charged; answered now, the
+            # worker books it and waits on the installment's row.
+            network.hold.set()
             orphan = lock.wait_blocked()
             payment = Payment.objects.get()
             assert (payment.status, list(network.captures)) == (Payment.Status.PENDING, [payment.gateway_key])

@@ -5,7 +5,7 @@ import pytest
 from django.core.management import call_command
 
 from bnpl.schedule import business_today
-from bnpl.services import overdue_sweep
+from bnpl.services.sweep import overdue_sweep
 
 pytestmark = pytest.mark.django_db
 

@@ -41,7 +41,8 @@ from accounts.services import merchant_webhook_secret_rotate
 from accounts.tests.factories import DEFAULT_PASSWORD, MerchantFactory, OperatorFactory, UserFactory
 from bnpl.models import Installment, LateFee, Plan
 from bnpl.schedule import business_today
-from bnpl.services import overdue_sweep, plan_create
+from bnpl.services.origination import plan_create
+from bnpl.services.sweep import overdue_sweep
 from conftest import PiiCheckingClient
 from core.signatures import signature_header
 from events.models import Event

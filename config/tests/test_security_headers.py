@@ -9,7 +9,7 @@ from django.contrib import admin
 from django.urls import reverse
 
 from bnpl.schedule import business_today
-from bnpl.services import overdue_sweep
+from bnpl.services.sweep import overdue_sweep
 from core.middleware import DATA_CSP, page_csp
 from ops.docs import RedocView
 

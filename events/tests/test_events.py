@@ -10,7 +10,7 @@ import time_machine
 from django.utils import timezone
 
 from accounts.tests.factories import MerchantFactory, UserFactory
-from bnpl.services import overdue_sweep
+from bnpl.services.sweep import overdue_sweep
 from events.models import Event, EventDelivery
 from events.services import backoff_seconds, event_deliver, event_redeliver, events_relay
 

@@ -7,7 +7,8 @@ from django.core import mail
 
 from accounts.tests.factories import UserFactory
 from bnpl.models import Reminder
-from bnpl.services import overdue_sweep, reminders_send
+from bnpl.services.reminders import reminders_send
+from bnpl.services.sweep import overdue_sweep
 from events.models import Notification
 from events.notifications import notifications_queue, notifications_send
 from events.sms import ConsoleSmsBackend, SmsMessage

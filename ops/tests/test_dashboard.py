@@ -11,7 +11,7 @@ from rest_framework_simplejwt.tokens import RefreshToken
 
 from accounts.tests.factories import MerchantFactory
 from bnpl.schedule import business_today
-from bnpl.services import overdue_sweep
+from bnpl.services.sweep import overdue_sweep
 from config.tests.faults import inject
 from ops.dashboard import FIGURES_NOTE, _chart, _page_context
 

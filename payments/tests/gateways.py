@@ -59,7 +59,8 @@ class CardNetwork(ThreadingHTTPServer):
 
     ``script`` says what the next charges do, in turn (then "ok"): "ok"; "timeout before
     capture" (no answer in time, nothing captured); "timeout after capture" (the money is
-    taken, the answer never arrives in time).
+    taken, the answer never arrives in time); "held after capture" (the money is taken and
+    ``holding`` set; the answer waits until the test sets ``hold``).
     """
 
     daemon_threads = True
@@ -70,6 +71,8 @@ class CardNetwork(ThreadingHTTPServer):
         self.captures: dict[str, Decimal] = {}  # idempotency key -> amount taken from the card
         self.requests: list[str] = []  # the key of every charge request received
         self.release = threading.Event()  # set: a "timeout" answer is given up at once
+        self.holding = threading.Event()  # set: a "held" charge is captured, its answer waits
+        self.hold = threading.Event()  # set: a "held" charge is answered
         self.lock = threading.Lock()
 
     @property
@@ -85,6 +88,7 @@ class CardNetwork(ThreadingHTTPServer):
 
     def __exit__(self, *exc) -> None:
         self.release.set()
+        self.hold.set()
         self.shutdown()
         self.server_close()
 
@@ -97,13 +101,16 @@ class _NetworkHandler(BaseHTTPRequestHandler):
         with network.lock:
             network.requests.append(key)
             behaviour = network.script.pop(0) if network.script else "ok"
-            if behaviour != "ok":
+            if behaviour.startswith("timeout"):
                 inject(f"gateway {behaviour}")
             if behaviour != "timeout before capture":
                 network.captures.setdefault(key, amount)
         if behaviour.startswith("timeout"):
             network.release.wait(timeout=60)  # the caller has given up long before
             return
+        if behaviour == "held after capture":
+            network.holding.set()
+            network.hold.wait(timeout=60)
         body = json.dumps({"reference": "net_" + key[-20:], "captured": str(network.captures[key])}).encode()
         self.send_response(200)
         self.send_header("Content-Type", "application/json")

@@ -7,7 +7,7 @@ from accounts.models import User
 from accounts.tests.factories import MerchantFactory, UserFactory
 from bnpl.models import Installment, LateFee, Plan
 from bnpl.schedule import business_today
-from bnpl.services import overdue_sweep
+from bnpl.services.sweep import overdue_sweep
 from config.tests.faults import inject
 from ledger.models import JournalEntry, Posting
 from payments.models import Payment

@@ -14,7 +14,7 @@ from django.utils import timezone
 from accounts.models import User
 from accounts.tests.factories import UserFactory
 from bnpl.models import Installment, Plan
-from bnpl.services import overdue_sweep
+from bnpl.services.sweep import overdue_sweep
 from bnpl.tests.test_concurrency import run_at_once
 from config.celery import app
 from config.tests.faults import inject

@@ -8,7 +8,7 @@ from django.db import connections
 
 from bnpl.models import Installment
 from bnpl.schedule import business_today
-from bnpl.services import overdue_sweep
+from bnpl.services.sweep import overdue_sweep
 from bnpl.tests.test_concurrency import run_at_once, sweep_held_open
 from conftest import client_for
 from ledger.checks import ledger_check

@@ -12,6 +12,7 @@ from core.signatures import sign
 from ledger.models import JournalEntry
 from refunds.models import Refund, RefundEvent
 from refunds.services import refund_status_apply
+from refunds.tests.factories import refund_requested
 
 pytestmark = pytest.mark.django_db
 
@@ -74,7 +75,7 @@ def test_refund_of_an_overdue_plan_reinstates_the_customer(as_user, make_plan, m
     from datetime import timedelta
 
     from bnpl.schedule import business_today
-    from bnpl.services import overdue_sweep
+    from bnpl.services.sweep import overdue_sweep
 
     customer = UserFactory()
     plan = make_plan(
@@ -122,15 +123,7 @@ def test_who_may_request_and_see_refunds(as_user, make_plan, merchant, customer,
 
 def test_terminal_refunds_never_change_and_repeats_are_no_ops(make_plan, merchant):
     plan = make_plan(merchant=merchant)
-    refund = Refund.objects.create(
-        plan=plan,
-        merchant=merchant,
-        customer=plan.customer,
-        requested_by=merchant,
-        transaction_id="t",
-        amount=Decimal("10.00"),
-        currency="USD",
-    )
+    refund = refund_requested(plan, "10.00", transaction_id="t")
     refund_status_apply(refund_id=refund.pk, status="PROCESSING", source="webhook")
     refund_status_apply(refund_id=refund.pk, status="REJECTED", source="webhook")
     refund_status_apply(refund_id=refund.pk, status="APPROVED", source="webhook")
@@ -306,18 +299,7 @@ def test_operators_decide_in_the_admin_through_the_same_service(make_plan, merch
     from django.test import Client
 
     plan = make_plan(merchant=merchant, total="100.00")
-    keep, drop = (
-        Refund.objects.create(
-            plan=plan,
-            merchant=merchant,
-            customer=plan.customer,
-            requested_by=merchant,
-            transaction_id=name,
-            amount=Decimal("10.00"),
-            currency="USD",
-        )
-        for name in ("keep", "drop")
-    )
+    keep, drop = (refund_requested(plan, "10.00", transaction_id=name) for name in ("keep", "drop"))
     client = Client()
     client.force_login(operator)
 

@@ -93,7 +93,8 @@ def test_thirty_concurrent_creations_with_one_transaction_id_make_one_refund(mak
 
 def test_concurrent_approvals_that_together_exceed_the_plan_cannot_both_apply(make_plan, merchant):
     plan = make_plan(merchant=merchant, total="100.00")
-    # Two refunds that only together exceed the total (as if requested through another channel).
+    # Two refunds that only together exceed the total: a state refund_request refuses, written
+    # past it on purpose to show the approval's own guard (as if requested through another channel).
     refunds = [
         Refund.objects.create(
             plan=plan,

@@ -2,7 +2,7 @@
 
 from django.core.management.base import BaseCommand
 
-from bnpl.services import overdue_sweep
+from bnpl.services.sweep import overdue_sweep
 
 
 class Command(BaseCommand):

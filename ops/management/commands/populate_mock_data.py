@@ -21,12 +21,11 @@ from django.db import transaction
 from accounts.cards import card_brand
 from accounts.models import User
 from accounts.services import user_register
-from bnpl.models import Installment, Plan
-from bnpl.schedule import build_schedule, business_today
-from bnpl.services import origination_legs, overdue_sweep, plan_create
+from bnpl.models import Plan
+from bnpl.schedule import business_today
+from bnpl.services.origination import plan_create, plans_originate_many
+from bnpl.services.sweep import overdue_sweep
 from ledger.checks import ledger_check
-from ledger.models import JournalEntry
-from ledger.services import ledger_post_many
 from payments.models import Payment
 from payments.services import PaymentDeclined, payment_collect
 from refunds.models import Refund
@@ -224,30 +223,18 @@ class Command(BaseCommand):
             )
             for i in indexes
         )
-        total = Decimal("400.00")
-        plans = Plan.objects.bulk_create(
-            Plan(
-                customer=user,
-                merchant=merchant,
-                total_amount=total,
-                currency=settings.BNPL_DEFAULT_CURRENCY,
-                installment_count=4,
-                purchase_date=today - timedelta(days=i % 120),
-                merchant_reference=f"scale-{i}",
-            )
-            for i, user in zip(indexes, users, strict=True)
-        )
-        Installment.objects.bulk_create(
-            [
-                Installment(plan=plan, customer=plan.customer, sequence=sequence, amount_due=amount, due_date=due)
-                for plan in plans
-                for sequence, amount, due in build_schedule(
-                    total=total, count=4, frequency=plan.frequency, purchase_date=plan.purchase_date
+        plans_originate_many(
+            plans=[
+                Plan(
+                    customer=user,
+                    merchant=merchant,
+                    total_amount=Decimal("400.00"),
+                    currency=settings.BNPL_DEFAULT_CURRENCY,
+                    installment_count=4,
+                    purchase_date=today - timedelta(days=i % 120),
+                    merchant_reference=f"scale-{i}",
                 )
+                for i, user in zip(indexes, users, strict=True)
             ],
             batch_size=BATCH,
-        )
-        ledger_post_many(
-            kind=JournalEntry.Kind.ORIGINATION,
-            entries=[(plan.pk, f"Plan {plan.pk} originated", origination_legs(plan)) for plan in plans],
         )

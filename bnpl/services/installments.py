@@ -1,0 +1,280 @@
+"""The one writer of installment and late-fee state (DESIGN §1, STYLE §9).
+
+Installments are born with their plan (``origination``) and fees when the sweep charges
+them (``late_fees``); every change after that is made here: what a payment may take and
+reserves, settling or releasing that reservation, cancelling by refund, marking overdue,
+waiving a fee, and closing the plan when nothing is left. Payments, refunds and the sweep
+call these functions; none of them assigns a status or an amount itself.
+
+Locks: every function but ``installments_mark_overdue`` runs under the plan's row lock
+(``bnpl.selectors.plan_get_for_update``), taken by its caller (``late_fee_waive`` takes it
+itself), and saves only the columns
+it changed. The sweep marks installments OVERDUE under its chunk's transaction without the
+plans' locks, so a status read under the plan's lock may be older than its mark; that is
+why nothing here writes a status it did not change.
+
+Reserved: the cents PENDING payments have claimed are kept on the rows
+(``amount_reserved``), set by ``parts_reserve`` and cleared by ``reservation_settle`` or
+``reservation_release``; a later payment can take only what is neither paid nor reserved.
+"""
+
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from decimal import Decimal
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.db.models import Exists
+from django.utils import timezone
+
+from accounts.models import User
+from bnpl.errors import LateFeeNotWaivable
+from bnpl.event_data import installment_event_data, installment_event_sql, plan_event_data
+from bnpl.models import Installment, LateFee, Plan
+from bnpl.selectors import OPEN_STATUSES, plan_get_for_update
+from core.db import postgresql
+from core.money import ZERO, to_money
+from core.problems import FieldInvalid
+from events.models import Event
+from events.services import event_record, events_record_many, events_relay_after_commit
+from ledger.accounts import CUSTOMER_RECEIVABLE, FEE_INCOME
+from ledger.models import JournalEntry
+from ledger.services import Leg, ledger_post
+
+
+@dataclass
+class Part:
+    """Cents of one installment or one late fee: what a payment may take of it, or took."""
+
+    installment: Installment | None
+    fee: LateFee | None
+    amount: Decimal
+
+    @property
+    def row(self) -> Installment | LateFee:
+        return self.installment if self.installment is not None else self.fee
+
+
+@dataclass
+class Settled:
+    """What settling a payment's reservation did: the cents applied to what was owed, and
+    the installments it paid in full."""
+
+    applied: Decimal = ZERO
+    paid_installments: list[Installment] = field(default_factory=list)
+
+
+def _free(row: Installment | LateFee) -> Decimal:
+    """What a new payment may still take of ``row``: its remainder less what is reserved."""
+    return row.amount_remaining - row.amount_reserved
+
+
+def payable_parts(plan: Plan, installment_id: int | None = None) -> list[Part]:
+    """What a new payment may take of ``plan`` now, in the order it is taken: overdue
+    installments oldest first, then late fees due, then upcoming installments (only the
+    installment ``installment_id`` when given). Call under the plan's lock."""
+    installments = list(plan.installments.filter(status__in=OPEN_STATUSES).order_by("due_date", "sequence"))
+    if installment_id is not None:
+        installments = [i for i in installments if i.pk == installment_id]
+        fees = []
+    else:
+        fees = list(plan.late_fees.filter(status=LateFee.Status.DUE).order_by("id"))
+    ordered = [i for i in installments if i.status == Installment.Status.OVERDUE]
+    ordered += fees
+    ordered += [i for i in installments if i.status == Installment.Status.UPCOMING]
+    parts = [
+        Part(row if isinstance(row, Installment) else None, row if isinstance(row, LateFee) else None, _free(row))
+        for row in ordered
+    ]
+    return [part for part in parts if part.amount > 0]
+
+
+def parts_reserve(parts: list[Part], amount: Decimal) -> list[Part]:
+    """Reserve ``amount`` of ``parts`` (from ``payable_parts``, in their order) for a PENDING
+    payment; returns what it took of each, to be recorded as the payment's allocations."""
+    taken, left = [], amount
+    for part in parts:
+        if left <= 0:
+            break
+        cut = min(left, part.amount)
+        left -= cut
+        part.row.amount_reserved += cut
+        part.row.save(update_fields=["amount_reserved"])
+        taken.append(Part(part.installment, part.fee, cut))
+    return taken
+
+
+def reservation_settle(*, parts: list[Part], now) -> Settled:
+    """A PENDING payment's charge succeeded: what it reserved (``parts``, its rows read under
+    the plan's lock) is paid; an installment or fee paid in full is PAID."""
+    settled = Settled()
+    for part in parts:
+        row = part.row
+        row.amount_reserved -= part.amount
+        row.amount_paid += part.amount
+        settled.applied += part.amount
+        changed = ["amount_reserved", "amount_paid"]
+        if part.installment is not None:
+            changed.append("updated_at")
+            if row.amount_paid == row.amount_due:
+                row.status, row.paid_at = Installment.Status.PAID, now
+                changed += ["status", "paid_at"]
+                settled.paid_installments.append(row)
+        elif row.amount_paid == row.amount:
+            row.status = LateFee.Status.PAID
+            changed.append("status")
+        row.save(update_fields=changed)
+    return settled
+
+
+def reservation_release(*, parts: list[Part]) -> None:
+    """A PENDING payment failed: what it reserved is free again; nothing is paid."""
+    for part in parts:
+        part.row.amount_reserved -= part.amount
+        part.row.save(update_fields=["amount_reserved"])
+
+
+def installments_cancel_by_refund(*, plan: Plan, amount: Decimal) -> Decimal:
+    """Lower the unpaid installments of ``plan`` by up to ``amount``, from the last one
+    backwards; one left with nothing to pay is CANCELLED. Cents a PENDING payment reserved
+    are left. Returns the amount taken off. Call under the plan's lock."""
+    installments = plan.installments.filter(status__in=OPEN_STATUSES).order_by("-sequence")
+    left = amount
+    for installment in installments:
+        removable = _free(installment)
+        if left <= 0 or removable <= 0:
+            continue
+        cut = min(left, removable)
+        left -= cut
+        installment.amount_due -= cut
+        changed = ["amount_due", "updated_at"]
+        if installment.amount_due == installment.amount_paid:
+            installment.status = Installment.Status.CANCELLED
+            changed.append("status")
+        installment.save(update_fields=changed)
+    return amount - left
+
+
+def plan_close_if_settled(plan: Plan) -> None:
+    """Close a plan with nothing left to pay: CANCELLED when nothing was ever paid on it
+    (refunded in full first), else COMPLETED. Call under the plan's lock. A plan already
+    closed stays as it is (a refund on a completed plan does not complete it twice)."""
+    if plan.status != Plan.Status.ACTIVE:
+        return
+    if plan.installments.filter(status__in=OPEN_STATUSES).exists():
+        return
+    if plan.late_fees.filter(status=LateFee.Status.DUE).exists():
+        return
+    never_paid = not plan.installments.filter(amount_paid__gt=0).exists()
+    plan.status = Plan.Status.CANCELLED if never_paid else Plan.Status.COMPLETED
+    plan.save(update_fields=["status", "updated_at"])
+    if plan.status == Plan.Status.COMPLETED:
+        event_record(merchant_id=plan.merchant_id, type=Event.Type.PLAN_COMPLETED, data=plan_event_data(plan))
+
+
+def customer_restore_if_clear(*, customer_id: int) -> None:
+    """A DEBT_USER with nothing overdue any more is NORMAL again at once."""
+    overdue = Installment.objects.filter(customer_id=customer_id, status=Installment.Status.OVERDUE)
+    User.objects.filter(pk=customer_id, status=User.Status.DEBT_USER).exclude(Exists(overdue)).update(
+        status=User.Status.NORMAL
+    )
+
+
+@transaction.atomic
+def late_fee_waive(*, fee_id: int, operator: User, reason: str) -> LateFee:
+    """Waive what is still due of a late fee, recording who and why; reverses it in the
+    ledger. Takes the plan's lock itself.
+
+    Raises LateFee.DoesNotExist, LateFeeNotWaivable (409), FieldInvalid (400, no reason).
+    """
+    reason = (reason or "").strip()
+    if not reason:
+        raise FieldInvalid("reason", "Say why the fee is waived.")
+    plan = plan_get_for_update(late_fees__id=fee_id)
+    fee = LateFee.objects.get(pk=fee_id)  # re-read under the plan's lock
+    if fee.status != LateFee.Status.DUE:
+        raise LateFeeNotWaivable()
+    waived = fee.amount - fee.amount_paid
+    fee.status = LateFee.Status.WAIVED
+    fee.waived_by = operator
+    fee.waived_reason = reason
+    fee.waived_at = timezone.now()
+    fee.save(update_fields=["status", "waived_by", "waived_reason", "waived_at"])
+    ledger_post(
+        kind=JournalEntry.Kind.FEE_WAIVER,
+        plan_id=plan.pk,
+        memo=f"Late fee {fee.pk} waived by {operator.user_id}",
+        legs=[
+            Leg(FEE_INCOME, waived, plan.currency, plan.pk, plan.customer_id),
+            Leg(CUSTOMER_RECEIVABLE, -waived, plan.currency, plan.pk, plan.customer_id),
+        ],
+    )
+    return fee
+
+
+# --- Marking overdue (the sweep) -------------------------------------------------------------
+
+_MARK_OVERDUE_SQL = """
+    UPDATE bnpl_installment SET status = %s, overdue_since = %s, updated_at = %s
+    WHERE status = %s AND due_date < %s AND amount_paid < amount_due AND plan_id BETWEEN %s AND %s
+    RETURNING id, plan_id, sequence, amount_due, amount_paid, due_date, status
+"""
+# On PostgreSQL the marking and the events are one statement: the events are built from
+# the rows the UPDATE returns, in SQL, from the same definition as installment_event_data().
+# No row passes through Python, which is what keeps a sweep of 100,000 newly overdue
+# installments within a few times one UPDATE.
+_MARK_OVERDUE_PG_SQL = f"""
+    WITH marked AS ({_MARK_OVERDUE_SQL})
+    INSERT INTO events_event (public_id, merchant_id, type, data, created_at, delivery_status, attempts,
+                              next_attempt_at, give_up_at)
+    SELECT 'evt_' || replace(gen_random_uuid()::text, '-', ''), p.merchant_id, %s,
+           {installment_event_sql(installment="m", plan="p")}, %s, %s, 0, %s, %s
+    -- The chunk's range again, on the plans: without it the join read every plan there is.
+    FROM marked m JOIN bnpl_plan p ON p.id = m.plan_id AND p.id BETWEEN %s AND %s
+    ORDER BY m.id
+"""  # noqa: S608 - composed of constants only  # nosec B608
+
+
+def installments_mark_overdue(*, cutoff: date, today: date, now, plans: tuple[int, int]) -> int:
+    """Mark the unpaid installments of the plans ``plans`` (first and last id) due before
+    ``cutoff`` OVERDUE since ``today``, with an ``installment.overdue`` event each, whatever
+    the number of rows: one statement on PostgreSQL, an UPDATE … RETURNING and a bulk insert
+    elsewhere. Runs in the sweep chunk's transaction, without the plans' locks."""
+    marking = [Installment.Status.OVERDUE, today, now, Installment.Status.UPCOMING, cutoff, *plans]
+    with connection.cursor() as cursor:
+        if postgresql():
+            give_up = now + timedelta(hours=settings.BNPL_WEBHOOK_RETRY_HOURS)
+            event = [Event.Type.INSTALLMENT_OVERDUE, now, Event.Delivery.PENDING, now, give_up]
+            cursor.execute(_MARK_OVERDUE_PG_SQL, [*marking, *event, *plans])
+            marked = cursor.rowcount
+            if marked:
+                events_relay_after_commit()
+            return marked
+        cursor.execute(_MARK_OVERDUE_SQL, marking)
+        marked = cursor.fetchall()
+    # SQLite's RETURNING cannot see other tables: the plans are read afterwards.
+    parties = {}
+    plan_ids = sorted({row[1] for row in marked})
+    for start in range(0, len(plan_ids), 10000):  # SQLite's limit on query parameters
+        chunk = plan_ids[start : start + 10000]
+        parties |= {
+            pk: rest
+            for pk, *rest in Plan.objects.filter(pk__in=chunk).values_list(
+                "pk", "merchant_id", "merchant_reference", "currency"
+            )
+        }
+    events = []
+    for installment_id, plan_id, sequence, due, paid, due_date, status in marked:
+        merchant_id, reference, currency = parties[plan_id]
+        installment = Installment(
+            pk=installment_id,
+            sequence=sequence,
+            amount_due=to_money(due),
+            amount_paid=to_money(paid),
+            due_date=date.fromisoformat(due_date) if isinstance(due_date, str) else due_date,  # SQLite: text
+            status=status,
+        )
+        plan = Plan(pk=plan_id, merchant_reference=reference, currency=currency)
+        events.append((merchant_id, Event.Type.INSTALLMENT_OVERDUE, installment_event_data(installment, plan)))
+    events_record_many(events=events)
+    return len(marked)
