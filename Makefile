@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 PORT ?= 8000
 HOST ?= 127.0.0.1
 
-.PHONY: run serve test faults lint fuzz format security bandit deploy-check audit worker beat migrate demo schema clean lock smoke
+.PHONY: run serve test faults lint fuzz format security bandit deploy-check audit worker beat migrate demo schema clean lock smoke simulate
 
 # Installs come from the lock files only, every package checked against its pinned hash.
 PIP_INSTALL = $(PY) -m pip install --quiet --require-hashes
@@ -98,6 +98,13 @@ audit: $(VENV)/.installed-dev
 # a merchant, a customer and anonymously; fails on any finding. FUZZ_ARGS="-n 50 --seed 7" to vary.
 fuzz: $(VENV)/.installed-dev
 	$(PY) scripts/fuzz_api.py $(FUZZ_ARGS)
+
+# The money simulation (scripts/simulate.py, DESIGN §9): threads race every money operation on
+# a few plans at a time, on a PostgreSQL database of its own (SIMULATE_DATABASE_URL); every
+# invariant must hold after each round. MINUTES=10 runs ten minutes; SEED=n replays a seed.
+MINUTES ?= 1
+simulate: $(VENV)/.installed-dev
+	$(PY) scripts/simulate.py --minutes $(MINUTES) $(if $(SEED),--seed $(SEED)) $(SIMULATE_ARGS)
 
 # The production install, proven: a virtualenv made from the runtime lock alone (as the
 # Dockerfile makes it), then gunicorn, a worker and beat from it driven end to end over HTTP

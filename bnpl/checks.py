@@ -2,7 +2,9 @@
 
 2. for every plan, the customer-receivable balance equals the unpaid remainder of its
    installments plus its late fees still due;
-3. no installment is paid above its amount due.
+3. no installment is paid above its amount due;
+5. a late fee is PAID or WAIVED, never both (PostgreSQL also holds this for rows written
+   since bnpl migration 0012; rows from before are found here).
 """
 
 from collections import defaultdict
@@ -60,3 +62,13 @@ def no_overpaid_installment(report: LedgerReport) -> list[str]:
     """Invariant 3 (installments)."""
     overpaid = Installment.objects.filter(amount_paid__gt=F("amount_due")).values_list("id", flat=True)
     return [f"installment {pk} is paid above its amount due" for pk in overpaid[:MAX_LISTED]]
+
+
+def fees_paid_or_waived(report: LedgerReport) -> list[str]:
+    """Invariant 5 (the fee's own row): WAIVED exactly when a waiver is recorded."""
+    both = LateFee.objects.exclude(status=LateFee.Status.WAIVED).filter(waived_at__isnull=False)
+    unrecorded = LateFee.objects.filter(status=LateFee.Status.WAIVED, waived_at__isnull=True)
+    return [f"late fee {pk} is {status} and waived" for pk, status in both.values_list("pk", "status")[:MAX_LISTED]] + [
+        f"late fee {pk} is WAIVED with no waiver recorded"
+        for pk in unrecorded.values_list("pk", flat=True)[:MAX_LISTED]
+    ]

@@ -22,3 +22,10 @@ class LateFeeNotWaivable(DomainError):
     code = "late_fee_not_waivable"
     title = "Late fee cannot be waived"
     default_detail = "Only a late fee that is still due can be waived."
+
+
+class LateFeePaymentPending(DomainError):
+    status_code = 409
+    code = "late_fee_payment_pending"
+    title = "Late fee being paid"
+    default_detail = "A payment of this late fee is in progress; waive it once that payment has succeeded or failed."

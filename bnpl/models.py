@@ -176,6 +176,13 @@ class LateFee(models.Model):
             models.CheckConstraint(
                 condition=models.Q(amount_reserved__gte=0), name="late_fee_amount_reserved_not_negative"
             ),
+            # PAID or WAIVED, never both (DESIGN §3, invariant 5): a waiver is recorded exactly
+            # on a WAIVED fee, and a fee that settles is PAID only while it is still DUE.
+            models.CheckConstraint(
+                condition=models.Q(status="WAIVED", waived_at__isnull=False)
+                | (~models.Q(status="WAIVED") & models.Q(waived_at__isnull=True)),
+                name="late_fee_waived_iff_recorded",
+            ),
         ]
 
     def __str__(self) -> str:

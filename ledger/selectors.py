@@ -53,6 +53,12 @@ def negative_credit_balances(limit: int = 20) -> list[dict]:
     return list(rows)
 
 
+def account_balances(*, account: str) -> dict[str, Decimal]:
+    """The balance of ``account`` per currency (the sum of its postings: debit positive)."""
+    rows = Posting.objects.filter(account__code=account).values("currency").annotate(total=Sum("amount"))
+    return {row["currency"]: row["total"] for row in rows}
+
+
 def posted_total(*, kinds: list[str], account: str, plans) -> Decimal:
     """Sum of the postings to ``account`` in entries of ``kinds`` for the ``plans`` queryset."""
     total = Posting.objects.filter(entry__kind__in=kinds, account__code=account, plan__in=plans).aggregate(

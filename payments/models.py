@@ -77,11 +77,18 @@ class PaymentAllocation(models.Model):
         "bnpl.LateFee", on_delete=models.PROTECT, null=True, blank=True, related_name="allocations"
     )
     amount = models.DecimalField(max_digits=12, decimal_places=2)
+    # Of ``amount``, what was no longer owed when the payment succeeded (a refund or a waiver
+    # lowered it while the payment was PENDING) and went to the customer's credit instead.
+    credited = models.DecimalField(max_digits=12, decimal_places=2, default=Decimal("0.00"), db_default=Decimal("0.00"))
 
     class Meta:
         ordering = ["id"]
         constraints = [
             models.CheckConstraint(condition=models.Q(amount__gt=0), name="allocation_amount_positive"),
+            models.CheckConstraint(
+                condition=models.Q(credited__gte=0, credited__lte=models.F("amount")),
+                name="allocation_credited_within_amount",
+            ),
             models.CheckConstraint(
                 condition=models.Q(installment__isnull=False, late_fee__isnull=True)
                 | models.Q(installment__isnull=True, late_fee__isnull=False),

@@ -174,10 +174,8 @@ def _settle(*, payment_id: int, result: ChargeResult) -> Payment:
         # money this payment does not book; an operator must refund or re-book it).
         logger.error("Payment %s: the gateway captured %s of %s", payment.pk, result.captured, payment.card_amount)
         result = ChargeResult(FAILED, "partial_capture", result.reference)
-    parts = [
-        Part(allocation.installment, allocation.late_fee, allocation.amount)
-        for allocation in payment.allocations.select_related("installment", "late_fee")
-    ]
+    allocations = list(payment.allocations.select_related("installment", "late_fee"))
+    parts = [Part(allocation.installment, allocation.late_fee, allocation.amount) for allocation in allocations]
     if not result.succeeded:
         reservation_release(parts=parts)
         payment.status = Payment.Status.FAILED
@@ -187,6 +185,11 @@ def _settle(*, payment_id: int, result: ChargeResult) -> Payment:
         return payment
 
     settled = reservation_settle(parts=parts, now=now)
+    for allocation, applied in zip(allocations, settled.applied, strict=True):
+        if applied < allocation.amount:  # a refund or a waiver lowered it meanwhile
+            allocation.credited = allocation.amount - applied
+            allocation.save(update_fields=["credited"])
+    surplus = settled.surplus(parts)
     captured = payment.card_amount if result.captured is None else result.captured
     payment.excess_credited = max(captured - payment.card_amount, ZERO)
     payment.status = Payment.Status.SUCCEEDED
@@ -199,8 +202,9 @@ def _settle(*, payment_id: int, result: ChargeResult) -> Payment:
         legs=[
             Leg(GATEWAY_CLEARING, payment.card_amount + payment.excess_credited, currency, plan.pk, customer_id),
             Leg(CUSTOMER_CREDIT, payment.credit_amount, currency, plan.pk, customer_id),  # credit spent
-            Leg(CUSTOMER_RECEIVABLE, -payment.amount, currency, plan.pk, customer_id),
-            Leg(CUSTOMER_CREDIT, -payment.excess_credited, currency, plan.pk, customer_id),  # overpayment kept
+            Leg(CUSTOMER_RECEIVABLE, -settled.applied_total, currency, plan.pk, customer_id),
+            # Kept for the customer: captured beyond the card part, and what was no longer owed.
+            Leg(CUSTOMER_CREDIT, -(payment.excess_credited + surplus), currency, plan.pk, customer_id),
         ],
     )
     for installment in settled.paid_installments:
@@ -221,8 +225,8 @@ def _settle(*, payment_id: int, result: ChargeResult) -> Payment:
                 f"Thank you. We received {payment.amount} {currency} for plan #{plan.pk}"
                 + (f", {payment.credit_amount} of it from your credit balance" if payment.credit_amount else "")
                 + (
-                    f"; {payment.excess_credited} more was added to your credit balance"
-                    if payment.excess_credited
+                    f"; {payment.excess_credited + surplus} was added to your credit balance"
+                    if payment.excess_credited + surplus
                     else ""
                 )
                 + ".",

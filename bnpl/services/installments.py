@@ -16,6 +16,14 @@ why nothing here writes a status it did not change.
 Reserved: the cents PENDING payments have claimed are kept on the rows
 (``amount_reserved``), set by ``parts_reserve`` and cleared by ``reservation_settle`` or
 ``reservation_release``; a later payment can take only what is neither paid nor reserved.
+
+The rule of DESIGN §6 (Payments), here and nowhere else: reserved cents are not yet
+money received, so no decision pays them back or waives them until their payment ends.
+A refund lowers what is owed, reserved cents included, and pays back only what exceeds
+everything unpaid (money received); a waiver of a fee a payment is paying waits for that
+payment (409). When a payment settles, each share is applied only to what is still owed
+(an open installment's remainder, a fee still DUE); the rest of it goes to the customer's
+credit balance (docs/DOMAIN.md, "Payments racing refunds and waivers").
 """
 
 from dataclasses import dataclass, field
@@ -28,7 +36,7 @@ from django.db.models import Exists
 from django.utils import timezone
 
 from accounts.models import User
-from bnpl.errors import LateFeeNotWaivable
+from bnpl.errors import LateFeeNotWaivable, LateFeePaymentPending
 from bnpl.event_data import installment_event_data, installment_event_sql, plan_event_data
 from bnpl.models import Installment, LateFee, Plan
 from bnpl.selectors import OPEN_STATUSES, plan_get_for_update
@@ -57,11 +65,19 @@ class Part:
 
 @dataclass
 class Settled:
-    """What settling a payment's reservation did: the cents applied to what was owed, and
-    the installments it paid in full."""
+    """What settling a payment's reservation did: of each part, the cents applied to what
+    was still owed (``applied``, in the order of the parts); the rest (``surplus``) was no
+    longer owed and goes to the customer's credit; the installments it paid in full."""
 
-    applied: Decimal = ZERO
+    applied: list[Decimal] = field(default_factory=list)
     paid_installments: list[Installment] = field(default_factory=list)
+
+    @property
+    def applied_total(self) -> Decimal:
+        return sum(self.applied, ZERO)
+
+    def surplus(self, parts: list[Part]) -> Decimal:
+        return sum((part.amount for part in parts), ZERO) - self.applied_total
 
 
 def _free(row: Installment | LateFee) -> Decimal:
@@ -104,23 +120,34 @@ def parts_reserve(parts: list[Part], amount: Decimal) -> list[Part]:
     return taken
 
 
+def _owed(row: Installment | LateFee) -> Decimal:
+    """What is still owed on ``row``: an open installment's remainder, a DUE fee's; else 0
+    (an installment a refund cancelled or that is paid, a fee waived or paid)."""
+    if isinstance(row, Installment):
+        return row.amount_remaining if row.status in OPEN_STATUSES else ZERO
+    return row.amount_remaining  # zero unless DUE
+
+
 def reservation_settle(*, parts: list[Part], now) -> Settled:
     """A PENDING payment's charge succeeded: what it reserved (``parts``, its rows read under
-    the plan's lock) is paid; an installment or fee paid in full is PAID."""
+    the plan's lock) is paid, as far as it is still owed (a refund or a waiver may have
+    lowered it meanwhile); an installment or fee paid in full is PAID. The caller books the
+    rest (``Settled.surplus``) as the customer's credit."""
     settled = Settled()
     for part in parts:
         row = part.row
+        applied = min(part.amount, _owed(row))
         row.amount_reserved -= part.amount
-        row.amount_paid += part.amount
-        settled.applied += part.amount
+        row.amount_paid += applied
+        settled.applied.append(applied)
         changed = ["amount_reserved", "amount_paid"]
         if part.installment is not None:
             changed.append("updated_at")
-            if row.amount_paid == row.amount_due:
+            if applied and row.amount_paid == row.amount_due:
                 row.status, row.paid_at = Installment.Status.PAID, now
                 changed += ["status", "paid_at"]
                 settled.paid_installments.append(row)
-        elif row.amount_paid == row.amount:
+        elif applied and row.amount_paid == row.amount:
             row.status = LateFee.Status.PAID
             changed.append("status")
         row.save(update_fields=changed)
@@ -136,12 +163,16 @@ def reservation_release(*, parts: list[Part]) -> None:
 
 def installments_cancel_by_refund(*, plan: Plan, amount: Decimal) -> Decimal:
     """Lower the unpaid installments of ``plan`` by up to ``amount``, from the last one
-    backwards; one left with nothing to pay is CANCELLED. Cents a PENDING payment reserved
-    are left. Returns the amount taken off. Call under the plan's lock."""
+    backwards; one left with nothing to pay is CANCELLED. Returns the amount taken off: what
+    the refund may pay back is only the rest. Call under the plan's lock.
+
+    Cents a PENDING payment reserved are unpaid, so they are lowered too (never paid back):
+    if that payment succeeds, its share no longer owed goes to the customer's credit
+    (``reservation_settle``); if it fails, nothing was received and nothing was paid back."""
     installments = plan.installments.filter(status__in=OPEN_STATUSES).order_by("-sequence")
     left = amount
     for installment in installments:
-        removable = _free(installment)
+        removable = installment.amount_remaining
         if left <= 0 or removable <= 0:
             continue
         cut = min(left, removable)
@@ -185,7 +216,9 @@ def late_fee_waive(*, fee_id: int, operator: User, reason: str) -> LateFee:
     """Waive what is still due of a late fee, recording who and why; reverses it in the
     ledger. Takes the plan's lock itself.
 
-    Raises LateFee.DoesNotExist, LateFeeNotWaivable (409), FieldInvalid (400, no reason).
+    Raises LateFee.DoesNotExist, LateFeeNotWaivable (409), LateFeePaymentPending (409: a
+    payment of it is in progress; waive it once that payment has succeeded or failed),
+    FieldInvalid (400, no reason).
     """
     reason = (reason or "").strip()
     if not reason:
@@ -194,6 +227,8 @@ def late_fee_waive(*, fee_id: int, operator: User, reason: str) -> LateFee:
     fee = LateFee.objects.get(pk=fee_id)  # re-read under the plan's lock
     if fee.status != LateFee.Status.DUE:
         raise LateFeeNotWaivable()
+    if fee.amount_reserved:
+        raise LateFeePaymentPending()
     waived = fee.amount - fee.amount_paid
     fee.status = LateFee.Status.WAIVED
     fee.waived_by = operator

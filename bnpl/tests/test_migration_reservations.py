@@ -8,7 +8,7 @@ from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
 
 from bnpl.models import Installment, LateFee
-from ledger.accounts import CUSTOMER_RECEIVABLE, FEE_INCOME
+from ledger.accounts import CUSTOMER_RECEIVABLE, FEE_INCOME, GATEWAY_CLEARING
 from ledger.models import JournalEntry
 from ledger.services import Leg, ledger_post
 
@@ -63,4 +63,13 @@ def _pending_payments_written_before(plan, customer) -> None:
     payment("PENDING", "k1", (first, None, Decimal("12.00")), (None, fee, Decimal("10.00")))
     payment("PENDING", "k2", (first, None, Decimal("3.00")), (second, None, Decimal("30.00")))
     payment("FAILED", "k3", (third, None, Decimal("30.00")))  # released: reserves nothing
-    payment("SUCCEEDED", "k4", (third, None, Decimal("5.00")))  # settled: reserves nothing
+    payment("SUCCEEDED", "k4", (third, None, Decimal("5.00")))  # settled: reserves nothing, paid 5.00
+    OldInstallment.objects.filter(pk=third.pk).update(amount_paid=Decimal("5.00"))
+    ledger_post(
+        kind=JournalEntry.Kind.PAYMENT,
+        plan_id=plan.pk,
+        legs=[
+            Leg(GATEWAY_CLEARING, Decimal("5.00"), "USD", plan.pk, customer.pk),
+            Leg(CUSTOMER_RECEIVABLE, Decimal("-5.00"), "USD", plan.pk, customer.pk),
+        ],
+    )

@@ -22,9 +22,13 @@ def test_every_app_registers_its_checks_with_the_runner():
         "ledger.balanced_entries",
         "bnpl.checks.receivable_matches_plans",
         "bnpl.checks.no_overpaid_installment",
+        "bnpl.checks.fees_paid_or_waived",
         "payments.checks.no_negative_credit_balance",
         "payments.checks.reservations_match_pending_payments",
+        "payments.checks.paid_amounts_match_payments",
         "refunds.checks.over_refunded_plans",
+        "refunds.checks.paid_back_within_received",
+        "refunds.checks.gateway_clearing_matches",
     ]
 
 

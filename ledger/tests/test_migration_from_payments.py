@@ -43,24 +43,28 @@ def _trigger_installed() -> bool:
 
 @pytest.fixture
 def before_the_move():
-    """The database at the schema before the ledger app; the latest schema again afterwards."""
-    call_command("migrate", "ledger", "zero", verbosity=0)  # also takes payments back to 0010
+    """``before_the_move()`` takes the database back to the schema before the ledger app and
+    returns that schema's models; the latest schema again after the test, whatever happens."""
+
+    def back():
+        call_command("migrate", "ledger", "zero", verbosity=0)  # also takes payments back to 0010
+        return MigrationExecutor(connection).loader.project_state(BEFORE).apps
+
     try:
-        yield MigrationExecutor(connection).loader.project_state(BEFORE).apps
+        yield back
     finally:
         call_command("migrate", verbosity=0)
 
 
 def test_the_books_keep_every_row_when_the_ledger_takes_them_over(make_plan, customer, before_the_move):
-    old = before_the_move
-    applied = MigrationExecutor(connection).loader.applied_migrations
-    assert ("ledger", "0001_initial") not in applied
-    assert ("payments", "0011_ledger_models_moved_to_ledger") not in applied
-
-    # Rows written by today's code (origination, a payment) ...
+    # Rows written by today's code (origination, a payment), on today's schema ...
     plan = make_plan(customer=customer, total="300.00", count=3)
     paid = payment_attempt(plan_id=plan.pk, payer=customer, installment_id=plan.installments.get(sequence=1).pk)
     assert paid.status == "SUCCEEDED"
+    old = before_the_move()
+    applied = MigrationExecutor(connection).loader.applied_migrations
+    assert ("ledger", "0001_initial") not in applied
+    assert ("payments", "0011_ledger_models_moved_to_ledger") not in applied
     # ... and through the models as they were before the move.
     OldEntry, OldPosting = old.get_model("payments", "JournalEntry"), old.get_model("payments", "Posting")
     OldAccount = old.get_model("payments", "LedgerAccount")
@@ -68,7 +72,13 @@ def test_the_books_keep_every_row_when_the_ledger_takes_them_over(make_plan, cus
     entry = OldEntry.objects.create(kind="REFUND_CREDIT", memo="written before the move", plan_id=plan.pk)
     OldPosting.objects.bulk_create(
         [
-            OldPosting(entry=entry, account_id=accounts["gateway_clearing"], amount=Decimal("5.00"), currency="USD"),
+            OldPosting(
+                entry=entry,
+                account_id=accounts["merchant_payable"],
+                amount=Decimal("5.00"),
+                currency="USD",
+                party_id=plan.merchant_id,
+            ),
             OldPosting(
                 entry=entry,
                 account_id=accounts["customer_credit"],

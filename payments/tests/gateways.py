@@ -4,6 +4,7 @@ outside the system that tests stand in for)."""
 import json
 import os
 import threading
+import time
 import urllib.request
 from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -20,6 +21,22 @@ class RecordingGateway(FakeGateway):
     def charge(self, *, amount, currency, card_token, idempotency_key) -> ChargeResult:
         type(self).charges.append((idempotency_key, amount))
         return super().charge(amount=amount, currency=currency, card_token=card_token, idempotency_key=idempotency_key)
+
+
+class SlowGateway(RecordingGateway):
+    """The recording gateway, taking ``delay`` seconds to answer a charge (a real network's
+    time, during which the payment is PENDING); records refunds too: ``(key, amount)``."""
+
+    delay = 0.3
+    refunds: list[tuple[str, Decimal]] = []
+
+    def charge(self, *, amount, currency, card_token, idempotency_key) -> ChargeResult:
+        time.sleep(type(self).delay)
+        return super().charge(amount=amount, currency=currency, card_token=card_token, idempotency_key=idempotency_key)
+
+    def refund(self, *, amount, currency, card_token, idempotency_key) -> ChargeResult:
+        type(self).refunds.append((idempotency_key, amount))
+        return super().refund(amount=amount, currency=currency, card_token=card_token, idempotency_key=idempotency_key)
 
 
 class OvercapturingGateway(FakeGateway):

@@ -1,0 +1,531 @@
+#!/usr/bin/env python
+"""The money simulation (DESIGN §9): threads on PostgreSQL race every money operation the
+service has on a few plans at a time, and after each round every invariant must hold.
+
+Each round draws, from one seeded generator, a list of operations on a handful of "hot"
+plans and their customers (so that different operations meet on the same plan): plan
+creation; installment payments, plan payments (partial, or everything: early payoff),
+with credit spent first; refunds requested (paid back to the card or to credit), approved
+and rejected by an operator and by the merchant's signed webhook; late-fee waivers; the
+overdue sweep with late fees; autopay runs; reconciliation and retries of pending
+payments. The operations are shared out to ``--threads`` threads, released together.
+The card network is a stand-in that takes a few milliseconds, declines some charges,
+and times out on others (before or after it took the money), deterministically by the
+charge's key and the seed.
+
+After each round pending payments are finished (reconciliation, with the same keys), then
+``check_ledger``'s invariants must hold, and the network's own records must agree with the
+books: every capture is one succeeded payment's, with its amount; every refund sent to a
+card is one refund's payout, paid once; and per plan, what went back to the customer
+(card refunds, credit granted) is never more than what the network and the customer's
+credit brought in. On a breach it prints the seed, the round and its operations and exits
+1; ``--seed`` with the same value replays the same operations (the interleaving is the
+threads' own).
+
+    python scripts/simulate.py --minutes 10           # make simulate MINUTES=10
+    python scripts/simulate.py --seed 7 --rounds 40   # CI's bounded pass
+
+Needs the local PostgreSQL; the database named (``--database-url``) is its own: dropped and
+created again. Celery runs eagerly in this process (no broker needed).
+"""
+
+import argparse
+import hashlib
+import json
+import os
+import random
+import sys
+import threading
+import time
+import traceback
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+OPERATIONS = {
+    # name: weight in the mix
+    "plan": 3,
+    "pay_installment": 6,
+    "pay_plan": 5,
+    "pay_off": 2,
+    "refund_request": 4,
+    "refund_operator": 3,
+    "refund_webhook": 3,
+    "waive": 3,
+    "sweep": 2,
+    "autopay": 2,
+    "reconcile": 1,
+    "retry": 2,
+}
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seed", type=int, default=None, help="the generator's seed (random when not given)")
+    parser.add_argument("--rounds", type=int, default=None, help="stop after this many rounds")
+    parser.add_argument("--minutes", type=float, default=None, help="stop after this long (default: 1 minute)")
+    parser.add_argument("--threads", type=int, default=6)
+    parser.add_argument("--operations", type=int, default=24, help="operations per round")
+    parser.add_argument("--hot-plans", type=int, default=3, help="plans each round's operations aim at")
+    parser.add_argument(
+        "--database-url",
+        default=os.environ.get("SIMULATE_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/bnpl_simulate"),
+        help="a PostgreSQL database of this run's own: dropped and created again",
+    )
+    args = parser.parse_args(argv)
+    if args.seed is None:
+        args.seed = random.SystemRandom().randrange(1, 10**9)
+    if args.rounds is None and args.minutes is None:
+        args.minutes = 1.0
+    return args
+
+
+def setup_django(database_url: str) -> None:
+    """A fresh database, migrated; Django configured for it, Celery eager, late fees and
+    autopay on, the simulated card network as the gateway."""
+    from bench.autopay import create_empty
+
+    create_empty(database_url)
+    os.environ.update(
+        {
+            "DJANGO_SETTINGS_MODULE": "config.settings",
+            "DATABASE_URL": database_url,
+            "DEBUG": "True",
+            "LOG_LEVEL": "ERROR",
+            "BNPL_LATE_FEES_ENABLED": "True",
+            "BNPL_AUTOPAY_ENABLED": "True",
+            "BNPL_PAYMENT_GATEWAY": "scripts.simulate.SimulatedNetwork",
+            # Receipts and reminders are kept in memory, not printed.
+            "EMAIL_BACKEND": "django.core.mail.backends.locmem.EmailBackend",
+            "BNPL_SMS_BACKEND": "events.sms.LocmemSmsBackend",
+        }
+    )
+    os.environ.pop("REDIS_URL", None)
+    import django
+    from django.core.management import call_command
+
+    django.setup()
+    call_command("migrate", verbosity=0)
+
+
+# --- The card network -------------------------------------------------------------------------
+
+
+class SimulatedNetwork:
+    """A card network for the simulation: it takes 0 to 15 ms, captures a key once (a repeated
+    key answers the first capture again), and by the key and the seed declines about one
+    charge in eight and times out on one in ten (half of them after taking the money); a
+    key it timed out on is answered on its next attempt. Cards ending 0002 are declined.
+    Refunds always go through, once per key. Records everything, for the reconciliation."""
+
+    seed = 0
+    lock = threading.Lock()
+    captures: dict[str, Decimal] = {}
+    attempts: dict[str, int] = defaultdict(int)
+    refunds: dict[str, Decimal] = {}
+    refund_requests: list[str] = []
+
+    @classmethod
+    def reset(cls, seed: int) -> None:
+        cls.seed = seed
+        cls.captures, cls.attempts, cls.refunds, cls.refund_requests = {}, defaultdict(int), {}, []
+
+    def _roll(self, key: str) -> float:
+        digest = hashlib.sha256(f"{self.seed}:{key}".encode()).digest()
+        return int.from_bytes(digest[:4], "big") / 2**32
+
+    def charge(self, *, amount: Decimal, currency: str, card_token: str, idempotency_key: str):
+        from accounts.models import User
+        from payments.gateways import FAILED, SUCCEEDED, ChargeResult
+
+        time.sleep(self._roll(idempotency_key + ":delay") * 0.015)
+        reference = "sim_" + idempotency_key[-16:]
+        with self.lock:
+            self.attempts[idempotency_key] += 1
+            first = self.attempts[idempotency_key] == 1
+            if idempotency_key in self.captures:
+                return ChargeResult(SUCCEEDED, "", reference, captured=self.captures[idempotency_key])
+        last4 = User.objects.filter(card_token=card_token).values_list("card_last4", flat=True).first()
+        roll = self._roll(idempotency_key)
+        if last4 == "0002" or (roll < 0.125):
+            return ChargeResult(FAILED, "card_declined", reference)
+        if first and roll < 0.175:
+            raise TimeoutError("the network did not answer (nothing taken)")
+        with self.lock:
+            self.captures[idempotency_key] = amount
+        if first and roll < 0.225:
+            raise TimeoutError("the network did not answer (the money was taken)")
+        return ChargeResult(SUCCEEDED, "", reference, captured=amount)
+
+    def refund(self, *, amount: Decimal, currency: str, card_token: str, idempotency_key: str):
+        from payments.gateways import SUCCEEDED, ChargeResult
+
+        time.sleep(self._roll(idempotency_key + ":delay") * 0.015)
+        with self.lock:
+            self.refund_requests.append(idempotency_key)
+            self.refunds.setdefault(idempotency_key, amount)
+        return ChargeResult(SUCCEEDED, "", "sim_refund_" + idempotency_key[-16:])
+
+
+def network() -> type[SimulatedNetwork]:
+    """The network class the service uses: this module imported by its dotted name (run as
+    a script, this file is also ``__main__``, whose class would hold no records)."""
+    from django.utils.module_loading import import_string
+
+    return import_string(os.environ["BNPL_PAYMENT_GATEWAY"])
+
+
+# --- The world and its operations -------------------------------------------------------------
+
+
+@dataclass
+class World:
+    """The simulation's parties and its clock (the business day the sweep and autopay see)."""
+
+    merchants: list
+    customers: list
+    operator: object
+    today: date
+    refunds_seen: int = 0
+
+
+@dataclass
+class Operation:
+    """One operation of a round: its kind and the random choices it makes, drawn up front
+    from the seed (so a seed replays the same operations), applied to the world as it is
+    when the operation runs."""
+
+    kind: str
+    plan_slot: int
+    picks: tuple[float, float, float]
+    outcome: str = ""
+
+    def __str__(self) -> str:
+        picks = ", ".join(f"{pick:.3f}" for pick in self.picks)
+        return f"{self.kind}(plan slot {self.plan_slot}, picks {picks}) -> {self.outcome}"
+
+
+@dataclass
+class Round:
+    number: int
+    plan_ids: list[int]
+    operations: list[Operation] = field(default_factory=list)
+
+
+def make_world(rng: random.Random) -> World:
+    from accounts.models import User
+
+    def user(role: str, n: int, card: str) -> User:
+        return User.objects.create_user(
+            username=f"sim-{role.lower()}-{n}",
+            user_id=f"sim-{role.lower()}-{n}",
+            password=None,
+            role=role,
+            email=f"sim-{role.lower()}-{n}@example.com",
+            phone_number=f"+99899{n:07d}",
+            credit_limit=Decimal("100000.00"),
+            card_first6="411111" if card else "",
+            card_last4=card,
+            card_token=f"tok_sim_{role.lower()}_{n}" if card else "",
+            webhook_secret=f"whsec_sim_{n}" if role == User.Role.MERCHANT else "",
+        )
+
+    merchants = [user(User.Role.MERCHANT, n, "") for n in range(3)]
+    # One customer in five has a card the network always declines.
+    customers = [user(User.Role.CUSTOMER, n, "0002" if n % 5 == 4 else f"{1000 + n:04d}") for n in range(15)]
+    operator = user(User.Role.OPERATOR, 0, "")
+    return World(merchants=merchants, customers=customers, operator=operator, today=date(2026, 3, 1))
+
+
+def draw_round(rng: random.Random, number: int, world: World, args) -> Round:
+    """The round's operations, from the generator alone; new plans first, on the hot slots."""
+    from bnpl.models import Plan
+
+    open_plans = list(Plan.objects.filter(status=Plan.Status.ACTIVE).order_by("id").values_list("id", flat=True))
+    hot = rng.sample(open_plans, min(len(open_plans), args.hot_plans)) if open_plans else []
+    kinds, weights = zip(*OPERATIONS.items(), strict=True)
+    operations = [
+        Operation(
+            rng.choices(kinds, weights)[0], rng.randrange(max(len(hot), 1)), (rng.random(), rng.random(), rng.random())
+        )
+        for _ in range(args.operations)
+    ]
+    return Round(number=number, plan_ids=hot, operations=operations)
+
+
+def cents(value: float, top: Decimal) -> Decimal:
+    """An amount in (0, top], from a pick in [0, 1)."""
+    return max(Decimal("0.01"), (top * Decimal(str(round(value, 4)))).quantize(Decimal("0.01")))
+
+
+def run_operation(operation: Operation, round_: Round, world: World) -> str:
+    """Apply ``operation``; its outcome in a few words. A refusal the service answers with a
+    problem (4xx) is an outcome like any other; anything else propagates."""
+    from bnpl.models import LateFee, Plan
+    from bnpl.services.installments import late_fee_waive
+    from bnpl.services.origination import plan_create
+    from bnpl.services.sweep import overdue_sweep
+    from core.problems import DomainError
+    from payments.autopay import autopay_run
+    from payments.models import Payment
+    from payments.services import GatewayUnavailable, payment_collect, payment_resume, payments_reconcile
+    from refunds.models import Refund
+    from refunds.services import refund_decide, refund_request
+
+    a, b, c = operation.picks
+    plan = None
+    if round_.plan_ids:
+        plan = Plan.objects.filter(pk=round_.plan_ids[operation.plan_slot % len(round_.plan_ids)]).first()
+    try:
+        if operation.kind == "plan" or plan is None:
+            customer = world.customers[int(a * len(world.customers))]
+            made = plan_create(
+                customer=customer,
+                merchant=world.merchants[int(b * len(world.merchants))],
+                total_amount=cents(c, Decimal("600.00")) + Decimal("10.00"),
+                installment_count=2 + int(a * 5),
+                purchase_date=world.today - timedelta(days=int(b * 100)),
+            )
+            return f"plan {made.pk} created"
+        if operation.kind in ("pay_installment", "pay_plan", "pay_off"):
+            installment = None
+            amount = None
+            if operation.kind == "pay_installment":
+                installments = list(plan.installments.order_by("sequence"))
+                installment = installments[int(a * len(installments))]
+            elif operation.kind == "pay_plan":
+                amount = cents(a, Decimal("150.00"))
+            payer = world.operator if b < 0.1 else plan.customer
+            paid = payment_collect(
+                plan_id=plan.pk, payer=payer, amount=amount, installment_id=installment.pk if installment else None
+            )
+            return f"payment {paid.pk} {paid.status} {paid.amount}"
+        if operation.kind == "refund_request":
+            world.refunds_seen += 1
+            refund, _ = refund_request(
+                plan_id=plan.pk,
+                transaction_id=f"sim-{round_.number}-{world.refunds_seen}-{int(a * 1e6)}",
+                amount=cents(a, plan.total_amount),
+                reason="simulation",
+                requester=plan.merchant,
+                payout_method=Refund.PayoutMethod.CREDIT if b < 0.3 else Refund.PayoutMethod.CARD,
+            )
+            return f"refund {refund.pk} requested {refund.amount}"
+        if operation.kind in ("refund_operator", "refund_webhook"):
+            refunds = list(plan.refunds.filter(status__in=(Refund.Status.PENDING, Refund.Status.PROCESSING)))
+            if not refunds:
+                return "no refund to decide"
+            refund = refunds[int(a * len(refunds))]
+            if operation.kind == "refund_operator":
+                status = Refund.Status.APPROVED if b < 0.75 else Refund.Status.REJECTED
+                decided = refund_decide(refund_id=refund.pk, status=status, actor=world.operator)
+                return f"refund {refund.pk} {decided.status} by operator, payout {decided.payout_amount}"
+            status = "approved" if b < 0.6 else ("processing" if b < 0.8 else "rejected")
+            return webhook(plan.merchant, refund.transaction_id, status)
+        if operation.kind == "waive":
+            fees = list(plan.late_fees.filter(status=LateFee.Status.DUE))
+            if not fees:
+                return "no fee to waive"
+            fee = late_fee_waive(fee_id=fees[int(a * len(fees))].pk, operator=world.operator, reason="simulation")
+            return f"fee {fee.pk} waived"
+        if operation.kind == "sweep":
+            run = overdue_sweep(today=world.today, late_fees=True)
+            return f"sweep: {run.installments_marked_overdue} overdue, {run.late_fees_created} fees"
+        if operation.kind == "autopay":
+            return f"autopay: {autopay_run(today=world.today)} customers"
+        if operation.kind == "reconcile":
+            return f"reconciled {payments_reconcile(older_than_minutes=0)}"
+        if operation.kind == "retry":
+            pending = list(
+                Payment.objects.filter(plan=plan, status=Payment.Status.PENDING).values_list("pk", flat=True)
+            )
+            if not pending:
+                return "no payment to retry"
+            return f"retried: {payment_resume(payment_id=pending[int(a * len(pending))]).status}"
+        raise ValueError(operation.kind)
+    except GatewayUnavailable:
+        return "gateway timed out: pending"
+    except DomainError as refused:
+        return f"refused {refused.status_code} {refused.code}"
+
+
+def webhook(merchant, transaction_id: str, status: str) -> str:
+    """The merchant's signed call to the refund-status webhook, through the whole stack."""
+    from django.test import Client
+
+    from core.signatures import sign
+
+    body = json.dumps({"refund_id": transaction_id, "status": status}).encode()
+    stamp = int(time.time())
+    answer = Client().post(
+        "/webhook/refund-status/",
+        data=body,
+        content_type="application/json",
+        HTTP_BNPL_MERCHANT=merchant.user_id,
+        HTTP_BNPL_SIGNATURE=f"t={stamp},v1={sign(merchant.webhook_secret, stamp, body)}",
+    )
+    if answer.status_code >= 500:
+        raise RuntimeError(f"webhook answered {answer.status_code}: {answer.content[:300]!r}")
+    return f"webhook {status}: {answer.status_code}"
+
+
+def play(round_: Round, world: World, threads: int) -> list[str]:
+    """Run the round's operations on ``threads`` threads released together; the errors."""
+    from django.db import connections
+
+    barrier = threading.Barrier(threads)
+    errors: list[str] = []
+
+    def worker(share: list[Operation]) -> None:
+        try:
+            barrier.wait()
+            for operation in share:
+                try:
+                    operation.outcome = run_operation(operation, round_, world)
+                except Exception as exc:
+                    operation.outcome = f"ERROR {type(exc).__name__}: {exc}"
+                    errors.append(f"{operation}\n{traceback.format_exc()}")
+        finally:
+            connections.close_all()
+
+    shares = [round_.operations[i::threads] for i in range(threads)]
+    workers = [threading.Thread(target=worker, args=(share,)) for share in shares]
+    for thread in workers:
+        thread.start()
+    for thread in workers:
+        thread.join()
+    return errors
+
+
+def settle_pending() -> None:
+    """Finish every payment left PENDING, with its own key (the network answers a key it
+    timed out on at the next attempt), and every payout left pending."""
+    from payments.models import Payment
+    from payments.services import payments_reconcile
+    from refunds.models import Refund
+    from refunds.services import refund_payout
+
+    for _ in range(3):
+        if not Payment.objects.filter(status=Payment.Status.PENDING).exists():
+            break
+        payments_reconcile(older_than_minutes=0)
+    for refund_id in Refund.objects.filter(payout_status=Refund.PayoutStatus.PENDING).values_list("pk", flat=True):
+        refund_payout(refund_id=refund_id)
+
+
+def breaches() -> list[str]:
+    """``check_ledger``'s breaches, and the network's records against the books."""
+    from django.db.models import F, Sum
+
+    from ledger.checks import ledger_check
+    from payments.models import Payment, PaymentAllocation
+    from refunds.models import Refund
+
+    found = list(ledger_check(record=False).breaches)
+    records = network()
+    if Payment.objects.filter(status=Payment.Status.PENDING).exists():
+        found.append("payments still PENDING after reconciliation")
+    charged = dict(
+        Payment.objects.filter(status=Payment.Status.SUCCEEDED)
+        .exclude(amount=F("credit_amount"))
+        .values_list("gateway_key", "amount")
+    )
+    card_parts = {
+        key: amount - credit
+        for key, amount, credit in Payment.objects.filter(gateway_key__in=list(records.captures)).values_list(
+            "gateway_key", "amount", "credit_amount"
+        )
+    }
+    for key, amount in records.captures.items():
+        if key not in charged:
+            found.append(f"network captured {amount} under {key}, booked as no succeeded payment")
+        elif card_parts[key] != amount:
+            found.append(f"network captured {amount} under {key}, the payment's card part is {card_parts[key]}")
+    for key in charged.keys() - records.captures.keys():
+        found.append(f"payment {key} booked as succeeded, the network took nothing")
+    paid_out = dict(Refund.objects.filter(payout_status=Refund.PayoutStatus.PAID).values_list("pk", "payout_amount"))
+    sent = {int(key.rsplit("_", 1)[1]): amount for key, amount in records.refunds.items()}
+    if sent != paid_out:
+        found.append(f"refunds sent to cards {sent} != payouts booked as paid {paid_out}")
+    # Per plan: back to the customer (to cards as the network saw it, and credit granted)
+    # never more than what came in (captured by the network, and credit spent).
+    came_in: dict[int, Decimal] = defaultdict(Decimal)
+    for key, plan_id, credit in Payment.objects.filter(status=Payment.Status.SUCCEEDED).values_list(
+        "gateway_key", "plan_id", "credit_amount"
+    ):
+        came_in[plan_id] += records.captures.get(key, Decimal(0)) + credit
+    went_back: dict[int, Decimal] = defaultdict(Decimal)
+    for pk, plan_id in Refund.objects.filter(pk__in=list(sent)).values_list("pk", "plan_id"):
+        went_back[plan_id] += sent[pk]
+    for plan_id, amount in (
+        Refund.objects.filter(payout_status=Refund.PayoutStatus.CREDITED)
+        .values("plan_id")
+        .annotate(total=Sum("payout_amount"))
+        .values_list("plan_id", "total")
+    ):
+        went_back[plan_id] += amount
+    credited = PaymentAllocation.objects.filter(payment__status=Payment.Status.SUCCEEDED)
+    if hasattr(PaymentAllocation, "credited"):
+        for plan_id, amount in (
+            credited.filter(credited__gt=0)
+            .values("payment__plan_id")
+            .annotate(total=Sum("credited"))
+            .values_list("payment__plan_id", "total")
+        ):
+            went_back[plan_id] += amount
+    for plan_id, amount in sorted(went_back.items()):
+        if amount > came_in.get(plan_id, Decimal(0)):
+            found.append(f"plan {plan_id}: {amount} went back to the customer, {came_in.get(plan_id, 0)} came in")
+    return found
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    setup_django(args.database_url)
+    from bnpl.models import Plan
+
+    network().reset(args.seed)
+    rng = random.Random(args.seed)  # noqa: S311 - a replayable simulation, not a secret  # nosec B311
+    world = make_world(rng)
+    print(
+        f"Money simulation: seed {args.seed}, {args.threads} threads, {args.operations} operations a round", flush=True
+    )
+    started = time.monotonic()
+    deadline = started + args.minutes * 60 if args.minutes else None
+    number, operations, kinds = 0, 0, defaultdict(int)
+    while (args.rounds is None or number < args.rounds) and (deadline is None or time.monotonic() < deadline):
+        number += 1
+        round_ = draw_round(rng, number, world, args)
+        errors = play(round_, world, args.threads)
+        settle_pending()
+        found = errors + breaches()
+        operations += len(round_.operations)
+        for operation in round_.operations:
+            kinds[operation.kind] += 1
+        if found:
+            print(f"\nBREACH in round {number} (seed {args.seed}; replay: --seed {args.seed} --rounds {number})")
+            print("Plans aimed at:", round_.plan_ids)
+            print("Operations of the round:")
+            for operation in round_.operations:
+                print("  ", operation)
+            print("Found:")
+            for line in found:
+                print("  ", line)
+            return 1
+        world.today += timedelta(days=rng.choice((0, 1, 3, 7, 15)))
+    elapsed = time.monotonic() - started
+    print(
+        f"{number} rounds, {operations} operations in {elapsed:.0f} s "
+        f"({Plan.objects.count()} plans, business day {world.today}); 0 breaches"
+    )
+    print("Operations:", ", ".join(f"{kind} {count}" for kind, count in sorted(kinds.items())))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
