@@ -35,3 +35,25 @@ def entry_counts() -> dict[str, int]:
     return {
         row["kind"]: row["n"] for row in JournalEntry.objects.values("kind").annotate(n=Count("id")).order_by("kind")
     }
+
+
+def money_state() -> dict:
+    """Every row that holds money, and the books' entries by kind: equal before and after
+    a refused request when the refusal changed nothing."""
+    from bnpl.models import Installment, LateFee, Plan
+    from payments.models import Payment
+    from refunds.models import Refund
+
+    return {
+        "plans": sorted(Plan.objects.values_list("id", "status")),
+        "installments": sorted(
+            Installment.objects.values_list("id", "status", "amount_due", "amount_paid", "amount_reserved")
+        ),
+        "late_fees": sorted(LateFee.objects.values_list("id", "status", "amount", "amount_paid", "amount_reserved")),
+        "payments": sorted(Payment.objects.values_list("id", "status", "amount", "credit_amount")),
+        "refunds": sorted(
+            Refund.objects.values_list("id", "status", "applied_amount", "payout_amount", "payout_status")
+        ),
+        "entries": entry_counts(),
+        "postings": Posting.objects.count(),
+    }

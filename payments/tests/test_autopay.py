@@ -20,6 +20,8 @@ from config.celery import app
 from config.tests.faults import inject
 from conftest import wait_until
 from events.models import Event, Notification
+from ledger.checks import ledger_check
+from ledger.models import JournalEntry
 from payments.autopay import autopay_chunk, autopay_customer, autopay_customers_due, autopay_run
 from payments.models import Payment
 from payments.services import payments_reconcile
@@ -207,8 +209,13 @@ def test_ten_deliveries_of_one_customer_task_at_once_charge_once(make_plan, gate
     assert Payment.objects.count() == 1
     assert Payment.objects.get().status == Payment.Status.SUCCEEDED
     assert plan.installments.get(sequence=1).status == Installment.Status.PAID
-    # Those that found the payment made under today's key answered with it, no new charge.
-    assert len({key for key, _ in gateway}) == 1
+    # Those that found the payment made under today's key answered with it, no new charge:
+    # one charge, not ten with one key.
+    payment = Payment.objects.get()
+    assert gateway == [(f"autopay_{payment.allocations.get().installment_id}_20260210", Decimal("125.00"))]
+    assert payment.amount == Decimal("125.00")
+    assert JournalEntry.objects.filter(kind=JournalEntry.Kind.PAYMENT).count() == 1
+    assert ledger_check(record=False).ok
 
 
 @pytest.mark.faults
