@@ -10,6 +10,8 @@ from bnpl.models import Plan
 from config.tests.faults import inject
 from core.idempotency import idempotency_keys_prune
 from core.models import IdempotencyKey
+from ledger.models import JournalEntry
+from ledger.tests.books import money_state
 from payments.models import Payment
 from payments.tests.gateways import RecordingGateway
 
@@ -36,12 +38,14 @@ def test_same_key_with_another_body_is_422(as_user, make_plan, customer):
     client = as_user(customer)
     path = f"/api/v1/plans/{plan.pk}/pay/"
     client.post(path, {"amount": "50.00"}, format="json", HTTP_IDEMPOTENCY_KEY="k-2")
+    before = money_state()
 
     reused = client.post(path, {"amount": "60.00"}, format="json", HTTP_IDEMPOTENCY_KEY="k-2")
 
     assert reused.status_code == 422
     assert reused.json()["code"] == "idempotency_key_reused"
     assert Payment.objects.count() == 1
+    assert money_state() == before, "nothing paid, reserved or posted"
 
 
 def test_keys_are_scoped_to_the_principal(as_user, make_plan, customer, other_customer):
@@ -59,12 +63,16 @@ def test_a_validation_failure_stores_nothing(as_user, make_plan, customer):
     client = as_user(customer)
     path = f"/api/v1/plans/{plan.pk}/pay/"
 
+    before = money_state()
     assert client.post(path, {"amount": "-1"}, format="json", HTTP_IDEMPOTENCY_KEY="k-3").status_code == 400
     assert not IdempotencyKey.objects.exists()
+    assert money_state() == before
     assert client.post(path, {"amount": "1.00"}, format="json", HTTP_IDEMPOTENCY_KEY="k-3").status_code == 201
 
 
-def test_a_decline_is_stored_and_replayed_not_charged_again(as_user, make_plan):
+def test_a_decline_is_stored_and_replayed_not_charged_again(as_user, make_plan, settings):
+    settings.BNPL_PAYMENT_GATEWAY = "payments.tests.gateways.RecordingGateway"
+    RecordingGateway.clear()
     customer = UserFactory(card_number="4000000000000002")
     plan = make_plan(customer=customer)
     client = as_user(customer)
@@ -77,6 +85,11 @@ def test_a_decline_is_stored_and_replayed_not_charged_again(as_user, make_plan):
     assert again.json() == first.json()
     assert again["Content-Type"].startswith("application/problem+json")
     assert Payment.objects.count() == 1
+    payment = Payment.objects.get()
+    assert RecordingGateway.charges == [(payment.gateway_key, Decimal("10.00"))], "the card was asked once"
+    assert (payment.status, payment.decline_code) == (Payment.Status.FAILED, "card_declined")
+    assert set(plan.installments.values_list("amount_paid", "amount_reserved")) == {(Decimal("0.00"), Decimal("0.00"))}
+    assert not JournalEntry.objects.filter(kind=JournalEntry.Kind.PAYMENT).exists()
 
 
 def test_a_request_in_flight_is_409(as_user, make_plan, customer):
@@ -85,11 +98,13 @@ def test_a_request_in_flight_is_409(as_user, make_plan, customer):
     path = f"/api/v1/plans/{plan.pk}/pay/"
     client.post(path, {"amount": "10.00"}, format="json", HTTP_IDEMPOTENCY_KEY="k-5")
     IdempotencyKey.objects.filter(key="k-5").update(status=IdempotencyKey.Status.IN_FLIGHT)
+    before = money_state()
 
     response = client.post(path, {"amount": "10.00"}, format="json", HTTP_IDEMPOTENCY_KEY="k-5")
 
     assert response.status_code == 409
     assert response.json()["code"] == "idempotency_key_in_flight"
+    assert money_state() == before, "nothing paid, reserved or posted"
 
 
 def test_plan_creation_is_idempotent(as_user, merchant, customer):
@@ -107,11 +122,13 @@ def test_plan_creation_is_idempotent(as_user, merchant, customer):
 @pytest.mark.parametrize("key", ["", "   ", "x" * 256])
 def test_a_bad_key_is_400_naming_the_header(as_user, make_plan, customer, key):
     plan = make_plan(customer=customer)
+    before = money_state()
     response = as_user(customer).post(
         f"/api/v1/plans/{plan.pk}/pay/", {"amount": "1.00"}, format="json", HTTP_IDEMPOTENCY_KEY=key
     )
     assert response.status_code == 400
     assert "Idempotency-Key" in response.json()["errors"]
+    assert money_state() == before
 
 
 def test_expired_keys_are_pruned_and_can_be_used_again(as_user, make_plan, customer):
