@@ -17,7 +17,6 @@ from bnpl.models import Installment, Plan
 from bnpl.services.sweep import overdue_sweep
 from bnpl.tests.test_concurrency import run_at_once
 from config.celery import app
-from config.tests.faults import inject
 from conftest import wait_until
 from events.models import Event, Notification
 from ledger.checks import ledger_check
@@ -276,14 +275,15 @@ def test_the_beat_task_delivered_twice_to_real_workers_charges_once(make_plan, g
     assert len(gateway) == 3
 
 
-@pytest.mark.faults
 @pytest.mark.django_db
 def test_a_database_failure_fails_the_whole_chunk_so_that_it_is_retried(make_plan, gateway, monkeypatch):
+    """Simulated, not an injected fault: the customer's charge raises the OperationalError
+    Django raises when PostgreSQL is gone, and the chunk must let it out (the task is
+    retried) instead of counting it as one customer's error."""
     customer = UserFactory()
     make_plan(customer=customer, purchase_date=PURCHASE)
 
     def database_gone(**kwargs):
-        inject("database error mid-task")
         raise OperationalError("server closed the connection unexpectedly")
 
     monkeypatch.setattr("payments.autopay.autopay_customer", database_gone)

@@ -7,7 +7,6 @@ from django.utils import timezone
 
 from accounts.tests.factories import UserFactory
 from bnpl.models import Plan
-from config.tests.faults import inject
 from core.idempotency import idempotency_keys_prune
 from core.models import IdempotencyKey
 from ledger.models import JournalEntry
@@ -154,8 +153,11 @@ def test_schema_documents_the_header_on_money_moving_posts(api_client):
 
 
 def lose_the_database(monkeypatch, target: str, *, after_its_work: bool = False):
-    """Make ``target`` (a dotted path) lose its database connection once, before its work,
-    or ``after_its_work`` (a COMMIT that happened, though the caller never heard)."""
+    """Make ``target`` (a dotted path) raise, once, the OperationalError of a lost database
+    connection, before its work or ``after_its_work`` (a COMMIT that happened, though the
+    caller never heard). Simulated: the project's own function raises, PostgreSQL is not
+    touched, so it is not counted as an injected fault (config/tests/test_faults_postgres.py
+    cuts the real connection)."""
     module_path, name = target.rsplit(".", 1)
     real = getattr(__import__(module_path, fromlist=[name]), name)
     calls = []
@@ -164,7 +166,6 @@ def lose_the_database(monkeypatch, target: str, *, after_its_work: bool = False)
         calls.append(1)
         if len(calls) > 1:
             return real(*args, **kwargs)
-        inject("database connection lost mid-request")
         if after_its_work:
             real(*args, **kwargs)
         raise OperationalError("server closed the connection unexpectedly")
@@ -180,7 +181,6 @@ def retry_after_the_lease(client, path, body, key):
     return client.post(path, body, format="json", HTTP_IDEMPOTENCY_KEY=key)
 
 
-@pytest.mark.faults
 def test_a_payment_committed_unheard_keeps_its_key_and_the_retry_answers_with_it(
     as_user, make_plan, customer, monkeypatch, settings
 ):
@@ -202,7 +202,6 @@ def test_a_payment_committed_unheard_keeps_its_key_and_the_retry_answers_with_it
     assert RecordingGateway.charges == [(payment.gateway_key, Decimal("50.00"))]
 
 
-@pytest.mark.faults
 def test_a_payment_left_pending_by_a_lost_connection_is_finished_by_the_retry_with_its_key(
     as_user, make_plan, customer, monkeypatch, settings
 ):
@@ -223,7 +222,6 @@ def test_a_payment_left_pending_by_a_lost_connection_is_finished_by_the_retry_wi
     assert RecordingGateway.charges == [(payment.gateway_key, Decimal("50.00"))] * 2
 
 
-@pytest.mark.faults
 def test_a_request_that_lost_the_database_before_any_work_is_done_by_the_retry(
     as_user, make_plan, customer, monkeypatch
 ):
