@@ -7,7 +7,9 @@ from accounts.tests.factories import MerchantFactory, UserFactory
 from bnpl.models import LateFee
 from bnpl.schedule import business_today
 from bnpl.services.sweep import overdue_sweep
+from ledger.accounts import CUSTOMER_RECEIVABLE, FEE_INCOME
 from ledger.models import JournalEntry
+from ledger.tests.books import balance, entries, money_state
 
 pytestmark = pytest.mark.django_db
 
@@ -69,8 +71,9 @@ def test_debt_status_is_scoped_like_users(as_user, debtor_with_fee, merchant, ot
 
 
 def test_operator_waives_a_fee_with_a_reason(as_user, debtor_with_fee, operator):
-    customer, _ = debtor_with_fee
+    customer, plan = debtor_with_fee
     fee = LateFee.objects.filter(plan__customer=customer).first()
+    assert balance(CUSTOMER_RECEIVABLE, plan=plan) == Decimal("420.00")  # 400.00 and two fees of 10.00
 
     response = as_user(operator).post(f"/api/v1/late-fees/{fee.pk}/waive/", {"reason": "Hospital stay"}, format="json")
 
@@ -78,17 +81,26 @@ def test_operator_waives_a_fee_with_a_reason(as_user, debtor_with_fee, operator)
     assert response.json()["status"] == "WAIVED"
     fee.refresh_from_db()
     assert (fee.waived_by, fee.waived_reason) == (operator, "Hospital stay")
-    assert JournalEntry.objects.filter(kind=JournalEntry.Kind.FEE_WAIVER).count() == 1
+    assert (fee.status, fee.amount, fee.amount_paid) == (LateFee.Status.WAIVED, Decimal("10.00"), Decimal("0.00"))
+    assert entries(JournalEntry.Kind.FEE_WAIVER, plan=plan) == [
+        [(CUSTOMER_RECEIVABLE, Decimal("-10.00")), (FEE_INCOME, Decimal("10.00"))]
+    ]
+    assert balance(CUSTOMER_RECEIVABLE, plan=plan) == Decimal("410.00")
     assert as_user(customer).get(f"/api/v1/debt/{customer.user_id}/").json()["fees_due"] == "10.00"
+    before = money_state()
     again = as_user(operator).post(f"/api/v1/late-fees/{fee.pk}/waive/", {"reason": "Again"}, format="json")
     assert again.status_code == 409
     assert again.json()["code"] == "late_fee_not_waivable"
+    assert money_state() == before, "a refused waiver changes nothing"
+    fee.refresh_from_db()
+    assert fee.waived_reason == "Hospital stay"
 
 
 def test_waiver_needs_an_operator_and_a_reason(as_user, debtor_with_fee, merchant, operator):
     customer, _ = debtor_with_fee
     fee = LateFee.objects.filter(plan__customer=customer).first()
     path = f"/api/v1/late-fees/{fee.pk}/waive/"
+    before = money_state()
 
     assert as_user(customer).post(path, {"reason": "please"}, format="json").status_code == 403
     assert as_user(merchant).post(path, {"reason": "please"}, format="json").status_code == 403
@@ -99,6 +111,8 @@ def test_waiver_needs_an_operator_and_a_reason(as_user, debtor_with_fee, merchan
     assert blank.status_code == 400
     fee.refresh_from_db()
     assert fee.status == LateFee.Status.DUE
+    assert (fee.waived_by, fee.waived_at, fee.waived_reason) == (None, None, "")
+    assert money_state() == before, "the refusals changed no amount and posted nothing"
 
 
 def test_late_fees_are_listed_in_scope(as_user, debtor_with_fee, other_customer):

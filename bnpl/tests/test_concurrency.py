@@ -15,7 +15,12 @@ from bnpl.services.origination import plan_create
 from bnpl.services.sweep import overdue_sweep
 from conftest import client_for
 from core.models import IdempotencyKey
+from ledger.accounts import CUSTOMER_RECEIVABLE, FEE_INCOME, GATEWAY_CLEARING
 from ledger.checks import ledger_check
+from ledger.models import JournalEntry
+from ledger.tests.books import balance, entries
+from payments.models import Payment
+from payments.tests.gateways import RecordingGateway
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
@@ -75,7 +80,7 @@ def sweep_held_open(*, today: date, timeout: float = 10) -> threading.Thread:
     return thread
 
 
-def test_two_sweeps_at_once_mark_and_charge_everything_exactly_once(make_plan):
+def test_two_sweeps_at_once_mark_and_charge_everything_exactly_once(make_plan, settings):
     for _ in range(20):
         make_plan(purchase_date=TODAY - timedelta(days=70))  # two installments past due each
 
@@ -87,6 +92,14 @@ def test_two_sweeps_at_once_mark_and_charge_everything_exactly_once(make_plan):
     assert Installment.objects.filter(status="OVERDUE").count() == 40
     assert LateFee.objects.count() == 40
     assert sum(r.late_fees_created for r in runs) == 40
+    # Each fee of 10.00 (the first fee of each installment), owed once and posted once.
+    assert set(LateFee.objects.values_list("kind", "amount", "amount_paid", "status")) == {
+        (LateFee.Kind.FIRST, Decimal("10.00"), Decimal("0.00"), LateFee.Status.DUE)
+    }
+    late_fee_income = [a for entry in entries(JournalEntry.Kind.LATE_FEE) for code, a in entry if code == FEE_INCOME]
+    assert sum(late_fee_income) == Decimal("-400.00")
+    assert balance(CUSTOMER_RECEIVABLE) == 20 * Decimal("500.00") + Decimal("400.00")
+    assert ledger_check(record=False).ok
 
 
 def test_concurrent_plans_cannot_together_exceed_the_credit_limit():
@@ -136,10 +149,12 @@ def test_a_refused_plan_stores_its_answer_and_leaves_nothing_else():
     assert Plan.objects.count() == 0
 
 
-def test_a_sweep_and_payments_on_the_same_plans_at_once_neither_deadlock_nor_double(make_plan):
+def test_a_sweep_and_payments_on_the_same_plans_at_once_neither_deadlock_nor_double(make_plan, settings):
     """Chunks mark and charge fees while payments settle on the same plans: the plan and
     customer locks (no key) never wait on a chunk's foreign-key checks, and the customers
     are updated after the chunks, so nothing deadlocks and the books balance."""
+    settings.BNPL_PAYMENT_GATEWAY = "payments.tests.gateways.RecordingGateway"
+    RecordingGateway.clear()
     plans = [make_plan(purchase_date=TODAY - timedelta(days=70)) for _ in range(8)]  # two past due each
     targets = [(p.customer, p.installments.get(sequence=1).pk) for p in plans]
 
@@ -156,4 +171,23 @@ def test_a_sweep_and_payments_on_the_same_plans_at_once_neither_deadlock_nor_dou
     assert sorted({r.status_code for r in results[1:]}) == [201]
     assert Installment.objects.filter(sequence=1, status=Installment.Status.PAID).count() == len(plans)
     assert Installment.objects.filter(sequence=2, status=Installment.Status.OVERDUE).count() == len(plans)
+    # Each first installment (125.00) charged once and booked once; the fees owed in full.
+    payments = list(Payment.objects.order_by("plan_id"))
+    assert [(p.plan_id, p.status, p.amount) for p in payments] == [
+        (plan.pk, Payment.Status.SUCCEEDED, Decimal("125.00")) for plan in plans
+    ]
+    assert sorted(RecordingGateway.charges) == sorted((p.gateway_key, Decimal("125.00")) for p in payments)
+    assert entries(JournalEntry.Kind.PAYMENT) == [
+        [(CUSTOMER_RECEIVABLE, Decimal("-125.00")), (GATEWAY_CLEARING, Decimal("125.00"))]
+    ] * len(plans)
+    # A fee of 10.00 on each second installment; on a first one only if the sweep marked it
+    # before its payment (then owed in full: a payment of the installment does not take it).
+    assert set(LateFee.objects.values_list("amount", "amount_paid", "status")) == {
+        (Decimal("10.00"), Decimal("0.00"), LateFee.Status.DUE)
+    }
+    for plan in plans:
+        assert sorted(plan.late_fees.values_list("installment__sequence", flat=True)) in ([2], [1, 2])
+        owed = sum(plan.late_fees.values_list("amount", flat=True), Decimal("0.00"))
+        assert balance(CUSTOMER_RECEIVABLE, plan=plan) == Decimal("375.00") + owed
+    RecordingGateway.clear()
     assert ledger_check(record=False).ok

@@ -1,4 +1,9 @@
-"""Views that fail on purpose, mounted beside the real URLs for the error-handling tests."""
+"""Views that fail on purpose, mounted beside the real URLs for the error-handling tests.
+
+The database errors here are simulated (the view raises what Django raises when the
+connection is gone): they test the error handler's answer, and are not counted as injected
+faults. The real ones (PostgreSQL cut at a proxy, or unreachable) are in
+config/tests/test_faults_postgres.py."""
 
 from django.db import InterfaceError, OperationalError
 from django.urls import include, path
@@ -7,7 +12,6 @@ from rest_framework.response import Response
 from rest_framework.throttling import AnonRateThrottle
 from rest_framework.views import APIView
 
-from config.tests.faults import inject
 from core.problems import DomainError
 
 
@@ -39,7 +43,6 @@ class DomainView(Open):
 
 class DatabaseDownView(Open):
     def get(self, request):
-        inject("database error in an API view")
         raise OperationalError("connection refused")
 
 
@@ -55,7 +58,6 @@ def plain_crash(request):
 
 
 def plain_database_gone(request):
-    inject("database error in a plain Django view")
     raise InterfaceError("connection already closed")
 
 

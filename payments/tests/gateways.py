@@ -14,13 +14,62 @@ from payments.gateways import SUCCEEDED, ChargeResult, FakeGateway
 
 
 class RecordingGateway(FakeGateway):
-    """The fake gateway, recording every charge it is asked for: ``(idempotency_key, amount)``."""
+    """The fake gateway, recording every charge and every refund it is asked for:
+    ``(idempotency_key, amount)`` in ``charges`` and ``refunds``. ``taken()`` and
+    ``given_back()`` are what a network that honours keys moved: each key once."""
 
     charges: list[tuple[str, Decimal]] = []
+    refunds: list[tuple[str, Decimal]] = []
+    lock = threading.Lock()
 
     def charge(self, *, amount, currency, card_token, idempotency_key) -> ChargeResult:
-        type(self).charges.append((idempotency_key, amount))
+        with type(self).lock:
+            type(self).charges.append((idempotency_key, amount))
         return super().charge(amount=amount, currency=currency, card_token=card_token, idempotency_key=idempotency_key)
+
+    def refund(self, *, amount, currency, card_token, idempotency_key) -> ChargeResult:
+        with type(self).lock:
+            type(self).refunds.append((idempotency_key, amount))
+        return super().refund(amount=amount, currency=currency, card_token=card_token, idempotency_key=idempotency_key)
+
+    @classmethod
+    def clear(cls) -> None:
+        cls.charges.clear()
+        cls.refunds.clear()
+
+    @classmethod
+    def taken(cls) -> dict[str, Decimal]:
+        """What the card network charged: each key once, the first amount asked with it."""
+        return _once_per_key(cls.charges)
+
+    @classmethod
+    def given_back(cls) -> dict[str, Decimal]:
+        """What the card network paid back: each key once."""
+        return _once_per_key(cls.refunds)
+
+
+def _once_per_key(calls: list[tuple[str, Decimal]]) -> dict[str, Decimal]:
+    moved: dict[str, Decimal] = {}
+    for key, amount in calls:
+        moved.setdefault(key, amount)
+    return moved
+
+
+class SlowRecordingGateway(RecordingGateway):
+    """The recording gateway, answering charges and refunds after ``DELAY`` seconds (a real
+    network's round trip): the window in which another operation on the same plan runs."""
+
+    DELAY = 0.3
+
+    def charge(self, **kwargs) -> ChargeResult:
+        result = super().charge(**kwargs)
+        time.sleep(self.DELAY)
+        return result
+
+    def refund(self, **kwargs) -> ChargeResult:
+        result = super().refund(**kwargs)
+        time.sleep(self.DELAY)
+        return result
 
 
 class SlowGateway(RecordingGateway):
@@ -56,6 +105,14 @@ class TimeoutGateway(FakeGateway):
 
     def charge(self, *, amount, currency, card_token, idempotency_key) -> ChargeResult:
         inject("gateway timeout (no answer)")
+        raise TimeoutError("the gateway did not answer in time")
+
+
+class RefundTimeoutGateway(FakeGateway):
+    """Charges as the fake gateway; a refund (a payout to the card) never answers in time."""
+
+    def refund(self, *, amount, currency, card_token, idempotency_key) -> ChargeResult:
+        inject("gateway timeout on a refund payout (no answer)")
         raise TimeoutError("the gateway did not answer in time")
 
 

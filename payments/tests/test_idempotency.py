@@ -7,9 +7,10 @@ from django.utils import timezone
 
 from accounts.tests.factories import UserFactory
 from bnpl.models import Plan
-from config.tests.faults import inject
 from core.idempotency import idempotency_keys_prune
 from core.models import IdempotencyKey
+from ledger.models import JournalEntry
+from ledger.tests.books import money_state
 from payments.models import Payment
 from payments.tests.gateways import RecordingGateway
 
@@ -36,12 +37,14 @@ def test_same_key_with_another_body_is_422(as_user, make_plan, customer):
     client = as_user(customer)
     path = f"/api/v1/plans/{plan.pk}/pay/"
     client.post(path, {"amount": "50.00"}, format="json", HTTP_IDEMPOTENCY_KEY="k-2")
+    before = money_state()
 
     reused = client.post(path, {"amount": "60.00"}, format="json", HTTP_IDEMPOTENCY_KEY="k-2")
 
     assert reused.status_code == 422
     assert reused.json()["code"] == "idempotency_key_reused"
     assert Payment.objects.count() == 1
+    assert money_state() == before, "nothing paid, reserved or posted"
 
 
 def test_keys_are_scoped_to_the_principal(as_user, make_plan, customer, other_customer):
@@ -59,12 +62,16 @@ def test_a_validation_failure_stores_nothing(as_user, make_plan, customer):
     client = as_user(customer)
     path = f"/api/v1/plans/{plan.pk}/pay/"
 
+    before = money_state()
     assert client.post(path, {"amount": "-1"}, format="json", HTTP_IDEMPOTENCY_KEY="k-3").status_code == 400
     assert not IdempotencyKey.objects.exists()
+    assert money_state() == before
     assert client.post(path, {"amount": "1.00"}, format="json", HTTP_IDEMPOTENCY_KEY="k-3").status_code == 201
 
 
-def test_a_decline_is_stored_and_replayed_not_charged_again(as_user, make_plan):
+def test_a_decline_is_stored_and_replayed_not_charged_again(as_user, make_plan, settings):
+    settings.BNPL_PAYMENT_GATEWAY = "payments.tests.gateways.RecordingGateway"
+    RecordingGateway.clear()
     customer = UserFactory(card_number="4000000000000002")
     plan = make_plan(customer=customer)
     client = as_user(customer)
@@ -77,6 +84,11 @@ def test_a_decline_is_stored_and_replayed_not_charged_again(as_user, make_plan):
     assert again.json() == first.json()
     assert again["Content-Type"].startswith("application/problem+json")
     assert Payment.objects.count() == 1
+    payment = Payment.objects.get()
+    assert RecordingGateway.charges == [(payment.gateway_key, Decimal("10.00"))], "the card was asked once"
+    assert (payment.status, payment.decline_code) == (Payment.Status.FAILED, "card_declined")
+    assert set(plan.installments.values_list("amount_paid", "amount_reserved")) == {(Decimal("0.00"), Decimal("0.00"))}
+    assert not JournalEntry.objects.filter(kind=JournalEntry.Kind.PAYMENT).exists()
 
 
 def test_a_request_in_flight_is_409(as_user, make_plan, customer):
@@ -85,11 +97,13 @@ def test_a_request_in_flight_is_409(as_user, make_plan, customer):
     path = f"/api/v1/plans/{plan.pk}/pay/"
     client.post(path, {"amount": "10.00"}, format="json", HTTP_IDEMPOTENCY_KEY="k-5")
     IdempotencyKey.objects.filter(key="k-5").update(status=IdempotencyKey.Status.IN_FLIGHT)
+    before = money_state()
 
     response = client.post(path, {"amount": "10.00"}, format="json", HTTP_IDEMPOTENCY_KEY="k-5")
 
     assert response.status_code == 409
     assert response.json()["code"] == "idempotency_key_in_flight"
+    assert money_state() == before, "nothing paid, reserved or posted"
 
 
 def test_plan_creation_is_idempotent(as_user, merchant, customer):
@@ -107,11 +121,13 @@ def test_plan_creation_is_idempotent(as_user, merchant, customer):
 @pytest.mark.parametrize("key", ["", "   ", "x" * 256])
 def test_a_bad_key_is_400_naming_the_header(as_user, make_plan, customer, key):
     plan = make_plan(customer=customer)
+    before = money_state()
     response = as_user(customer).post(
         f"/api/v1/plans/{plan.pk}/pay/", {"amount": "1.00"}, format="json", HTTP_IDEMPOTENCY_KEY=key
     )
     assert response.status_code == 400
     assert "Idempotency-Key" in response.json()["errors"]
+    assert money_state() == before
 
 
 def test_expired_keys_are_pruned_and_can_be_used_again(as_user, make_plan, customer):
@@ -137,8 +153,11 @@ def test_schema_documents_the_header_on_money_moving_posts(api_client):
 
 
 def lose_the_database(monkeypatch, target: str, *, after_its_work: bool = False):
-    """Make ``target`` (a dotted path) lose its database connection once, before its work,
-    or ``after_its_work`` (a COMMIT that happened, though the caller never heard)."""
+    """Make ``target`` (a dotted path) raise, once, the OperationalError of a lost database
+    connection, before its work or ``after_its_work`` (a COMMIT that happened, though the
+    caller never heard). Simulated: the project's own function raises, PostgreSQL is not
+    touched, so it is not counted as an injected fault (config/tests/test_faults_postgres.py
+    cuts the real connection)."""
     module_path, name = target.rsplit(".", 1)
     real = getattr(__import__(module_path, fromlist=[name]), name)
     calls = []
@@ -147,7 +166,6 @@ def lose_the_database(monkeypatch, target: str, *, after_its_work: bool = False)
         calls.append(1)
         if len(calls) > 1:
             return real(*args, **kwargs)
-        inject("database connection lost mid-request")
         if after_its_work:
             real(*args, **kwargs)
         raise OperationalError("server closed the connection unexpectedly")
@@ -163,7 +181,6 @@ def retry_after_the_lease(client, path, body, key):
     return client.post(path, body, format="json", HTTP_IDEMPOTENCY_KEY=key)
 
 
-@pytest.mark.faults
 def test_a_payment_committed_unheard_keeps_its_key_and_the_retry_answers_with_it(
     as_user, make_plan, customer, monkeypatch, settings
 ):
@@ -185,7 +202,6 @@ def test_a_payment_committed_unheard_keeps_its_key_and_the_retry_answers_with_it
     assert RecordingGateway.charges == [(payment.gateway_key, Decimal("50.00"))]
 
 
-@pytest.mark.faults
 def test_a_payment_left_pending_by_a_lost_connection_is_finished_by_the_retry_with_its_key(
     as_user, make_plan, customer, monkeypatch, settings
 ):
@@ -206,7 +222,6 @@ def test_a_payment_left_pending_by_a_lost_connection_is_finished_by_the_retry_wi
     assert RecordingGateway.charges == [(payment.gateway_key, Decimal("50.00"))] * 2
 
 
-@pytest.mark.faults
 def test_a_request_that_lost_the_database_before_any_work_is_done_by_the_retry(
     as_user, make_plan, customer, monkeypatch
 ):

@@ -14,6 +14,7 @@ from ledger.checks import ledger_check
 from ledger.models import JournalEntry
 from ledger.selectors import credit_balances
 from ledger.services import Leg, ledger_post
+from ledger.tests.books import entries
 from payments.models import Payment
 from payments.tests.gateways import RecordingGateway
 from refunds.models import Refund
@@ -27,7 +28,7 @@ CREDITS = "/api/v1/credit-transactions/"
 @pytest.fixture
 def gateway(settings):
     settings.BNPL_PAYMENT_GATEWAY = "payments.tests.gateways.RecordingGateway"
-    RecordingGateway.charges.clear()
+    RecordingGateway.clear()
     return RecordingGateway.charges
 
 
@@ -58,7 +59,10 @@ def test_a_refund_taken_as_credit_fills_the_balance_and_pays_nothing_back(
         Refund.PayoutStatus.CREDITED,
     )
     assert JournalEntry.objects.filter(kind=JournalEntry.Kind.REFUND_PAYOUT).count() == 0
-    assert JournalEntry.objects.filter(kind=JournalEntry.Kind.REFUND_CREDIT).count() == 1
+    assert entries(JournalEntry.Kind.REFUND_CREDIT) == [
+        [(CUSTOMER_CREDIT, Decimal("-5.00")), ("merchant_payable", Decimal("5.00"))]
+    ]
+    assert RecordingGateway.refunds == [], "nothing went back to the card"
     assert as_user(customer).get(ME).json()["credit_balance"] == {"USD": "5.00"}
     movements = as_user(customer).get(CREDITS).json()["results"]
     assert [(m["kind"], m["amount"], m["currency"]) for m in movements] == [("REFUND_CREDIT", "5.00", "USD")]
@@ -102,10 +106,15 @@ def test_the_platform_setting_chooses_credit_when_the_request_does_not(
     assert refund.payout_status == Refund.PayoutStatus.CREDITED
 
 
-def test_a_refund_to_the_card_stays_the_default(as_user, make_plan, customer, merchant, operator):
+def test_a_refund_to_the_card_stays_the_default(as_user, make_plan, customer, merchant, operator, gateway):
     refund = refund_five_to_credit(as_user, make_plan, customer, merchant, operator)
     assert (refund.payout_method, refund.payout_status) == (Refund.PayoutMethod.CARD, Refund.PayoutStatus.PAID)
     assert as_user(customer).get(ME).json()["credit_balance"] == {}
+    assert RecordingGateway.refunds == [(f"refund_payout_{refund.pk}", Decimal("5.00"))]
+    assert entries(JournalEntry.Kind.REFUND_PAYOUT) == [
+        [(GATEWAY_CLEARING, Decimal("-5.00")), ("merchant_payable", Decimal("5.00"))]
+    ]
+    assert entries(JournalEntry.Kind.REFUND_CREDIT) == []
 
 
 def test_an_overpayment_the_gateway_reports_goes_to_the_credit_balance(as_user, make_plan, customer, settings):
@@ -152,9 +161,12 @@ def test_the_ledger_check_reports_a_negative_credit_balance(customer, make_plan)
 
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
-def test_two_payments_at_once_on_two_plans_spend_the_credit_once(make_plan, customer, merchant, operator, as_user):
+def test_two_payments_at_once_on_two_plans_spend_the_credit_once(
+    make_plan, customer, merchant, operator, as_user, gateway
+):
     refund_five_to_credit(as_user, make_plan, customer, merchant, operator, payout_method="CREDIT")
     plans = [make_plan(customer=customer, merchant=merchant, total="100.00", count=4) for _ in range(2)]
+    gateway.clear()
 
     def pay(index):
         try:
@@ -170,6 +182,17 @@ def test_two_payments_at_once_on_two_plans_spend_the_credit_once(make_plan, cust
         Decimal("5.00"),
     ]
     assert credit_balances(customer_id=customer.pk).get("USD", Decimal("0")) == Decimal("0.00")
+    # The cards paid the rest: 25.00 for the payment without credit, 20.00 for the other.
+    payments = Payment.objects.filter(plan__in=plans)
+    assert sorted(gateway) == sorted((p.gateway_key, p.amount - p.credit_amount) for p in payments)
+    assert sorted(amount for _, amount in gateway) == [Decimal("20.00"), Decimal("25.00")]
+    spent = [
+        amount
+        for entry in entries(JournalEntry.Kind.PAYMENT)
+        for code, amount in entry
+        if code == CUSTOMER_CREDIT and amount > 0
+    ]
+    assert spent == [Decimal("5.00")]
     assert ledger_check(record=False).ok
 
 

@@ -9,7 +9,10 @@ from accounts.models import User
 from accounts.tests.factories import MerchantFactory, UserFactory
 from bnpl.models import Installment, Plan
 from core.signatures import sign
+from ledger.accounts import CUSTOMER_RECEIVABLE, GATEWAY_CLEARING, MERCHANT_PAYABLE
 from ledger.models import JournalEntry
+from ledger.tests.books import balance, entries, money_state
+from payments.tests.gateways import RecordingGateway
 from refunds.models import Refund, RefundEvent
 from refunds.services import refund_status_apply
 from refunds.tests.factories import refund_requested
@@ -30,7 +33,9 @@ def request_refund(client, plan, amount="80.00", transaction_id="rf-1", **extra)
     return client.post(REFUNDS, body, format="json")
 
 
-def test_worked_example_first_paid_then_80_refunded(as_user, make_plan, merchant, operator):
+def test_worked_example_first_paid_then_80_refunded(as_user, make_plan, merchant, operator, settings):
+    settings.BNPL_PAYMENT_GATEWAY = "payments.tests.gateways.RecordingGateway"
+    RecordingGateway.clear()
     customer = UserFactory()
     plan = make_plan(customer=customer, merchant=merchant, total="100.00", count=4)
     assert (
@@ -57,7 +62,15 @@ def test_worked_example_first_paid_then_80_refunded(as_user, make_plan, merchant
     assert rows == [("PAID", Decimal("25.00"))] + [("CANCELLED", Decimal("0.00"))] * 3
     plan.refresh_from_db()
     assert plan.status == Plan.Status.COMPLETED
-    assert JournalEntry.objects.filter(plan=plan, kind="REFUND_PAYOUT").count() == 1
+    assert entries(JournalEntry.Kind.REFUND_APPLIED, plan=plan) == [
+        [(CUSTOMER_RECEIVABLE, Decimal("-75.00")), (MERCHANT_PAYABLE, Decimal("75.00"))]
+    ]
+    assert entries(JournalEntry.Kind.REFUND_PAYOUT, plan=plan) == [
+        [(GATEWAY_CLEARING, Decimal("-5.00")), (MERCHANT_PAYABLE, Decimal("5.00"))]
+    ]
+    assert [amount for _, amount in RecordingGateway.charges] == [Decimal("25.00")]
+    assert RecordingGateway.refunds == [(f"refund_payout_{body['id']}", Decimal("5.00"))], "paid back once"
+    RecordingGateway.clear()
 
 
 def test_a_full_refund_before_any_payment_cancels_the_plan(as_user, make_plan, merchant, operator):
@@ -68,7 +81,20 @@ def test_a_full_refund_before_any_payment_cancels_the_plan(as_user, make_plan, m
 
     plan.refresh_from_db()
     assert plan.status == Plan.Status.CANCELLED
-    assert set(plan.installments.values_list("status", flat=True)) == {"CANCELLED"}
+    assert set(plan.installments.values_list("status", "amount_due", "amount_paid")) == {
+        ("CANCELLED", Decimal("0.00"), Decimal("0.00"))
+    }
+    refunded = Refund.objects.get()
+    assert (refunded.applied_amount, refunded.payout_amount, refunded.payout_status) == (
+        Decimal("100.00"),
+        Decimal("0.00"),
+        Refund.PayoutStatus.NONE,
+    )
+    assert entries(JournalEntry.Kind.REFUND_APPLIED, plan=plan) == [
+        [(CUSTOMER_RECEIVABLE, Decimal("-100.00")), (MERCHANT_PAYABLE, Decimal("100.00"))]
+    ]
+    assert entries(JournalEntry.Kind.REFUND_PAYOUT) == []
+    assert balance(CUSTOMER_RECEIVABLE, plan=plan) == Decimal("0.00")
 
 
 def test_refund_of_an_overdue_plan_reinstates_the_customer(as_user, make_plan, merchant, operator):
@@ -83,9 +109,14 @@ def test_refund_of_an_overdue_plan_reinstates_the_customer(as_user, make_plan, m
     )
     overdue_sweep()
     refund = request_refund(as_user(merchant), plan, amount="100.00").json()
-    as_user(operator).post(f"{REFUNDS}{refund['id']}/approve/")
+    assert as_user(operator).post(f"{REFUNDS}{refund['id']}/approve/").status_code == 200
     customer.refresh_from_db()
     assert customer.status == User.Status.NORMAL
+    assert set(plan.installments.values_list("status", "amount_due")) == {("CANCELLED", Decimal("0.00"))}
+    assert entries(JournalEntry.Kind.REFUND_APPLIED, plan=plan) == [
+        [(CUSTOMER_RECEIVABLE, Decimal("-100.00")), (MERCHANT_PAYABLE, Decimal("100.00"))]
+    ]
+    assert balance(CUSTOMER_RECEIVABLE, plan=plan) == Decimal("0.00")
 
 
 def test_transaction_id_is_idempotent(as_user, make_plan, merchant):
@@ -105,20 +136,26 @@ def test_refund_above_what_is_left_is_422(as_user, make_plan, merchant):
     plan = make_plan(merchant=merchant, total="100.00")
     client = as_user(merchant)
     assert request_refund(client, plan, amount="60.00", transaction_id="a").status_code == 201
+    before = money_state()
     over = request_refund(client, plan, amount="40.01", transaction_id="b")
     assert (over.status_code, over.json()["code"], over.json()["refundable"]) == (422, "refund_exceeds_plan", "40.00")
+    assert money_state() == before, "a refused refund changes nothing"
 
 
 def test_who_may_request_and_see_refunds(as_user, make_plan, merchant, customer, operator):
     plan = make_plan(customer=customer, merchant=merchant)
+    before = money_state()
     assert request_refund(as_user(customer), plan).status_code == 403
     assert request_refund(as_user(MerchantFactory()), plan).status_code == 404
     assert request_refund(as_user(merchant), plan, user_id="someone-else").status_code == 400
+    assert money_state() == before, "the refusals changed nothing"
     assert request_refund(as_user(operator), plan, transaction_id="op-1").status_code == 201
     assert as_user(customer).get(REFUNDS).json()["count"] == 1
     assert as_user(MerchantFactory()).get(REFUNDS).json()["count"] == 0
     refund = Refund.objects.get()
+    before = money_state()
     assert as_user(merchant).post(f"{REFUNDS}{refund.pk}/approve/").status_code == 403
+    assert money_state() == before
 
 
 def test_terminal_refunds_never_change_and_repeats_are_no_ops(make_plan, merchant):
@@ -139,7 +176,11 @@ def test_terminal_refunds_never_change_and_repeats_are_no_ops(make_plan, merchan
         "ignored: from REJECTED",
         "duplicate",
     ]
-    assert set(plan.installments.values_list("status", flat=True)) == {Installment.Status.UPCOMING}
+    assert set(plan.installments.values_list("status", "amount_due")) == {
+        (Installment.Status.UPCOMING, Decimal("125.00"))
+    }
+    assert (refund.applied_amount, refund.payout_amount) == (Decimal("0.00"), Decimal("0.00"))
+    assert entries(JournalEntry.Kind.REFUND_APPLIED) == entries(JournalEntry.Kind.REFUND_PAYOUT) == []
 
 
 @pytest.mark.faults
@@ -156,6 +197,18 @@ def test_webhook_approves_synchronously_without_a_broker(webhook, make_plan, mer
     assert "processed_at" in body
     refund = Refund.objects.get()
     assert (refund.status, refund.merchant_reference, refund.applied_amount) == ("APPROVED", "m-1", Decimal("40.00"))
+    assert (refund.payout_amount, refund.payout_status) == (Decimal("0.00"), Refund.PayoutStatus.NONE)
+    # 100.00 in 4: the last installment (25.00) cancelled, 15.00 off the third.
+    assert list(plan.installments.order_by("sequence").values_list("status", "amount_due")) == [
+        ("UPCOMING", Decimal("25.00")),
+        ("UPCOMING", Decimal("25.00")),
+        ("UPCOMING", Decimal("10.00")),
+        ("CANCELLED", Decimal("0.00")),
+    ]
+    assert entries(JournalEntry.Kind.REFUND_APPLIED, plan=plan) == [
+        [(CUSTOMER_RECEIVABLE, Decimal("-40.00")), (MERCHANT_PAYABLE, Decimal("40.00"))]
+    ]
+    assert balance(CUSTOMER_RECEIVABLE, plan=plan) == Decimal("60.00")
 
 
 @pytest.mark.parametrize(
@@ -175,6 +228,7 @@ def test_webhook_refusals_change_nothing(webhook, make_plan, merchant, as_user, 
     plan = make_plan(merchant=merchant)
     request_refund(as_user(merchant), plan, transaction_id="rf-x")
     other = MerchantFactory(webhook_secret="whsec_other")
+    before = money_state()
     good = {"refund_id": "rf-x", "status": "approved"}
     if case == "forged":
         response = webhook(merchant, good, secret="whsec_wrong")
@@ -196,6 +250,8 @@ def test_webhook_refusals_change_nothing(webhook, make_plan, merchant, as_user, 
     assert response.status_code == status
     assert response["Content-Type"].startswith("application/problem+json")
     assert Refund.objects.get().status == Refund.Status.PENDING
+    assert money_state() == before, "no amount, refund or entry changed"
+    assert not RefundEvent.objects.exists()
 
 
 @pytest.mark.faults
