@@ -72,22 +72,6 @@ class SlowRecordingGateway(RecordingGateway):
         return result
 
 
-class SlowGateway(RecordingGateway):
-    """The recording gateway, taking ``delay`` seconds to answer a charge (a real network's
-    time, during which the payment is PENDING); records refunds too: ``(key, amount)``."""
-
-    delay = 0.3
-    refunds: list[tuple[str, Decimal]] = []
-
-    def charge(self, *, amount, currency, card_token, idempotency_key) -> ChargeResult:
-        time.sleep(type(self).delay)
-        return super().charge(amount=amount, currency=currency, card_token=card_token, idempotency_key=idempotency_key)
-
-    def refund(self, *, amount, currency, card_token, idempotency_key) -> ChargeResult:
-        type(self).refunds.append((idempotency_key, amount))
-        return super().refund(amount=amount, currency=currency, card_token=card_token, idempotency_key=idempotency_key)
-
-
 class OvercapturingGateway(FakeGateway):
     """Reports that it captured 3.00 more than asked (the customer overpaid at the network)."""
 

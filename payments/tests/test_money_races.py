@@ -28,19 +28,18 @@ from ledger.selectors import credit_balances
 from payments.models import Payment
 from payments.services import payment_collect, payment_resume
 from payments.tests.factories import payment_pending
-from payments.tests.gateways import RecordingGateway, SlowGateway
+from payments.tests.gateways import RecordingGateway, SlowRecordingGateway
 
 DECLINED_CARD = {"card_number": "4000000000000002"}
 
 
 @pytest.fixture
-def gateway(settings):
-    settings.BNPL_PAYMENT_GATEWAY = "payments.tests.gateways.SlowGateway"
+def gateway(settings, monkeypatch):
+    settings.BNPL_PAYMENT_GATEWAY = "payments.tests.gateways.SlowRecordingGateway"
     settings.BNPL_LATE_FEE_FIRST = Decimal("10.00")
-    SlowGateway.delay = 0
-    RecordingGateway.charges.clear()
-    yield SlowGateway
-    SlowGateway.delay = 0.3
+    monkeypatch.setattr(SlowRecordingGateway, "DELAY", 0)
+    RecordingGateway.clear()
+    return SlowRecordingGateway
 
 
 def _fee_state(fee: LateFee) -> tuple:
@@ -109,7 +108,7 @@ def test_a_share_for_a_fee_no_longer_due_is_not_applied_to_it(make_plan, gateway
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_racing_a_waiver_against_a_payment_of_the_fee_never_charges_a_waived_fee(make_plan, gateway):
-    gateway.delay = 0.3
+    gateway.DELAY = 0.3  # the card is asked for 0.3 s: the other operation lands meanwhile
     customer = UserFactory()
     plan = make_plan(customer=customer, total="400.00", purchase_date=timezone.localdate() - timedelta(days=45))
     fee = late_fee_charged(plan)

@@ -24,7 +24,7 @@ from ledger.selectors import credit_balances
 from payments.models import Payment
 from payments.services import PaymentDeclined, payment_collect, payment_resume
 from payments.tests.factories import payment_pending
-from payments.tests.gateways import RecordingGateway, SlowGateway
+from payments.tests.gateways import RecordingGateway, SlowRecordingGateway
 from refunds.models import Refund
 from refunds.services import refund_decide
 from refunds.tests.factories import refund_requested
@@ -33,14 +33,12 @@ DECLINED_CARD = {"card_number": "4000000000000002"}
 
 
 @pytest.fixture
-def gateway(settings):
+def gateway(settings, monkeypatch):
     """The recording gateway: every charge and refund the card network was asked for."""
-    settings.BNPL_PAYMENT_GATEWAY = "payments.tests.gateways.SlowGateway"
-    SlowGateway.delay = 0
-    RecordingGateway.charges.clear()
-    SlowGateway.refunds.clear()
-    yield SlowGateway
-    SlowGateway.delay = 0.3
+    settings.BNPL_PAYMENT_GATEWAY = "payments.tests.gateways.SlowRecordingGateway"
+    monkeypatch.setattr(SlowRecordingGateway, "DELAY", 0)
+    RecordingGateway.clear()
+    return SlowRecordingGateway
 
 
 def _kinds(plan: Plan) -> list[str]:
@@ -63,7 +61,7 @@ def test_a_refund_approved_while_a_payment_is_pending_pays_back_nothing_that_pay
     refund = refund_requested(plan, "40.00")
 
     refund = refund_decide(refund_id=refund.pk, status=Refund.Status.APPROVED, actor=OperatorFactory())  # 2. approve
-    settings.BNPL_PAYMENT_GATEWAY = "payments.tests.gateways.SlowGateway"
+    settings.BNPL_PAYMENT_GATEWAY = "payments.tests.gateways.SlowRecordingGateway"
     assert payment_resume(payment_id=pending.pk).status == Payment.Status.FAILED  # 3. the card declines
 
     assert (refund.applied_amount, refund.payout_amount, refund.payout_status) == (
@@ -91,7 +89,7 @@ def test_a_refund_approved_while_a_payment_is_pending_credits_that_payment_when_
     refund = refund_requested(plan, "25.00")
 
     refund = refund_decide(refund_id=refund.pk, status=Refund.Status.APPROVED, actor=OperatorFactory())
-    settings.BNPL_PAYMENT_GATEWAY = "payments.tests.gateways.SlowGateway"
+    settings.BNPL_PAYMENT_GATEWAY = "payments.tests.gateways.SlowRecordingGateway"
     assert payment_resume(payment_id=pending.pk).status == Payment.Status.SUCCEEDED
 
     # The refund lowered the second installment by 20.00 (to 0, cancelled) and the first by
@@ -120,7 +118,7 @@ def test_a_refund_approved_while_a_payment_is_pending_credits_that_payment_when_
 def test_racing_a_refund_approval_against_a_payment_never_pays_back_money_not_received(make_plan, gateway, card):
     """The payment and the approval on threads: the approval lands while the card is being
     asked (the gateway takes 0.3 s), whichever way the card answers."""
-    gateway.delay = 0.3
+    gateway.DELAY = 0.3  # the card is asked for 0.3 s: the other operation lands meanwhile
     customer = UserFactory(**(DECLINED_CARD if card == "declined" else {}))
     plan = make_plan(customer=customer, total="40.00", count=2)
     refund = refund_requested(plan, "40.00")
