@@ -197,6 +197,12 @@ class LateFeeViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
     @extend_schema(
         operation_id="late_fees_waive",
         summary="Waive a late fee (operators), recording who and why",
+        description=(
+            "Waives what is still due of the fee and reverses it in the ledger. 409 "
+            "`late_fee_not_waivable` when it is already waived or paid; 409 `late_fee_payment_pending` "
+            "while a payment of it is in progress (its card being charged): retry once that payment "
+            "has succeeded (the fee is then paid) or failed (it can then be waived)."
+        ),
         request=LateFeeWaiveIn,
         responses={200: LateFeeOut, **problems(400, 401, 403, 404, 409, 413, 415)},
         examples=[

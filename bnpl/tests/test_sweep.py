@@ -19,6 +19,7 @@ from events.models import Event
 from ledger.accounts import CUSTOMER_RECEIVABLE, FEE_INCOME
 from ledger.checks import ledger_check
 from ledger.models import JournalEntry
+from payments.tests.factories import payment_made
 
 pytestmark = pytest.mark.django_db
 
@@ -52,6 +53,10 @@ def test_sweep_is_idempotent(make_plan):
     assert (first.installments_marked_overdue, first.customers_marked_debt) == (2, 1)
     assert (second.installments_marked_overdue, second.customers_marked_debt, second.customers_restored) == (0, 0, 0)
     assert SweepRun.objects.count() == 2
+    # Marking moves no money: the amounts stay, nothing is posted, one event per installment.
+    assert set(Installment.objects.values_list("amount_due", "amount_paid")) == {(Decimal("125.00"), Decimal("0.00"))}
+    assert list(JournalEntry.objects.values_list("kind", flat=True)) == [JournalEntry.Kind.ORIGINATION]
+    assert Event.objects.filter(type=Event.Type.INSTALLMENT_OVERDUE).count() == 2
 
 
 def test_due_today_is_not_overdue_and_grace_days_delay_it(make_plan, settings):
@@ -65,9 +70,16 @@ def test_due_today_is_not_overdue_and_grace_days_delay_it(make_plan, settings):
 
 def test_paid_installments_are_never_marked(make_plan):
     plan = make_plan(purchase_date=TODAY - timedelta(days=40))
-    Installment.objects.filter(plan=plan, sequence=1).update(status=Installment.Status.PAID)
+    payment_made(plan, installment=plan.installments.get(sequence=1))
 
-    assert overdue_sweep(today=TODAY).installments_marked_overdue == 0
+    assert overdue_sweep(today=TODAY, late_fees=True).installments_marked_overdue == 0
+    assert list(plan.installments.values_list("status", flat=True).order_by("sequence")) == [
+        "PAID",
+        "UPCOMING",
+        "UPCOMING",
+        "UPCOMING",
+    ]
+    assert not LateFee.objects.filter(plan=plan).exists()
 
 
 def test_sweep_restores_customers_with_nothing_overdue(make_plan):

@@ -7,6 +7,7 @@ from django.test import Client
 
 from accounts.tests.factories import MerchantFactory
 from ledger.models import JournalEntry
+from ledger.tests.books import entries
 from refunds.models import Refund
 from refunds.services import refund_request, refund_status_apply
 from refunds.tasks import refund_status_apply_task
@@ -87,6 +88,18 @@ def test_deciding_an_undecided_refund_still_works(as_user, operator, make_refund
     assert approved.status_code == 200, approved.content
     assert (approved.json()["status"], approved.json()["applied_amount"]) == ("APPROVED", "40.00")
     assert Refund.objects.get(pk=refund.pk).decided_by is not None
+    # The money: 40.00 of the 100.00 plan's last installment (25.00) and the one before it,
+    # nothing paid, so nothing paid back; one entry for what was applied.
+    assert state(refund)[1:3] == (Decimal("40.00"), Refund.PayoutStatus.NONE)
+    assert state(refund)[4] == [
+        ("UPCOMING", Decimal("25.00")),
+        ("UPCOMING", Decimal("25.00")),
+        ("UPCOMING", Decimal("10.00")),
+        ("CANCELLED", Decimal("0.00")),
+    ]
+    assert entries(JournalEntry.Kind.REFUND_APPLIED, plan=refund.plan) == [
+        [("customer_receivable", Decimal("-40.00")), ("merchant_payable", Decimal("40.00"))]
+    ]
 
 
 def test_a_retried_approval_with_its_idempotency_key_replays_the_first_answer(as_user, operator, make_refund):
