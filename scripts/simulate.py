@@ -73,6 +73,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--operations", type=int, default=24, help="operations per round")
     parser.add_argument("--hot-plans", type=int, default=3, help="plans each round's operations aim at")
     parser.add_argument(
+        "--without",
+        default="",
+        help=f"operations left out of the mix, comma-separated (of: {', '.join(OPERATIONS)}), to hunt one race",
+    )
+    parser.add_argument(
         "--database-url",
         default=os.environ.get("SIMULATE_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/bnpl_simulate"),
         help="a PostgreSQL database of this run's own: dropped and created again",
@@ -82,6 +87,10 @@ def parse_args(argv=None) -> argparse.Namespace:
         args.seed = random.SystemRandom().randrange(1, 10**9)
     if args.rounds is None and args.minutes is None:
         args.minutes = 1.0
+    args.mix = {kind: weight for kind, weight in OPERATIONS.items() if kind not in args.without.split(",")}
+    unknown = set(filter(None, args.without.split(","))) - OPERATIONS.keys()
+    if unknown or not args.mix:
+        parser.error(f"--without: unknown operations {sorted(unknown)}" if unknown else "--without leaves nothing")
     return args
 
 
@@ -248,7 +257,7 @@ def draw_round(rng: random.Random, number: int, world: World, args) -> Round:
 
     open_plans = list(Plan.objects.filter(status=Plan.Status.ACTIVE).order_by("id").values_list("id", flat=True))
     hot = rng.sample(open_plans, min(len(open_plans), args.hot_plans)) if open_plans else []
-    kinds, weights = zip(*OPERATIONS.items(), strict=True)
+    kinds, weights = zip(*args.mix.items(), strict=True)
     operations = [
         Operation(
             rng.choices(kinds, weights)[0], rng.randrange(max(len(hot), 1)), (rng.random(), rng.random(), rng.random())
