@@ -160,6 +160,19 @@ def make_plan(db):
 
 
 @pytest.fixture
+def gateway(settings):
+    """The recording gateway, answering after a network's round trip (a race's window): what
+    the card network was asked, for tests that watch the money. Test modules with a gateway
+    of their own override it."""
+    from payments.tests.gateways import RecordingGateway
+
+    settings.BNPL_PAYMENT_GATEWAY = "payments.tests.gateways.SlowRecordingGateway"
+    RecordingGateway.clear()
+    yield RecordingGateway
+    RecordingGateway.clear()
+
+
+@pytest.fixture
 def operator_client(operator):
     """A Django test client logged in (session) as an operator: the admin's user."""
     from django.test import Client

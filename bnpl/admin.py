@@ -6,7 +6,7 @@ from django.template.response import TemplateResponse
 from django.urls import path
 from django.views.decorators.http import require_POST
 
-from bnpl.errors import LateFeeNotWaivable
+from bnpl.errors import LateFeeNotWaivable, LateFeePaymentPending
 from bnpl.models import Installment, LateFee, Plan, Reminder, SweepChunk, SweepRun
 from bnpl.schedule import business_today, days_past_due_bucket
 from bnpl.services.installments import late_fee_waive
@@ -73,7 +73,7 @@ class LateFeeAdmin(ReadOnlyAdmin):
         for fee in queryset:
             try:
                 late_fee_waive(fee_id=fee.pk, operator=request.user, reason=reason)
-            except LateFeeNotWaivable as exc:
+            except (LateFeeNotWaivable, LateFeePaymentPending) as exc:
                 self.message_user(request, f"Fee {fee.pk}: {exc.detail}", messages.WARNING)
                 continue
             self.message_user(request, f"Fee {fee.pk} waived.")

@@ -86,3 +86,23 @@ def test_operator_waives_fees_from_the_admin_with_a_reason(operator_client, book
     assert "waived" in done.content.decode()
     fee.refresh_from_db()
     assert (fee.status, fee.waived_by, fee.waived_reason) == ("WAIVED", operator, "Goodwill")
+
+
+def test_a_fee_being_paid_is_not_waived_from_the_admin_and_the_operator_is_told(operator_client, books, settings):
+    from bnpl.models import LateFee
+    from payments.tests.factories import payment_pending
+
+    fee = LateFee.objects.get()
+    payment_pending(settings, books)  # everything payable, the fee included: its card is being asked
+
+    done = operator_client.post(
+        "/admin/bnpl/latefee/",
+        {"action": "waive_fees", "_selected_action": [fee.pk], "reason": "Goodwill", "confirm": "Waive"},
+        follow=True,
+    )
+
+    assert done.status_code == 200
+    assert "A payment of this late fee is in progress" in done.content.decode()
+    fee.refresh_from_db()
+    assert (fee.status, fee.waived_at, fee.amount_reserved) == ("DUE", None, fee.amount)
+    assert not JournalEntry.objects.filter(kind=JournalEntry.Kind.FEE_WAIVER).exists()

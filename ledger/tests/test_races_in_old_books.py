@@ -23,22 +23,27 @@ from refunds.tests.factories import refund_requested
 pytestmark = [pytest.mark.django_db, pytest.mark.breaks_ledger]
 
 
+def _payment_as_written(plan, amount: str, status: str, **fields) -> Payment:
+    """A finished payment of the plan's customer, as the earlier release left it."""
+    return Payment.objects.create(
+        plan=plan,
+        customer=plan.customer,
+        created_by=plan.customer,
+        amount=Decimal(amount),
+        currency="USD",
+        status=status,
+        gateway_key=f"pay_old_{plan.pk}",
+        completed_at=timezone.now(),
+        **fields,
+    )
+
+
 def test_a_refund_paid_back_while_its_payment_was_pending_then_declined_is_a_breach(make_plan):
     """Race 1: 40.00 in 2; a payment of 40.00 reserved both installments, the refund of 40.00
     skipped them as held and paid all 40.00 back to the card, then the card declined."""
     customer = UserFactory(card_number="4000000000000002")
     plan = make_plan(customer=customer, total="40.00", count=2)
-    payment = Payment.objects.create(
-        plan=plan,
-        customer=customer,
-        created_by=customer,
-        amount=Decimal("40.00"),
-        currency="USD",
-        status=Payment.Status.FAILED,
-        decline_code="card_declined",
-        gateway_key="pay_old_race_1",
-        completed_at=timezone.now(),
-    )
+    payment = _payment_as_written(plan, "40.00", Payment.Status.FAILED, decline_code="card_declined")
     PaymentAllocation.objects.bulk_create(
         PaymentAllocation(payment=payment, installment=installment, amount=Decimal("20.00"))
         for installment in plan.installments.all()
@@ -72,16 +77,7 @@ def test_a_fee_waived_and_then_paid_is_a_breach(make_plan):
     plan = make_plan(total="400.00")
     fee = late_fee_waive(fee_id=late_fee_charged(plan).pk, operator=OperatorFactory(), reason="Goodwill")
     customer = plan.customer
-    payment = Payment.objects.create(
-        plan=plan,
-        customer=customer,
-        created_by=customer,
-        amount=Decimal("10.00"),
-        currency="USD",
-        status=Payment.Status.SUCCEEDED,
-        gateway_key="pay_old_race_2",
-        completed_at=timezone.now(),
-    )
+    payment = _payment_as_written(plan, "10.00", Payment.Status.SUCCEEDED)
     PaymentAllocation.objects.create(payment=payment, late_fee=fee, amount=Decimal("10.00"))
     # The old code's write. PostgreSQL now refuses a PAID fee with a waiver recorded (bnpl
     # 0012), for rows written from then on: the constraint is dropped for this test's

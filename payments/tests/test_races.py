@@ -23,22 +23,13 @@ from ledger.tests.books import balance, entries
 from payments.autopay import autopay_customer
 from payments.models import Payment
 from payments.services import GatewayUnavailable, payment_collect, payment_resume, payments_reconcile
-from payments.tests.gateways import CardNetwork, RecordingGateway
+from payments.tests.gateways import CardNetwork
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
 PURCHASE = date(2026, 1, 10)  # monthly: due 2/10, 3/10, 4/10, 5/10
 FIRST_DUE = date(2026, 2, 10)
 HUNDRED = Decimal("100.00")
-
-
-@pytest.fixture
-def gateway(settings):
-    """The recording gateway, answering after a network's round trip (the race's window)."""
-    settings.BNPL_PAYMENT_GATEWAY = "payments.tests.gateways.SlowRecordingGateway"
-    RecordingGateway.clear()
-    yield RecordingGateway
-    RecordingGateway.clear()
 
 
 def paid_once(plan, payment: Payment) -> None:

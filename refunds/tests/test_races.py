@@ -32,15 +32,6 @@ def merchant():
     return MerchantFactory(webhook_secret="whsec_races")
 
 
-@pytest.fixture
-def gateway(settings):
-    """The recording gateway, answering after a network's round trip (the race's window)."""
-    settings.BNPL_PAYMENT_GATEWAY = "payments.tests.gateways.SlowRecordingGateway"
-    RecordingGateway.clear()
-    yield RecordingGateway
-    RecordingGateway.clear()
-
-
 def worked_example(make_plan, merchant, *, payout_method: str = "CARD"):
     """100.00 in 4, the first 25.00 paid, 80.00 asked back: 75.00 to apply, 5.00 beyond it.
     The gateway's record is emptied after the setup's charge."""
