@@ -21,8 +21,6 @@ from django.core.management import call_command
 
 from accounts.tests.factories import DEFAULT_PASSWORD, MerchantFactory, UserFactory
 
-pytestmark = pytest.mark.postgres
-
 PACKAGE = "bnpl_client"
 BIN = Path(sys.executable).parent
 SCHEMA_FIX = "needs the schema fix of point 1"
@@ -96,6 +94,7 @@ def test_the_generated_client_passes_mypy_strict(generated):
     assert done.returncode == 0, f"mypy --strict on the generated client:\n{done.stdout}\n{done.stderr}"
 
 
+@pytest.mark.postgres
 def test_an_integrators_flow_through_the_generated_client(api, live_server, settings):
     models = _module("models")
     auth_token = _module("api.auth.auth_token")
