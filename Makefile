@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 PORT ?= 8000
 HOST ?= 127.0.0.1
 
-.PHONY: run serve test faults lint fuzz format security bandit deploy-check audit worker beat migrate demo schema clean lock smoke simulate
+.PHONY: run serve test faults lint fuzz format security bandit deploy-check audit worker beat migrate demo schema clean lock smoke simulate openapi-lint
 
 # Installs come from the lock files only, every package checked against its pinned hash.
 PIP_INSTALL = $(PY) -m pip install --quiet --require-hashes
@@ -64,6 +64,25 @@ lint: $(VENV)/.installed-dev
 	$(VENV)/bin/lint-imports
 	$(PY) manage.py makemigrations --check --dry-run
 	$(PY) manage.py spectacular --validate --fail-on-warn --file /dev/null
+
+# The schema as integrators get it, linted by Redocly's recommended rules (redocly.yaml turns
+# off only no-path-trailing-slash: Django's URLs end in "/"): any error or warning fails.
+# @redocly/cli is pinned by tools/redocly/package-lock.json and installed from it (npm ci)
+# when node_modules is missing or older than the lock.
+REDOCLY_DIR = tools/redocly
+$(REDOCLY_DIR)/node_modules/.installed: $(REDOCLY_DIR)/package-lock.json $(REDOCLY_DIR)/package.json
+	npm ci --prefix $(REDOCLY_DIR) --no-audit --no-fund --ignore-scripts
+	touch $@
+
+openapi-lint: SHELL := /bin/bash
+openapi-lint: .SHELLFLAGS := -o pipefail -ec
+openapi-lint: $(VENV)/.installed-dev $(REDOCLY_DIR)/node_modules/.installed
+	@dir="$$(mktemp -d)"; trap 'rm -rf "$$dir"' EXIT; \
+	$(PY) manage.py spectacular --file "$$dir/schema.yaml"; \
+	$(REDOCLY_DIR)/node_modules/.bin/redocly lint --config redocly.yaml --max-problems 500 "$$dir/schema.yaml" 2>&1 \
+		| tee "$$dir/lint.out"; \
+	if grep -qE "You have [0-9]+ warnings?" "$$dir/lint.out"; then \
+		echo "openapi-lint: warnings fail too (0 errors and 0 warnings required)"; exit 1; fi
 
 # Security scans; each fails on any finding. bandit over the code (settings in pyproject.toml),
 # `check --deploy` under production settings, pip-audit where a vulnerability service answers.

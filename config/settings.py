@@ -363,6 +363,11 @@ SPECTACULAR_SETTINGS = {
         "Errors are RFC 9457 problem details (`application/problem+json`) with a stable `code`."
     ),
     "VERSION": "1.0.0",
+    # No LICENSE file grants one: the API and its description are the owner's, all rights
+    # reserved. API_LICENSE_URL names the published terms; until then, the service's home page.
+    "LICENSE": {"name": "Proprietary", "url": config("API_LICENSE_URL", default="/")},
+    # Relative: a client generated from the schema talks to the host that served it.
+    "SERVERS": [{"url": "/", "description": "The host serving this schema"}],
     "SERVE_INCLUDE_SCHEMA": False,
     "SCHEMA_PATH_PREFIX": r"/api/v1",
     "COMPONENT_SPLIT_REQUEST": True,
@@ -372,6 +377,9 @@ SPECTACULAR_SETTINGS = {
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         "core.schema.add_throttled_responses",
+        "core.schema.add_unavailable_responses",
+        "core.schema.add_idempotent_replayed_header",
+        "core.schema.mark_anonymous_operations",
     ],
     "ENUM_NAME_OVERRIDES": {
         "RoleEnum": "accounts.models.User.Role",

@@ -36,11 +36,11 @@ NOT_STORED = {400, 401, 403, 404, 405, 413, 415}
 
 IDEMPOTENCY_PARAMETER = OpenApiParameter(
     HEADER,
-    str,
+    {"type": "string", "minLength": 1, "maxLength": MAX_KEY_LENGTH},
     OpenApiParameter.HEADER,
     required=False,
     description=(
-        "Up to 255 characters, unique per operation you mean to perform. Retrying with the same key "
+        "1 to 255 characters (not only spaces), unique per operation you mean to perform. Retrying with the same key "
         "replays the first answer (`Idempotent-Replayed: true`) instead of doing it twice; the same key "
         "with a different body is a 422, and a 409 while the first request is still running. Kept 24 hours."
     ),

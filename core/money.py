@@ -41,9 +41,15 @@ def floor_money(value: Decimal) -> Decimal:
 # perhaps not the one the client meant.
 AMOUNT_PATTERN = r"-?[0-9]{1,10}(?:\.[0-9]{1,2})?"
 _AMOUNT = re.compile(AMOUNT_PATTERN)
+# What the schema tells clients to send: a positive amount written plainly, 1 to 10 digits
+# with no leading zero, or 0.01 to 0.99. The server takes a little more (leading zeros; a
+# sign, to refuse it by name), but every string this matches it accepts, up to the maximum.
+POSITIVE_AMOUNT_PATTERN = r"(?:[1-9][0-9]{0,9}(?:\.[0-9]{1,2})?|0\.(?:[1-9][0-9]?|0[1-9]))"
 
 
-@extend_schema_field({"type": "string", "format": "decimal", "pattern": f"^{AMOUNT_PATTERN}$", "example": "166.67"})
+@extend_schema_field(
+    {"type": "string", "format": "decimal", "pattern": f"^{POSITIVE_AMOUNT_PATTERN}$", "example": "166.67"}
+)
 class MoneyField(serializers.DecimalField):
     """An amount in JSON: a string such as ``"166.67"`` (DESIGN §3: amounts travel as strings)
     matching ``AMOUNT_PATTERN``, with ``0 < amount <= BNPL_MAX_AMOUNT``. A JSON number, an

@@ -2,11 +2,14 @@
 
 import copy
 import inspect
+from http import HTTPStatus
 
 from drf_spectacular.extensions import OpenApiSerializerExtension
 from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import serializers
 
+from core.idempotency import HEADER as IDEMPOTENCY_HEADER
+from core.idempotency import NOT_STORED
 from core.problems import PROBLEM_CONTENT_TYPE
 
 _DESCRIPTIONS = {
@@ -20,7 +23,11 @@ _DESCRIPTIONS = {
     415: "The body is not `application/json`.",
     422: "Well-formed, but a business rule refuses it.",
     429: "Too many requests; see `Retry-After`.",
-    503: "A dependency is down.",
+    502: (
+        "`gateway_unavailable`: the payment gateway did not answer. The payment stays PENDING and is "
+        "never charged twice: retry with the same `Idempotency-Key`."
+    ),
+    503: "`service_unavailable`: a dependency (the database) is down; retry after `Retry-After` seconds.",
 }
 
 
@@ -56,6 +63,7 @@ VALIDATION_EXAMPLE = OpenApiExample(
     },
     status_codes=["400"],
     response_only=True,
+    media_type=PROBLEM_CONTENT_TYPE,  # examples attach to the answer of their media type only
 )
 
 
@@ -79,6 +87,19 @@ class StrictSerializerExtension(OpenApiSerializerExtension):
         return schema
 
 
+class ProblemSerializerExtension(OpenApiSerializerExtension):
+    """A problem may carry extension members (RFC 9457 §3.2) beside the standard ones, e.g.
+    ``payment_id`` and ``decline_code`` on a 402, ``refund_status`` on a 409: the schema
+    says ``additionalProperties: true`` so clients keep them and examples may show them."""
+
+    target_class = ProblemSerializer
+
+    def map_serializer(self, auto_schema, direction):
+        schema = auto_schema._map_serializer(self.target, direction, bypass_extensions=True)
+        schema["additionalProperties"] = True
+        return schema
+
+
 def problems(*statuses: int) -> dict:
     """``responses=`` entries for the given error statuses, as problem+json."""
     return {
@@ -89,14 +110,17 @@ def problems(*statuses: int) -> dict:
 
 def list_retrieve_schema(*, name: str, plural: str, serializer, example: dict):
     """``extend_schema_view`` for a read-only resource: the paginated list and the detail,
-    with an example each and the problems they can answer."""
-    page = {"count": 1, "next": None, "previous": None, "results": [example]}
+    with an example each and the problems they can answer.
+
+    The list's example is one item: drf-spectacular wraps a list operation's example in
+    the paginator's page itself (``count``, ``next``, ``previous``, ``results``), so a page
+    given here would be documented as a page nested in a page."""
     return extend_schema_view(
         list=extend_schema(
             operation_id=f"{name}_list",
             summary=f"{plural} in your scope",
             responses={200: serializer(many=True), **problems(400, 401, 404)},
-            examples=[OpenApiExample("Page", value=page, response_only=True)],
+            examples=[OpenApiExample("Page", value=example, response_only=True)],
         ),
         retrieve=extend_schema(
             operation_id=f"{name}_retrieve",
@@ -107,21 +131,91 @@ def list_retrieve_schema(*, name: str, plural: str, serializer, example: dict):
     )
 
 
+def _operations(result: dict):
+    for operations in result.get("paths", {}).values():
+        for operation in operations.values():
+            if isinstance(operation, dict) and "responses" in operation:
+                yield operation
+
+
+def _problem_response(status: int, headers: dict) -> dict:
+    return {
+        "description": _DESCRIPTIONS[status],
+        "headers": headers,
+        "content": {PROBLEM_CONTENT_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}},
+    }
+
+
 def add_throttled_responses(result: dict, generator, request, public) -> dict:
     """Postprocessing hook: every operation may answer 429 (core/throttling.py throttles
     every API view), documented once here rather than in each view's ``responses``."""
-    throttled = {
-        "description": _DESCRIPTIONS[429],
-        "headers": {
+    throttled = _problem_response(
+        429,
+        {
             "Retry-After": {
                 "schema": {"type": "integer", "minimum": 1},
                 "description": "Seconds until the limit's window ends.",
             }
         },
-        "content": {PROBLEM_CONTENT_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}},
+    )
+    for operation in _operations(result):
+        operation["responses"].setdefault("429", copy.deepcopy(throttled))
+    return result
+
+
+def add_unavailable_responses(result: dict, generator, request, public) -> dict:
+    """Postprocessing hook: every operation may answer 503 ``service_unavailable`` when the
+    database cannot be reached (core.problems: the exception handler for API views, the
+    problem middleware for the plain webhook view), so a client gets a typed Problem."""
+    unavailable = _problem_response(
+        503,
+        {
+            "Retry-After": {
+                "schema": {"type": "integer", "minimum": 1},
+                "description": "Seconds to wait before retrying.",
+            }
+        },
+    )
+    for operation in _operations(result):
+        operation["responses"].setdefault("503", copy.deepcopy(unavailable))
+    return result
+
+
+def _replayable(status: str) -> bool:
+    """Whether core.idempotency stores (and so replays) an answer with this status: not the
+    refusals made before any work, a 429 (answered before the view), nor a 5xx other than the
+    502 the payment gateway's silence is answered with (``replay_on_retry``)."""
+    if not status.isdigit():
+        return False
+    code = int(status)
+    if code in NOT_STORED or code == HTTPStatus.TOO_MANY_REQUESTS:
+        return False
+    return code < 500 or code == HTTPStatus.BAD_GATEWAY
+
+
+def add_idempotent_replayed_header(result: dict, generator, request, public) -> dict:
+    """Postprocessing hook: every operation taking an ``Idempotency-Key`` may answer a retry
+    with the first answer replayed, marked ``Idempotent-Replayed: true`` (core.idempotency);
+    the header is declared on each answer that can be replayed."""
+    replayed = {
+        "schema": {"type": "string", "enum": ["true"]},
+        "description": "Present on a replay: the first answer to this `Idempotency-Key`, not a second run.",
     }
-    for operations in result.get("paths", {}).values():
-        for operation in operations.values():
-            if isinstance(operation, dict) and "responses" in operation:
-                operation["responses"].setdefault("429", copy.deepcopy(throttled))
+    for operation in _operations(result):
+        parameters = operation.get("parameters", [])
+        if not any(p.get("in") == "header" and p.get("name") == IDEMPOTENCY_HEADER for p in parameters):
+            continue
+        for status, response in operation["responses"].items():
+            if _replayable(status):
+                response.setdefault("headers", {})["Idempotent-Replayed"] = copy.deepcopy(replayed)
+    return result
+
+
+def mark_anonymous_operations(result: dict, generator, request, public) -> dict:
+    """Postprocessing hook: an operation that reads no JWT (token, refresh, logout, register:
+    the credential is in the body; the refund webhook: a signature) says ``security: []``,
+    so a client sends no bearer token and a linter sees the choice was made."""
+    for operation in _operations(result):
+        if operation.get("security") in (None, [{}]):
+            operation["security"] = []
     return result

@@ -2,7 +2,9 @@
 
 from rest_framework import serializers
 
+from accounts.models import User
 from bnpl.models import Installment, LateFee, Plan
+from bnpl.selectors import BUCKETS
 from core.money import CurrencyField, MoneyField
 from core.serializers import StrictSerializer
 
@@ -125,17 +127,35 @@ class OverdueInstallmentOut(serializers.Serializer):
     amount_remaining = serializers.DecimalField(**AMOUNT)
     due_date = serializers.DateField()
     days_overdue = serializers.IntegerField()
-    bucket = serializers.ChoiceField(choices=["1-30", "31-60", "61-90", "90+"], help_text="Days past due.")
+    bucket = serializers.ChoiceField(choices=BUCKETS, help_text="Days past due.")
+
+
+def _by_bucket(name: str, doc: str, field: type[serializers.Field], **kwargs) -> type[serializers.Serializer]:
+    """A serializer with one required field per days-past-due bucket ("1-30" ... "90+"): the
+    keys are fixed, so the schema names them (a map would let a client expect any key)."""
+    fields = {bucket: field(**kwargs) for bucket in BUCKETS}  # not identifiers: declared this way
+    return type(name, (serializers.Serializer,), {"__doc__": doc, "__module__": __name__, **fields})
+
+
+OverdueAmountByBucketOut = _by_bucket(
+    "OverdueAmountByBucketOut",
+    "Unpaid remainder of overdue installments by days past due.",
+    serializers.DecimalField,
+    **AMOUNT,
+)
+OverdueCountByBucketOut = _by_bucket(
+    "OverdueCountByBucketOut", "Overdue installments by days past due.", serializers.IntegerField, min_value=0
+)
 
 
 class DebtStatusOut(serializers.Serializer):
     user_id = serializers.CharField()
-    user_status = serializers.CharField()
+    user_status = serializers.ChoiceField(choices=User.Status.choices)
     has_overdue = serializers.BooleanField()
     total_debt = serializers.DecimalField(**AMOUNT, help_text="Everything unpaid, late fees included.")
     overdue_amount = serializers.DecimalField(**AMOUNT, help_text="Unpaid remainder of overdue installments.")
     fees_due = serializers.DecimalField(**AMOUNT)
-    overdue_by_bucket = serializers.DictField(child=serializers.DecimalField(**AMOUNT))
+    overdue_by_bucket = OverdueAmountByBucketOut()
     overdue_installments = OverdueInstallmentOut(many=True)
 
 
@@ -153,9 +173,7 @@ class AnalyticsOut(serializers.Serializer):
     outstanding = serializers.DecimalField(**AMOUNT, help_text="Unpaid installments and late fees due.")
     overdue_installments = serializers.IntegerField()
     overdue_amount = serializers.DecimalField(**AMOUNT)
-    overdue_by_bucket = serializers.DictField(
-        child=serializers.IntegerField(), help_text="Overdue installments by days past due."
-    )
+    overdue_by_bucket = OverdueCountByBucketOut()
     success_rate = serializers.FloatField(
         allow_null=True,
         help_text="Share of installments paid on time among those that have fallen due (cancelled ones left out).",

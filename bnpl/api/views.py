@@ -30,6 +30,7 @@ from bnpl.services.installments import late_fee_waive
 from bnpl.services.origination import plan_create, plan_parties_resolve
 from config.db_router import reading_from_replica
 from core.idempotency import IDEMPOTENCY_PARAMETER, idempotent
+from core.problems import PROBLEM_CONTENT_TYPE
 from core.schema import VALIDATION_EXAMPLE, list_retrieve_schema, problems
 
 INSTALLMENT_EXAMPLE = {
@@ -130,6 +131,7 @@ class PlanViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
                 },
                 response_only=True,
                 status_codes=["403"],
+                media_type=PROBLEM_CONTENT_TYPE,
             ),
             VALIDATION_EXAMPLE,
         ],

@@ -123,3 +123,182 @@ def test_the_signed_webhook_is_documented(schema):
     assert {"200", "400", "401", "404", "413", "422"} <= set(operation["responses"])
     assert "application/problem+json" in operation["responses"]["401"]["content"]
     assert operation.get("security", []) in ([], [{}])  # no JWT: the signature authenticates
+
+
+# --- What a generated client needs (issue 22) -------------------------------------------------
+
+PAY_OPERATIONS = [("post", "/api/v1/installments/{id}/pay/"), ("post", "/api/v1/plans/{id}/pay/")]
+ANONYMOUS_OPERATIONS = [
+    ("post", "/api/v1/auth/register/"),
+    ("post", "/api/v1/auth/token/"),
+    ("post", "/api/v1/auth/token/refresh/"),
+    ("post", "/api/v1/auth/logout/"),
+    ("post", "/webhook/refund-status/"),
+]
+PROBLEM_REF = {"$ref": "#/components/schemas/Problem"}
+
+
+def test_every_operation_documents_503_service_unavailable_as_a_problem(schema):
+    missing = [
+        f"{method.upper()} {path}"
+        for method, path, operation in _operations(schema)
+        if operation["responses"].get("503", {}).get("content", {}).get("application/problem+json", {}).get("schema")
+        != PROBLEM_REF
+    ]
+    assert missing == []
+
+
+@pytest.mark.parametrize(("method", "path"), PAY_OPERATIONS)
+def test_the_pay_operations_document_502_gateway_unavailable_as_a_problem(schema, method, path):
+    answer = schema["paths"][path][method]["responses"]["502"]
+    content = answer["content"]["application/problem+json"]
+
+    assert content["schema"] == PROBLEM_REF
+    assert "gateway_unavailable" in answer["description"]
+    assert "same `Idempotency-Key`" in answer["description"]
+    assert content["examples"]["GatewayUnavailable"]["value"]["code"] == "gateway_unavailable"
+
+
+def test_only_the_pay_operations_document_502(schema):
+    documented = {(method, path) for method, path, operation in _operations(schema) if "502" in operation["responses"]}
+    assert documented == set(PAY_OPERATIONS)
+
+
+def test_every_operation_taking_an_idempotency_key_declares_the_replay_header(schema):
+    taking = 0
+    for _method, path, operation in _operations(schema):
+        keys = [p for p in operation.get("parameters", []) if p["in"] == "header" and p["name"] == "Idempotency-Key"]
+        if not keys:
+            assert not any("Idempotent-Replayed" in r.get("headers", {}) for r in operation["responses"].values())
+            continue
+        taking += 1
+        assert keys[0]["schema"] == {"type": "string", "minLength": 1, "maxLength": 255}, path
+        responses = operation["responses"]
+        success = next(status for status in responses if status.startswith("2"))
+        assert responses[success]["headers"]["Idempotent-Replayed"]["schema"] == {"type": "string", "enum": ["true"]}
+        # Answers never stored are never replayed: refused before the work, throttled, down.
+        for status in ("400", "401", "403", "404", "413", "415", "429", "503"):
+            assert "Idempotent-Replayed" not in responses.get(status, {}).get("headers", {}), (path, status)
+    assert taking == 6  # plans create, two pays, refund create, approve, reject
+
+
+def test_a_replayed_answer_carries_the_declared_header(as_user, make_plan, operator):
+    plan = make_plan()
+    client = as_user(operator)
+    body = {"amount": "10.00"}
+
+    first = client.post(f"/api/v1/plans/{plan.pk}/pay/", body, format="json", HTTP_IDEMPOTENCY_KEY="replay-1")
+    again = client.post(f"/api/v1/plans/{plan.pk}/pay/", body, format="json", HTTP_IDEMPOTENCY_KEY="replay-1")
+
+    assert first.status_code == again.status_code == 201, again.content
+    assert "Idempotent-Replayed" not in first
+    assert again["Idempotent-Replayed"] == "true"
+
+
+def test_debt_status_types_the_status_and_the_buckets(schema):
+    components = schema["components"]["schemas"]
+    debt = components["DebtStatusOut"]["properties"]
+
+    assert debt["user_status"] == {"$ref": "#/components/schemas/CustomerStatusEnum"}
+    buckets = components[debt["overdue_by_bucket"]["$ref"].rsplit("/", 1)[1]]
+    assert buckets["type"] == "object"
+    assert buckets["required"] == ["1-30", "31-60", "61-90", "90+"]
+    assert set(buckets["properties"]) == {"1-30", "31-60", "61-90", "90+"}
+    assert "additionalProperties" not in buckets
+
+
+def test_debt_status_answers_every_bucket(as_user, make_plan, operator):
+    plan = make_plan(purchase_date=business_today() - timedelta(days=75))
+    overdue_sweep()
+
+    answer = as_user(operator).get(f"/api/v1/debt/{plan.customer.user_id}/")
+
+    assert answer.status_code == 200, answer.content
+    assert list(answer.json()["overdue_by_bucket"]) == ["1-30", "31-60", "61-90", "90+"]
+    assert answer.json()["user_status"] in {"NORMAL", "DEBT_USER"}
+
+
+@pytest.mark.parametrize(
+    ("text", "matches"),
+    [
+        ("0.01", True),
+        ("0.1", True),
+        ("0.10", True),
+        ("1", True),
+        ("166.67", True),
+        ("9999999999.99", True),
+        ("0", False),
+        ("0.0", False),
+        ("0.00", False),
+        ("-1.00", False),
+        ("-0.01", False),
+        ("1.005", False),
+        ("+1.00", False),
+        ("12345678901", False),
+    ],
+)
+def test_request_amounts_in_the_schema_are_positive_only(schema, text, matches):
+    pattern = schema["components"]["schemas"]["PlanPayInRequest"]["properties"]["amount"]["pattern"]
+
+    assert bool(re.fullmatch(pattern, text)) is matches
+
+
+def test_response_amounts_may_be_zero(schema):
+    pattern = schema["components"]["schemas"]["PaymentOut"]["properties"]["credit_amount"]["pattern"]
+
+    assert re.fullmatch(pattern, "0.00")
+
+
+@pytest.mark.parametrize(("method", "path"), ANONYMOUS_OPERATIONS)
+def test_operations_that_read_no_jwt_say_security_empty(schema, method, path):
+    assert schema["paths"][path][method]["security"] == []
+
+
+def test_operations_that_read_a_jwt_require_it(schema):
+    anonymous = {(method, path) for method, path in ANONYMOUS_OPERATIONS}
+    for method, path, operation in _operations(schema):
+        if (method, path) not in anonymous:
+            assert operation["security"] == [{"jwtAuth": []}, {"cookieAuth": []}], (method, path)
+
+
+def test_list_examples_are_one_page_not_a_page_in_a_page(schema):
+    lists = 0
+    for _method, path, operation in _operations(schema):
+        example = (
+            operation["responses"].get("200", {}).get("content", {}).get("application/json", {}).get("examples", {})
+        )
+        if "Page" not in example:
+            continue
+        lists += 1
+        page = example["Page"]["value"]
+        assert set(page) <= {"count", "next", "previous", "results"}, path
+        assert len(page["results"]) == 1, path
+        assert not {"count", "next", "previous", "results"} & set(page["results"][0]), path
+        assert '"' not in str(page.get("next")), path
+    assert lists == 8  # plans, installments, late fees, payments, credit movements, refunds, events, users
+
+
+def test_refund_examples_carry_the_payout_method(schema):
+    refunds = schema["paths"]["/api/v1/refunds/"]
+    examples = [
+        refunds["get"]["responses"]["200"]["content"]["application/json"]["examples"]["Page"]["value"]["results"][0],
+        refunds["post"]["responses"]["201"]["content"]["application/json"]["examples"]["Created"]["value"],
+    ]
+    for example in examples:
+        assert example["payout_method"] in {"CARD", "CREDIT"}
+
+
+def test_problem_examples_attach_to_the_problem_media_type(schema):
+    pay = schema["paths"]["/api/v1/plans/{id}/pay/"]["post"]["responses"]
+    create = schema["paths"]["/api/v1/plans/"]["post"]["responses"]
+
+    assert "Declined" in pay["402"]["content"]["application/problem+json"]["examples"]
+    assert "DebtUser" in create["403"]["content"]["application/problem+json"]["examples"]
+    assert "ValidationError" in create["400"]["content"]["application/problem+json"]["examples"]
+    assert schema["components"]["schemas"]["Problem"]["additionalProperties"] is True
+
+
+def test_the_schema_names_its_server_and_license(schema):
+    assert schema["servers"] == [{"url": "/", "description": "The host serving this schema"}]
+    assert schema["info"]["license"]["name"]
+    assert schema["info"]["license"]["url"]

@@ -13,6 +13,7 @@ from accounts.models import User
 from accounts.permissions import HasRole
 from bnpl.selectors import installment_list_for, plan_list_for, plan_scope
 from core.idempotency import IDEMPOTENCY_PARAMETER, idempotency_gateway_key, idempotent
+from core.problems import PROBLEM_CONTENT_TYPE
 from core.schema import list_retrieve_schema, problems
 from ledger.models import Posting
 from payments.api.serializers import CreditTransactionOut, InstallmentPayIn, PaymentOut, PlanPayIn
@@ -49,8 +50,23 @@ DECLINED_EXAMPLE = OpenApiExample(
     },
     response_only=True,
     status_codes=["402"],
+    media_type=PROBLEM_CONTENT_TYPE,
 )
-PAY_RESPONSES = {201: PaymentOut, **problems(400, 401, 402, 403, 404, 409, 413, 415, 422)}
+GATEWAY_UNAVAILABLE_EXAMPLE = OpenApiExample(
+    "Gateway unavailable",
+    value={
+        "type": "/problems/gateway_unavailable",
+        "title": "Payment gateway unavailable",
+        "status": 502,
+        "detail": "The payment gateway did not answer; the payment is pending and will not be charged twice.",
+        "code": "gateway_unavailable",
+        "payment_id": 33,
+    },
+    response_only=True,
+    status_codes=["502"],
+    media_type=PROBLEM_CONTENT_TYPE,
+)
+PAY_RESPONSES = {201: PaymentOut, **problems(400, 401, 402, 403, 404, 409, 413, 415, 422, 502)}
 CAN_PAY = [HasRole.of(User.Role.CUSTOMER, User.Role.OPERATOR)]
 
 
@@ -96,6 +112,7 @@ def _pay_schema(operation_id: str, summary: str, body_class, example: dict):
                 OpenApiExample("Amount", value=example, request_only=True),
                 OpenApiExample("Paid", value=PAYMENT_EXAMPLE, response_only=True, status_codes=["201"]),
                 DECLINED_EXAMPLE,
+                GATEWAY_UNAVAILABLE_EXAMPLE,
             ],
         )
     )

@@ -30,6 +30,7 @@ REFUND_EXAMPLE = {
     "status": "PENDING",
     "applied_amount": "0.00",
     "payout_amount": "0.00",
+    "payout_method": "CARD",
     "payout_status": "NONE",
     "created_at": "2026-11-22T10:00:00Z",
     "decided_at": None,
