@@ -12,18 +12,22 @@ import json
 import os
 import subprocess
 import sys
+import time
+from datetime import date, timedelta
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import httpx
 import pytest
 from django.core.management import call_command
 
-from accounts.tests.factories import DEFAULT_PASSWORD, MerchantFactory, UserFactory
+from accounts.tests.factories import DEFAULT_PASSWORD, MerchantFactory, OperatorFactory, UserFactory
+from bnpl.tests.factories import late_fee_charged, plan_originated
+from core.signatures import signature_header
 
 PACKAGE = "bnpl_client"
 BIN = Path(sys.executable).parent
-SCHEMA_FIX = "needs the schema fix of point 1"
 
 # The generator's own post-hooks (ruff fixes, then ruff format), but for PYI036: ruff's fix
 # annotates the star-args of the generated ``Client.__exit__`` as ``object``, and those
@@ -86,6 +90,28 @@ def _module(name: str) -> Any:
     return importlib.import_module(f"{PACKAGE}.{name}")
 
 
+def _signed_in(api: ModuleType, base_url: str, user) -> Any:
+    """Sign in with a password: a typed token pair, then a client carrying its access token."""
+    models, auth_token = _module("models"), _module("api.auth.auth_token")
+    with api.Client(base_url=base_url) as anonymous:
+        answer = auth_token.sync_detailed(
+            client=anonymous, body=models.TokenObtainPairRequest(username=user.username, password=DEFAULT_PASSWORD)
+        )
+    assert answer.status_code == 200, answer.content
+    assert isinstance(answer.parsed, models.TokenPairOut)
+    assert answer.parsed.access
+    assert answer.parsed.refresh
+    return api.AuthenticatedClient(base_url=base_url, token=answer.parsed.access)
+
+
+def _problem(answer, status: int, code: str) -> Any:
+    """The answer is a typed ``Problem`` of this status and code."""
+    assert answer.status_code == status, answer.content
+    assert isinstance(answer.parsed, _module("models").Problem), answer.content
+    assert (answer.parsed.status, answer.parsed.code) == (status, code)
+    return answer.parsed
+
+
 def test_the_generated_client_passes_mypy_strict(generated):
     done = _run(
         [str(BIN / "mypy"), "--strict", "--cache-dir", str(generated / ".mypy_cache"), PACKAGE],
@@ -97,38 +123,19 @@ def test_the_generated_client_passes_mypy_strict(generated):
 @pytest.mark.postgres
 def test_an_integrators_flow_through_the_generated_client(api, live_server, settings):
     models = _module("models")
-    auth_token = _module("api.auth.auth_token")
     plans_create = _module("api.plans.plans_create")
     installments_pay = _module("api.installments.installments_pay")
     debt_retrieve = _module("api.debt.debt_retrieve")
     refunds_create = _module("api.refunds.refunds_create")
-    Problem = models.Problem
     settings.BNPL_PAYMENT_GATEWAY = "payments.gateways.FakeGateway"
-    pending: list[str] = []  # what only the schema fix of point 1 makes typed
 
     merchant = MerchantFactory()
     customer = UserFactory()
     declined = UserFactory(card_number="4000000000000002")  # the fake gateway declines 0002
 
-    def signed_in(user) -> Any:
-        """Sign in with a password: a typed token pair, then a client carrying its access token."""
-        with api.Client(base_url=live_server.url) as anonymous:
-            answer = auth_token.sync_detailed(
-                client=anonymous, body=models.TokenObtainPairRequest(username=user.username, password=DEFAULT_PASSWORD)
-            )
-        assert answer.status_code == 200, answer.content
-        assert isinstance(answer.parsed, models.TokenPairOut)
-        assert answer.parsed.access
-        assert answer.parsed.refresh
-        return api.AuthenticatedClient(base_url=live_server.url, token=answer.parsed.access)
-
-    def problem(answer, status: int, code: str) -> Any:
-        assert answer.status_code == status, answer.content
-        assert isinstance(answer.parsed, Problem), answer.content
-        assert (answer.parsed.status, answer.parsed.code) == (status, code)
-        return answer.parsed
-
-    as_merchant, as_customer, as_declined = signed_in(merchant), signed_in(customer), signed_in(declined)
+    as_merchant, as_customer, as_declined = (
+        _signed_in(api, live_server.url, user) for user in (merchant, customer, declined)
+    )
 
     # A plan, created by the merchant with a key; the same request again is the first answer, replayed.
     order = models.PlanCreateInRequest(total_amount="400.00", user_id=customer.user_id, installment_count=4)
@@ -149,7 +156,7 @@ def test_an_integrators_flow_through_the_generated_client(api, live_server, sett
 
     other_order = models.PlanCreateInRequest(total_amount="300.00", user_id=customer.user_id)
     reused = plans_create.sync_detailed(client=as_merchant, body=other_order, idempotency_key="flow-plan-1")
-    problem(reused, 422, "idempotency_key_reused")
+    _problem(reused, 422, "idempotency_key_reused")
 
     # The customer pays the first installment; paying it again finds nothing to pay.
     first, second = plan.installments[0], plan.installments[1]
@@ -164,7 +171,7 @@ def test_an_integrators_flow_through_the_generated_client(api, live_server, sett
     again = installments_pay.sync_detailed(
         first.id, client=as_customer, body=models.InstallmentPayInRequest(), idempotency_key="flow-pay-2"
     )
-    problem(again, 409, "nothing_to_pay")
+    _problem(again, 409, "nothing_to_pay")
 
     too_much = installments_pay.sync_detailed(
         second.id,
@@ -172,15 +179,14 @@ def test_an_integrators_flow_through_the_generated_client(api, live_server, sett
         body=models.InstallmentPayInRequest(amount="100.01"),
         idempotency_key="flow-pay-3",
     )
-    problem(too_much, 422, "overpayment")
+    _problem(too_much, 422, "overpayment")
 
     # The debt: what is left of the plan.
     debt = debt_retrieve.sync_detailed(customer.user_id, client=as_customer)
     assert debt.status_code == 200, debt.content
     assert isinstance(debt.parsed, models.DebtStatusOut)
     assert (debt.parsed.user_id, debt.parsed.total_debt, debt.parsed.has_overdue) == (customer.user_id, "300.00", False)
-    if not isinstance(debt.parsed.user_status, models.CustomerStatusEnum):
-        pending.append("DebtStatusOut.user_status is a plain string, not CustomerStatusEnum")
+    assert debt.parsed.user_status == models.CustomerStatusEnum.NORMAL
 
     # The merchant refunds part of the purchase, back to the card.
     refund = refunds_create.sync_detailed(
@@ -215,21 +221,352 @@ def test_an_integrators_flow_through_the_generated_client(api, live_server, sett
         body=models.InstallmentPayInRequest(),
         idempotency_key="flow-pay-4",
     )
-    assert problem(refused, 402, "payment_declined").additional_properties["decline_code"] == "card_declined"
+    assert _problem(refused, 402, "payment_declined").additional_properties["decline_code"] == "card_declined"
 
     # A gateway that does not answer: 502 gateway_unavailable, the one answer to retry with the same key.
     settings.BNPL_PAYMENT_GATEWAY = "payments.tests.gateways.TimeoutGateway"
     timed_out = installments_pay.sync_detailed(
         second.id, client=as_customer, body=models.InstallmentPayInRequest(), idempotency_key="flow-pay-5"
     )
-    assert timed_out.status_code == 502, timed_out.content
-    assert json.loads(timed_out.content)["code"] == "gateway_unavailable"
-    if isinstance(timed_out.parsed, Problem):
-        assert timed_out.parsed.code == "gateway_unavailable"
-    else:
-        pending.append("502 gateway_unavailable is not documented: the client parses no Problem")
+    _problem(timed_out, 502, "gateway_unavailable")
 
     for client in (as_merchant, as_customer, as_declined):
         client.get_httpx_client().close()
-    if pending:
-        pytest.xfail(f"{SCHEMA_FIX}: " + "; ".join(pending))
+
+
+def _schema(generated: Path) -> dict[str, Any]:
+    """The schema the client was generated from, by operationId."""
+    paths = json.loads((generated / "schema.json").read_text())["paths"]
+    return {
+        operation["operationId"]: operation
+        for path in paths.values()
+        for operation in path.values()
+        if isinstance(operation, dict) and "operationId" in operation
+    }
+
+
+def _operations(generated: Path) -> dict[str, Any]:
+    """The generated module of each operation (``api/<tag>/<operation_id>.py``), by operationId."""
+    return {
+        path.stem: _module(f"api.{path.parent.name}.{path.stem}")
+        for path in (generated / PACKAGE / "api").glob("*/*.py")
+        if path.stem != "__init__"
+    }
+
+
+def test_every_operation_is_generated(api, generated):
+    assert sorted(_operations(generated)) == sorted(_schema(generated))
+
+
+def test_every_documented_error_is_a_typed_problem(api, generated):
+    """For each operation and each 4xx/5xx its schema documents, the generated parser turns a
+    problem answer into the typed ``Problem``: an error the client could not type (an
+    undocumented status raises ``UnexpectedStatus``; a non-Problem body) fails here."""
+    models, operations = _module("models"), _operations(generated)
+    documented = [
+        (operation_id, int(status))
+        for operation_id, operation in sorted(_schema(generated).items())
+        for status in operation["responses"]
+        if status[0] in "45"
+    ]
+    assert {operation_id for operation_id, _ in documented} == set(operations)
+    with api.Client(base_url="http://testserver", raise_on_unexpected_status=True) as client:
+        for operation_id, status in documented:
+            code = f"code_{status}"
+            body = {"type": f"/problems/{code}", "title": "T", "status": status, "detail": "D", "code": code}
+            answer = operations[operation_id]._build_response(
+                client=client,
+                response=httpx.Response(status, json=body, headers={"content-type": "application/problem+json"}),
+            )
+            assert isinstance(answer.parsed, models.Problem), (operation_id, status, answer.parsed)
+            assert (answer.parsed.status, answer.parsed.code) == (status, code), (operation_id, status)
+        # And the check can fail: a status no operation documents is not typed.
+        with pytest.raises(_module("errors").UnexpectedStatus):
+            operations["plans_list"]._build_response(client=client, response=httpx.Response(418, json=body))
+    # The rules the schema's postprocessing applies to every operation, checked as well.
+    assert {(operation_id, status) for operation_id in operations for status in (429, 503)} <= set(documented)
+
+
+@pytest.mark.postgres
+def test_every_operation_answers_its_documented_type(api, generated, live_server, settings):
+    """Each of the schema's operations, called once through its generated ``sync_detailed``,
+    answers its documented success status, parsed as its documented model (None for 204)."""
+    models, operations = _module("models"), _operations(generated)
+    settings.BNPL_PAYMENT_GATEWAY = "payments.gateways.FakeGateway"
+    called: set[str] = set()
+
+    def call(operation_id: str, status: int, expected: Any, *args: Any, **kwargs: Any) -> Any:
+        answer = operations[operation_id].sync_detailed(*args, **kwargs)
+        assert answer.status_code == status, (operation_id, answer.content)
+        if expected is None:
+            assert answer.parsed is None, (operation_id, answer.parsed)
+        else:
+            assert isinstance(answer.parsed, expected), (operation_id, answer.content)
+        called.add(operation_id)
+        return answer.parsed
+
+    # A late fee first (made here, the database is the live server's): a plan bought 90 days
+    # ago whose first installment a sweep then found overdue. Before any other plan, so the
+    # sweep, run on a past day, finds nothing else due.
+    merchant = MerchantFactory(webhook_secret="whsec_integrator")
+    customer, late_customer, operator = UserFactory(), UserFactory(), OperatorFactory()
+    late_plan = plan_originated(
+        total="400.00", customer=late_customer, merchant=merchant, purchase_date=date.today() - timedelta(days=90)
+    )
+    fee = late_fee_charged(late_plan)
+
+    as_merchant, as_customer, as_late, as_operator = (
+        _signed_in(api, live_server.url, user) for user in (merchant, customer, late_customer, operator)
+    )
+    called.add("auth_token")  # by _signed_in, typed there
+
+    # Signing up, in and out: register, a token pair, refresh it, revoke the refresh token.
+    with api.Client(base_url=live_server.url) as anonymous:
+        registered = call(
+            "auth_register",
+            201,
+            models.RegisteredOut,
+            client=anonymous,
+            body=models.RegisterInRequest(
+                username="integrator-new",
+                password=DEFAULT_PASSWORD,
+                role=models.RegisterInRoleEnum.CUSTOMER,
+                full_name="New Customer",
+                phone_number="+998911234567",
+                email="integrator-new@example.com",
+            ),
+        )
+        pair = call(
+            "auth_token",
+            200,
+            models.TokenPairOut,
+            client=anonymous,
+            body=models.TokenObtainPairRequest(username="integrator-new", password=DEFAULT_PASSWORD),
+        )
+        refreshed = call(
+            "auth_token_refresh",
+            200,
+            models.TokenPairOut,
+            client=anonymous,
+            body=models.TokenRefreshRequest(refresh=pair.refresh),
+        )
+        assert refreshed.access
+        call(
+            "auth_logout",
+            204,
+            None,
+            client=anonymous,
+            body=models.LogoutInRequest(refresh=refreshed.refresh or pair.refresh),
+        )
+    me = call("auth_me", 200, models.MeOut, client=as_customer)
+    assert me.user_id == customer.user_id
+    updated = call(
+        "auth_me_update", 200, models.MeOut, client=as_customer, body=models.PatchedMeUpdateInRequest(autopay=True)
+    )
+    assert updated.user_id == customer.user_id
+    users = call("users_list", 200, models.PaginatedUserOutList, client=as_operator)
+    assert registered.user_id in {user.user_id for user in users.results}
+    assert call("users_retrieve", 200, models.UserOut, customer.user_id, client=as_customer).user_id == customer.user_id
+
+    # A plan, its installments, paid one by one and then off as a whole.
+    plan = call(
+        "plans_create",
+        201,
+        models.PlanOut,
+        client=as_merchant,
+        body=models.PlanCreateInRequest(total_amount="300.00", user_id=customer.user_id, installment_count=3),
+        idempotency_key="all-plan-1",
+    )
+    assert [p.id for p in call("plans_list", 200, models.PaginatedPlanOutList, client=as_customer).results] == [plan.id]
+    assert call("plans_retrieve", 200, models.PlanOut, plan.id, client=as_customer).id == plan.id
+    installments = call(
+        "installments_list", 200, models.PaginatedInstallmentOutList, client=as_customer, plan_id=plan.id
+    )
+    first = installments.results[0]
+    assert call("installments_retrieve", 200, models.InstallmentOut, first.id, client=as_customer).id == first.id
+    call(
+        "installments_pay",
+        201,
+        models.PaymentOut,
+        first.id,
+        client=as_customer,
+        body=models.InstallmentPayInRequest(),
+        idempotency_key="all-pay-1",
+    )
+    paid_off = call(
+        "plans_pay",
+        201,
+        models.PaymentOut,
+        plan.id,
+        client=as_customer,
+        body=models.PlanPayInRequest(amount="200.00"),
+        idempotency_key="all-pay-2",
+    )
+    assert paid_off.amount == "200.00"
+    payments = call("payments_list", 200, models.PaginatedPaymentOutList, client=as_customer, plan_id=plan.id)
+    assert len(payments.results) == 2
+    assert call("payments_retrieve", 200, models.PaymentOut, paid_off.id, client=as_customer).id == paid_off.id
+    debt = call("debt_retrieve", 200, models.DebtStatusOut, customer.user_id, client=as_customer)
+    assert debt.total_debt == "0.00"
+
+    # Refunds of the paid-off plan: one kept as credit (approved), one to the card (rejected).
+    credited = call(
+        "refunds_create",
+        201,
+        models.RefundOut,
+        client=as_merchant,
+        body=models.RefundCreateInRequest(
+            plan_id=plan.id,
+            transaction_id="all-refund-1",
+            amount="50.00",
+            reason="Returned",
+            payout_method=models.PayoutMethodEnum.CREDIT,
+        ),
+        idempotency_key="all-refund-1",
+    )
+    approved = call("refunds_approve", 200, models.RefundOut, credited.id, client=as_operator)
+    assert approved.status == models.RefundOutStatusEnum.APPROVED
+    to_reject = call(
+        "refunds_create",
+        201,
+        models.RefundOut,
+        client=as_merchant,
+        body=models.RefundCreateInRequest(
+            plan_id=plan.id,
+            transaction_id="all-refund-2",
+            amount="20.00",
+            payout_method=models.PayoutMethodEnum.CARD,
+        ),
+    )
+    rejected = call("refunds_reject", 200, models.RefundOut, to_reject.id, client=as_operator)
+    assert rejected.status == models.RefundOutStatusEnum.REJECTED
+    refunds = call("refunds_list", 200, models.PaginatedRefundOutList, client=as_merchant, plan_id=plan.id)
+    assert {refund.id for refund in refunds.results} == {credited.id, to_reject.id}
+    assert call("refunds_retrieve", 200, models.RefundOut, credited.id, client=as_customer).id == credited.id
+    credits = call("credit_transactions_list", 200, models.PaginatedCreditTransactionOutList, client=as_customer)
+    assert [credit.amount for credit in credits.results] == ["50.00"]
+    credit = credits.results[0]
+    assert call("credit_transactions_retrieve", 200, models.CreditTransactionOut, credit.id, client=as_customer)
+
+    # The merchant's signed webhook, on a refund already final: answered at once, nothing applied.
+    status_body = models.RefundStatusInRequest(refund_id="all-refund-1", status=models.RefundWebhookStatusEnum.APPROVED)
+    sent = httpx.Request("POST", live_server.url, json=status_body.to_dict()).content  # the bytes the client sends
+    with api.Client(base_url=live_server.url) as anonymous:
+        answered = call(
+            "refund_status_webhook",
+            200,
+            models.RefundStatusOut,
+            client=anonymous,
+            body=status_body,
+            bnpl_merchant=merchant.user_id,
+            bnpl_signature=signature_header("whsec_integrator", int(time.time()), sent),
+        )
+    assert (answered.applied, answered.processing_mode) == (False, models.ProcessingModeEnum.SYNC)
+
+    # The merchant's events and analytics.
+    events = call("events_list", 200, models.PaginatedEventOutList, client=as_merchant)
+    assert events.results
+    assert call("events_retrieve", 200, models.EventOut, events.results[0].id, client=as_merchant)
+    call("analytics_dashboard", 200, models.AnalyticsOut, client=as_merchant)
+
+    # The late fee: the customer sees it, an operator waives it.
+    fees = call("late_fees_list", 200, models.PaginatedLateFeeOutList, client=as_late)
+    assert [f.id for f in fees.results] == [fee.pk]
+    assert call("late_fees_retrieve", 200, models.LateFeeOut, fee.pk, client=as_late).id == fee.pk
+    waived = call(
+        "late_fees_waive",
+        200,
+        models.LateFeeOut,
+        fee.pk,
+        client=as_operator,
+        body=models.LateFeeWaiveInRequest(reason="First time"),
+    )
+    assert waived.status == models.LateFeeOutStatusEnum.WAIVED
+
+    for client in (as_merchant, as_customer, as_late, as_operator):
+        client.get_httpx_client().close()
+    assert sorted(set(_schema(generated)) - called) == []
+
+
+@pytest.mark.postgres
+def test_errors_over_http_are_typed_problems(api, generated, live_server, settings):
+    """Live errors of each kind, typed by the generated client (402, 409, 422 and 502 of
+    installments_pay are in the flow above)."""
+    models, operations = _module("models"), _operations(generated)
+    settings.BNPL_PAYMENT_GATEWAY = "payments.gateways.FakeGateway"
+    merchant = MerchantFactory(webhook_secret="whsec_errors")
+    customer, operator = UserFactory(), OperatorFactory()
+    declined = UserFactory(card_number="4000000000000002")
+    plan = plan_originated(total="300.00", count=3, customer=customer, merchant=merchant)
+    declined_plan = plan_originated(total="200.00", count=2, customer=declined, merchant=merchant)
+    as_merchant, as_customer, as_declined, as_operator = (
+        _signed_in(api, live_server.url, user) for user in (merchant, customer, declined, operator)
+    )
+
+    # 400: a malformed amount, each field named.
+    bad = operations["plans_create"].sync_detailed(
+        client=as_merchant,
+        body=models.PlanCreateInRequest(total_amount="12,50", user_id=customer.user_id),
+    )
+    assert "total_amount" in _problem(bad, 400, "validation_error").errors.additional_properties
+
+    # 401: no token; a webhook with a wrong signature.
+    with api.Client(base_url=live_server.url) as anonymous:
+        _problem(operations["auth_me"].sync_detailed(client=anonymous), 401, "not_authenticated")
+        unsigned = operations["refund_status_webhook"].sync_detailed(
+            client=anonymous,
+            body=models.RefundStatusInRequest(refund_id="nope", status=models.RefundWebhookStatusEnum.APPROVED),
+            bnpl_merchant=merchant.user_id,
+            bnpl_signature=f"t={int(time.time())},v1={'0' * 64}",
+        )
+        _problem(unsigned, 401, "invalid_signature")
+
+    # 403: a customer deciding a refund; a customer reading events.
+    refund = operations["refunds_create"].sync_detailed(
+        client=as_merchant,
+        body=models.RefundCreateInRequest(plan_id=plan.pk, transaction_id="err-refund-1", amount="30.00"),
+    )
+    assert isinstance(refund.parsed, models.RefundOut), refund.content
+    _problem(
+        operations["refunds_approve"].sync_detailed(refund.parsed.id, client=as_customer), 403, "permission_denied"
+    )
+    _problem(operations["events_list"].sync_detailed(client=as_customer), 403, "permission_denied")
+
+    # 404: an absent id; a refund the webhook's merchant does not have.
+    _problem(operations["plans_retrieve"].sync_detailed(999_999, client=as_customer), 404, "not_found")
+    absent = models.RefundStatusInRequest(refund_id="err-absent", status=models.RefundWebhookStatusEnum.APPROVED)
+    sent = httpx.Request("POST", live_server.url, json=absent.to_dict()).content
+    with api.Client(base_url=live_server.url) as anonymous:
+        unknown = operations["refund_status_webhook"].sync_detailed(
+            client=anonymous,
+            body=absent,
+            bnpl_merchant=merchant.user_id,
+            bnpl_signature=signature_header("whsec_errors", int(time.time()), sent),
+        )
+    _problem(unknown, 404, "not_found")
+
+    # 409: deciding a decided refund.
+    approved = operations["refunds_approve"].sync_detailed(refund.parsed.id, client=as_operator)
+    assert isinstance(approved.parsed, models.RefundOut), approved.content
+    again = operations["refunds_approve"].sync_detailed(refund.parsed.id, client=as_operator)
+    assert _problem(again, 409, "refund_already_decided").additional_properties["refund_status"] == "APPROVED"
+
+    # 422: paying more than a plan owes.
+    too_much = operations["plans_pay"].sync_detailed(
+        plan.pk, client=as_customer, body=models.PlanPayInRequest(amount="999.00"), idempotency_key="err-pay-1"
+    )
+    _problem(too_much, 422, "overpayment")
+
+    # 402: a declined card; 502: a gateway that does not answer (plans_pay here).
+    refused = operations["plans_pay"].sync_detailed(
+        declined_plan.pk, client=as_declined, body=models.PlanPayInRequest(amount="100.00"), idempotency_key="err-pay-2"
+    )
+    _problem(refused, 402, "payment_declined")
+    settings.BNPL_PAYMENT_GATEWAY = "payments.tests.gateways.TimeoutGateway"
+    timed_out = operations["plans_pay"].sync_detailed(
+        plan.pk, client=as_customer, body=models.PlanPayInRequest(amount="100.00"), idempotency_key="err-pay-3"
+    )
+    _problem(timed_out, 502, "gateway_unavailable")
+
+    for client in (as_merchant, as_customer, as_declined, as_operator):
+        client.get_httpx_client().close()
