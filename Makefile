@@ -79,6 +79,7 @@ openapi-lint: .SHELLFLAGS := -o pipefail -ec
 openapi-lint: $(VENV)/.installed-dev $(REDOCLY_DIR)/node_modules/.installed
 	@dir="$$(mktemp -d)"; trap 'rm -rf "$$dir"' EXIT; \
 	$(PY) manage.py spectacular --file "$$dir/schema.yaml"; \
+	REDOCLY_TELEMETRY=off REDOCLY_SUPPRESS_UPDATE_NOTICE=true \
 	$(REDOCLY_DIR)/node_modules/.bin/redocly lint --config redocly.yaml --max-problems 500 "$$dir/schema.yaml" 2>&1 \
 		| tee "$$dir/lint.out"; \
 	if grep -qE "You have [0-9]+ warnings?" "$$dir/lint.out"; then \
