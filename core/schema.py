@@ -146,39 +146,28 @@ def _problem_response(status: int, headers: dict) -> dict:
     }
 
 
+def _on_every_operation(result: dict, status: int, retry_after: str) -> dict:
+    """Document ``status`` as a Problem with a ``Retry-After`` header (described by
+    ``retry_after``) on every operation that does not document it already."""
+    answer = _problem_response(
+        status, {"Retry-After": {"schema": {"type": "integer", "minimum": 1}, "description": retry_after}}
+    )
+    for operation in _operations(result):
+        operation["responses"].setdefault(str(status), copy.deepcopy(answer))
+    return result
+
+
 def add_throttled_responses(result: dict, generator, request, public) -> dict:
     """Postprocessing hook: every operation may answer 429 (core/throttling.py throttles
     every API view), documented once here rather than in each view's ``responses``."""
-    throttled = _problem_response(
-        429,
-        {
-            "Retry-After": {
-                "schema": {"type": "integer", "minimum": 1},
-                "description": "Seconds until the limit's window ends.",
-            }
-        },
-    )
-    for operation in _operations(result):
-        operation["responses"].setdefault("429", copy.deepcopy(throttled))
-    return result
+    return _on_every_operation(result, 429, "Seconds until the limit's window ends.")
 
 
 def add_unavailable_responses(result: dict, generator, request, public) -> dict:
     """Postprocessing hook: every operation may answer 503 ``service_unavailable`` when the
     database cannot be reached (core.problems: the exception handler for API views, the
     problem middleware for the plain webhook view), so a client gets a typed Problem."""
-    unavailable = _problem_response(
-        503,
-        {
-            "Retry-After": {
-                "schema": {"type": "integer", "minimum": 1},
-                "description": "Seconds to wait before retrying.",
-            }
-        },
-    )
-    for operation in _operations(result):
-        operation["responses"].setdefault("503", copy.deepcopy(unavailable))
-    return result
+    return _on_every_operation(result, 503, "Seconds to wait before retrying.")
 
 
 def _replayable(status: str) -> bool:
