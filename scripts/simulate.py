@@ -478,15 +478,13 @@ def breaches() -> list[str]:
         .values_list("plan_id", "total")
     ):
         went_back[plan_id] += amount
-    credited = PaymentAllocation.objects.filter(payment__status=Payment.Status.SUCCEEDED)
-    if hasattr(PaymentAllocation, "credited"):
-        for plan_id, amount in (
-            credited.filter(credited__gt=0)
-            .values("payment__plan_id")
-            .annotate(total=Sum("credited"))
-            .values_list("payment__plan_id", "total")
-        ):
-            went_back[plan_id] += amount
+    for plan_id, amount in (
+        PaymentAllocation.objects.filter(payment__status=Payment.Status.SUCCEEDED, credited__gt=0)
+        .values("payment__plan_id")
+        .annotate(total=Sum("credited"))
+        .values_list("payment__plan_id", "total")
+    ):
+        went_back[plan_id] += amount  # shares no longer owed when their payment settled
     for plan_id, amount in sorted(went_back.items()):
         if amount > came_in.get(plan_id, Decimal(0)):
             found.append(f"plan {plan_id}: {amount} went back to the customer, {came_in.get(plan_id, 0)} came in")
