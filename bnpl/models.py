@@ -5,12 +5,23 @@ from decimal import Decimal
 from django.conf import settings
 from django.db import models
 
+from bnpl.schedule import build_schedule, business_today
+
 
 class Plan(models.Model):
     class Status(models.TextChoices):
+        PENDING = "PENDING", "Pending (offered, awaiting the customer)"
+        AUTHORIZED = "AUTHORIZED", "Authorized (awaiting capture)"
         ACTIVE = "ACTIVE", "Active"
         COMPLETED = "COMPLETED", "Completed"
         CANCELLED = "CANCELLED", "Cancelled"
+        DECLINED = "DECLINED", "Declined by the customer"
+        EXPIRED = "EXPIRED", "Expired"
+        VOIDED = "VOIDED", "Voided"
+
+    class CaptureMode(models.TextChoices):
+        AUTOMATIC = "automatic", "Automatic (active on confirmation)"
+        MANUAL = "manual", "Manual (the merchant captures)"
 
     class Frequency(models.TextChoices):
         WEEKLY = "WEEKLY", "Weekly"
@@ -25,21 +36,78 @@ class Plan(models.Model):
     frequency = models.CharField(max_length=16, choices=Frequency.choices, default=Frequency.MONTHLY)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.ACTIVE, db_index=True)
     merchant_reference = models.CharField(max_length=128, blank=True)
+    # The day the plan became ACTIVE (its schedule runs from it); for an offer, the day offered.
     purchase_date = models.DateField()
+    capture_mode = models.CharField(
+        max_length=16, choices=CaptureMode.choices, default=CaptureMode.AUTOMATIC, db_default=CaptureMode.AUTOMATIC
+    )
+    # What the customer agreed to (or was offered); total_amount is what is owed, lower after a
+    # partial capture.
+    authorized_amount = models.DecimalField(max_digits=12, decimal_places=2, null=True, blank=True)
+    # The secret part of the hosted checkout page's address, while the offer is open.
+    checkout_token = models.CharField(max_length=64, null=True, blank=True, unique=True)
+    # When a PENDING offer or an AUTHORIZED plan lapses (the expiry task), empty otherwise.
+    expires_at = models.DateTimeField(null=True, blank=True)
+    confirmed_at = models.DateTimeField(null=True, blank=True)
+    activated_at = models.DateTimeField(null=True, blank=True)
+    # The operator who created the plan in the back office (ACTIVE at once), else empty.
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+", db_index=False
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]
-        indexes = [models.Index(fields=["merchant", "customer"])]
+        indexes = [
+            models.Index(fields=["merchant", "customer"]),
+            # The expiry task's scan: only the open offers and authorizations are in it.
+            models.Index(
+                fields=["expires_at"],
+                name="plan_open_expires_at",
+                condition=models.Q(status__in=["PENDING", "AUTHORIZED"]),
+            ),
+            # A customer's open offers and authorizations (the credit they reserve).
+            models.Index(
+                fields=["customer", "currency"],
+                name="plan_open_customer",
+                condition=models.Q(status__in=["PENDING", "AUTHORIZED"]),
+            ),
+        ]
         constraints = [
+            # A merchant's retry with the same reference finds its plan instead of making another.
+            models.UniqueConstraint(
+                fields=["merchant", "merchant_reference"],
+                condition=~models.Q(merchant_reference=""),
+                name="plan_merchant_reference_unique",
+            ),
             models.CheckConstraint(condition=models.Q(total_amount__gt=0), name="plan_total_positive"),
             models.CheckConstraint(
                 condition=models.Q(installment_count__gte=2, installment_count__lte=24),
                 name="plan_installment_count_2_24",
             ),
             models.CheckConstraint(
-                condition=models.Q(status__in=["ACTIVE", "COMPLETED", "CANCELLED"]), name="plan_status_valid"
+                condition=models.Q(
+                    status__in=[
+                        "PENDING",
+                        "AUTHORIZED",
+                        "ACTIVE",
+                        "COMPLETED",
+                        "CANCELLED",
+                        "DECLINED",
+                        "EXPIRED",
+                        "VOIDED",
+                    ]
+                ),
+                name="plan_status_valid",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(capture_mode__in=["automatic", "manual"]), name="plan_capture_mode_valid"
+            ),
+            models.CheckConstraint(
+                condition=models.Q(authorized_amount__isnull=True)
+                | models.Q(total_amount__lte=models.F("authorized_amount")),
+                name="plan_total_within_authorized",
             ),
         ]
 
@@ -54,6 +122,37 @@ class Plan(models.Model):
     def installments_in_order(self) -> list["Installment"]:
         """The plan's installments by sequence: those handed over with it, else a prefetch's, else read."""
         return self.schedule if self.schedule is not None else list(self.installments.all())
+
+    @property
+    def amount_authorized(self) -> Decimal:
+        """What the customer agreed to or is offered (plans made before consent: their total)."""
+        return self.authorized_amount if self.authorized_amount is not None else self.total_amount
+
+    @property
+    def checkout_url(self) -> str | None:
+        """The hosted checkout page's address while the offer is open, else None."""
+        if self.status != self.Status.PENDING or not self.checkout_token:
+            return None
+        return f"{settings.BNPL_PUBLIC_URL.rstrip('/')}/checkout/{self.checkout_token}/"
+
+    @property
+    def schedule_shown(self) -> list[dict]:
+        """``sequence, amount_due, due_date`` of each installment: the plan's own once it has
+        them, before that what they would be if it became ACTIVE today."""
+        if self.status in (self.Status.PENDING, self.Status.AUTHORIZED):
+            return [
+                {"sequence": sequence, "amount_due": amount, "due_date": due}
+                for sequence, amount, due in build_schedule(
+                    total=self.total_amount,
+                    count=self.installment_count,
+                    frequency=self.frequency,
+                    purchase_date=business_today(),
+                )
+            ]
+        return [
+            {"sequence": i.sequence, "amount_due": i.amount_due, "due_date": i.due_date}
+            for i in self.installments_in_order
+        ]
 
     # Summed in Python over the installments shown, so a prefetch serves every plan of a page.
     @property

@@ -4,6 +4,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
 
+from django.conf import settings
 from django.db import connection
 from django.db.models import Prefetch, Q, QuerySet
 
@@ -152,6 +153,79 @@ def customer_owed(*, customer_id: int) -> tuple[Decimal, Decimal]:
 def customer_outstanding(*, customer_id: int) -> Decimal:
     """What the customer still owes: unpaid installments of every plan plus late fees due."""
     return sum(customer_owed(customer_id=customer_id), ZERO)
+
+
+OPEN_PLAN_STATUSES = (Plan.Status.PENDING, Plan.Status.AUTHORIZED)
+
+
+@dataclass(frozen=True)
+class CreditPosition:
+    """A customer's credit in one currency: the limit, what is owed (unpaid installments and
+    late fees due), what open offers and authorizations reserve, and what is left."""
+
+    currency: str
+    credit_limit: Decimal
+    outstanding: Decimal
+    reserved: Decimal
+
+    @property
+    def available(self) -> Decimal:
+        return max(self.credit_limit - self.outstanding - self.reserved, ZERO)
+
+
+# Owed and reserved per currency, in one statement (never summed across currencies).
+_POSITIONS_SQL = """
+SELECT currency, SUM(owed), SUM(reserved) FROM (
+  SELECT p.currency, i.amount_due - i.amount_paid AS owed, 0 AS reserved
+  FROM bnpl_installment i JOIN bnpl_plan p ON p.id = i.plan_id
+  WHERE p.customer_id = %s AND i.status IN (%s, %s)
+  UNION ALL
+  SELECT p.currency, f.amount - f.amount_paid, 0 FROM bnpl_latefee f JOIN bnpl_plan p ON p.id = f.plan_id
+  WHERE p.customer_id = %s AND f.status = %s
+  UNION ALL
+  SELECT p.currency, 0, COALESCE(p.authorized_amount, p.total_amount) FROM bnpl_plan p
+  WHERE p.customer_id = %s AND p.status IN (%s, %s) AND p.id <> %s
+) money GROUP BY currency
+"""
+
+
+def credit_positions(*, customer: User, excluding_plan_id: int = 0) -> dict[str, CreditPosition]:
+    """``customer``'s credit per currency: every currency it owes or reserves in, and the
+    default currency. ``excluding_plan_id``: a plan whose own reservation is not counted
+    (the one being confirmed). One query."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _POSITIONS_SQL,
+            [
+                customer.pk,
+                *OPEN_STATUSES,
+                customer.pk,
+                LateFee.Status.DUE,
+                customer.pk,
+                *OPEN_PLAN_STATUSES,
+                excluding_plan_id,
+            ],
+        )
+        rows = cursor.fetchall()
+    positions = {
+        currency: CreditPosition(
+            currency=currency,
+            credit_limit=customer.credit_limit,
+            # SQLite sums lose the scale (and are floats).
+            outstanding=to_money(Decimal(str(owed or 0))),
+            reserved=to_money(Decimal(str(reserved or 0))),
+        )
+        for currency, owed, reserved in rows
+    }
+    default = settings.BNPL_DEFAULT_CURRENCY
+    positions.setdefault(default, CreditPosition(default, customer.credit_limit, ZERO, ZERO))
+    return dict(sorted(positions.items()))
+
+
+def credit_position(*, customer: User, currency: str, excluding_plan_id: int = 0) -> CreditPosition:
+    """``customer``'s credit in ``currency`` (see credit_positions)."""
+    positions = credit_positions(customer=customer, excluding_plan_id=excluding_plan_id)
+    return positions.get(currency) or CreditPosition(currency, customer.credit_limit, ZERO, ZERO)
 
 
 @dataclass

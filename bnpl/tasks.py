@@ -33,3 +33,11 @@ def reminders_send_task(self) -> dict:
     from bnpl.services.reminders import reminders_send
 
     return reminders_send()
+
+
+@shared_task(bind=True, acks_late=True, autoretry_for=(OperationalError,), retry_backoff=True, max_retries=5)
+def plans_expire_task(self) -> dict:
+    """Expire open offers and authorizations past their time (beat: every few minutes)."""
+    from bnpl.services.checkout import plans_expire
+
+    return {"expired": plans_expire()}

@@ -23,6 +23,12 @@ class Event(models.Model):
 
     class Type(models.TextChoices):
         PLAN_CREATED = "plan.created", "Plan created"
+        PLAN_PENDING = "plan.pending", "Plan offered, awaiting the customer"
+        PLAN_CONFIRMED = "plan.confirmed", "Plan confirmed by the customer"
+        PLAN_DECLINED = "plan.declined", "Plan declined by the customer"
+        PLAN_EXPIRED = "plan.expired", "Plan expired"
+        PLAN_CAPTURED = "plan.captured", "Plan captured"
+        PLAN_VOIDED = "plan.voided", "Plan voided"
         PLAN_COMPLETED = "plan.completed", "Plan completed"
         INSTALLMENT_PAID = "installment.paid", "Installment paid"
         INSTALLMENT_OVERDUE = "installment.overdue", "Installment overdue"
@@ -105,6 +111,7 @@ class Notification(models.Model):
         AUTOPAY_FAILED = "AUTOPAY_FAILED", "Automatic payment failed"
         DUE_SOON = "DUE_SOON", "Installment due soon"
         OVERDUE = "OVERDUE", "Installment overdue"
+        OFFER = "OFFER", "New plan offered"
 
     class Channel(models.TextChoices):
         EMAIL = "EMAIL", "Email"

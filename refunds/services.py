@@ -58,6 +58,18 @@ class RefundAlreadyDecided(DomainError):
     default_detail = "This refund is already approved or rejected, and a final decision never changes."
 
 
+class PlanNotRefundable(DomainError):
+    status_code = 409
+    code = "plan_not_refundable"
+    title = "Plan cannot be refunded"
+    default_detail = "Only a plan the customer agreed to and that was captured (ACTIVE, COMPLETED or CANCELLED) can be refunded."
+
+
+# Plans that were ever owed: an offer, an authorization or a plan that ended before it was
+# captured took no money, so there is nothing to refund.
+REFUNDABLE_PLAN_STATUSES = (Plan.Status.ACTIVE, Plan.Status.COMPLETED, Plan.Status.CANCELLED)
+
+
 class TransactionIdConflict(DomainError):
     status_code = 409
     code = "transaction_id_conflict"
@@ -85,7 +97,7 @@ def refund_request(
     same plan and amount returns the existing refund (created False).
 
     Raises Plan.DoesNotExist, FieldInvalid (user_id), TransactionIdConflict (409),
-    RefundExceedsPlan (422).
+    PlanNotRefundable (409), RefundExceedsPlan (422).
     """
     method = payout_method or settings.BNPL_REFUND_PAYOUT_METHOD.upper()
     try:
@@ -111,6 +123,8 @@ def _refund_request(plan_id, transaction_id, amount, reason, requester, user_id,
         raise FieldInvalid("user_id", "This is not the plan's customer.")
     if Refund.objects.filter(merchant_id=plan.merchant_id, transaction_id=transaction_id).exists():
         return _existing(requester, plan_id, transaction_id, amount, method), False
+    if plan.status not in REFUNDABLE_PLAN_STATUSES:
+        raise PlanNotRefundable(f"This plan is {plan.status}; there is nothing to refund.", plan_status=plan.status)
     available = _refundable(plan)
     if amount > available:
         raise RefundExceedsPlan(

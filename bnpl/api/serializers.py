@@ -12,17 +12,43 @@ AMOUNT = {"max_digits": 12, "decimal_places": 2}
 
 
 class PlanCreateIn(StrictSerializer):
-    user_id = serializers.CharField(
-        max_length=64, required=False, help_text="The customer; a customer creating its own plan may omit it."
-    )
+    user_id = serializers.CharField(max_length=64, help_text="The customer offered the plan.")
     merchant_id = serializers.CharField(
-        max_length=64, required=False, help_text="The merchant; a merchant selling may omit it."
+        max_length=64, required=False, help_text="The merchant; required of an operator, a merchant sells as itself."
     )
     total_amount = MoneyField(help_text="0 < amount <= 100000.00, at most two decimals, as a string.")
     installment_count = serializers.IntegerField(min_value=2, max_value=24, default=4)
     frequency = serializers.ChoiceField(choices=Plan.Frequency.choices, default=Plan.Frequency.MONTHLY)
     currency = CurrencyField(required=False)
-    merchant_reference = serializers.CharField(max_length=128, required=False, allow_blank=True, default="")
+    merchant_reference = serializers.CharField(
+        max_length=128,
+        required=False,
+        allow_blank=True,
+        default="",
+        help_text="Your order's reference, unique among your plans: sent again with the same terms it returns "
+        "the plan it made (200); with other terms, 409 `merchant_reference_conflict`.",
+    )
+    capture_mode = serializers.ChoiceField(
+        choices=Plan.CaptureMode.choices,
+        default=Plan.CaptureMode.AUTOMATIC,
+        help_text="`automatic`: ACTIVE when the customer confirms; `manual`: AUTHORIZED until you capture it.",
+    )
+
+
+class PlanCaptureIn(StrictSerializer):
+    amount = MoneyField(
+        required=False, help_text="What to capture, at most the authorized amount; the whole of it when omitted."
+    )
+
+
+class NoBody(StrictSerializer):
+    """An action that takes no fields (an empty object, or no body)."""
+
+
+class ScheduleItemOut(serializers.Serializer):
+    sequence = serializers.IntegerField()
+    amount_due = serializers.DecimalField(**AMOUNT)
+    due_date = serializers.DateField()
 
 
 class InstallmentOut(serializers.Serializer):
@@ -48,9 +74,26 @@ class PlanOut(serializers.Serializer):
     status = serializers.ChoiceField(choices=Plan.Status.choices)
     merchant_reference = serializers.CharField()
     purchase_date = serializers.DateField()
+    capture_mode = serializers.ChoiceField(choices=Plan.CaptureMode.choices)
+    authorized_amount = serializers.DecimalField(
+        **AMOUNT, source="amount_authorized", help_text="What the customer agreed to (or is offered)."
+    )
+    checkout_url = serializers.CharField(
+        allow_null=True, help_text="The hosted page where the customer confirms or declines, while PENDING."
+    )
+    expires_at = serializers.DateTimeField(
+        allow_null=True, help_text="When a PENDING offer or an AUTHORIZED plan lapses (EXPIRED)."
+    )
+    confirmed_at = serializers.DateTimeField(allow_null=True)
     amount_paid = serializers.DecimalField(**AMOUNT, source="installments_paid")
     amount_remaining = serializers.DecimalField(**AMOUNT, source="installments_remaining")
     created_at = serializers.DateTimeField()
+    schedule = ScheduleItemOut(
+        many=True,
+        source="schedule_shown",
+        help_text="The installments' amounts and due dates; before the plan is ACTIVE, what they would be "
+        "if it became ACTIVE today (installments are made then).",
+    )
     installments = InstallmentOut(many=True, source="installments_in_order")
 
 
@@ -96,9 +139,22 @@ def plan_out(plan: Plan) -> dict:
         "status": str(plan.status),
         "merchant_reference": plan.merchant_reference,
         "purchase_date": _DATE.to_representation(plan.purchase_date),
+        "capture_mode": str(plan.capture_mode),
+        "authorized_amount": _MONEY.to_representation(plan.amount_authorized),
+        "checkout_url": plan.checkout_url,
+        "expires_at": _datetime(plan.expires_at),
+        "confirmed_at": _datetime(plan.confirmed_at),
         "amount_paid": _MONEY.to_representation(plan.installments_paid),
         "amount_remaining": _MONEY.to_representation(plan.installments_remaining),
         "created_at": _datetime(plan.created_at),
+        "schedule": [
+            {
+                "sequence": item["sequence"],
+                "amount_due": _MONEY.to_representation(item["amount_due"]),
+                "due_date": _DATE.to_representation(item["due_date"]),
+            }
+            for item in plan.schedule_shown
+        ],
         "installments": installments,
     }
 

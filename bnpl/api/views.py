@@ -20,17 +20,20 @@ from bnpl.api.serializers import (
     InstallmentOut,
     LateFeeOut,
     LateFeeWaiveIn,
+    NoBody,
+    PlanCaptureIn,
     PlanCreateIn,
     PlanOut,
     plan_out,
 )
 from bnpl.models import Installment, LateFee, Plan
 from bnpl.selectors import debt_status_for, installment_list_for, plan_get_for, plan_list_for, plan_scope
+from bnpl.services.checkout import Offer, plan_capture, plan_confirm, plan_decline, plan_offer, plan_void
 from bnpl.services.installments import late_fee_waive
-from bnpl.services.origination import plan_create, plan_parties_resolve
+from bnpl.services.origination import plan_parties_resolve
 from config.db_router import reading_from_replica
 from core.idempotency import IDEMPOTENCY_PARAMETER, idempotent
-from core.problems import PROBLEM_CONTENT_TYPE
+from core.problems import PROBLEM_CONTENT_TYPE, FieldInvalid
 from core.schema import VALIDATION_EXAMPLE, list_retrieve_schema, problems
 
 INSTALLMENT_EXAMPLE = {
@@ -55,6 +58,11 @@ PLAN_EXAMPLE = {
     "status": "ACTIVE",
     "merchant_reference": "order-1001",
     "purchase_date": "2026-11-22",
+    "capture_mode": "automatic",
+    "authorized_amount": "500.00",
+    "checkout_url": None,
+    "expires_at": None,
+    "confirmed_at": "2026-11-22T10:02:00Z",
     "amount_paid": "0.00",
     "amount_remaining": "500.00",
     "created_at": "2026-11-22T10:00:00Z",
@@ -67,13 +75,55 @@ PLAN_EXAMPLE = {
 }
 
 
+PLAN_EXAMPLE["schedule"] = [
+    {"sequence": i["sequence"], "amount_due": i["amount_due"], "due_date": i["due_date"]}
+    for i in PLAN_EXAMPLE["installments"]
+]
+PENDING_PLAN_EXAMPLE = PLAN_EXAMPLE | {
+    "status": "PENDING",
+    "checkout_url": "https://bnpl.example.com/checkout/3q2-uWvYc1h0m7Hn5pQkS8dXl4A9bZrE6tGfJoNwKyM/",
+    "expires_at": "2026-11-23T10:00:00Z",
+    "confirmed_at": None,
+    "installments": [],
+}
+
+
 class PlanFilter(filters.FilterSet):
     status = filters.ChoiceFilter(choices=Plan.Status.choices)
     user_id = filters.CharFilter(field_name="customer__user_id", help_text="The customer's user_id.")
+    merchant_reference = filters.CharFilter(help_text="The merchant's own reference for the plan (exact).")
 
     class Meta:
         model = Plan
-        fields = ["status", "user_id"]
+        fields = ["status", "user_id", "merchant_reference"]
+
+
+def _problem_example(name: str, status: int, code: str, title: str, detail: str) -> OpenApiExample:
+    return OpenApiExample(
+        name,
+        value={"type": f"/problems/{code}", "title": title, "status": status, "detail": detail, "code": code},
+        response_only=True,
+        status_codes=[str(status)],
+        media_type=PROBLEM_CONTENT_TYPE,
+    )
+
+
+NOT_PENDING_EXAMPLE = _problem_example(
+    "Not pending",
+    409,
+    "plan_not_pending",
+    "Plan is not awaiting the customer",
+    "This plan is EXPIRED; only a PENDING plan can be confirmed or declined.",
+)
+NOT_AUTHORIZED_EXAMPLE = _problem_example(
+    "Not authorized",
+    409,
+    "plan_not_authorized",
+    "Plan is not authorized",
+    "This plan is ACTIVE; only an AUTHORIZED plan can be captured or voided.",
+)
+CUSTOMERS = [HasRole.of(User.Role.CUSTOMER)]
+SELLERS = [HasRole.of(User.Role.MERCHANT, User.Role.OPERATOR)]
 
 
 @list_retrieve_schema(name="plans", plural="Plans", serializer=PlanOut, example=PLAN_EXAMPLE)
@@ -89,6 +139,15 @@ class PlanViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
         return plan_list_for(viewer=self.request.user)
 
     def retrieve(self, request: Request, pk: str | None = None) -> Response:
+        return Response(plan_out(self._plan(request, pk)))
+
+    def get_permissions(self):
+        if self.action == "create":
+            return [permission() for permission in SELLERS]
+        return super().get_permissions()
+
+    def _plan(self, request: Request, pk: str | None) -> Plan:
+        """The plan ``pk`` if the caller may see it, else 404."""
         number = str(pk)
         # ASCII digits of a bigint only: "²" is a digit to str.isdigit, and ids have at most 18 digits.
         plan = (
@@ -98,17 +157,27 @@ class PlanViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
         )
         if plan is None:
             raise Http404("No such plan.")
-        return Response(plan_out(plan))
+        return plan
 
     @extend_schema(
         operation_id="plans_create",
-        summary="Create a plan: installments by the split rule, posted to the ledger",
+        summary="Offer a plan to a customer (merchants: PENDING until they confirm; operators: ACTIVE)",
+        description=(
+            "A merchant's plan is an offer: 201 `PENDING` with its proposed `schedule` and a `checkout_url` "
+            "(the customer is also told by email and SMS); nothing is owed until the customer confirms it "
+            "(`POST /plans/{id}/confirm/`, from the app or the hosted page). Meanwhile it reserves its amount "
+            "against the customer's credit, and lapses (`EXPIRED`) after the checkout time. An operator "
+            "(back office, `merchant_id` given) creates the plan `ACTIVE` at once. Customers cannot create plans. "
+            "The same `merchant_reference` with the same terms answers 200 with the plan made before. "
+            "A customer who cannot take the plan, and a `user_id` that names nobody you can offer to, are both "
+            "422 `credit_declined`, with nothing about the customer's money."
+        ),
         request=PlanCreateIn,
         parameters=[IDEMPOTENCY_PARAMETER],
-        responses={201: PlanOut, **problems(400, 401, 403, 409, 413, 415, 422)},
+        responses={201: PlanOut, 200: PlanOut, **problems(400, 401, 403, 409, 413, 415, 422)},
         examples=[
             OpenApiExample(
-                "Merchant sells to usr-001",
+                "Merchant offers usr-001 a plan",
                 value={
                     "user_id": "usr-001",
                     "total_amount": "500.00",
@@ -116,22 +185,20 @@ class PlanViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
                     "frequency": "MONTHLY",
                     "currency": "USD",
                     "merchant_reference": "order-1001",
+                    "capture_mode": "automatic",
                 },
                 request_only=True,
             ),
-            OpenApiExample("Created", value=PLAN_EXAMPLE, response_only=True, status_codes=["201"]),
-            OpenApiExample(
+            OpenApiExample("Offered", value=PENDING_PLAN_EXAMPLE, response_only=True, status_codes=["201"]),
+            _problem_example(
                 "Debt user",
-                value={
-                    "type": "/problems/debt_user_forbidden",
-                    "title": "Customer has overdue debt",
-                    "status": 403,
-                    "detail": "Users with DEBT_USER status cannot create new BNPL plans",
-                    "code": "debt_user_forbidden",
-                },
-                response_only=True,
-                status_codes=["403"],
-                media_type=PROBLEM_CONTENT_TYPE,
+                403,
+                "debt_user_forbidden",
+                "Customer has overdue debt",
+                "Users with DEBT_USER status cannot create new BNPL plans",
+            ),
+            _problem_example(
+                "Declined", 422, "credit_declined", "Credit declined", "The customer cannot take this plan."
             ),
             VALIDATION_EXAMPLE,
         ],
@@ -141,11 +208,95 @@ class PlanViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
         body = PlanCreateIn(data=request.data)
         body.is_valid(raise_exception=True)
         data = dict(body.validated_data)
+        operator = request.user if request.user.is_operator else None
+        if operator is not None and data["capture_mode"] == Plan.CaptureMode.MANUAL:
+            raise FieldInvalid("capture_mode", "A plan made in the back office is ACTIVE at once; leave it automatic.")
         customer, merchant = plan_parties_resolve(
-            creator=request.user, user_id=data.pop("user_id", None), merchant_id=data.pop("merchant_id", None)
+            creator=request.user, user_id=data.pop("user_id"), merchant_id=data.pop("merchant_id", None)
         )
-        plan = plan_create(customer=customer, merchant=merchant, **data)
-        return Response(plan_out(plan), status=201)
+        plan, created = plan_offer(customer=customer, merchant=merchant, offer=Offer(**data), operator=operator)
+        if not created:
+            plan = plan_get_for(viewer=request.user, pk=plan.pk)
+        return Response(plan_out(plan), status=201 if created else 200)
+
+    @extend_schema(
+        operation_id="plans_confirm",
+        summary="The customer agrees to a pending plan: ACTIVE (or AUTHORIZED for manual capture)",
+        description=(
+            "Only the plan's customer. Re-checks at this moment that the customer is not a DEBT_USER (403) "
+            "and that the plan fits their credit (422 `credit_declined`, with their own `credit_limit`, "
+            "`outstanding`, `reserved` and `available`). 409 `plan_not_pending` when it was already "
+            "confirmed, declined or has expired."
+        ),
+        request=NoBody,
+        parameters=[IDEMPOTENCY_PARAMETER],
+        responses={200: PlanOut, **problems(400, 401, 403, 404, 409, 413, 415, 422)},
+        examples=[OpenApiExample("Confirmed", value=PLAN_EXAMPLE, response_only=True), NOT_PENDING_EXAMPLE],
+    )
+    @action(detail=True, methods=["post"], permission_classes=CUSTOMERS)
+    @idempotent(atomic=True)
+    def confirm(self, request: Request, pk: str | None = None) -> Response:
+        plan = self._plan(request, pk)
+        NoBody(data=request.data).is_valid(raise_exception=True)
+        plan = plan_confirm(plan_id=plan.pk, customer=request.user)
+        return Response(plan_out(plan_get_for(viewer=request.user, pk=plan.pk)))
+
+    @extend_schema(
+        operation_id="plans_decline",
+        summary="The customer refuses a pending plan: DECLINED",
+        request=NoBody,
+        parameters=[IDEMPOTENCY_PARAMETER],
+        responses={200: PlanOut, **problems(400, 401, 403, 404, 409, 413, 415)},
+        examples=[NOT_PENDING_EXAMPLE],
+    )
+    @action(detail=True, methods=["post"], permission_classes=CUSTOMERS)
+    @idempotent(atomic=True)
+    def decline(self, request: Request, pk: str | None = None) -> Response:
+        plan = self._plan(request, pk)
+        NoBody(data=request.data).is_valid(raise_exception=True)
+        plan = plan_decline(plan_id=plan.pk)
+        return Response(plan_out(plan_get_for(viewer=request.user, pk=plan.pk)))
+
+    @extend_schema(
+        operation_id="plans_capture",
+        summary="Capture an authorized plan, all or part: ACTIVE, the schedule split over what was captured",
+        description=(
+            "The plan's merchant or an operator. Without `amount`, the whole authorized amount. 422 "
+            "`capture_exceeds_authorized` above it; 409 `plan_not_authorized` when the plan is not AUTHORIZED "
+            "(already captured, voided, or expired)."
+        ),
+        request=PlanCaptureIn,
+        parameters=[IDEMPOTENCY_PARAMETER],
+        responses={200: PlanOut, **problems(400, 401, 403, 404, 409, 413, 415, 422)},
+        examples=[
+            OpenApiExample("Part of it", value={"amount": "400.00"}, request_only=True),
+            NOT_AUTHORIZED_EXAMPLE,
+        ],
+    )
+    @action(detail=True, methods=["post"], permission_classes=SELLERS)
+    @idempotent(atomic=True)
+    def capture(self, request: Request, pk: str | None = None) -> Response:
+        plan = self._plan(request, pk)
+        body = PlanCaptureIn(data=request.data)
+        body.is_valid(raise_exception=True)
+        plan = plan_capture(plan_id=plan.pk, amount=body.validated_data.get("amount"))
+        return Response(plan_out(plan_get_for(viewer=request.user, pk=plan.pk)))
+
+    @extend_schema(
+        operation_id="plans_void",
+        summary="Void an authorized plan: VOIDED, nothing owed",
+        request=NoBody,
+        parameters=[IDEMPOTENCY_PARAMETER],
+        responses={200: PlanOut, **problems(400, 401, 403, 404, 409, 413, 415)},
+        examples=[NOT_AUTHORIZED_EXAMPLE],
+    )
+    @action(detail=True, methods=["post"], permission_classes=SELLERS)
+    @idempotent(atomic=True)
+    def void(self, request: Request, pk: str | None = None) -> Response:
+        plan = self._plan(request, pk)
+        NoBody(data=request.data).is_valid(raise_exception=True)
+        plan = plan_void(plan_id=plan.pk)
+        return Response(plan_out(plan_get_for(viewer=request.user, pk=plan.pk)))
 
 
 class InstallmentFilter(filters.FilterSet):

@@ -1,5 +1,6 @@
-"""Originating a plan: its parties, the credit check, its installments by the split rule,
-its ledger entry and its ``plan.created`` event, in one transaction."""
+"""Originating a plan: its parties, the credit check, and the moment a plan becomes ACTIVE
+(its installments by the split rule, its ledger entry and its event, in one transaction),
+whether an operator creates it ACTIVE at once or a customer's consent makes it so."""
 
 import json
 from datetime import date, timedelta
@@ -11,13 +12,12 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from accounts.models import User
-from bnpl.errors import CreditLimitExceeded, DebtUserForbidden
+from bnpl.errors import CreditDeclined, DebtUserForbidden
 from bnpl.event_data import plan_event_data
 from bnpl.models import Installment, Plan
 from bnpl.schedule import build_schedule, business_today
-from bnpl.selectors import customer_outstanding, plan_installments_loaded
+from bnpl.selectors import CreditPosition, credit_position, plan_installments_loaded
 from core.db import postgresql
-from core.money import ZERO
 from core.problems import FieldInvalid
 from events.models import Event, generate_event_id
 from events.services import event_dispatch_after_commit, event_record
@@ -59,6 +59,9 @@ def _plan_party(creator: User, given_id: str | None, role: str, field: str, not_
     if not given_id:
         raise FieldInvalid(field, "This field is required.")
     party = next(iter(User.objects.raw(_PARTY_SQL, [given_id, role])), None)
+    if party is None and role == User.Role.CUSTOMER:
+        # The answer a real decline gets: whether this user_id exists is nobody's business.
+        raise CreditDeclined()
     if party is None:
         raise FieldInvalid(field, f"No active {role.lower()} has this user_id.")
     return party
@@ -73,6 +76,40 @@ def _customer_lock(customer_id: int) -> User:
     return next(iter(User.objects.raw(sql, [customer_id])))
 
 
+def customer_credit_check(*, customer: User, currency: str, amount: Decimal, plan_id: int = 0, figures: bool = False):
+    """Lock ``customer`` and hold that it may take on ``amount`` more in ``currency``: not a
+    DEBT_USER (403), and within its credit limit counting what it owes and what its open
+    offers and authorizations reserve, but not plan ``plan_id``'s own reservation (422
+    ``credit_declined``, with the customer's figures only when ``figures``)."""
+    # Lock the customer: two plans at once must not both fit under one limit. What it owes is
+    # read after the lock is held, in a statement of its own: a subquery of the locking
+    # statement would read the snapshot taken before the wait, missing the plan just committed.
+    locked = _customer_lock(customer.pk)
+    customer.status, customer.credit_limit = locked.status, locked.credit_limit
+    if customer.status == User.Status.DEBT_USER:
+        raise DebtUserForbidden()
+    position = credit_position(customer=customer, currency=currency, excluding_plan_id=plan_id)
+    if amount > position.available:
+        raise CreditDeclined(**(credit_figures(position) if figures else {}))
+
+
+def credit_figures(position: CreditPosition) -> dict:
+    """A customer's own credit figures, as a problem's extra fields."""
+    return {
+        "currency": position.currency,
+        "credit_limit": str(position.credit_limit),
+        "outstanding": str(position.outstanding),
+        "reserved": str(position.reserved),
+        "available": str(position.available),
+    }
+
+
+def schedule_minimum_check(total: Decimal, count: int, field: str) -> None:
+    """Every installment must get at least a cent (FieldInvalid naming ``field``)."""
+    if total < Decimal("0.01") * count:
+        raise FieldInvalid(field, f"Must be at least {Decimal('0.01') * count} for {count} installments.")
+
+
 @transaction.atomic
 def plan_create(
     *,
@@ -84,54 +121,72 @@ def plan_create(
     currency: str | None = None,
     merchant_reference: str = "",
     purchase_date: date | None = None,
+    created_by: User | None = None,
 ) -> Plan:
-    """Originate a plan: its installments by the split rule and its ledger entry, at once.
-    The plan returned carries its parties and installments (no read needed to show it).
+    """Originate a plan ACTIVE at once (the back office: ``created_by`` the operator): its
+    installments by the split rule and its ledger entry. The plan returned carries its
+    parties and installments (no read needed to show it).
 
-    Raises DebtUserForbidden (403), CreditLimitExceeded (422), FieldInvalid (400).
+    Raises DebtUserForbidden (403), CreditDeclined (422), FieldInvalid (400).
     """
-    if total_amount < Decimal("0.01") * installment_count:
-        raise FieldInvalid(
-            "total_amount",
-            f"Must be at least {Decimal('0.01') * installment_count} for {installment_count} installments.",
-        )
-    # Lock the customer: two plans created at once must not both fit under one limit. What it
-    # owes is read after the lock is held, in a statement of its own: a subquery of the locking
-    # statement would read the snapshot taken before the wait, missing the plan just committed.
-    locked = _customer_lock(customer.pk)
-    customer.status, customer.credit_limit = locked.status, locked.credit_limit
-    if customer.status == User.Status.DEBT_USER:
-        raise DebtUserForbidden()
-    outstanding = customer_outstanding(customer_id=customer.pk)
-    if outstanding + total_amount > customer.credit_limit:
-        raise CreditLimitExceeded(
-            credit_limit=str(customer.credit_limit),
-            outstanding=str(outstanding),
-            available=str(max(customer.credit_limit - outstanding, ZERO)),
-        )
+    schedule_minimum_check(total_amount, installment_count, "total_amount")
     currency = currency or settings.BNPL_DEFAULT_CURRENCY
+    customer_credit_check(customer=customer, currency=currency, amount=total_amount)
     purchase_date = purchase_date or business_today()
+    now = timezone.now()
     plan = Plan(
         customer=customer,
         merchant=merchant,
         total_amount=total_amount,
+        authorized_amount=total_amount,
         currency=currency,
         installment_count=installment_count,
         frequency=frequency,
         merchant_reference=merchant_reference,
         purchase_date=purchase_date,
+        status=Plan.Status.ACTIVE,
+        created_by=created_by,
+        activated_at=now,
     )
+    return _originated(plan, Event.Type.PLAN_CREATED, insert=True)
+
+
+def plan_activate(plan: Plan, *, event_type: str, total_amount: Decimal | None = None) -> Plan:
+    """Make a PENDING or AUTHORIZED ``plan`` (locked by the caller) ACTIVE from today: its
+    installments over ``total_amount`` (default: the plan total) by the split rule, its
+    origination entry and its ``event_type`` event. Returns the plan with its installments."""
+    now = timezone.now()
+    if total_amount is not None:
+        plan.total_amount = total_amount
+    plan.status = Plan.Status.ACTIVE
+    plan.purchase_date = business_today()
+    plan.checkout_token = None
+    plan.expires_at = None
+    plan.confirmed_at = plan.confirmed_at or now
+    plan.activated_at = now
+    return _originated(plan, event_type, insert=False)
+
+
+def _originated(plan: Plan, event_type: str, *, insert: bool) -> Plan:
     schedule = build_schedule(
-        total=total_amount, count=installment_count, frequency=frequency, purchase_date=purchase_date
+        total=plan.total_amount,
+        count=plan.installment_count,
+        frequency=plan.frequency,
+        purchase_date=plan.purchase_date,
     )
     originate = _originate_pg if postgresql() else _originate_orm
-    return plan_installments_loaded(*originate(plan, schedule))
+    return plan_installments_loaded(*originate(plan, schedule, event_type, insert))
 
 
-def _originate_orm(plan: Plan, schedule: list[tuple[int, Decimal, date]]) -> tuple[Plan, list[Installment]]:
-    """Write a new plan, its installments, its origination entry and its ``plan.created``
-    event through the ORM; returns the plan saved and its installments."""
-    plan.save(force_insert=True)
+def _originate_orm(
+    plan: Plan, schedule: list[tuple[int, Decimal, date]], event_type: str, insert: bool
+) -> tuple[Plan, list[Installment]]:
+    """Write the ACTIVE plan (new, or updated), its installments, its origination entry and
+    its ``event_type`` event through the ORM; returns the plan saved and its installments."""
+    if insert:
+        plan.save(force_insert=True)
+    else:
+        plan.save(update_fields=[*_ACTIVATED_FIELDS, "updated_at"])
     installments = Installment.objects.bulk_create(
         Installment(plan=plan, customer=plan.customer, sequence=sequence, amount_due=amount, due_date=due)
         for sequence, amount, due in schedule
@@ -145,8 +200,20 @@ def _originate_orm(plan: Plan, schedule: list[tuple[int, Decimal, date]]) -> tup
     # The merchant's webhook URL is read by event_record, not taken from ``plan.merchant``:
     # that row may be the requester's, kept for a few seconds by the authentication, and an
     # event recorded as having no endpoint is never delivered.
-    event_record(merchant_id=plan.merchant_id, type=Event.Type.PLAN_CREATED, data=plan_event_data(plan, plan.customer))
+    event_record(merchant_id=plan.merchant_id, type=event_type, data=plan_event_data(plan, plan.customer))
     return plan, installments
+
+
+# What activation changes on a plan that was offered.
+_ACTIVATED_FIELDS = (
+    "status",
+    "total_amount",
+    "purchase_date",
+    "checkout_token",
+    "expires_at",
+    "confirmed_at",
+    "activated_at",
+)
 
 
 # The same rows as _originate_orm() in one PostgreSQL statement (a test holds the two equal;
@@ -155,14 +222,23 @@ def _originate_orm(plan: Plan, schedule: list[tuple[int, Decimal, date]]) -> tup
 # ORM cost more than PostgreSQL took to run them. The event's data is built in Python
 # (plan_event_data) with the plan's id filled in here; its delivery status is decided from
 # the merchant's row as committed, as event_record() decides it.
-_ORIGINATE_PG_SQL = """
-WITH plan AS (
-  INSERT INTO bnpl_plan (customer_id, merchant_id, total_amount, currency, installment_count, frequency, status,
-                         merchant_reference, purchase_date, created_at, updated_at)
-  VALUES (%(customer)s, %(merchant)s, %(total)s, %(currency)s, %(count)s, %(frequency)s, %(plan_status)s,
-          %(reference)s, %(purchase_date)s, %(now)s, %(now)s)
+_INSERT_PLAN_CTE = """
+  INSERT INTO bnpl_plan (customer_id, merchant_id, total_amount, authorized_amount, currency, installment_count,
+                         frequency, status, capture_mode, merchant_reference, purchase_date, created_by_id,
+                         activated_at, created_at, updated_at)
+  VALUES (%(customer)s, %(merchant)s, %(total)s, %(total)s, %(currency)s, %(count)s, %(frequency)s, %(plan_status)s,
+          %(capture_mode)s, %(reference)s, %(purchase_date)s, %(created_by)s, %(now)s, %(now)s, %(now)s)
   RETURNING id
-), installments AS (
+"""
+_ACTIVATE_PLAN_CTE = """
+  UPDATE bnpl_plan SET status = %(plan_status)s, total_amount = %(total)s, purchase_date = %(purchase_date)s,
+    checkout_token = NULL, expires_at = NULL, confirmed_at = %(confirmed_at)s, activated_at = %(now)s,
+    updated_at = %(now)s
+  WHERE id = %(plan_id)s
+  RETURNING id
+"""
+_ORIGINATE_PG_SQL = """
+WITH plan AS ({plan}), installments AS (
   INSERT INTO bnpl_installment (plan_id, customer_id, sequence, amount_due, amount_paid, amount_reserved, due_date,
                                 status, created_at, updated_at)
   SELECT plan.id, %(customer)s, s.sequence, s.amount, 0, 0, s.due_date, %(installment_status)s, %(now)s, %(now)s
@@ -191,17 +267,27 @@ WITH plan AS (
 SELECT plan.id, (SELECT array_agg(id ORDER BY sequence) FROM installments), event.id, event.delivery_status
 FROM plan, event
 """.replace("{ledger_post}", ledger_post_ctes(entries="entry", legs="legs"))  # constants and the ledger's CTEs  # nosec B608
+_ORIGINATE_PG = {
+    True: _ORIGINATE_PG_SQL.replace("{plan}", _INSERT_PLAN_CTE),
+    False: _ORIGINATE_PG_SQL.replace("{plan}", _ACTIVATE_PLAN_CTE),
+}
 
 
-def _originate_pg(plan: Plan, schedule: list[tuple[int, Decimal, date]]) -> tuple[Plan, list[Installment]]:
+def _originate_pg(
+    plan: Plan, schedule: list[tuple[int, Decimal, date]], event_type: str, insert: bool
+) -> tuple[Plan, list[Installment]]:
     """``_originate_orm`` in one statement; returns the plan saved and its installments."""
-    now = timezone.now()
+    now = plan.activated_at
     accounts = ledger_account_ids()
     event_data = json.dumps(plan_event_data(plan, plan.customer), cls=DjangoJSONEncoder)
     with connection.cursor() as cursor:
         cursor.execute(
-            _ORIGINATE_PG_SQL,
+            _ORIGINATE_PG[insert],
             {
+                "plan_id": plan.pk,
+                "capture_mode": plan.capture_mode,
+                "created_by": plan.created_by_id,
+                "confirmed_at": plan.confirmed_at,
                 "customer": plan.customer_id,
                 "merchant": plan.merchant_id,
                 "total": plan.total_amount,
@@ -220,7 +306,7 @@ def _originate_pg(plan: Plan, schedule: list[tuple[int, Decimal, date]]) -> tupl
                 "receivable": accounts[CUSTOMER_RECEIVABLE],
                 "payable": accounts[MERCHANT_PAYABLE],
                 "event_id": generate_event_id(),
-                "event_type": Event.Type.PLAN_CREATED,
+                "event_type": event_type,
                 "event_data": event_data,
                 "pending": Event.Delivery.PENDING,
                 "no_endpoint": Event.Delivery.NO_ENDPOINT,
@@ -228,7 +314,7 @@ def _originate_pg(plan: Plan, schedule: list[tuple[int, Decimal, date]]) -> tupl
             },
         )
         plan_id, installment_ids, event_id, delivery = cursor.fetchone()
-    saved = _as_read(plan, id=plan_id, created_at=now, updated_at=now)
+    saved = _as_read(plan, id=plan_id, updated_at=now, **({"created_at": now} if insert else {}))
     saved.customer, saved.merchant = plan.customer, plan.merchant
     installments = []
     for pk, (sequence, amount, due) in zip(installment_ids, schedule, strict=True):

@@ -111,13 +111,13 @@ def test_debt_user_gets_403_with_the_documented_detail(as_user, merchant):
     assert body["detail"] == "Users with DEBT_USER status cannot create new BNPL plans"
 
 
-def test_credit_limit_exceeded_is_422(as_user, merchant):
+def test_credit_declined_is_422(as_user, merchant):
     customer = UserFactory(credit_limit=Decimal("100.00"))
 
     response = as_user(merchant).post(PLANS, {"user_id": customer.user_id, "total_amount": "100.01"}, format="json")
 
     assert response.status_code == 422
-    assert response.json()["code"] == "credit_limit_exceeded"
+    assert response.json()["code"] == "credit_declined"
     assert response.json()["available"] == "100.00"
 
 

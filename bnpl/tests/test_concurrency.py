@@ -9,7 +9,7 @@ import pytest
 from django.db import connection, connections, transaction
 
 from accounts.tests.factories import MerchantFactory, UserFactory
-from bnpl.errors import CreditLimitExceeded
+from bnpl.errors import CreditDeclined
 from bnpl.models import Installment, LateFee, Plan
 from bnpl.services.origination import plan_create
 from bnpl.services.sweep import overdue_sweep
@@ -111,7 +111,7 @@ def test_concurrent_plans_cannot_together_exceed_the_credit_limit():
     )
 
     created = [r for r in results if isinstance(r, Plan)]
-    refused = [r for r in results if isinstance(r, CreditLimitExceeded)]
+    refused = [r for r in results if isinstance(r, CreditDeclined)]
     assert (len(created), len(refused)) == (2, 4), results
     assert Plan.objects.filter(customer=customer).count() == 2
 

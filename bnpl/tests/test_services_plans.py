@@ -5,7 +5,7 @@ import pytest
 
 from accounts.models import User
 from accounts.tests.factories import MerchantFactory, UserFactory
-from bnpl.errors import CreditLimitExceeded, DebtUserForbidden
+from bnpl.errors import CreditDeclined, DebtUserForbidden
 from bnpl.models import Installment, Plan
 from bnpl.selectors import customer_outstanding
 from bnpl.services.origination import plan_create
@@ -45,7 +45,7 @@ def test_plan_create_counts_existing_debt_against_the_credit_limit(make_plan):
     customer = UserFactory(credit_limit=Decimal("1000.00"))
     make_plan(customer=customer, total="600.00")
 
-    with pytest.raises(CreditLimitExceeded) as refused:
+    with pytest.raises(CreditDeclined) as refused:
         make_plan(customer=customer, total="400.01")
 
     assert refused.value.extra == {"credit_limit": "1000.00", "outstanding": "600.00", "available": "400.00"}
