@@ -17,7 +17,7 @@ PLANS = "/api/v1/plans/"
 INSTALLMENTS = "/api/v1/installments/"
 
 
-def test_merchant_creates_a_plan_for_a_customer(as_user, merchant, customer):
+def test_merchant_offers_a_plan_the_customer_confirms(as_user, merchant, customer):
     response = as_user(merchant).post(
         PLANS,
         {"user_id": customer.user_id, "total_amount": "500.00", "installment_count": 3, "merchant_reference": "o-1"},
@@ -28,23 +28,32 @@ def test_merchant_creates_a_plan_for_a_customer(as_user, merchant, customer):
     body = response.json()
     assert body["user_id"] == customer.user_id
     assert body["merchant_id"] == merchant.user_id
-    assert body["total_amount"] == "500.00"
-    assert body["amount_remaining"] == "500.00"
-    assert body["amount_paid"] == "0.00"
-    assert body["status"] == "ACTIVE"
-    assert body["currency"] == "USD"
-    assert [i["amount_due"] for i in body["installments"]] == ["166.67", "166.67", "166.66"]
+    assert body["total_amount"] == body["authorized_amount"] == "500.00"
+    assert body["status"] == "PENDING"
+    assert body["checkout_url"].endswith(f"/checkout/{Plan.objects.get().checkout_token}/")
+    assert body["installments"] == []
+    assert [i["amount_due"] for i in body["schedule"]] == ["166.67", "166.67", "166.66"]
+    assert not JournalEntry.objects.filter(plan_id=body["id"]).exists()
+
+    confirmed = as_user(customer).post(f"{PLANS}{body['id']}/confirm/", format="json")
+
+    assert confirmed.status_code == 200, confirmed.content
+    plan = confirmed.json()
+    assert plan["status"] == "ACTIVE"
+    assert plan["checkout_url"] is None
+    assert plan["amount_remaining"] == "500.00"
+    assert [i["amount_due"] for i in plan["installments"]] == ["166.67", "166.67", "166.66"]
+    assert [i["amount_due"] for i in plan["schedule"]] == ["166.67", "166.67", "166.66"]
     assert JournalEntry.objects.filter(plan_id=body["id"], kind="ORIGINATION").count() == 1
 
 
-def test_customer_creates_its_own_plan_naming_the_merchant(as_user, customer, merchant):
+def test_customers_cannot_create_plans(as_user, customer, merchant):
     response = as_user(customer).post(
-        PLANS, {"merchant_id": merchant.user_id, "total_amount": "120", "frequency": "WEEKLY"}, format="json"
+        PLANS, {"user_id": customer.user_id, "merchant_id": merchant.user_id, "total_amount": "120"}, format="json"
     )
 
-    assert response.status_code == 201, response.content
-    assert response.json()["user_id"] == customer.user_id
-    assert len(response.json()["installments"]) == 4
+    assert response.status_code == 403
+    assert not Plan.objects.exists()
 
 
 def test_operator_names_both_parties(as_user, operator, customer, merchant):
@@ -56,18 +65,24 @@ def test_operator_names_both_parties(as_user, operator, customer, merchant):
 
     assert response.status_code == 201, response.content
     assert response.json()["currency"] == "EUR"
+    assert response.json()["status"] == "ACTIVE"
+    assert Plan.objects.get().created_by == operator
+    assert JournalEntry.objects.filter(kind="ORIGINATION").count() == 1
 
 
 @pytest.mark.parametrize(
     ("who", "body", "field"),
     [
         ("merchant", {"total_amount": "10.00"}, "user_id"),
-        ("merchant", {"user_id": "usr-nobody", "total_amount": "10.00"}, "user_id"),
         ("merchant", {"user_id": "CUSTOMER", "merchant_id": "mch-other", "total_amount": "10.00"}, "merchant_id"),
-        ("customer", {"total_amount": "10.00"}, "merchant_id"),
-        ("customer", {"user_id": "someone-else", "merchant_id": "MERCHANT", "total_amount": "10.00"}, "user_id"),
-        ("operator", {"user_id": "MERCHANT", "merchant_id": "MERCHANT", "total_amount": "10.00"}, "user_id"),
         ("operator", {"user_id": "CUSTOMER", "merchant_id": "CUSTOMER", "total_amount": "10.00"}, "merchant_id"),
+        ("operator", {"user_id": "CUSTOMER", "total_amount": "10.00"}, "merchant_id"),
+        (
+            "operator",
+            {"user_id": "CUSTOMER", "merchant_id": "MERCHANT", "total_amount": "10", "capture_mode": "manual"},
+            "capture_mode",
+        ),
+        ("merchant", {"user_id": "CUSTOMER", "total_amount": "10", "capture_mode": "later"}, "capture_mode"),
         ("merchant", {"user_id": "CUSTOMER", "total_amount": "0"}, "total_amount"),
         ("merchant", {"user_id": "CUSTOMER", "total_amount": "-5"}, "total_amount"),
         ("merchant", {"user_id": "CUSTOMER", "total_amount": "100000.01"}, "total_amount"),
@@ -111,14 +126,33 @@ def test_debt_user_gets_403_with_the_documented_detail(as_user, merchant):
     assert body["detail"] == "Users with DEBT_USER status cannot create new BNPL plans"
 
 
-def test_credit_declined_is_422(as_user, merchant):
+def test_credit_declined_tells_the_merchant_nothing_about_the_customer(as_user, merchant):
     customer = UserFactory(credit_limit=Decimal("100.00"))
 
     response = as_user(merchant).post(PLANS, {"user_id": customer.user_id, "total_amount": "100.01"}, format="json")
 
     assert response.status_code == 422
-    assert response.json()["code"] == "credit_declined"
-    assert response.json()["available"] == "100.00"
+    body = response.json()
+    assert body["code"] == "credit_declined"
+    assert set(body) == {"type", "title", "status", "detail", "code"}
+
+
+@pytest.mark.parametrize("who", ["nobody", "a merchant", "an operator", "inactive"])
+def test_a_user_id_that_names_no_customer_gets_the_same_answer_as_a_decline(as_user, merchant, operator, who):
+    declined = UserFactory(credit_limit=Decimal("1.00"))
+    target = {
+        "nobody": "usr-nobody",
+        "a merchant": MerchantFactory().user_id,
+        "an operator": operator.user_id,
+        "inactive": UserFactory(is_active=False).user_id,
+    }[who]
+
+    refused = as_user(merchant).post(PLANS, {"user_id": target, "total_amount": "10.00"}, format="json")
+    real = as_user(merchant).post(PLANS, {"user_id": declined.user_id, "total_amount": "10.00"}, format="json")
+
+    assert refused.status_code == real.status_code == 422
+    assert refused.json() == real.json()
+    assert not Plan.objects.exists()
 
 
 def test_plan_scoping(as_user, make_plan, customer, other_customer, merchant, operator):
@@ -182,9 +216,11 @@ def test_plans_with_far_future_dates_are_listed(as_user, make_plan, customer):
     assert as_user(customer).get(f"{PLANS}{plan.pk}/").json()["installment_count"] == 24
 
 
-def test_plan_is_created_for_an_active_merchant_only(as_user, customer):
+def test_plan_is_created_for_an_active_merchant_only(as_user, operator, customer):
     inactive = MerchantFactory(is_active=False)
-    response = as_user(customer).post(PLANS, {"merchant_id": inactive.user_id, "total_amount": "10"}, format="json")
+    response = as_user(operator).post(
+        PLANS, {"user_id": customer.user_id, "merchant_id": inactive.user_id, "total_amount": "10"}, format="json"
+    )
     assert response.status_code == 400
     assert "merchant_id" in response.json()["errors"]
 

@@ -170,7 +170,10 @@ def test_plan_life_with_a_frozen_clock(api_client, merchant, settings):
     with time_machine.travel("2026-03-01 10:00:00Z", tick=False):
         created = client.post(PLANS, {"user_id": customer.user_id, "total_amount": "400.00"}, format="json")
         assert created.status_code == 201
-        assert created.json()["installments"][0]["due_date"] == "2026-04-01"
+        client.force_authenticate(customer)
+        confirmed = client.post(f"{PLANS}{created.json()['id']}/confirm/", format="json")
+        assert confirmed.json()["installments"][0]["due_date"] == "2026-04-01"
+        client.force_authenticate(merchant)
     with time_machine.travel("2026-04-01 23:00:00Z", tick=False):
         overdue_sweep()
         assert Installment.objects.filter(status="OVERDUE").count() == 0  # due today is not late

@@ -124,6 +124,7 @@ def test_the_generated_client_passes_mypy_strict(generated):
 def test_an_integrators_flow_through_the_generated_client(api, live_server, settings):
     models = _module("models")
     plans_create = _module("api.plans.plans_create")
+    plans_confirm = _module("api.plans.plans_confirm")
     installments_pay = _module("api.installments.installments_pay")
     debt_retrieve = _module("api.debt.debt_retrieve")
     refunds_create = _module("api.refunds.refunds_create")
@@ -137,26 +138,36 @@ def test_an_integrators_flow_through_the_generated_client(api, live_server, sett
         _signed_in(api, live_server.url, user) for user in (merchant, customer, declined)
     )
 
-    # A plan, created by the merchant with a key; the same request again is the first answer, replayed.
+    # An offer, made by the merchant with a key; the same request again is the first answer, replayed.
     order = models.PlanCreateInRequest(total_amount="400.00", user_id=customer.user_id, installment_count=4)
     created = plans_create.sync_detailed(client=as_merchant, body=order, idempotency_key="flow-plan-1")
     assert created.status_code == 201, created.content
-    plan = created.parsed
-    assert isinstance(plan, models.PlanOut)
-    assert (plan.user_id, plan.total_amount) == (customer.user_id, "400.00")
-    assert plan.status == models.PlanOutStatusEnum.ACTIVE
-    assert [installment.amount_due for installment in plan.installments] == ["100.00"] * 4
+    offer = created.parsed
+    assert isinstance(offer, models.PlanOut)
+    assert (offer.user_id, offer.total_amount) == (customer.user_id, "400.00")
+    assert offer.status == models.PlanOutStatusEnum.PENDING
+    assert isinstance(offer.checkout_url, str)
+    assert [item.amount_due for item in offer.schedule] == ["100.00"] * 4
     assert created.headers.get("Idempotent-Replayed") != "true"
 
     replayed = plans_create.sync_detailed(client=as_merchant, body=order, idempotency_key="flow-plan-1")
     assert replayed.status_code == 201, replayed.content
     assert replayed.headers["Idempotent-Replayed"] == "true"
     assert isinstance(replayed.parsed, models.PlanOut)
-    assert replayed.parsed.id == plan.id
+    assert replayed.parsed.id == offer.id
 
     other_order = models.PlanCreateInRequest(total_amount="300.00", user_id=customer.user_id)
     reused = plans_create.sync_detailed(client=as_merchant, body=other_order, idempotency_key="flow-plan-1")
     _problem(reused, 422, "idempotency_key_reused")
+
+    # The customer agrees: the plan is ACTIVE with its installments; agreeing again is a typed 409.
+    confirmed = plans_confirm.sync_detailed(offer.id, client=as_customer, idempotency_key="flow-confirm-1")
+    assert confirmed.status_code == 200, confirmed.content
+    plan = confirmed.parsed
+    assert isinstance(plan, models.PlanOut)
+    assert plan.status == models.PlanOutStatusEnum.ACTIVE
+    assert [installment.amount_due for installment in plan.installments] == ["100.00"] * 4
+    _problem(plans_confirm.sync_detailed(offer.id, client=as_customer), 409, "plan_not_pending")
 
     # The customer pays the first installment; paying it again finds nothing to pay.
     first, second = plan.installments[0], plan.installments[1]
@@ -215,8 +226,10 @@ def test_an_integrators_flow_through_the_generated_client(api, live_server, sett
         idempotency_key="flow-plan-2",
     )
     assert isinstance(declined_plan.parsed, models.PlanOut), declined_plan.content
+    agreed = plans_confirm.sync_detailed(declined_plan.parsed.id, client=as_declined)
+    assert isinstance(agreed.parsed, models.PlanOut), agreed.content
     refused = installments_pay.sync_detailed(
-        declined_plan.parsed.installments[0].id,
+        agreed.parsed.installments[0].id,
         client=as_declined,
         body=models.InstallmentPayInRequest(),
         idempotency_key="flow-pay-4",
@@ -368,16 +381,38 @@ def test_every_operation_answers_its_documented_type(api, generated, live_server
     assert registered.user_id in {user.user_id for user in users.results}
     assert call("users_retrieve", 200, models.UserOut, customer.user_id, client=as_customer).user_id == customer.user_id
 
-    # A plan, its installments, paid one by one and then off as a whole.
-    plan = call(
-        "plans_create",
-        201,
+    # Offers: one the customer confirms, one declined, one authorized and captured in part,
+    # one authorized and voided.
+    def offered(reference: str, capture_mode: Any = None) -> Any:
+        extra = {} if capture_mode is None else {"capture_mode": capture_mode}
+        body = models.PlanCreateInRequest(
+            total_amount="300.00", user_id=customer.user_id, installment_count=3, merchant_reference=reference, **extra
+        )
+        return call("plans_create", 201, models.PlanOut, client=as_merchant, body=body, idempotency_key=reference)
+
+    plan = call("plans_confirm", 200, models.PlanOut, offered("all-plan-1").id, client=as_customer)
+    assert plan.status == models.PlanOutStatusEnum.ACTIVE
+    refused = call("plans_decline", 200, models.PlanOut, offered("all-plan-2").id, client=as_customer)
+    assert refused.status == models.PlanOutStatusEnum.DECLINED
+    manual = models.CaptureModeEnum.MANUAL
+    authorized = call("plans_confirm", 200, models.PlanOut, offered("all-plan-3", manual).id, client=as_customer)
+    assert authorized.status == models.PlanOutStatusEnum.AUTHORIZED
+    captured = call(
+        "plans_capture",
+        200,
         models.PlanOut,
+        authorized.id,
         client=as_merchant,
-        body=models.PlanCreateInRequest(total_amount="300.00", user_id=customer.user_id, installment_count=3),
-        idempotency_key="all-plan-1",
+        body=models.PlanCaptureInRequest(amount="150.00"),
     )
-    assert [p.id for p in call("plans_list", 200, models.PaginatedPlanOutList, client=as_customer).results] == [plan.id]
+    assert (captured.status, captured.total_amount) == (models.PlanOutStatusEnum.ACTIVE, "150.00")
+    to_void = call("plans_confirm", 200, models.PlanOut, offered("all-plan-4", manual).id, client=as_customer)
+    voided = call("plans_void", 200, models.PlanOut, to_void.id, client=as_operator)
+    assert voided.status == models.PlanOutStatusEnum.VOIDED
+
+    # The plan's installments, paid one by one and then off as a whole.
+    listed = call("plans_list", 200, models.PaginatedPlanOutList, client=as_customer, merchant_reference="all-plan-1")
+    assert [p.id for p in listed.results] == [plan.id]
     assert call("plans_retrieve", 200, models.PlanOut, plan.id, client=as_customer).id == plan.id
     installments = call(
         "installments_list", 200, models.PaginatedInstallmentOutList, client=as_customer, plan_id=plan.id
@@ -407,7 +442,7 @@ def test_every_operation_answers_its_documented_type(api, generated, live_server
     assert len(payments.results) == 2
     assert call("payments_retrieve", 200, models.PaymentOut, paid_off.id, client=as_customer).id == paid_off.id
     debt = call("debt_retrieve", 200, models.DebtStatusOut, customer.user_id, client=as_customer)
-    assert debt.total_debt == "0.00"
+    assert debt.total_debt == "150.00"  # the captured plan
 
     # Refunds of the paid-off plan: one kept as credit (approved), one to the card (rejected).
     credited = call(

@@ -179,7 +179,7 @@ def test_every_operation_taking_an_idempotency_key_declares_the_replay_header(sc
         # Answers never stored are never replayed: refused before the work, throttled, down.
         for status in ("400", "401", "403", "404", "413", "415", "429", "503"):
             assert "Idempotent-Replayed" not in responses.get(status, {}).get("headers", {}), (path, status)
-    assert taking == 6  # plans create, two pays, refund create, approve, reject
+    assert taking == 10  # plans create, confirm, decline, capture, void, two pays, refund create, approve, reject
 
 
 def test_a_replayed_answer_carries_the_declared_header(as_user, make_plan, operator):

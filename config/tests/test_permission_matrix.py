@@ -41,6 +41,7 @@ from accounts.services import merchant_webhook_secret_rotate
 from accounts.tests.factories import DEFAULT_PASSWORD, MerchantFactory, OperatorFactory, UserFactory
 from bnpl.models import Installment, LateFee, Plan
 from bnpl.schedule import business_today
+from bnpl.services.checkout import Offer, plan_confirm, plan_offer
 from bnpl.services.origination import plan_create
 from bnpl.services.sweep import overdue_sweep
 from conftest import PiiCheckingClient
@@ -75,6 +76,8 @@ class Side:
     late_fee: LateFee  # due
     credit: Posting  # a credit-balance movement
     event: Event
+    offer: Plan  # PENDING: awaiting its customer
+    authorization: Plan  # AUTHORIZED: awaiting its merchant's capture
 
     def placeholders(self) -> dict:
         return {
@@ -86,6 +89,8 @@ class Side:
             "late_fee": self.late_fee.pk,
             "credit": self.credit.pk,
             "event": self.event.public_id,
+            "offer": self.offer.pk,
+            "authorization": self.authorization.pk,
         }
 
 
@@ -170,6 +175,15 @@ def build_world() -> World:
             late_fee=LateFee.objects.filter(plan=late, status=LateFee.Status.DUE).first(),
             credit=credit_transactions_for(viewer=customer).first(),
             event=Event.objects.filter(merchant=merchant).order_by("id").first(),
+            offer=plan_offer(customer=customer, merchant=merchant, offer=Offer(total_amount=Decimal("50.00")))[0],
+            authorization=plan_confirm(
+                plan_id=plan_offer(
+                    customer=customer,
+                    merchant=merchant,
+                    offer=Offer(total_amount=Decimal("60.00"), capture_mode=Plan.CaptureMode.MANUAL),
+                )[0].pk,
+                customer=customer,
+            ),
         )
     users = [operator] + [user for side in sides.values() for user in (side.customer, side.merchant)]
     tokens = {user.pk: str(RefreshToken.for_user(user).access_token) for user in users}
@@ -221,8 +235,6 @@ Body = Callable[[Side, User | None], dict]
 
 def plan_create_body(side: Side, actor: User | None) -> dict:
     body = {"user_id": side.customer.user_id, "merchant_id": side.merchant.user_id, "total_amount": "100.00"}
-    if actor is not None and actor.is_customer:
-        del body["user_id"]  # a customer buys for itself
     if actor is not None and actor.is_merchant:
         del body["merchant_id"]  # a merchant sells as itself
     return body
@@ -281,6 +293,7 @@ Status = int | tuple[int, int]
 class Row:
     method: str
     path: str  # placeholders: {user} {plan} {installment} {payment} {refund} {late_fee} {credit} {event}
+    # {offer} {authorization}
     expect: dict[str, Status]
     body: Body | None = None
     via: str = "jwt"  # "jwt": a bearer token; "session": logged in (admin); "webhook": signed by the caller
@@ -349,8 +362,21 @@ TABLE: list[Row] = [
     # Plans and installments.
     *rows("GET HEAD OPTIONS", "/api/v1/plans/",                          401,   200,   200,   200,   200,   200,
           lists=("plan", "id")),
-    *rows("POST",             "/api/v1/plans/",                          401,   201,   201,   201,   201,   201,
+    *rows("POST",             "/api/v1/plans/",                          401,   403,   403,   201,   201,   201,
           body=plan_create_body),
+    # Consent: the plan's customer confirms or declines an offer; its merchant captures or voids.
+    *rows("POST",             "/api/v1/plans/{offer}/confirm/",          401,   MINE,  MINE,  NO,    NO,    403,
+          body=empty_body),
+    *rows("POST",             "/api/v1/plans/{offer}/decline/",          401,   MINE,  MINE,  NO,    NO,    403,
+          body=empty_body),
+    *rows("OPTIONS",          "/api/v1/plans/{offer}/confirm/",          401,   OK2,   OK2,   NO,    NO,    403),
+    *rows("OPTIONS",          "/api/v1/plans/{offer}/decline/",          401,   OK2,   OK2,   NO,    NO,    403),
+    *rows("POST",             "/api/v1/plans/{authorization}/capture/",  401,   NO,    NO,    MINE,  MINE,  200,
+          body=empty_body),
+    *rows("POST",             "/api/v1/plans/{authorization}/void/",     401,   NO,    NO,    MINE,  MINE,  200,
+          body=empty_body),
+    *rows("OPTIONS",          "/api/v1/plans/{authorization}/capture/",  401,   NO,    NO,    OK2,   OK2,   200),
+    *rows("OPTIONS",          "/api/v1/plans/{authorization}/void/",     401,   NO,    NO,    OK2,   OK2,   200),
     *rows("GET HEAD",         "/api/v1/plans/{plan}/",                   401,   MINE,  MINE,  MINE,  MINE,  200),
     *rows("OPTIONS",          "/api/v1/plans/{plan}/",                   401,   OK2,   OK2,   OK2,   OK2,   200),
     *rows("POST",             "/api/v1/plans/{plan}/pay/",               401,   PAID,  PAID,  NO,    NO,    201,
@@ -560,8 +586,8 @@ def _shape(path: str) -> str:
 
 def test_every_route_and_method_has_a_row(world, clients, db):
     """Each route the resolver serves, with each method it answers (not 405, asked as an
-    operator, who passes every role check), has a row; and every row names a served
-    route and method."""
+    operator, who passes every role check but the customer's own: those routes are asked as
+    the customer), has a row; and every row names a served route and method."""
     routes = {route for route in _routes() if not route.startswith(ADMIN_PREFIX)}
     by_shape: dict[str, list[Row]] = {}
     for row in TABLE:
@@ -570,15 +596,16 @@ def test_every_route_and_method_has_a_row(world, clients, db):
     assert sorted(set(by_shape) - routes) == [], "rows for routes that do not exist"
     assert sorted(routes - set(by_shape)) == [], "routes without a row"
 
-    operator = f"Bearer {world.tokens[world.operator.pk]}"
     client = clients["api"]
     unlisted, stale = [], []
     for shape, listed in sorted(by_shape.items()):
         path = listed[0].path.format(**world.a.placeholders())
         methods = {row.method for row in listed}
+        prober = world.operator if listed[0].expect["operator"] != 403 else world.a.customer
+        bearer = f"Bearer {world.tokens[prober.pk]}"
         for method in PROBE_METHODS:
             with transaction.atomic():  # whatever the probe changes is undone
-                served = client.generic(method, path, HTTP_AUTHORIZATION=operator).status_code != 405
+                served = client.generic(method, path, HTTP_AUTHORIZATION=bearer).status_code != 405
                 transaction.set_rollback(True)
             if served and method not in methods:
                 unlisted.append(f"{method} {shape}")
