@@ -30,9 +30,13 @@ class PlanAdmin(ReadOnlyAdmin):
         "currency",
         "installment_count",
         "status",
+        "capture_mode",
+        "merchant_reference",
         "created_at",
     )
-    list_filter = ("status", "frequency", "currency")
+    list_filter = ("status", "capture_mode", "frequency", "currency")
+    # The checkout page's secret: whoever holds it may open the customer's offer page.
+    exclude = ("checkout_token",)
     search_fields = ("=id", "customer__user_id", "merchant__user_id", "merchant_reference")
     date_hierarchy = "created_at"
     list_select_related = ("customer", "merchant")

@@ -4,7 +4,10 @@
    installments plus its late fees still due;
 3. no installment is paid above its amount due;
 5. a late fee is PAID or WAIVED, never both (PostgreSQL also holds this for rows written
-   since bnpl migration 0012; rows from before are found here).
+   since bnpl migration 0012; rows from before are found here);
+
+and consent (DESIGN §6): a plan its customer has not agreed to, or that was never captured
+(PENDING, AUTHORIZED, DECLINED, EXPIRED, VOIDED), has no installments and owes nothing.
 """
 
 from collections import defaultdict
@@ -12,7 +15,7 @@ from decimal import Decimal
 
 from django.db.models import DecimalField, F, Sum
 
-from bnpl.models import Installment, LateFee
+from bnpl.models import Installment, LateFee, Plan
 from core.money import to_money
 from ledger.checks import MAX_LISTED, LedgerReport
 from ledger.selectors import receivable_by_plan
@@ -72,3 +75,24 @@ def fees_paid_or_waived(report: LedgerReport) -> list[str]:
         f"late fee {pk} is WAIVED with no waiver recorded"
         for pk in unrecorded.values_list("pk", flat=True)[:MAX_LISTED]
     ]
+
+
+NEVER_OWED = (
+    Plan.Status.PENDING,
+    Plan.Status.AUTHORIZED,
+    Plan.Status.DECLINED,
+    Plan.Status.EXPIRED,
+    Plan.Status.VOIDED,
+)
+
+
+def nothing_owed_without_consent(report: LedgerReport) -> list[str]:
+    """No installment on a plan that was never ACTIVE. (A receivable on one is invariant 2's
+    breach already: such a plan has no installments, so it must owe nothing.)"""
+    with_installments = (
+        Installment.objects.filter(plan__status__in=NEVER_OWED)
+        .values_list("plan_id", "plan__status")
+        .distinct()
+        .order_by("plan_id")
+    )
+    return [f"plan {plan_id} is {status} and has installments" for plan_id, status in with_installments[:MAX_LISTED]]

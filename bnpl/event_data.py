@@ -47,4 +47,7 @@ def plan_event_data(plan: Plan, customer: User | None = None) -> dict:
         "installment_count": plan.installment_count,
         "frequency": plan.frequency,
         "status": plan.status,
+        "capture_mode": plan.capture_mode,
+        "authorized_amount": plan.amount_authorized,
+        "expires_at": plan.expires_at,
     }

@@ -150,11 +150,6 @@ def customer_owed(*, customer_id: int) -> tuple[Decimal, Decimal]:
     return to_money(Decimal(str(installments or 0))), to_money(Decimal(str(fees or 0)))
 
 
-def customer_outstanding(*, customer_id: int) -> Decimal:
-    """What the customer still owes: unpaid installments of every plan plus late fees due."""
-    return sum(customer_owed(customer_id=customer_id), ZERO)
-
-
 OPEN_PLAN_STATUSES = (Plan.Status.PENDING, Plan.Status.AUTHORIZED)
 
 

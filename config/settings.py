@@ -222,6 +222,12 @@ STORAGES = {
 WHITENOISE_USE_FINDERS = DEBUG
 
 # --- Money and business rules -----------------------------------------------------------
+# Consent (DESIGN §6): how long an offer awaits the customer, an authorization the capture.
+BNPL_CHECKOUT_TTL_MINUTES = config("BNPL_CHECKOUT_TTL_MINUTES", default=1440, cast=int)
+BNPL_AUTHORIZATION_DAYS = config("BNPL_AUTHORIZATION_DAYS", default=13, cast=int)
+BNPL_PLAN_EXPIRY_MINUTES = config("BNPL_PLAN_EXPIRY_MINUTES", default=5, cast=int)
+# Where customers reach this service (the checkout links sent to them).
+BNPL_PUBLIC_URL = config("BNPL_PUBLIC_URL", default="http://localhost:8000")
 BNPL_DEFAULT_CURRENCY = config("BNPL_DEFAULT_CURRENCY", default="USD")
 BNPL_MAX_AMOUNT = config("BNPL_MAX_AMOUNT", default="100000.00", cast=Decimal)
 BNPL_DEFAULT_CREDIT_LIMIT = config("BNPL_DEFAULT_CREDIT_LIMIT", default="2000.00", cast=Decimal)
@@ -233,12 +239,6 @@ BNPL_IDEMPOTENCY_TTL_HOURS = config("BNPL_IDEMPOTENCY_TTL_HOURS", default=24, ca
 BNPL_IDEMPOTENCY_LEASE_SECONDS = config("BNPL_IDEMPOTENCY_LEASE_SECONDS", default=60, cast=int)
 BNPL_CURRENCIES = config("BNPL_CURRENCIES", default="USD,EUR,UZS", cast=Csv())
 # Installments become OVERDUE this many days after their due date has passed.
-# Consent (DESIGN §6): how long an offer awaits the customer, an authorization the capture.
-BNPL_CHECKOUT_TTL_MINUTES = config("BNPL_CHECKOUT_TTL_MINUTES", default=1440, cast=int)
-BNPL_AUTHORIZATION_DAYS = config("BNPL_AUTHORIZATION_DAYS", default=13, cast=int)
-BNPL_PLAN_EXPIRY_MINUTES = config("BNPL_PLAN_EXPIRY_MINUTES", default=5, cast=int)
-# Where customers reach this service (the checkout links sent to them).
-BNPL_PUBLIC_URL = config("BNPL_PUBLIC_URL", default="http://localhost:8000")
 BNPL_GRACE_DAYS = config("BNPL_GRACE_DAYS", default=0, cast=int)
 BNPL_OVERDUE_SWEEP_MINUTES = config("BNPL_OVERDUE_SWEEP_MINUTES", default=5, cast=int)
 # The sweep's share of work per task: plans per chunk (workers sweep chunks side by side).

@@ -62,7 +62,7 @@ class PlanNotRefundable(DomainError):
     status_code = 409
     code = "plan_not_refundable"
     title = "Plan cannot be refunded"
-    default_detail = "Only a plan the customer agreed to and that was captured (ACTIVE, COMPLETED or CANCELLED) can be refunded."
+    default_detail = "Only a plan its customer agreed to and that was captured can be refunded."
 
 
 # Plans that were ever owed: an offer, an authorization or a plan that ended before it was

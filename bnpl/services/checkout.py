@@ -25,7 +25,7 @@ from bnpl.errors import (
 from bnpl.event_data import plan_event_data
 from bnpl.models import Plan
 from bnpl.schedule import business_today
-from bnpl.selectors import OPEN_PLAN_STATUSES, plan_get_for_update
+from bnpl.selectors import OPEN_PLAN_STATUSES, plan_get_for_update, plan_installments_loaded
 from bnpl.services.origination import customer_credit_check, plan_activate, plan_create, schedule_minimum_check
 from events.models import Event, Notification
 from events.notifications import notifications_queue
@@ -107,17 +107,9 @@ def _plan_offer(customer: User, merchant: User, offer: Offer, operator: User | N
         checkout_token=secrets.token_urlsafe(32),
         expires_at=now + timedelta(minutes=settings.BNPL_CHECKOUT_TTL_MINUTES),
     )
-    event_record(merchant_id=merchant.pk, type=Event.Type.PLAN_PENDING, data=_event_data(plan, customer))
+    event_record(merchant_id=merchant.pk, type=Event.Type.PLAN_PENDING, data=plan_event_data(plan, customer))
     _tell_customer(plan, merchant)
-    return plan, True
-
-
-def _event_data(plan: Plan, customer: User | None = None) -> dict:
-    return plan_event_data(plan, customer) | {
-        "capture_mode": plan.capture_mode,
-        "authorized_amount": plan.authorized_amount,
-        "expires_at": plan.expires_at,
-    }
+    return plan_installments_loaded(plan, []), True
 
 
 def _tell_customer(plan: Plan, merchant: User) -> None:
@@ -153,7 +145,7 @@ def plan_confirm(*, plan_id: int, customer: User) -> Plan:
     plan.checkout_token = None
     plan.expires_at = plan.confirmed_at + timedelta(days=settings.BNPL_AUTHORIZATION_DAYS)
     plan.save(update_fields=["status", "checkout_token", "expires_at", "confirmed_at", "updated_at"])
-    event_record(merchant_id=plan.merchant_id, type=Event.Type.PLAN_CONFIRMED, data=_event_data(plan, customer))
+    event_record(merchant_id=plan.merchant_id, type=Event.Type.PLAN_CONFIRMED, data=plan_event_data(plan, customer))
     return plan
 
 
@@ -224,7 +216,7 @@ def _closed(plan: Plan, status: str, event_type: str) -> Plan:
     plan.status = status
     plan.checkout_token = None
     plan.save(update_fields=["status", "checkout_token", "updated_at"])
-    event_record(merchant_id=plan.merchant_id, type=event_type, data=_event_data(plan))
+    event_record(merchant_id=plan.merchant_id, type=event_type, data=plan_event_data(plan))
     return plan
 
 
@@ -257,6 +249,6 @@ def _expire_chunk(now: datetime, chunk: int) -> int:
     events = []
     for plan in plans:
         plan.status, plan.checkout_token = Plan.Status.EXPIRED, None
-        events.append((plan.merchant_id, Event.Type.PLAN_EXPIRED, _event_data(plan, plan.customer)))
+        events.append((plan.merchant_id, Event.Type.PLAN_EXPIRED, plan_event_data(plan, plan.customer)))
     events_record_many(events=events)
     return len(plans)

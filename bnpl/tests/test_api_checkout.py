@@ -337,3 +337,18 @@ def test_unknown_customer_is_not_enumerable(as_user, merchant):
         for user_id in (taken.user_id, "usr-does-not-exist")
     ]
     assert answers[0].json() == answers[1].json()
+
+
+@pytest.mark.breaks_ledger  # an installment written past the services, on purpose
+def test_the_ledger_check_finds_installments_on_a_plan_never_agreed_to(offer_of):
+    from datetime import date
+
+    from ledger.checks import ledger_check
+
+    offer = offer_of()
+    plan = Plan.objects.get(pk=offer["id"])
+    Installment.objects.create(plan=plan, customer_id=plan.customer_id, sequence=1, amount_due=1, due_date=date.today())
+
+    report = ledger_check(record=False)
+
+    assert f"plan {plan.pk} is PENDING and has installments" in report.breaches

@@ -23,6 +23,7 @@ def test_every_app_registers_its_checks_with_the_runner():
         "bnpl.checks.receivable_matches_plans",
         "bnpl.checks.no_overpaid_installment",
         "bnpl.checks.fees_paid_or_waived",
+        "bnpl.checks.nothing_owed_without_consent",
         "payments.checks.no_negative_credit_balance",
         "payments.checks.reservations_match_pending_payments",
         "payments.checks.paid_amounts_match_payments",
