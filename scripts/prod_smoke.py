@@ -10,8 +10,10 @@ the dev tools, which would hide a package only they pull in). Start to end:
   the demo merchant's event endpoint is pointed at a receiver this script serves;
 - gunicorn (``config/gunicorn.py``, ``DEBUG=False``), a Celery worker and Celery beat, as
   the Procfile starts them;
-- over HTTP: ``/readyz``, a token for the operator, the merchant and the customer, a plan,
-  a payment, a refund, the merchant's signed refund-status webhook, answered
+- over HTTP: ``/readyz``, a token for the operator, the merchant and the customer, the
+  merchant's offer (PENDING; its retry with the same ``merchant_reference`` answers the same
+  plan), the customer's confirmation (ACTIVE), a payment, a refund, a manual-capture offer
+  confirmed (AUTHORIZED) and captured by the merchant (ACTIVE), the merchant's signed refund-status webhook, answered
   ``processing_mode: async`` and applied by the worker within ``--wait`` seconds, the
   merchant events delivered (signed) to the receiver, ``/readyz`` again;
 - every process still running at the end, and no traceback or ERROR line in any log.
@@ -207,15 +209,30 @@ def drive(client: Client, args, processes: dict[str, subprocess.Popen]) -> list[
     steps.append("tokens for the operator, the merchant and the customer")
 
     reference = f"smoke-{uuid.uuid4().hex[:12]}"
-    plan = client.expect(
-        201,
-        "POST",
-        "/api/v1/plans/",
-        {"user_id": CUSTOMER[0], "total_amount": "120.00", "installment_count": 4, "merchant_reference": reference},
-        token=merchant,
-        headers={"Idempotency-Key": f"{reference}-plan"},
+    terms = {"user_id": CUSTOMER[0], "total_amount": "120.00", "installment_count": 4, "merchant_reference": reference}
+    offer = client.expect(
+        201, "POST", "/api/v1/plans/", terms, token=merchant, headers={"Idempotency-Key": f"{reference}-plan"}
     )
-    steps.append(f"plan {plan['id']}: {plan['status']}, {len(plan['installments'])} installments")
+    if offer["status"] != "PENDING" or offer["installments"] or len(offer["schedule"]) != 4:
+        raise Failed(f"the merchant's plan is not a pending offer with its schedule: {offer}")
+    if not offer.get("checkout_url"):
+        raise Failed(f"the offer has no checkout_url: {offer}")
+    steps.append(f"offer {offer['id']}: PENDING, a schedule of {len(offer['schedule'])} and a checkout_url")
+    # A merchant's retry after a timeout, without its Idempotency-Key: the reference finds the offer.
+    again = client.expect(200, "POST", "/api/v1/plans/", terms, token=merchant)
+    if again["id"] != offer["id"]:
+        raise Failed(f"the same merchant_reference made a second plan: {again['id']} beside {offer['id']}")
+    steps.append(f"the same merchant_reference again: 200, offer {again['id']}")
+    plan = client.expect(
+        200,
+        "POST",
+        f"/api/v1/plans/{offer['id']}/confirm/",
+        token=customer,
+        headers={"Idempotency-Key": f"{reference}-confirm"},
+    )
+    if plan["status"] != "ACTIVE" or len(plan["installments"]) != 4:
+        raise Failed(f"the confirmed plan is not ACTIVE with 4 installments: {plan}")
+    steps.append(f"confirmed by the customer: plan {plan['id']} ACTIVE, {len(plan['installments'])} installments")
     first = min(plan["installments"], key=lambda installment: installment["due_date"])
     payment = client.expect(
         201,
@@ -263,13 +280,21 @@ def drive(client: Client, args, processes: dict[str, subprocess.Popen]) -> list[
     )
     steps.append(f"signed webhook queued (async), refund APPROVED by the worker in {time.monotonic() - started:.1f} s")
 
+    captured = manual_capture(client, reference, merchant=merchant, customer=customer)
+    steps.append(f"manual capture: plan {captured} offered, confirmed (AUTHORIZED), captured 200.00 of 250.00 (ACTIVE)")
+
+    expected = {
+        plan["id"]: {"plan.pending", "plan.confirmed", "refund.approved"},
+        captured: {"plan.pending", "plan.confirmed", "plan.captured"},
+    }
     delivered = wait_for(
-        f"merchant events of plan {plan['id']} delivered to the receiver",
-        lambda: events_of(plan["id"]) if {"plan.created", "refund.approved"} <= set(events_of(plan["id"])) else None,
+        f"merchant events of plans {', '.join(map(str, expected))} delivered to the receiver",
+        lambda: all(types <= set(events_of(pk)) for pk, types in expected.items()),
         args.wait,
         processes,
     )
-    steps.append(f"merchant events delivered, signed: {', '.join(sorted(set(delivered)))}")
+    delivered = sorted({kind for pk in expected for kind in events_of(pk)})
+    steps.append(f"merchant events delivered, signed: {', '.join(delivered)}")
     owed = sum(
         float(i["amount_due"]) - float(i["amount_paid"])
         for i in client.expect(200, "GET", f"/api/v1/plans/{plan['id']}/", token=operator)["installments"]
@@ -281,6 +306,27 @@ def drive(client: Client, args, processes: dict[str, subprocess.Popen]) -> list[
     client.expect(200, "GET", "/readyz")
     steps.append("/readyz 200")
     return steps
+
+
+def manual_capture(client: Client, reference: str, *, merchant: str, customer: str) -> int:
+    """A manual-capture offer of 250.00 the customer confirms (AUTHORIZED: nothing owed yet)
+    and the merchant captures 200.00 of (ACTIVE, its schedule over 200.00); its id."""
+    terms = {
+        "user_id": CUSTOMER[0],
+        "total_amount": "250.00",
+        "installment_count": 2,
+        "merchant_reference": f"{reference}-manual",
+        "capture_mode": "manual",
+    }
+    offer = client.expect(201, "POST", "/api/v1/plans/", terms, token=merchant)
+    authorized = client.expect(200, "POST", f"/api/v1/plans/{offer['id']}/confirm/", token=customer)
+    if authorized["status"] != "AUTHORIZED" or authorized["installments"]:
+        raise Failed(f"a confirmed manual-capture plan is not AUTHORIZED without installments: {authorized}")
+    plan = client.expect(200, "POST", f"/api/v1/plans/{offer['id']}/capture/", {"amount": "200.00"}, token=merchant)
+    amounts = sorted(i["amount_due"] for i in plan["installments"])
+    if plan["status"] != "ACTIVE" or plan["total_amount"] != "200.00" or amounts != ["100.00", "100.00"]:
+        raise Failed(f"the captured plan is not ACTIVE with its schedule over 200.00: {plan}")
+    return plan["id"]
 
 
 def events_of(plan_id: int) -> list[str]:

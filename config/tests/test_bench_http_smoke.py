@@ -22,3 +22,6 @@ def test_bench_http_measures_every_endpoint_beside_its_bare_reference():
     for row in ("| GET /healthz (floor) | 4 |", "| POST /api/v1/plans/ | 4 |", "| GET /api/v1/debt/{user_id}/ | 4 |"):
         assert row in result.stdout
     assert "| POST /api/v1/installments/{id}/pay/ | 4 |" in result.stdout
+    # Every cell answered 2xx (the run's exit status): every confirm found its offer PENDING.
+    assert "| POST /api/v1/plans/ + /confirm/ | 4 |" in result.stdout
+    assert "| bare: offer + confirm rows | 4 |" in result.stdout

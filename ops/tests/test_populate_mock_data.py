@@ -3,6 +3,7 @@ from django.core.management import call_command
 
 from accounts.models import User
 from bnpl.models import Installment, LateFee, Plan
+from events.models import Event, Notification
 from payments.models import Payment
 from refunds.models import Refund
 
@@ -17,12 +18,19 @@ def _local_development(settings):
 def test_populate_mock_data_is_idempotent_and_makes_the_documented_users(api_client):
     call_command("populate_mock_data")
     snapshot = sorted(User.objects.values_list("user_id", "role", "status", "credit_limit", "card_last4"))
-    plans = sorted(Plan.objects.values_list("merchant_reference", "total_amount"))
+    plans = sorted(Plan.objects.values_list("merchant_reference", "total_amount", "status", "updated_at"))
+    rows = (Installment.objects.count(), Event.objects.count(), Notification.objects.count())
     call_command("populate_mock_data")
 
     assert sorted(User.objects.values_list("user_id", "role", "status", "credit_limit", "card_last4")) == snapshot
-    assert sorted(Plan.objects.values_list("merchant_reference", "total_amount")) == plans
-    assert Plan.objects.filter(customer__user_id="usr-001").count() == 2
+    assert sorted(Plan.objects.values_list("merchant_reference", "total_amount", "status", "updated_at")) == plans
+    assert (Installment.objects.count(), Event.objects.count(), Notification.objects.count()) == rows
+    assert dict(Plan.objects.filter(customer__user_id="usr-001").values_list("merchant_reference", "status")) == {
+        "demo-laptop": "ACTIVE",
+        "demo-headphones": "ACTIVE",
+        "demo-watch": "PENDING",
+        "demo-camera": "AUTHORIZED",
+    }
     debtor_plan = Plan.objects.get(customer__user_id="debt-user-001")
     assert debtor_plan.installments.get(sequence=1).status == "OVERDUE"
     assert LateFee.objects.filter(plan=debtor_plan).count() == 1
@@ -46,6 +54,32 @@ def test_populate_mock_data_is_idempotent_and_makes_the_documented_users(api_cli
     assert admin.is_superuser
 
 
+def test_demo_plans_of_merchant_001_went_through_the_customers_consent():
+    call_command("populate_mock_data")
+    merchant_plans = Plan.objects.filter(merchant__user_id="merchant-001")
+
+    offer = merchant_plans.get(merchant_reference="demo-watch")
+    assert (offer.status, offer.capture_mode, offer.installments.count()) == ("PENDING", "automatic", 0)
+    assert offer.checkout_token
+    assert offer.expires_at
+    assert offer.confirmed_at is None
+    assert Notification.objects.filter(customer=offer.customer, kind="OFFER", cause=f"plan:{offer.pk}").exists()
+    camera = merchant_plans.get(merchant_reference="demo-camera")
+    assert (camera.status, camera.capture_mode, str(camera.authorized_amount)) == ("AUTHORIZED", "manual", "900.00")
+    assert camera.confirmed_at is not None
+    assert camera.installments.count() == 0
+    for reference in ("demo-laptop", "demo-headphones", "demo-tablet"):
+        plan = merchant_plans.get(merchant_reference=reference)
+        assert (plan.status, plan.created_by_id) == ("ACTIVE", None)
+        assert plan.confirmed_at is not None
+        assert plan.activated_at is not None
+        types = set(Event.objects.filter(data__plan_id=plan.pk).values_list("type", flat=True))
+        assert {"plan.pending", "plan.confirmed"} <= types
+    debtor_plan = merchant_plans.get(merchant_reference="demo-phone")
+    assert (debtor_plan.status, debtor_plan.created_by.username) == ("ACTIVE", "admin")
+    assert not Event.objects.filter(type="plan.pending", data__plan_id=debtor_plan.pk).exists()
+
+
 @pytest.mark.parametrize(("username", "password"), [("admin", "admin123"), ("usr-001", "demo12345")])
 def test_demo_users_can_log_in(api_client, username, password):
     call_command("populate_mock_data")
@@ -64,3 +98,6 @@ def test_scale_creates_customers_with_plans_in_bulk_idempotently():
     assert Plan.objects.filter(merchant_reference__startswith="scale-").count() == 50
     assert Installment.objects.filter(plan__merchant_reference__startswith="scale-").count() == 200
     assert Installment.objects.filter(status="OVERDUE").count() > 1
+    assert set(Plan.objects.filter(merchant_reference__startswith="scale-").values_list("status", flat=True)) == {
+        "ACTIVE"
+    }

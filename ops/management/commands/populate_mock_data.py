@@ -1,11 +1,15 @@
 """Demo data for local use: idempotent and deterministic; refused when DEBUG is off.
 
-Without options: the users of the README; plans for ``usr-001`` (one installment paid,
-a pending and an approved refund), an overdue plan with a late fee that makes
-``debt-user-001`` a DEBT_USER, and ``usr-002`` whose card is declined (a failed payment),
-so the dashboard, the admin and the analytics all show something. ``--scale N`` adds N
-customers with one plan each, inserted in bulk, for benchmarks. It lives in ``ops``, the
-roof of the dependency chain, because it touches every app.
+Without options: the users of the README; merchant-001's plans as a merchant makes them
+now, offered and confirmed by their customer: ``usr-001``'s (one installment paid, a
+pending and an approved refund) and ``usr-002``'s, whose card is declined (a failed
+payment); an offer still waiting for ``usr-001`` to confirm it, and a manual-capture plan
+``usr-001`` confirmed that waits for merchant-001 to capture it (AUTHORIZED). The one plan
+bought in the past, ``debt-user-001``'s, is made in the back office (ACTIVE at once, by the
+operator): it is overdue with a late fee and makes its customer a DEBT_USER. So the portal,
+the dashboard, the admin and the analytics all show something. ``--scale N`` adds N
+customers with one ACTIVE plan each, inserted in bulk, for benchmarks. It lives in ``ops``,
+the roof of the dependency chain, because it touches every app.
 """
 
 import contextlib
@@ -23,6 +27,7 @@ from accounts.models import User
 from accounts.services import user_register
 from bnpl.models import Plan
 from bnpl.schedule import business_today
+from bnpl.services.checkout import Offer, plan_confirm, plan_offer
 from bnpl.services.origination import plan_create, plans_originate_many
 from bnpl.services.sweep import overdue_sweep
 from ledger.checks import ledger_check
@@ -76,12 +81,19 @@ DEMO_USERS = [
     },
 ]
 
-# (customer, reference, total, installments, frequency, days since purchase)
+# How each demo plan comes about: offered by merchant-001 and left PENDING, offered and
+# confirmed (ACTIVE, or AUTHORIZED for a manual capture), or made in the back office.
+PENDING, CONFIRMED, AUTHORIZED, BACK_OFFICE = "pending", "confirmed", "authorized", "back office"
+
+# (customer, reference, total, installments, frequency, how, days since purchase). Only a plan
+# made in the back office can be bought in the past: confirming makes a plan ACTIVE from today.
 DEMO_PLANS = [
-    ("usr-001", "demo-laptop", "1200.00", 4, Plan.Frequency.MONTHLY, 10),
-    ("usr-001", "demo-headphones", "180.00", 6, Plan.Frequency.BIWEEKLY, 3),
-    ("debt-user-001", "demo-phone", "800.00", 4, Plan.Frequency.MONTHLY, 45),
-    ("usr-002", "demo-tablet", "300.00", 3, Plan.Frequency.MONTHLY, 5),
+    ("usr-001", "demo-laptop", "1200.00", 4, Plan.Frequency.MONTHLY, CONFIRMED, 0),
+    ("usr-001", "demo-headphones", "180.00", 6, Plan.Frequency.BIWEEKLY, CONFIRMED, 0),
+    ("debt-user-001", "demo-phone", "800.00", 4, Plan.Frequency.MONTHLY, BACK_OFFICE, 45),
+    ("usr-002", "demo-tablet", "300.00", 3, Plan.Frequency.MONTHLY, CONFIRMED, 0),
+    ("usr-001", "demo-watch", "350.00", 4, Plan.Frequency.MONTHLY, PENDING, 0),
+    ("usr-001", "demo-camera", "900.00", 3, Plan.Frequency.MONTHLY, AUTHORIZED, 0),
 ]
 
 
@@ -134,21 +146,40 @@ class Command(BaseCommand):
 
     @staticmethod
     def _ensure_plans() -> int:
+        """The plans of DEMO_PLANS not made yet (a reference merchant-001 has used is skipped
+        whatever became of its plan: an offer that has lapsed since stays EXPIRED)."""
         merchant = User.objects.get(user_id=MERCHANT_ID)
+        operator = User.objects.get(username=OPERATOR_USERNAME)
         today = business_today()
         made = 0
-        for user_id, reference, total, count, frequency, age in DEMO_PLANS:
+        for user_id, reference, total, count, frequency, how, age in DEMO_PLANS:
             if Plan.objects.filter(merchant=merchant, merchant_reference=reference).exists():
                 continue
-            plan_create(
-                customer=User.objects.get(user_id=user_id),
-                merchant=merchant,
-                total_amount=Decimal(total),
-                installment_count=count,
-                frequency=frequency,
-                merchant_reference=reference,
-                purchase_date=today - timedelta(days=age),
-            )
+            customer = User.objects.get(user_id=user_id)
+            if how == BACK_OFFICE:
+                plan_create(
+                    customer=customer,
+                    merchant=merchant,
+                    total_amount=Decimal(total),
+                    installment_count=count,
+                    frequency=frequency,
+                    merchant_reference=reference,
+                    purchase_date=today - timedelta(days=age),
+                    created_by=operator,
+                )
+            else:
+                # What a merchant's POST /api/v1/plans/ and the customer's /confirm/ do.
+                capture_mode = Plan.CaptureMode.MANUAL if how == AUTHORIZED else Plan.CaptureMode.AUTOMATIC
+                offer = Offer(
+                    total_amount=Decimal(total),
+                    installment_count=count,
+                    frequency=frequency,
+                    merchant_reference=reference,
+                    capture_mode=capture_mode,
+                )
+                plan, _ = plan_offer(customer=customer, merchant=merchant, offer=offer)
+                if how != PENDING:
+                    plan_confirm(plan_id=plan.pk, customer=customer)
             made += 1
         return made
 
@@ -233,6 +264,7 @@ class Command(BaseCommand):
                     installment_count=4,
                     purchase_date=today - timedelta(days=i % 120),
                     merchant_reference=f"scale-{i}",
+                    status=Plan.Status.ACTIVE,  # seeded as owed: the benchmarks read and pay them
                 )
                 for i, user in zip(indexes, users, strict=True)
             ],
