@@ -18,6 +18,7 @@ from django.utils import timezone
 from accounts.models import User
 from bnpl.errors import (
     CaptureExceedsAuthorized,
+    CreditDeclined,
     MerchantReferenceConflict,
     PlanNotAuthorized,
     PlanNotPending,
@@ -71,6 +72,16 @@ def plan_offer(*, customer: User, merchant: User, offer: Offer, operator: User |
     except IntegrityError:
         # Another request with this reference committed first: its plan is the answer.
         return _offered_before(customer, merchant, offer), False
+    except CreditDeclined:
+        # A retry that waited on the customer's lock while the first request made the plan
+        # finds the credit taken by that plan's own reservation: the plan is its answer.
+        if offer.merchant_reference and _referenced(merchant, offer):
+            return _offered_before(customer, merchant, offer), False
+        raise
+
+
+def _referenced(merchant: User, offer: Offer) -> bool:
+    return Plan.objects.filter(merchant=merchant, merchant_reference=offer.merchant_reference).exists()
 
 
 def _offered_before(customer: User, merchant: User, offer: Offer) -> Plan:
@@ -83,10 +94,8 @@ def _offered_before(customer: User, merchant: User, offer: Offer) -> Plan:
 
 
 def _plan_offer(customer: User, merchant: User, offer: Offer, operator: User | None) -> tuple[Plan, bool]:
-    if offer.merchant_reference:
-        before = Plan.objects.filter(merchant=merchant, merchant_reference=offer.merchant_reference).exists()
-        if before:
-            return _offered_before(customer, merchant, offer), False
+    if offer.merchant_reference and _referenced(merchant, offer):
+        return _offered_before(customer, merchant, offer), False
     if operator is not None:
         terms = {k: v for k, v in offer.__dict__.items() if k != "capture_mode"}
         return plan_create(customer=customer, merchant=merchant, created_by=operator, **terms), True
@@ -120,9 +129,10 @@ def _tell_customer(plan: Plan, merchant: User) -> None:
         f"{shop} offers you {plan.total_amount} {plan.currency} in {plan.installment_count} "
         f"{plan.get_frequency_display().lower()} installments. Review and confirm or decline it: {link}"
     )
-    notifications_queue(
-        items=[(plan.customer_id, Notification.Kind.OFFER, f"plan:{plan.pk}", f"Your offer from {shop}", body)]
-    )
+    # A text message carries the subject alone (events.notifications): the link must be in it,
+    # or the SMS tells the customer of an offer they cannot open.
+    subject = f"Your offer from {shop}: {link}"
+    notifications_queue(items=[(plan.customer_id, Notification.Kind.OFFER, f"plan:{plan.pk}", subject, body)])
 
 
 @transaction.atomic
