@@ -7,6 +7,7 @@ from decimal import Decimal
 from django.conf import settings
 from django.db import connection
 from django.db.models import Prefetch, Q, QuerySet
+from django.utils import timezone
 
 from accounts.models import User
 from bnpl.models import Installment, LateFee, Plan
@@ -179,7 +180,7 @@ SELECT currency, SUM(owed), SUM(reserved) FROM (
   WHERE p.customer_id = %s AND f.status = %s
   UNION ALL
   SELECT p.currency, 0, COALESCE(p.authorized_amount, p.total_amount) FROM bnpl_plan p
-  WHERE p.customer_id = %s AND p.status IN (%s, %s) AND p.id <> %s
+  WHERE p.customer_id = %s AND p.status IN (%s, %s) AND p.expires_at > %s AND p.id <> %s
 ) money GROUP BY currency
 """
 
@@ -187,7 +188,8 @@ SELECT currency, SUM(owed), SUM(reserved) FROM (
 def credit_positions(*, customer: User, excluding_plan_id: int = 0) -> dict[str, CreditPosition]:
     """``customer``'s credit per currency: every currency it owes or reserves in, and the
     default currency. ``excluding_plan_id``: a plan whose own reservation is not counted
-    (the one being confirmed). One query."""
+    (the one being confirmed). An offer or authorization past its time reserves nothing,
+    whether or not the expiry task has run yet. One query."""
     with connection.cursor() as cursor:
         cursor.execute(
             _POSITIONS_SQL,
@@ -198,6 +200,7 @@ def credit_positions(*, customer: User, excluding_plan_id: int = 0) -> dict[str,
                 LateFee.Status.DUE,
                 customer.pk,
                 *OPEN_PLAN_STATUSES,
+                timezone.now(),
                 excluding_plan_id,
             ],
         )

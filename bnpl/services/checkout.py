@@ -26,7 +26,7 @@ from bnpl.errors import (
 from bnpl.event_data import plan_event_data
 from bnpl.models import Plan
 from bnpl.schedule import business_today
-from bnpl.selectors import OPEN_PLAN_STATUSES, plan_get_for_update, plan_installments_loaded
+from bnpl.selectors import OPEN_PLAN_STATUSES, PLAN_FIELDS, plan_get_for_update, plan_installments_loaded
 from bnpl.services.origination import customer_credit_check, plan_activate, plan_create, schedule_minimum_check
 from events.models import Event, Notification
 from events.notifications import notifications_queue
@@ -144,6 +144,8 @@ def plan_confirm(*, plan_id: int, customer: User) -> Plan:
     customer's own figures).
     """
     plan = _pending(plan_id)
+    if plan.customer_id != customer.pk:
+        raise Plan.DoesNotExist(f"Plan {plan_id} is not offered to this customer.")  # the callers scope it first
     customer_credit_check(
         customer=customer, currency=plan.currency, amount=plan.total_amount, plan_id=plan.pk, figures=True
     )
@@ -249,6 +251,7 @@ def _expire_chunk(now: datetime, chunk: int) -> int:
         Plan.objects.select_for_update(skip_locked=True, of=("self",), no_key=True)
         .filter(status__in=OPEN_PLAN_STATUSES, expires_at__lte=now)
         .select_related("customer")
+        .only(*PLAN_FIELDS, "customer__user_id")  # the event names the customer; nothing else of the row is read
         .order_by("expires_at", "id")[:chunk]
     )
     if not plans:
