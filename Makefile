@@ -119,9 +119,10 @@ audit: $(VENV)/.installed-dev
 fuzz: $(VENV)/.installed-dev
 	$(PY) scripts/fuzz_api.py $(FUZZ_ARGS)
 
-# The money simulation (scripts/simulate.py, DESIGN §9): threads race every money operation on
-# a few plans at a time, on a PostgreSQL database of its own (SIMULATE_DATABASE_URL); every
-# invariant must hold after each round. MINUTES=10 runs ten minutes; SEED=n replays a seed.
+# The money simulation (scripts/simulate.py, DESIGN §9): threads race every money operation
+# (offers, confirmations, captures, voids and expiry too) on a few plans at a time, on a
+# PostgreSQL database of its own (SIMULATE_DATABASE_URL); every invariant must hold after
+# each round. MINUTES=10 runs ten minutes; SEED=n replays a seed.
 MINUTES ?= 1
 simulate: $(VENV)/.installed-dev
 	$(PY) scripts/simulate.py --minutes $(MINUTES) $(if $(SEED),--seed $(SEED)) $(SIMULATE_ARGS)

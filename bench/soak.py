@@ -10,20 +10,29 @@ In one run it:
 - registers merchants and customers through the API (their access tokens signed with the
   service's key, as a login would); one customer in six has a card the fake gateway
   declines (ending 0002: ``card_declined``), one in six insufficient funds (9995);
-- for ``--minutes``, ``--clients`` threads send a weighted mix: merchants create plans (a
-  unique Idempotency-Key each; some kept answers are asked again with the same key, which
-  must replay them, or with the same key and another body, which must be refused; a
-  customer refused for its debt may pay what is overdue),
-  customers pay installments and plans, merchants request refunds (some twice with the
+- for ``--minutes``, ``--clients`` threads send a weighted mix: merchants offer plans (a
+  unique Idempotency-Key each, some with manual capture; some kept answers are asked again
+  with the same key, which must replay them, or with the same key and another body, which
+  must be refused; a customer refused for its debt may pay what is overdue), customers
+  confirm offers (ACTIVE, or AUTHORIZED for manual capture) or decline them, merchants
+  capture authorizations (whole, part, or above them: 422) or void them, some offers taken
+  by two clients at once (one gets a 409), some left to lapse; customers pay installments
+  and plans of the plans that became ACTIVE, merchants request refunds (some twice with the
   same transaction_id) and decide them through the signed webhook, reads, and invalid
   requests (each must be a 4xx). Meanwhile a clock thread moves time forward for a share
   of the plans (their dates shift 35 days back, later 8 more, under the plans' row locks
   as the services take them) and runs the overdue sweep with late fees, fanned out to the
-  worker: installments fall due, fees are charged, customers fall into debt and out of it
-  while the traffic goes on;
+  worker, then the expiry task with the clock moved forward (offers made more than a tick
+  ago lapse, and every other tick the authorizations too): installments fall due, fees are
+  charged, customers fall into debt and out of it, offers expire while the traffic goes on;
 - stops the traffic, runs a last sweep, lets the worker drain its queue, stops the servers;
-- runs ``manage.py check_ledger`` (exit 0 wanted) and reconciles: every plan answered 201
-  exists once with its installments and origination entry, and a refused one left none;
+- runs ``manage.py check_ledger`` (exit 0 wanted) and reconciles: every offer answered 201
+  exists once, and a refused one left none; a plan that became ACTIVE has the installments
+  its confirmation or capture answered and one origination entry of its total (a capture's
+  amount), and one never owed (PENDING, AUTHORIZED, DECLINED, EXPIRED, VOIDED) has no
+  installments, entries, payments, fees or refunds; each plan's state is what its confirm,
+  decline, capture and void answers say (each transition answered 200 once at most, a 409
+  only once the plan had left the state asked);
   every payment answered 201 SUCCEEDED with its allocations and one ledger entry, every 402
   left a FAILED payment and no entry, and each plan's installments and fees hold exactly
   what its successful payments paid; a replay returned the first answer and created
@@ -91,7 +100,11 @@ DECLINING_CARDS = {"0002": ("4000000000000002", "card_declined"), "9995": ("4000
 FREQUENCIES = ("WEEKLY", "BIWEEKLY", "MONTHLY")
 # (action, weight): how often a client picks each.
 ACTIONS = (
-    ("plan", 24),
+    ("plan", 24),  # a merchant's offer: PENDING until the customer answers
+    ("confirm", 16),
+    ("decline", 3),
+    ("capture", 6),
+    ("void", 2),
     ("pay_installment", 18),
     ("pay_plan", 10),
     ("refund", 8),
@@ -104,6 +117,7 @@ REPLAY_SHARE, REUSE_SHARE, REPEAT_SHARE = 0.10, 0.03, 0.10
 FIRST_AGE_DAYS, LATER_AGE_DAYS = 35, 8  # past a monthly due date; past the second fee's 7 days
 WRONG_SECRET = "whsec_not_the_merchants"  # noqa: S105 - a signature that must be refused  # nosec B105
 NOT_STORED = {400, 401, 403, 404, 405, 413, 415}  # answers core.idempotency keeps no key for
+OWED = ("ACTIVE", "COMPLETED", "CANCELLED")  # the plan states that are debts (the rest are offers)
 
 
 def parse_args() -> argparse.Namespace:
@@ -165,6 +179,7 @@ class Call:
     replayed: bool
     seconds: float
     original: "Call | None" = None
+    plan_id: int | None = None  # the plan a consent request (confirm, decline, capture, void) is about
 
     @property
     def code(self) -> str:
@@ -192,6 +207,7 @@ class Http:
         kind: str = "ok",
         headers: dict | None = None,
         original: Call | None = None,
+        plan_id: int | None = None,
     ) -> Call:
         data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
         sent_headers = {"Content-Type": "application/json", "Accept": "application/json"}
@@ -217,7 +233,17 @@ class Http:
             answer = content[:200].decode(errors="replace")
         seconds = time.perf_counter() - started
         call = Call(
-            endpoint, kind, status, actor, key, body if raw is None else raw, answer, replayed, seconds, original
+            endpoint,
+            kind,
+            status,
+            actor,
+            key,
+            body if raw is None else raw,
+            answer,
+            replayed,
+            seconds,
+            original,
+            plan_id,
         )
         self.calls.append(call)
         return call
@@ -238,6 +264,17 @@ class PlanRef:
 
 
 @dataclass(slots=True, eq=False)
+class OfferRef:
+    """A plan offered and not yet owed: PENDING, or AUTHORIZED once confirmed with manual capture."""
+
+    id: int
+    customer: Actor
+    merchant: Actor
+    total: Decimal
+    installment_count: int
+
+
+@dataclass(slots=True, eq=False)
 class RefundRef:
     id: int
     transaction_id: str
@@ -254,6 +291,9 @@ class World:
         self.lock = threading.Lock()
         self.plans: list[PlanRef] = []
         self.payable: list[PlanRef] = []  # not known to be closed
+        self.offers: list[OfferRef] = []  # PENDING, as far as the clients know
+        self.authorized: list[OfferRef] = []  # AUTHORIZED, as far as the clients know
+        self.closed: list[OfferRef] = []  # DECLINED or VOIDED: nothing may be paid or refunded on them
         self.pending: list[RefundRef] = []
         self.decided: list[RefundRef] = []
 
@@ -261,6 +301,19 @@ class World:
         with self.lock:
             self.plans.append(plan)
             self.payable.append(plan)
+
+    def take(self, pool: list[OfferRef], rng: random.Random, *, keep: bool = False) -> OfferRef | None:
+        """An offer of ``pool``, taken out of it unless ``keep`` (then another client may answer
+        it too, and one of them gets a 409)."""
+        with self.lock:
+            if not pool:
+                return None
+            index = rng.randrange(len(pool))
+            return pool[index] if keep else pool.pop(index)
+
+    def put(self, pool: list[OfferRef], offer: OfferRef) -> None:
+        with self.lock:
+            pool.append(offer)
 
     def any_plan(self, rng: random.Random, *, payable: bool = False) -> PlanRef | None:
         with self.lock:
@@ -297,6 +350,9 @@ class World:
 # --- The traffic ---------------------------------------------------------------------------------
 
 PLANS, PLAN = "POST /api/v1/plans/", "GET /api/v1/plans/{id}/"
+CONFIRM, DECLINE = "POST /api/v1/plans/{id}/confirm/", "POST /api/v1/plans/{id}/decline/"
+CAPTURE, VOID = "POST /api/v1/plans/{id}/capture/", "POST /api/v1/plans/{id}/void/"
+CONSENT = (CONFIRM, DECLINE, CAPTURE, VOID)
 PAY_INSTALLMENT, PAY_PLAN = "POST /api/v1/installments/{id}/pay/", "POST /api/v1/plans/{id}/pay/"
 REFUNDS, REFUND, WEBHOOK = "POST /api/v1/refunds/", "GET /api/v1/refunds/{id}/", "POST /webhook/refund-status/"
 
@@ -324,11 +380,14 @@ class Traffic:
             "frequency": rng.choice(FREQUENCIES),
             "merchant_reference": key,
         }
+        if rng.random() < 0.35:
+            body["capture_mode"] = "manual"
         call = self.http.send(PLANS, "POST", "/api/v1/plans/", actor=merchant, body=body, key=key)
         if call.status == 201:
-            amounts = {i["id"]: Decimal(i["amount_due"]) for i in call.answer["installments"]}
-            plan = PlanRef(call.answer["id"], customer, merchant, Decimal(body["total_amount"]), amounts, list(amounts))
-            self.world.add_plan(plan)
+            offer = OfferRef(
+                call.answer["id"], customer, merchant, Decimal(body["total_amount"]), body["installment_count"]
+            )
+            self.world.put(self.world.offers, offer)
         elif call.code == "debt_user_forbidden" and rng.random() < 0.5:
             self.settle_debt(rng, customer)
         # Only a kept answer is replayed, or refuses the key with another body: after a refusal
@@ -345,6 +404,73 @@ class Traffic:
             self.http.send(
                 PLANS, "POST", "/api/v1/plans/", actor=merchant, body=other, key=key, kind="reuse", original=call
             )
+
+    # Consent: the customer confirms or declines, the merchant captures or voids ---------------
+
+    def confirm(self, rng: random.Random) -> None:
+        offer = self.world.take(self.world.offers, rng, keep=rng.random() < 0.15)
+        if offer is None:
+            return
+        call = self._consent(rng, CONFIRM, "confirm", offer, offer.customer)
+        if call.status == 200 and call.answer["status"] == "ACTIVE":
+            self._owed(offer, call)
+        elif call.status == 200 and call.answer["status"] == "AUTHORIZED":
+            self.world.put(self.world.authorized, offer)
+        elif call.code == "debt_user_forbidden":
+            # It may settle its debt, and the offer is still open until it lapses.
+            if rng.random() < 0.5:
+                self.settle_debt(rng, offer.customer)
+            self.world.put(self.world.offers, offer)
+
+    def decline(self, rng: random.Random) -> None:
+        offer = self.world.take(self.world.offers, rng, keep=rng.random() < 0.15)
+        if offer is not None and self._consent(rng, DECLINE, "decline", offer, offer.customer).status == 200:
+            self.world.put(self.world.closed, offer)
+
+    def capture(self, rng: random.Random) -> None:
+        offer = self.world.take(self.world.authorized, rng, keep=rng.random() < 0.1)
+        if offer is None:
+            return
+        roll, body = rng.random(), {}
+        if roll < 0.1:
+            body = {"amount": money(cents(offer.total) + 1)}  # above the authorization: 422
+        elif roll < 0.4:
+            body = {"amount": money(rng.randint(offer.installment_count, cents(offer.total)))}
+        call = self._consent(rng, CAPTURE, "capture", offer, offer.merchant, body)
+        if call.status == 200:
+            self._owed(offer, call)
+        elif call.code == "capture_exceeds_authorized":
+            self.world.put(self.world.authorized, offer)
+
+    def void(self, rng: random.Random) -> None:
+        offer = self.world.take(self.world.authorized, rng)
+        if offer is not None and self._consent(rng, VOID, "void", offer, offer.merchant).status == 200:
+            self.world.put(self.world.closed, offer)
+
+    def _consent(
+        self, rng: random.Random, endpoint: str, verb: str, offer: OfferRef, actor: Actor, body: dict | None = None
+    ) -> Call:
+        path, key = f"/api/v1/plans/{offer.id}/{verb}/", self.key(verb)
+        call = self.http.send(endpoint, "POST", path, actor=actor, body=body or {}, key=key, plan_id=offer.id)
+        if call.status not in NOT_STORED and rng.random() < REPLAY_SHARE / 2:
+            self.http.send(
+                endpoint,
+                "POST",
+                path,
+                actor=actor,
+                body=body or {},
+                key=key,
+                kind="replay",
+                original=call,
+                plan_id=offer.id,
+            )
+        return call
+
+    def _owed(self, offer: OfferRef, call: Call) -> None:
+        """The plan became ACTIVE: payable, refundable, aged by the clock."""
+        amounts = {i["id"]: Decimal(i["amount_due"]) for i in call.answer["installments"]}
+        total = Decimal(call.answer["total_amount"])
+        self.world.add_plan(PlanRef(offer.id, offer.customer, offer.merchant, total, amounts, list(amounts)))
 
     # Payments ------------------------------------------------------------------------------
 
@@ -530,6 +656,35 @@ class Traffic:
                 cases.append(
                     (REFUNDS, "/api/v1/refunds/", other, {"plan_id": plan.id, "transaction_id": "x", "amount": "1.00"})
                 )
+        offer = self.world.take(self.world.offers, rng, keep=True)
+        if offer is not None:
+            # Whatever state the offer is in by now: someone else's (404), the wrong role (403),
+            # or a body that is not a capture (400).
+            other = next((m for m in self.merchants if m is not offer.merchant), None)
+            cases += [
+                (CONFIRM, f"/api/v1/plans/{offer.id}/confirm/", self._other(offer.customer), {}),
+                (DECLINE, f"/api/v1/plans/{offer.id}/decline/", self._other(offer.customer), {}),
+                (CONFIRM, f"/api/v1/plans/{offer.id}/confirm/", offer.merchant, {}),
+                (CAPTURE, f"/api/v1/plans/{offer.id}/capture/", offer.customer, {}),
+                (CAPTURE, f"/api/v1/plans/{offer.id}/capture/", offer.merchant, {"amount": "-1.00"}),
+                (CAPTURE, f"/api/v1/plans/{offer.id}/capture/", offer.merchant, {"amount": "1.001"}),
+                *([(VOID, f"/api/v1/plans/{offer.id}/void/", other, {})] if other else []),
+            ]
+        closed = self.world.take(self.world.closed, rng, keep=True)
+        if closed is not None:
+            # Declined or voided: nothing is owed, so nothing may be paid or refunded (409).
+            cases += [
+                (PAY_PLAN, f"/api/v1/plans/{closed.id}/pay/", closed.customer, {"amount": "1.00"}),
+                (
+                    REFUNDS,
+                    "/api/v1/refunds/",
+                    closed.merchant,
+                    {"plan_id": closed.id, "transaction_id": self.key("rf-closed"), "amount": "1.00"},
+                ),
+                (CONFIRM, f"/api/v1/plans/{closed.id}/confirm/", closed.customer, {}),
+                (CAPTURE, f"/api/v1/plans/{closed.id}/capture/", closed.merchant, {}),
+                (VOID, f"/api/v1/plans/{closed.id}/void/", closed.merchant, {}),
+            ]
         webhooks = ["signature", "stale", "unknown refund", "bad status", "not json", "unknown merchant"]
         pick = rng.randrange(len(cases) + len(webhooks) + 3)
         if pick < len(cases):
@@ -610,7 +765,7 @@ class Clock(threading.Thread):
         self.world, self.args, self.failures = world, args, failures
         self.rng = random.Random(args.seed * 7919)  # noqa: S311 - which plans age, not a secret  # nosec B311
         self.stop_event = threading.Event()
-        self.ticks = self.aged = 0
+        self.ticks = self.aged = self.expired = 0
 
     def run(self) -> None:
         from django.db import connection
@@ -619,6 +774,7 @@ class Clock(threading.Thread):
             while not self.stop_event.wait(self.args.sweep_seconds):
                 self.aged += self.age(self.world.to_age(self.rng, self.args.age_share))
                 self.sweep()
+                self.expire()
                 self.ticks += 1
         except Exception:
             self.failures.append(f"clock:\n{traceback.format_exc()}")
@@ -655,6 +811,20 @@ class Clock(threading.Thread):
                 plan.aged += plan.id in ids
             aged += len(ids)
         return aged
+
+    def expire(self) -> None:
+        """The expiry task's run on a clock moved forward: the offers made more than a tick
+        ago lapse (their checkout time is over), and every other tick the authorizations
+        confirmed more than a tick ago too, while the clients go on confirming and capturing."""
+        from django.conf import settings
+        from django.utils import timezone
+
+        from bnpl.services.checkout import plans_expire
+
+        ahead = timedelta(minutes=settings.BNPL_CHECKOUT_TTL_MINUTES)
+        if self.ticks % 2:
+            ahead = timedelta(days=settings.BNPL_AUTHORIZATION_DAYS)
+        self.expired += plans_expire(now=timezone.now() + ahead - timedelta(seconds=self.args.sweep_seconds))
 
     def sweep(self, timeout: float = 300) -> None:
         """One sweep run, fanned out to the worker, waited for until it is closed."""
@@ -798,6 +968,7 @@ class Reconciliation:
         books = Books(self.merchants, self.merchants + self.customers)
         self.answers()
         self.plans(books)
+        self.consent(books)
         self.replays(books)
         self.payments(books)
         self.refunds(books)
@@ -814,34 +985,112 @@ class Reconciliation:
                 self.check("invalid request -> 4xx", ok, f"{call.endpoint} {call.status} {call.sent}")
 
     def plans(self, books: Books) -> None:
-        """A 201 plan exists once with the installments answered and one origination entry of
-        its total; a refused one left no plan; no plan exists that was not answered 201."""
+        """A 201 offer exists once, PENDING as answered with its terms; a refused one left no
+        plan; no plan exists that was not answered 201. A plan owed now has the installments
+        its activation (a confirmation, or a capture) answered and one origination entry of its
+        total; a plan not owed has no installments, entries, payments, fees or refunds."""
         created = self.originals(PLANS)
+        activations = self.activations()
         for call in created:
             if call.status != 201:
                 self.check("plan refused: none created", books.by_reference[call.key] == 0, f"{call.status} {call.key}")
                 continue
             plan = books.plans.get(call.answer["id"])
-            rows = sorted(books.installments.get(call.answer["id"], []), key=lambda i: i.sequence)
             ok = (
                 plan is not None
                 and books.by_reference[call.key] == 1
                 and plan.merchant_reference == call.key
                 and plan.customer.user_id == call.sent["user_id"]
-                and plan.total_amount == Decimal(call.sent["total_amount"])
-                and [i.pk for i in rows] == [i["id"] for i in call.answer["installments"]]
-                and len(rows) == call.sent["installment_count"]
-                and sum(Decimal(i["amount_due"]) for i in call.answer["installments"]) == plan.total_amount
-                and books.originations[plan.pk] == 1
-                and books.originated.get(plan.pk) == plan.total_amount
+                and plan.authorized_amount == Decimal(call.sent["total_amount"])
+                and plan.capture_mode == call.sent.get("capture_mode", "automatic")
+                and call.answer["status"] == "PENDING"
+                and not call.answer["installments"]
+                and len(call.answer["schedule"]) == call.sent["installment_count"]
             )
-            self.check("plan answered 201: exists once, installments, origination entry", ok, f"{call.answer}")
+            self.check("plan answered 201: an offer, PENDING, exists once", ok, f"{call.answer}")
+            if plan is None:
+                continue
+            rows = sorted(books.installments.get(plan.pk, []), key=lambda i: i.sequence)
+            if plan.status in OWED:
+                answer = activations[plan.pk].answer if plan.pk in activations else {"installments": []}
+                ok = (
+                    [i.pk for i in rows] == [i["id"] for i in answer["installments"]]
+                    and len(rows) == plan.installment_count
+                    and sum(Decimal(i["amount_due"]) for i in answer["installments"]) == plan.total_amount
+                    and plan.total_amount <= plan.authorized_amount
+                    and books.originations[plan.pk] == 1
+                    and books.originated.get(plan.pk) == plan.total_amount
+                )
+                self.check("plan owed: the installments answered, one origination entry", ok, f"plan {plan.pk}")
+            else:
+                ok = not rows and not books.originations[plan.pk] and not books.fees.get(plan.pk)
+                ok = ok and not any(p.plan_id == plan.pk for p in books.payments.values())
+                ok = ok and not any(r.plan_id == plan.pk for r in books.refunds.values())
+                what = "plan not owed (an open or closed offer): nothing scheduled, posted, paid or refunded"
+                self.check(what, ok, f"plan {plan.pk} {plan.status}")
         answered = sum(c.status == 201 for c in created)
         self.check(
             "plans in the database = plans answered 201",
             len(books.plans) == answered,
             f"{len(books.plans)} in the database, {answered} answered 201",
         )
+
+    def activations(self) -> dict[int, Call]:
+        """Per plan, the answer that made it ACTIVE: a confirmation (automatic capture) or a capture."""
+        return {
+            call.plan_id: call
+            for call in self.originals(CONFIRM) + self.originals(CAPTURE)
+            if call.status == 200 and call.answer["status"] == "ACTIVE"
+        }
+
+    def consent(self, books: Books) -> None:
+        """Each plan's state is what the answers to its confirm, decline, capture and void say:
+        each transition answered 200 once at most, and only the one the state came through; a
+        409 only once the plan had left the state it asked for; no offer left PENDING or
+        AUTHORIZED that an answer moved on."""
+        wins: dict[int, Counter] = defaultdict(Counter)
+        for call in self.calls:
+            if call.endpoint in CONSENT and call.kind == "ok":
+                if call.status == 200:
+                    wins[call.plan_id][call.endpoint] += 1
+                elif call.status == 409:
+                    plan = books.plans.get(call.plan_id)
+                    asked = "PENDING" if call.endpoint in (CONFIRM, DECLINE) else "AUTHORIZED"
+                    ok = plan is not None and plan.status != asked and call.answer.get("plan_status") != asked
+                    self.check("consent refused 409: the plan had left the state asked", ok, f"{call.answer}")
+                elif call.code == "capture_exceeds_authorized":
+                    plan = books.plans.get(call.plan_id)
+                    ok = plan is not None and Decimal(call.sent["amount"]) > plan.authorized_amount
+                    self.check("capture refused 422: above the authorization", ok, f"{call.sent} {call.answer}")
+        captured = {c.plan_id: c for c in self.originals(CAPTURE) if c.status == 200 and c.kind == "ok"}
+        for plan_id, plan in books.plans.items():
+            got = wins.get(plan_id, Counter())
+            manual = plan.capture_mode == "manual"
+            if plan.status in OWED:
+                wanted = Counter({CONFIRM: 1, CAPTURE: 1} if manual else {CONFIRM: 1})
+            elif plan.status == "AUTHORIZED":
+                wanted = Counter({CONFIRM: 1})
+            elif plan.status == "VOIDED":
+                wanted = Counter({CONFIRM: 1, VOID: 1})
+            elif plan.status == "DECLINED":
+                wanted = Counter({DECLINE: 1})
+            elif plan.status == "EXPIRED":
+                # An offer that lapsed, or an authorization that did (confirmed, then nothing).
+                wanted = Counter({CONFIRM: 1}) if manual and plan.confirmed_at else Counter()
+            else:
+                wanted = Counter()
+            self.check(
+                "plan's state = its transitions answered 200, once each",
+                got == wanted and (plan.confirmed_at is not None) == bool(got[CONFIRM]),
+                f"plan {plan_id} {plan.status} ({plan.capture_mode}): {dict(got)}",
+            )
+            call = captured.get(plan_id)
+            if call is not None:
+                asked = Decimal(call.sent["amount"]) if call.sent.get("amount") else plan.authorized_amount
+                ok = plan.total_amount == asked == Decimal(call.answer["total_amount"])
+                self.check("capture answered 200: the plan's total is what was captured", ok, f"plan {plan_id}")
+        statuses = Counter(p.status for p in books.plans.values())
+        self.totals |= {f"plans {status}": n for status, n in sorted(statuses.items())}
 
     def replays(self, books: Books) -> None:
         """A replay got the first answer, marked replayed, and made nothing;
@@ -1011,9 +1260,8 @@ class Reconciliation:
             if refund.status == Refund.Status.APPROVED:
                 applied[refund.plan_id] += refund.applied_amount
         at_creation = {
-            c.answer["id"]: sum((Decimal(i["amount_due"]) for i in c.answer["installments"]), Decimal(0))
-            for c in self.originals(PLANS)
-            if c.status == 201
+            plan_id: sum((Decimal(i["amount_due"]) for i in call.answer["installments"]), Decimal(0))
+            for plan_id, call in self.activations().items()
         }
         for plan_id in books.plans:
             now = sum((i.amount_due for i in books.installments[plan_id]), Decimal(0))
@@ -1218,7 +1466,9 @@ def main() -> int:
     for log_name, lines in logs.items():
         failures += [f"{log_name}: {line[:300]}" for line in lines[:10]]
     extra = {
-        "clock ticks (ageing and a sweep each, plus the last sweep)": f"{clock.ticks} (+1), {clock.aged} plans aged",
+        "clock ticks (ageing, a sweep and an expiry run each, plus the last sweep)": (
+            f"{clock.ticks} (+1), {clock.aged} plans aged, {clock.expired} offers and authorizations expired"
+        ),
         "log lines at ERROR": ", ".join(f"{n}: {len(lines)}" for n, lines in logs.items()),
     }
     if failures:

@@ -4,22 +4,33 @@ service has on a few plans at a time, and after each round every invariant must 
 
 Each round draws, from one seeded generator, a list of operations on a handful of "hot"
 plans and their customers (so that different operations meet on the same plan): plan
-creation; installment payments, plan payments (partial, or everything: early payoff),
-with credit spent first; refunds requested (paid back to the card or to credit), approved
-and rejected by an operator and by the merchant's signed webhook; late-fee waivers; the
-overdue sweep with late fees; autopay runs; reconciliation and retries of pending
-payments. The operations are shared out to ``--threads`` threads, released together.
-The card network is a stand-in that takes a few milliseconds, declines some charges,
-and times out on others (before or after it took the money), deterministically by the
-charge's key and the seed.
+creation by the back office (ACTIVE at once); merchants' offers (PENDING, automatic or
+manual capture, some retried with the same reference), the customers' confirmations and
+refusals of them (on a few "hot" offers, mostly of the hot plans' customers, so that they
+race each other, the expiry and those customers' payments and refunds), the merchants'
+captures (whole or part) and voids of the authorizations, and expiry runs on a simulated
+clock that cuts through the open offers and authorizations; installment payments, plan
+payments (partial, or everything: early payoff), with credit spent first; refunds
+requested (paid back to the card or to credit), approved and rejected by an operator and
+by the merchant's signed webhook; late-fee waivers; the overdue sweep with late fees;
+autopay runs; reconciliation and retries of pending payments. The operations are shared
+out to ``--threads`` threads, released together. The card network is a stand-in that takes
+a few milliseconds, declines some charges, and times out on others (before or after it
+took the money), deterministically by the charge's key and the seed.
 
 After each round pending payments are finished (reconciliation, with the same keys), then
 ``check_ledger``'s invariants must hold, and the network's own records must agree with the
 books: every capture is one succeeded payment's, with its amount; every refund sent to a
-card is one refund's payout, paid once; and per plan, what went back to the customer
+card is one refund's payout, paid once; per plan, what went back to the customer
 (card refunds, credit granted) is never more than what the network and the customer's
-credit brought in. On a breach it prints the seed, the round and its operations and exits
-1; ``--seed`` with the same value replays the same operations (the interleaving is the
+credit brought in; and the consent states hold (``consent_breaches``): a plan nobody owes
+(PENDING, AUTHORIZED, DECLINED, EXPIRED, VOIDED) has no installments, entries, payments,
+refunds or fees; an owed one has one origination entry and installments summing to its
+total less its refunds; nothing is captured above its authorization; each transition
+happened once (its event); and no customer's unpaid principal and reservations exceed its
+credit limit (the limits are fixed here, so every credit decision must have fitted).
+On a breach it prints the seed, the round and its operations and exits 1;
+``--seed`` with the same value replays the same operations (the interleaving is the
 threads' own).
 
     python scripts/simulate.py --minutes 10           # make simulate MINUTES=10
@@ -34,11 +45,12 @@ import hashlib
 import json
 import os
 import random
+import re
 import sys
 import threading
 import time
 import traceback
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from decimal import Decimal
@@ -49,7 +61,13 @@ sys.path.insert(0, str(ROOT))
 
 OPERATIONS = {
     # name: weight in the mix
-    "plan": 3,
+    "plan": 3,  # the back office: ACTIVE at once
+    "offer": 4,  # a merchant's offer: PENDING
+    "confirm": 4,
+    "decline": 1,
+    "capture": 2,
+    "void": 1,
+    "expire": 1,
     "pay_installment": 6,
     "pay_plan": 5,
     "pay_off": 2,
@@ -72,6 +90,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=6)
     parser.add_argument("--operations", type=int, default=24, help="operations per round")
     parser.add_argument("--hot-plans", type=int, default=3, help="plans each round's operations aim at")
+    parser.add_argument(
+        "--hot-offers", type=int, default=3, help="offers and authorizations each round's consent operations aim at"
+    )
     parser.add_argument(
         "--without",
         default="",
@@ -224,6 +245,14 @@ class Round:
     number: int
     plan_ids: list[int]
     operations: list[Operation] = field(default_factory=list)
+    # The hot offers (PENDING) and authorizations (AUTHORIZED) the consent operations aim at.
+    pending_ids: list[int] = field(default_factory=list)
+    authorized_ids: list[int] = field(default_factory=list)
+
+
+# Fixed for the run: tight enough that offers, confirmations and back-office plans are refused
+# for credit, so that the limit invariant has something to hold.
+CREDIT_LIMITS = (Decimal("800.00"), Decimal("2000.00"), Decimal("100000.00"))
 
 
 def make_world(rng: random.Random) -> World:
@@ -237,7 +266,7 @@ def make_world(rng: random.Random) -> World:
             role=role,
             email=f"sim-{role.lower()}-{n}@example.com",
             phone_number=f"+99899{n:07d}",
-            credit_limit=Decimal("100000.00"),
+            credit_limit=CREDIT_LIMITS[n % len(CREDIT_LIMITS)],
             card_first6="411111" if card else "",
             card_last4=card,
             card_token=f"tok_sim_{role.lower()}_{n}" if card else "",
@@ -255,8 +284,19 @@ def draw_round(rng: random.Random, number: int, world: World, args) -> Round:
     """The round's operations, from the generator alone; new plans first, on the hot slots."""
     from bnpl.models import Plan
 
-    open_plans = list(Plan.objects.filter(status=Plan.Status.ACTIVE).order_by("id").values_list("id", flat=True))
-    hot = rng.sample(open_plans, min(len(open_plans), args.hot_plans)) if open_plans else []
+    active = list(Plan.objects.filter(status=Plan.Status.ACTIVE).order_by("id").values_list("id", flat=True))
+    hot = rng.sample(active, min(len(active), args.hot_plans)) if active else []
+    hot_customers = set(Plan.objects.filter(pk__in=hot).values_list("customer_id", flat=True))
+    offers = {}
+    for status in (Plan.Status.PENDING, Plan.Status.AUTHORIZED):
+        # The hot plans' customers' offers first: their confirmations race those customers'
+        # payments and refunds, and the credit check counts what those change.
+        rows = list(Plan.objects.filter(status=status).order_by("id").values_list("id", "customer_id"))
+        near = [pk for pk, customer in rows if customer in hot_customers]
+        far = [pk for pk, customer in rows if customer not in hot_customers]
+        chosen = rng.sample(near, min(len(near), args.hot_offers))
+        chosen += rng.sample(far, min(len(far), args.hot_offers - len(chosen)))
+        offers[status] = chosen
     kinds, weights = zip(*args.mix.items(), strict=True)
     operations = [
         Operation(
@@ -264,7 +304,13 @@ def draw_round(rng: random.Random, number: int, world: World, args) -> Round:
         )
         for _ in range(args.operations)
     ]
-    return Round(number=number, plan_ids=hot, operations=operations)
+    return Round(
+        number=number,
+        plan_ids=hot,
+        operations=operations,
+        pending_ids=offers[Plan.Status.PENDING],
+        authorized_ids=offers[Plan.Status.AUTHORIZED],
+    )
 
 
 def cents(value: float, top: Decimal) -> Decimal:
@@ -287,6 +333,11 @@ def run_operation(operation: Operation, round_: Round, world: World) -> str:
     from refunds.services import refund_decide, refund_request
 
     a, b, c = operation.picks
+    if operation.kind in CONSENT:
+        try:
+            return consent_operation(operation, round_, world)
+        except DomainError as refused:
+            return f"refused {refused.status_code} {refused.code}"
     plan = None
     if round_.plan_ids:
         plan = Plan.objects.filter(pk=round_.plan_ids[operation.plan_slot % len(round_.plan_ids)]).first()
@@ -361,6 +412,97 @@ def run_operation(operation: Operation, round_: Round, world: World) -> str:
         return "gateway timed out: pending"
     except DomainError as refused:
         return f"refused {refused.status_code} {refused.code}"
+
+
+CONSENT = ("offer", "confirm", "decline", "capture", "void", "expire")
+
+
+def consent_operation(operation: Operation, round_: Round, world: World) -> str:
+    """A consent operation: a merchant's offer, the customer's answer to it, the merchant's
+    capture or void, or an expiry run on the simulated clock. Refusals propagate."""
+    from django.utils import timezone
+
+    from bnpl.models import Plan
+    from bnpl.services.checkout import plan_capture, plan_confirm, plan_decline, plan_void, plans_expire
+
+    a, b, c = operation.picks
+    if operation.kind == "offer":
+        return offer(operation, round_, world)
+    if operation.kind == "expire":
+        # The simulated clock: at the expiry of the open plan at quantile ``a`` (everything
+        # up to it lapses, the rest stays open), now and then beyond them all.
+        deadlines = sorted(
+            Plan.objects.filter(status__in=(Plan.Status.PENDING, Plan.Status.AUTHORIZED)).values_list(
+                "expires_at", flat=True
+            )
+        )
+        if not deadlines:
+            return "nothing open to expire"
+        now = deadlines[-1] + timedelta(days=1) if b < 0.1 else deadlines[int(a * len(deadlines))]
+        return f"expired {plans_expire(now=now, chunk=1 + int(c * 4))} (clock at +{now - timezone.now()})"
+    targets = round_.pending_ids if operation.kind in ("confirm", "decline") else round_.authorized_ids
+    if not targets:
+        return f"no plan to {operation.kind}"
+    plan_id = targets[operation.plan_slot % len(targets)]
+    if operation.kind == "confirm":
+        customer = Plan.objects.select_related("customer").get(pk=plan_id).customer
+        plan = plan_confirm(plan_id=plan_id, customer=customer)
+        return f"plan {plan_id} confirmed: {plan.status}"
+    if operation.kind == "decline":
+        return f"plan {plan_id} {plan_decline(plan_id=plan_id).status}"
+    if operation.kind == "void":
+        return f"plan {plan_id} {plan_void(plan_id=plan_id).status}"
+    authorized = Plan.objects.get(pk=plan_id).authorized_amount
+    # Whole, part, or (now and then) a cent more than was authorized (422).
+    amount = None if a < 0.5 else (authorized + Decimal("0.01") if b < 0.1 else cents(b, authorized))
+    plan = plan_capture(plan_id=plan_id, amount=amount)
+    return f"plan {plan_id} captured {plan.total_amount} of {authorized}: {plan.status}"
+
+
+def offer(operation: Operation, round_: Round, world: World) -> str:
+    """A merchant's offer, mostly to a hot plan's customer (unless it is in debt); one in
+    four under a reference shared by the round's offers of that slot, with the same terms (a
+    merchant's retry: the racing offers make one plan), the others under a reference of
+    their own or none."""
+    from accounts.models import User
+    from bnpl.models import Plan
+    from bnpl.services.checkout import Offer, plan_offer
+
+    a, b, c = operation.picks
+    hot_customers = list(Plan.objects.filter(pk__in=round_.plan_ids).values_list("customer_id", flat=True))
+    debtors = set(User.objects.filter(status=User.Status.DEBT_USER).values_list("pk", flat=True))
+    by_pk = {customer.pk: customer for customer in world.customers}
+    slot = operation.plan_slot
+    if c < 0.25:
+        customer = by_pk[hot_customers[slot % len(hot_customers)]] if hot_customers else world.customers[slot]
+        merchant = world.merchants[slot % len(world.merchants)]
+        terms = Offer(
+            total_amount=Decimal(40 + 10 * slot + round_.number % 7),
+            installment_count=2 + slot,
+            merchant_reference=f"sim-{round_.number}-slot-{slot}",
+            capture_mode=Plan.CaptureMode.MANUAL if round_.number % 2 else Plan.CaptureMode.AUTOMATIC,
+        )
+    else:
+        near = hot_customers and a < 0.6
+        customer = (
+            by_pk[hot_customers[slot % len(hot_customers)]]
+            if near
+            else world.customers[int(c * 97) % len(world.customers)]
+        )
+        merchant = world.merchants[int(b * len(world.merchants))]
+        terms = Offer(
+            total_amount=cents(a, Decimal("600.00")) + Decimal("10.00"),
+            installment_count=2 + int(a * 5),
+            merchant_reference="" if c < 0.4 else f"sim-{round_.number}-{int(a * 1e9)}",
+            capture_mode=Plan.CaptureMode.MANUAL if b < 0.4 else Plan.CaptureMode.AUTOMATIC,
+        )
+    if c >= 0.25 and customer.pk in debtors:
+        # Most offers go to someone who may take them: a customer in debt is refused (403)
+        # whatever it is offered, and the confirmations would have nothing to race on.
+        free = [candidate for candidate in world.customers if candidate.pk not in debtors]
+        customer = free[int(a * len(free))] if free else customer
+    plan, created = plan_offer(customer=customer, merchant=merchant, offer=terms)
+    return f"plan {plan.pk} {'offered' if created else 'offered before'} ({terms.capture_mode}, {plan.status})"
 
 
 def webhook(merchant, transaction_id: str, status: str) -> str:
@@ -491,6 +633,128 @@ def breaches() -> list[str]:
     return found
 
 
+NOT_OWED = ("PENDING", "AUTHORIZED", "DECLINED", "EXPIRED", "VOIDED")
+OWED = ("ACTIVE", "COMPLETED", "CANCELLED")
+# The event of each end an offer can reach without being owed.
+STATE_EVENTS = {"DECLINED": "plan.declined", "EXPIRED": "plan.expired", "VOIDED": "plan.voided"}
+
+
+def consent_breaches() -> list[str]:
+    """The consent states' invariants (see the module's docstring), on every plan."""
+    from django.db.models import Count, F, Sum
+
+    from accounts.models import User
+    from bnpl.models import Installment, LateFee, Plan
+    from bnpl.selectors import OPEN_STATUSES
+    from events.models import Event
+    from ledger.models import JournalEntry, Posting
+    from payments.models import Payment
+    from refunds.models import Refund
+
+    found = []
+    for model, label in (
+        (Installment, "installments"),
+        (JournalEntry, "ledger entries"),
+        (Posting, "postings"),
+        (Payment, "payments"),
+        (Refund, "refunds"),
+        (LateFee, "late fees"),
+    ):
+        rows = (
+            model.objects.filter(plan__status__in=NOT_OWED)
+            .values("plan_id", "plan__status")
+            .annotate(n=Count("pk"))
+            .order_by("plan_id")
+        )
+        for row in rows[:10]:
+            found.append(f"plan {row['plan_id']} is {row['plan__status']} and has {row['n']} {label}")
+    owed = dict(Plan.objects.filter(status__in=OWED).values_list("pk", "total_amount"))
+    originations = Counter(
+        JournalEntry.objects.filter(kind=JournalEntry.Kind.ORIGINATION, plan_id__in=list(owed)).values_list(
+            "plan_id", flat=True
+        )
+    )
+    scheduled = dict(
+        Installment.objects.filter(plan_id__in=list(owed))
+        .values("plan_id")
+        .annotate(total=Sum("amount_due"))
+        .values_list("plan_id", "total")
+    )
+    refunded = dict(
+        Refund.objects.filter(plan_id__in=list(owed), applied_amount__gt=0)
+        .values("plan_id")
+        .annotate(total=Sum("applied_amount"))
+        .values_list("plan_id", "total")
+    )
+    for plan_id, total in sorted(owed.items()):
+        if originations[plan_id] != 1:
+            found.append(f"plan {plan_id} is owed and has {originations[plan_id]} origination entries")
+        lowered = refunded.get(plan_id, Decimal(0))
+        if scheduled.get(plan_id, Decimal(0)) + lowered != total:
+            found.append(
+                f"plan {plan_id}: installments {scheduled.get(plan_id, 0)} + refunds applied {lowered} != total {total}"
+            )
+    for pk, total, authorized in Plan.objects.exclude(total_amount__lte=F("authorized_amount")).values_list(
+        "pk", "total_amount", "authorized_amount"
+    ):
+        found.append(f"plan {pk}: total {total} above its authorized amount {authorized}")
+    for pk, status in Plan.objects.filter(status="PENDING", checkout_token__isnull=True).values_list("pk", "status"):
+        found.append(f"plan {pk} is {status} without a checkout token")
+    for pk, status in (
+        Plan.objects.exclude(status="PENDING").filter(checkout_token__isnull=False).values_list("pk", "status")
+    ):
+        found.append(f"plan {pk} is {status} and still has a checkout token")
+    for pk, status in Plan.objects.filter(status__in=OWED, activated_at__isnull=True).values_list("pk", "status"):
+        found.append(f"plan {pk} is {status} and was never activated")
+    # Each transition happened once: an offer has its plan.pending event once, plan.confirmed
+    # once when it was confirmed, the event of the end it reached once, and no other; a plan
+    # of the back office has none of them.
+    consent_types = ("plan.pending", "plan.confirmed", "plan.declined", "plan.expired", "plan.captured", "plan.voided")
+    events = Counter(Event.objects.filter(type__in=consent_types).values_list("data__plan_id", "type"))
+    offered = {plan_id for plan_id, kind in events if kind == "plan.pending"}
+    for pk, status, mode, confirmed in Plan.objects.values_list("pk", "status", "capture_mode", "confirmed_at"):
+        got = {kind: events[(pk, kind)] for kind in consent_types if events[(pk, kind)]}
+        wanted = {}
+        if pk in offered:
+            wanted = {"plan.pending": 1, "plan.confirmed": int(confirmed is not None)}
+            wanted[STATE_EVENTS.get(status, "")] = 1
+            wanted["plan.captured"] = int(mode == "manual" and status in OWED)
+            wanted = {kind: n for kind, n in wanted.items() if kind in consent_types and n}
+            if status in OWED and confirmed is None:
+                found.append(f"plan {pk} is {status}, offered, and never confirmed")
+        if got != wanted:
+            found.append(f"plan {pk} ({status}, {mode}): consent events {got}, wanted {wanted}")
+    # Credit: unpaid principal and reservations within the (fixed) limit, per currency.
+    limits = dict(User.objects.filter(role=User.Role.CUSTOMER).values_list("pk", "credit_limit"))
+    used: dict[tuple[int, str], Decimal] = defaultdict(Decimal)
+    for customer, currency, owed_amount in (
+        Installment.objects.filter(status__in=OPEN_STATUSES)
+        .values("customer_id", "plan__currency")
+        .annotate(total=Sum(F("amount_due") - F("amount_paid")))
+        .values_list("customer_id", "plan__currency", "total")
+    ):
+        used[(customer, currency)] += owed_amount
+    for customer, currency, reserved in (
+        Plan.objects.filter(status__in=("PENDING", "AUTHORIZED"))
+        .values("customer_id", "currency")
+        .annotate(total=Sum("authorized_amount"))
+        .values_list("customer_id", "currency", "total")
+    ):
+        used[(customer, currency)] += reserved
+    for (customer, currency), amount in sorted(used.items()):
+        if amount > limits[customer]:
+            found.append(
+                f"customer {customer}: {amount} {currency} owed and reserved, above its limit {limits[customer]}"
+            )
+    return found
+
+
+def outcome_class(outcome: str) -> str:
+    """An outcome without its ids and amounts, to count outcomes alike together."""
+    words = re.sub(r"\(clock at [^)]*\)", "", outcome)
+    return " ".join(re.sub(r"(?<!refused )(?<![\w.])-?\d[\d.,:]*", "#", words).split())
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     setup_django(args.database_url)
@@ -505,18 +769,21 @@ def main(argv=None) -> int:
     started = time.monotonic()
     deadline = started + args.minutes * 60 if args.minutes else None
     number, operations, kinds = 0, 0, defaultdict(int)
+    outcomes: dict[str, Counter] = defaultdict(Counter)
     while (args.rounds is None or number < args.rounds) and (deadline is None or time.monotonic() < deadline):
         number += 1
         round_ = draw_round(rng, number, world, args)
         errors = play(round_, world, args.threads)
         settle_pending()
-        found = errors + breaches()
+        found = errors + breaches() + consent_breaches()
         operations += len(round_.operations)
         for operation in round_.operations:
             kinds[operation.kind] += 1
+            outcomes[operation.kind][outcome_class(operation.outcome)] += 1
         if found:
             print(f"\nBREACH in round {number} (seed {args.seed}; replay: --seed {args.seed} --rounds {number})")
             print("Plans aimed at:", round_.plan_ids)
+            print("Offers aimed at:", round_.pending_ids, "authorizations:", round_.authorized_ids)
             print("Operations of the round:")
             for operation in round_.operations:
                 print("  ", operation)
@@ -531,6 +798,9 @@ def main(argv=None) -> int:
         f"({Plan.objects.count()} plans, business day {world.today}); 0 breaches"
     )
     print("Operations:", ", ".join(f"{kind} {count}" for kind, count in sorted(kinds.items())))
+    print("Outcomes:")
+    for kind, counts in sorted(outcomes.items()):
+        print(f"  {kind}: " + ", ".join(f"{label} {n}" for label, n in counts.most_common()))
     return 0
 
 

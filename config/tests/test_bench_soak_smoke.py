@@ -1,4 +1,5 @@
-"""The soak still runs and reconciles (a few seconds of traffic, tiny data, its own database)."""
+"""The soak still runs and reconciles (a few seconds of traffic, tiny data, its own database):
+merchants' offers, the customers' confirmations, payments on the plans that became ACTIVE."""
 
 import os
 
@@ -23,10 +24,16 @@ def test_bench_soak_reconciles_every_answer_with_the_books():
     assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-3000:]
     assert "SOAK PASSED" in result.stdout
     assert "ledger: manage.py check_ledger exit 0: Ledger OK" in result.stdout
-    for row in ("| POST /api/v1/plans/ | ok |", "| POST /api/v1/installments/{id}/pay/ | ok |"):
+    for row in (
+        "| POST /api/v1/plans/ | ok |",
+        "| POST /api/v1/plans/{id}/confirm/ | ok |",
+        "| POST /api/v1/installments/{id}/pay/ | ok |",
+    ):
         assert row in result.stdout
     for check in (
-        "| plan answered 201: exists once",
+        "| plan answered 201: an offer, PENDING, exists once |",
+        "| plan owed: the installments answered, one origination entry |",
+        "| plan's state = its transitions answered 200, once each |",
         "| idempotency key kept with its answer |",
         "| sweep run closed |",
     ):
