@@ -647,3 +647,23 @@ def test_expiry_with_no_time_given_uses_now(customer, merchant):
     assert plans_expire() == 0
     assert Plan.objects.get(pk=plan.pk).status == Plan.Status.PENDING
     assert plan.expires_at > timezone.now()
+
+
+def test_only_the_plans_customer_can_confirm_it(customer, other_customer, merchant):
+    plan = offered(customer, merchant)
+    before = everything()
+
+    with pytest.raises(Plan.DoesNotExist):
+        plan_confirm(plan_id=plan.pk, customer=other_customer)
+
+    assert everything() == before
+
+
+def test_a_lapsed_offer_reserves_nothing_before_the_expiry_task_runs(customer, merchant):
+    plan = offered(customer, merchant, total="300.00")
+    assert reserved(customer) == Decimal("300.00")
+
+    Plan.objects.filter(pk=plan.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
+
+    assert reserved(customer) == Decimal("0.00")
+    assert Plan.objects.get(pk=plan.pk).status == Plan.Status.PENDING
