@@ -7,7 +7,7 @@ from accounts.models import User
 from accounts.tests.factories import MerchantFactory, UserFactory
 from bnpl.errors import CreditDeclined, DebtUserForbidden
 from bnpl.models import Installment, Plan
-from bnpl.selectors import customer_outstanding
+from bnpl.selectors import customer_owed
 from bnpl.services.origination import plan_create
 from core.problems import FieldInvalid
 from ledger.accounts import CUSTOMER_RECEIVABLE, MERCHANT_PAYABLE
@@ -50,7 +50,7 @@ def test_plan_create_counts_existing_debt_against_the_credit_limit(make_plan):
 
     assert refused.value.extra == {"credit_limit": "1000.00", "outstanding": "600.00", "available": "400.00"}
     make_plan(customer=customer, total="400.00")  # exactly up to the limit is fine
-    assert customer_outstanding(customer_id=customer.pk) == Decimal("1000.00")
+    assert customer_owed(customer_id=customer.pk) == {"USD": (Decimal("1000.00"), Decimal("0.00"))}
     assert Posting.objects.count() == 4
 
 
