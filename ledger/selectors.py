@@ -59,9 +59,13 @@ def account_balances(*, account: str) -> dict[str, Decimal]:
     return {row["currency"]: row["total"] for row in rows}
 
 
-def posted_total(*, kinds: list[str], account: str, plans) -> Decimal:
-    """Sum of the postings to ``account`` in entries of ``kinds`` for the ``plans`` queryset."""
-    total = Posting.objects.filter(entry__kind__in=kinds, account__code=account, plan__in=plans).aggregate(
-        total=Sum("amount")
-    )["total"]
-    return (total or Decimal("0")).quantize(Decimal("0.01"))
+def posted_totals(*, kinds: list[str], account: str, plans) -> dict[str, Decimal]:
+    """Sum of the postings to ``account`` in entries of ``kinds`` for the ``plans`` queryset,
+    per currency (only the currencies that have such postings)."""
+    rows = (
+        Posting.objects.filter(entry__kind__in=kinds, account__code=account, plan__in=plans)
+        .values("currency")
+        .annotate(total=Sum("amount"))
+        .values_list("currency", "total")
+    )
+    return {currency: (total or Decimal("0")).quantize(Decimal("0.01")) for currency, total in rows}

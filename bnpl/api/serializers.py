@@ -1,4 +1,4 @@
-"""Request and response shapes of plans, installments, late fees and debt status."""
+"""Request and response shapes of plans, installments, late fees, debt status, analytics and spending power."""
 
 from rest_framework import serializers
 
@@ -179,6 +179,7 @@ class LateFeeWaiveIn(StrictSerializer):
 class OverdueInstallmentOut(serializers.Serializer):
     id = serializers.IntegerField()
     plan_id = serializers.IntegerField()
+    currency = serializers.CharField(help_text="The plan's currency, of the amounts.")
     amount_due = serializers.DecimalField(**AMOUNT)
     amount_remaining = serializers.DecimalField(**AMOUNT)
     due_date = serializers.DateField()
@@ -204,15 +205,42 @@ OverdueCountByBucketOut = _by_bucket(
 )
 
 
+# A figure that exists only in one currency: at the top level of a per-currency answer it is
+# the one currency's, and null when there are several (amounts are never added across them).
+ONE_CURRENCY = " In `currency`; null when there are several currencies (see `by_currency`)."
+
+
+class CurrencyDebtOut(serializers.Serializer):
+    currency = serializers.CharField()
+    total_debt = serializers.DecimalField(**AMOUNT, help_text="Everything unpaid, late fees included.")
+    overdue_amount = serializers.DecimalField(**AMOUNT, help_text="Unpaid remainder of overdue installments.")
+    fees_due = serializers.DecimalField(**AMOUNT, help_text="Late fees due.")
+    overdue_by_bucket = OverdueAmountByBucketOut()
+
+
 class DebtStatusOut(serializers.Serializer):
     user_id = serializers.CharField()
     user_status = serializers.ChoiceField(choices=User.Status.choices)
-    has_overdue = serializers.BooleanField()
-    total_debt = serializers.DecimalField(**AMOUNT, help_text="Everything unpaid, late fees included.")
-    overdue_amount = serializers.DecimalField(**AMOUNT, help_text="Unpaid remainder of overdue installments.")
-    fees_due = serializers.DecimalField(**AMOUNT)
-    overdue_by_bucket = OverdueAmountByBucketOut()
-    overdue_installments = OverdueInstallmentOut(many=True)
+    has_overdue = serializers.BooleanField(help_text="Something is overdue, in any currency.")
+    currency = serializers.CharField(
+        allow_null=True,
+        help_text="The currency of the top-level amounts: the one the customer owes in (the default currency "
+        "when nothing is owed); null when the customer owes in several, whose amounts are in `by_currency` only.",
+    )
+    total_debt = serializers.DecimalField(
+        **AMOUNT, allow_null=True, help_text="Everything unpaid, late fees included." + ONE_CURRENCY
+    )
+    overdue_amount = serializers.DecimalField(
+        **AMOUNT, allow_null=True, help_text="Unpaid remainder of overdue installments." + ONE_CURRENCY
+    )
+    fees_due = serializers.DecimalField(**AMOUNT, allow_null=True, help_text="Late fees due." + ONE_CURRENCY)
+    overdue_by_bucket = OverdueAmountByBucketOut(allow_null=True, help_text="Overdue by days past due." + ONE_CURRENCY)
+    by_currency = CurrencyDebtOut(
+        many=True,
+        help_text="The same figures for each currency the customer owes in, by currency code (one entry, the "
+        "default currency at zero, when nothing is owed).",
+    )
+    overdue_installments = OverdueInstallmentOut(many=True, help_text="Oldest due first, each in its currency.")
 
 
 class AnalyticsQueryIn(serializers.Serializer):
@@ -224,15 +252,78 @@ class AnalyticsQueryIn(serializers.Serializer):
     )
 
 
-class AnalyticsOut(serializers.Serializer):
+PlansByStatusOut = type(
+    "PlansByStatusOut",
+    (serializers.Serializer,),
+    {
+        "__doc__": "Plans by status, every status named (0 when none).",
+        "__module__": __name__,
+        **{status: serializers.IntegerField(min_value=0) for status in Plan.Status.values},
+    },
+)
+
+
+class CurrencyAnalyticsOut(serializers.Serializer):
+    currency = serializers.CharField()
     total_revenue = serializers.DecimalField(**AMOUNT, help_text="Collected through successful payments.")
     outstanding = serializers.DecimalField(**AMOUNT, help_text="Unpaid installments and late fees due.")
-    overdue_installments = serializers.IntegerField()
+    overdue_installments = serializers.IntegerField(min_value=0)
     overdue_amount = serializers.DecimalField(**AMOUNT)
-    overdue_by_bucket = OverdueCountByBucketOut()
+    refunds_total = serializers.DecimalField(**AMOUNT, help_text="Approved refunds: applied and paid back.")
+
+
+class AnalyticsOut(serializers.Serializer):
+    currency = serializers.CharField(
+        allow_null=True,
+        help_text="The currency of the top-level amounts: the one the plans that became ACTIVE are in (the "
+        "default currency when there are none); null when they are in several, whose amounts are in "
+        "`by_currency` only.",
+    )
+    total_revenue = serializers.DecimalField(
+        **AMOUNT, allow_null=True, help_text="Collected through successful payments." + ONE_CURRENCY
+    )
+    outstanding = serializers.DecimalField(
+        **AMOUNT, allow_null=True, help_text="Unpaid installments and late fees due." + ONE_CURRENCY
+    )
+    overdue_installments = serializers.IntegerField(help_text="Overdue installments now, in every currency.")
+    overdue_amount = serializers.DecimalField(
+        **AMOUNT, allow_null=True, help_text="Unpaid remainder of overdue installments." + ONE_CURRENCY
+    )
+    overdue_by_bucket = OverdueCountByBucketOut(help_text="Overdue installments by days past due, in every currency.")
     success_rate = serializers.FloatField(
         allow_null=True,
-        help_text="Share of installments paid on time among those that have fallen due (cancelled ones left out).",
+        help_text="Share of installments paid on time among those that have fallen due (cancelled ones left out), "
+        "in every currency.",
     )
-    refunds_total = serializers.DecimalField(**AMOUNT, help_text="Approved refunds: applied and paid back.")
-    plans_by_status = serializers.DictField(child=serializers.IntegerField())
+    refunds_total = serializers.DecimalField(
+        **AMOUNT, allow_null=True, help_text="Approved refunds: applied and paid back." + ONE_CURRENCY
+    )
+    plans_by_status = PlansByStatusOut()
+    by_currency = CurrencyAnalyticsOut(
+        many=True,
+        help_text="The amounts for each currency of the plans that became ACTIVE, by currency code (the default "
+        "currency at zero when there are none).",
+    )
+
+
+class CreditPositionOut(serializers.Serializer):
+    currency = serializers.CharField()
+    credit_limit = serializers.DecimalField(**AMOUNT, help_text="Your limit, the same in each currency.")
+    outstanding = serializers.DecimalField(**AMOUNT, help_text="Unpaid installments and late fees due.")
+    reserved = serializers.DecimalField(
+        **AMOUNT, help_text="Held by offers awaiting your answer and plans authorized but not yet captured."
+    )
+    available = serializers.DecimalField(
+        **AMOUNT,
+        help_text="What a new plan in this currency may total: the limit less outstanding and reserved, 0 at least.",
+    )
+
+
+class SpendingPowerOut(serializers.Serializer):
+    user_status = serializers.ChoiceField(
+        choices=User.Status.choices, help_text="A DEBT_USER may take no new plan, whatever `available` says."
+    )
+    by_currency = CreditPositionOut(
+        many=True,
+        help_text="Per currency, by currency code: each one you owe or have reserved in, and the default currency.",
+    )

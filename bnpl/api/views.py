@@ -1,4 +1,4 @@
-"""Plans, installments, late fees and debt status over REST."""
+"""Plans, installments, late fees, debt status, analytics and spending power over REST."""
 
 from django.http import Http404
 from django_filters import rest_framework as filters
@@ -24,10 +24,18 @@ from bnpl.api.serializers import (
     PlanCaptureIn,
     PlanCreateIn,
     PlanOut,
+    SpendingPowerOut,
     plan_out,
 )
 from bnpl.models import Installment, LateFee, Plan
-from bnpl.selectors import debt_status_for, installment_list_for, plan_get_for, plan_list_for, plan_scope
+from bnpl.selectors import (
+    credit_positions,
+    debt_status_for,
+    installment_list_for,
+    plan_get_for,
+    plan_list_for,
+    plan_scope,
+)
 from bnpl.services.checkout import Offer, plan_capture, plan_confirm, plan_decline, plan_offer, plan_void
 from bnpl.services.installments import late_fee_waive
 from bnpl.services.origination import plan_parties_resolve
@@ -381,34 +389,59 @@ class LateFeeViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
         return Response(LateFeeOut(fee).data)
 
 
-DEBT_EXAMPLE = {
-    "user_id": "debt-user-001",
-    "user_status": "DEBT_USER",
-    "has_overdue": True,
+DEBT_IN_USD = {
+    "currency": "USD",
     "total_debt": "760.00",
     "overdue_amount": "250.00",
     "fees_due": "10.00",
     "overdue_by_bucket": {"1-30": "250.00", "31-60": "0.00", "61-90": "0.00", "90+": "0.00"},
-    "overdue_installments": [
-        {
-            "id": 21,
-            "plan_id": 9,
-            "amount_due": "250.00",
-            "amount_remaining": "250.00",
-            "due_date": "2026-11-07",
-            "days_overdue": 15,
-            "bucket": "1-30",
-        }
-    ],
+}
+OVERDUE_EXAMPLE = {
+    "id": 21,
+    "plan_id": 9,
+    "currency": "USD",
+    "amount_due": "250.00",
+    "amount_remaining": "250.00",
+    "due_date": "2026-11-07",
+    "days_overdue": 15,
+    "bucket": "1-30",
+}
+DEBT_EXAMPLE = {
+    "user_id": "debt-user-001",
+    "user_status": "DEBT_USER",
+    "has_overdue": True,
+    **DEBT_IN_USD,
+    "by_currency": [DEBT_IN_USD],
+    "overdue_installments": [OVERDUE_EXAMPLE],
+}
+DEBT_IN_EUR = {
+    "currency": "EUR",
+    "total_debt": "120.00",
+    "overdue_amount": "0.00",
+    "fees_due": "0.00",
+    "overdue_by_bucket": {"1-30": "0.00", "31-60": "0.00", "61-90": "0.00", "90+": "0.00"},
+}
+DEBT_IN_TWO_CURRENCIES_EXAMPLE = DEBT_EXAMPLE | {
+    **dict.fromkeys(DEBT_IN_USD, None),
+    "by_currency": [DEBT_IN_EUR, DEBT_IN_USD],
 }
 
 
 class DebtStatusView(APIView):
     @extend_schema(
         operation_id="debt_retrieve",
-        summary="A customer's debt status: what is owed, what is overdue, fees due",
+        summary="A customer's debt status: what is owed, what is overdue, fees due (per currency)",
+        description=(
+            "Amounts in different currencies are never added together: `by_currency` has the figures of each "
+            "currency the customer owes in. The top-level `total_debt`, `overdue_amount`, `fees_due` and "
+            "`overdue_by_bucket` are those of `currency` when the customer owes in one currency only (the default "
+            "currency, all zero, when nothing is owed), and null when they owe in several."
+        ),
         responses={200: DebtStatusOut, **problems(401, 404)},
-        examples=[OpenApiExample("In debt", value=DEBT_EXAMPLE, response_only=True)],
+        examples=[
+            OpenApiExample("In debt", value=DEBT_EXAMPLE, response_only=True),
+            OpenApiExample("Owing in two currencies", value=DEBT_IN_TWO_CURRENCIES_EXAMPLE, response_only=True),
+        ],
     )
     def get(self, request: Request, user_id: str) -> Response:
         user = user_get_for(viewer=request.user, user_id=user_id)
@@ -417,7 +450,16 @@ class DebtStatusView(APIView):
         return Response(DebtStatusOut(debt_status_for(customer=user)).data)
 
 
+ANALYTICS_IN_USD = {
+    "currency": "USD",
+    "total_revenue": "1250.00",
+    "outstanding": "3400.00",
+    "overdue_installments": 2,
+    "overdue_amount": "200.00",
+    "refunds_total": "80.00",
+}
 ANALYTICS_EXAMPLE = {
+    "currency": "USD",
     "total_revenue": "1250.00",
     "outstanding": "3400.00",
     "overdue_installments": 2,
@@ -425,7 +467,8 @@ ANALYTICS_EXAMPLE = {
     "overdue_by_bucket": {"1-30": 2, "31-60": 0, "61-90": 0, "90+": 0},
     "success_rate": 0.9,
     "refunds_total": "80.00",
-    "plans_by_status": {"ACTIVE": 12, "COMPLETED": 3, "CANCELLED": 1},
+    "plans_by_status": dict.fromkeys(Plan.Status.values, 0) | {"PENDING": 2, "ACTIVE": 12, "COMPLETED": 3},
+    "by_currency": [ANALYTICS_IN_USD],
 }
 
 
@@ -435,6 +478,13 @@ class AnalyticsView(APIView):
     @extend_schema(
         operation_id="analytics_dashboard",
         summary="Merchant analytics: a merchant's own plans; an operator's all or one merchant's",
+        description=(
+            "Amounts in different currencies are never added together: `by_currency` has the amounts of each "
+            "currency the plans that became ACTIVE are in. The top-level `total_revenue`, `outstanding`, "
+            "`overdue_amount` and `refunds_total` are those of `currency` when there is one currency only (the "
+            "default currency, all zero, when no plan became ACTIVE), and null when there are several. Counts "
+            "(`overdue_installments`, `overdue_by_bucket`, `success_rate`, `plans_by_status`) cover every currency."
+        ),
         parameters=[AnalyticsQueryIn],
         responses={200: AnalyticsOut, **problems(400, 401, 403, 404)},
         examples=[OpenApiExample("Dashboard", value=ANALYTICS_EXAMPLE, response_only=True)],
@@ -453,3 +503,50 @@ class AnalyticsView(APIView):
         # Aggregates over many rows that may lag a little: the replica's work, when there is one.
         with reading_from_replica():
             return Response(AnalyticsOut(merchant_dashboard(plans=plans)).data)
+
+
+SPENDING_POWER_EXAMPLE = {
+    "user_status": "NORMAL",
+    "by_currency": [
+        {
+            "currency": "EUR",
+            "credit_limit": "5000.00",
+            "outstanding": "0.00",
+            "reserved": "300.00",
+            "available": "4700.00",
+        },
+        {
+            "currency": "USD",
+            "credit_limit": "5000.00",
+            "outstanding": "1200.00",
+            "reserved": "500.00",
+            "available": "3300.00",
+        },
+    ],
+}
+
+
+class SpendingPowerView(APIView):
+    """The signed-in customer's credit, per currency (accounts' ``auth/me/`` is the profile)."""
+
+    permission_classes = CUSTOMERS
+
+    @extend_schema(
+        operation_id="auth_me_spending_power",
+        summary="Your spending power (customers): per currency, limit, owed, reserved and available",
+        description=(
+            "One entry per currency you owe or have reserved in, and the default currency: your `credit_limit` "
+            "(the same in each), `outstanding` (unpaid installments and late fees due), `reserved` (offers "
+            "awaiting your answer and authorized plans not yet captured) and `available`, what a new plan in "
+            "that currency may total. Amounts in different currencies are never added together. A DEBT_USER "
+            "may take no new plan until what is overdue is paid, whatever `available` says. Merchants and "
+            "operators: 403."
+        ),
+        responses={200: SpendingPowerOut, **problems(401, 403)},
+        examples=[OpenApiExample("Two currencies", value=SPENDING_POWER_EXAMPLE, response_only=True)],
+    )
+    def get(self, request: Request) -> Response:
+        positions = credit_positions(customer=request.user)
+        return Response(
+            SpendingPowerOut({"user_status": request.user.status, "by_currency": list(positions.values())}).data
+        )

@@ -7,7 +7,9 @@ import pytest
 import time_machine
 
 from accounts.tests.factories import MerchantFactory, UserFactory
+from bnpl.models import Plan
 from bnpl.schedule import business_today
+from bnpl.services.checkout import Offer, plan_decline, plan_offer
 from bnpl.services.sweep import overdue_sweep
 from payments.services import payment_collect
 from refunds.services import refund_request, refund_status_apply
@@ -15,6 +17,7 @@ from refunds.services import refund_request, refund_status_apply
 pytestmark = pytest.mark.django_db
 
 DASHBOARD = "/api/v1/analytics/dashboard/"
+MONEY = ("total_revenue", "outstanding", "overdue_amount", "refunds_total")
 
 
 @pytest.fixture
@@ -44,16 +47,87 @@ def books(make_plan, operator):
 def test_merchant_dashboard_matches_the_hand_computed_figures(as_user, books):
     body = as_user(books).get(DASHBOARD).json()
 
-    assert body == {
+    usd = {
+        "currency": "USD",
         "total_revenue": "125.00",  # 100.00 (A #1) + 25.00 (B #1)
         "outstanding": "325.00",  # A: 300.00 - 50.00 refunded; B: 75.00
         "overdue_installments": 1,  # B #2
         "overdue_amount": "25.00",
+        "refunds_total": "50.00",
+    }
+    assert body == {
+        **usd,  # one currency: the top-level amounts are its own
         "overdue_by_bucket": {"1-30": 1, "31-60": 0, "61-90": 0, "90+": 0},
         "success_rate": 0.3333,  # due: A #1 (on time), B #1 (late), B #2 (unpaid)
-        "refunds_total": "50.00",
-        "plans_by_status": {"ACTIVE": 2, "COMPLETED": 0, "CANCELLED": 0},
+        "plans_by_status": dict.fromkeys(Plan.Status.values, 0) | {"ACTIVE": 2},
+        "by_currency": [usd],
     }
+
+
+def test_amounts_in_two_currencies_are_never_added_together(as_user, books, make_plan):
+    today = business_today()
+    # A euro plan of the same merchant, 800.00 in 4 bought 40 days ago: #1 (due ten days ago) paid late.
+    euros = make_plan(merchant=books, total="800.00", currency="EUR", purchase_date=today - timedelta(days=40))
+    payment_collect(plan_id=euros.pk, installment_id=euros.installments.get(sequence=1).pk, payer=euros.customer)
+    overdue_sweep()
+
+    body = as_user(books).get(DASHBOARD).json()
+
+    # No figure adds dollars to euros: the top-level amounts exist for one currency only.
+    assert {name: body[name] for name in ("currency", *MONEY)} == dict.fromkeys(("currency", *MONEY))
+    assert body["by_currency"] == [
+        {
+            "currency": "EUR",
+            "total_revenue": "200.00",
+            "outstanding": "600.00",
+            "overdue_installments": 0,  # #2 falls due in about twenty days
+            "overdue_amount": "0.00",
+            "refunds_total": "0.00",
+        },
+        {
+            "currency": "USD",
+            "total_revenue": "125.00",
+            "outstanding": "325.00",
+            "overdue_installments": 1,
+            "overdue_amount": "25.00",
+            "refunds_total": "50.00",
+        },
+    ]
+    # Counts are not money: they cover both currencies.
+    assert body["plans_by_status"]["ACTIVE"] == 3
+    assert body["overdue_installments"] == sum(row["overdue_installments"] for row in body["by_currency"])
+    assert body["success_rate"] == 0.25  # due: A #1 (on time), B #1 (late), B #2 (unpaid), the euro #1 (late)
+
+
+def test_offers_never_taken_count_by_status_but_bring_no_currency(as_user, books, operator):
+    customer = UserFactory()
+    offered, _ = plan_offer(
+        customer=customer, merchant=books, offer=Offer(total_amount=Decimal("90.00"), currency="EUR")
+    )
+    declined, _ = plan_offer(
+        customer=customer,
+        merchant=books,
+        offer=Offer(total_amount=Decimal("60.00"), currency="UZS", merchant_reference="declined"),
+    )
+    plan_decline(plan_id=declined.pk)
+
+    body = as_user(books).get(DASHBOARD).json()
+
+    assert body["plans_by_status"] == dict.fromkeys(Plan.Status.values, 0) | {"ACTIVE": 2, "PENDING": 1, "DECLINED": 1}
+    assert body["currency"] == "USD"  # the EUR and UZS plans, only offered, hold no money
+    assert [row["currency"] for row in body["by_currency"]] == ["USD"]
+    assert offered.status == Plan.Status.PENDING
+
+
+def test_a_merchant_without_plans_sees_the_default_currency_at_zero(as_user, settings):
+    settings.BNPL_DEFAULT_CURRENCY = "EUR"
+
+    body = as_user(MerchantFactory()).get(DASHBOARD).json()
+
+    zero = {"currency": "EUR", **dict.fromkeys(MONEY, "0.00"), "overdue_installments": 0}
+    assert {name: body[name] for name in ("currency", *MONEY)} == {"currency": "EUR", **dict.fromkeys(MONEY, "0.00")}
+    assert body["by_currency"] == [zero]
+    assert body["plans_by_status"] == dict.fromkeys(Plan.Status.values, 0)
 
 
 def test_operator_sees_all_or_one_merchant(as_user, books, operator):
@@ -70,9 +144,16 @@ def test_customers_may_not_see_analytics(as_user):
     assert as_user(UserFactory()).get(DASHBOARD).status_code == 403
 
 
-def test_dashboard_takes_a_fixed_number_of_queries(as_user, books, django_assert_max_num_queries):
+def test_dashboard_takes_a_fixed_number_of_queries(as_user, books, make_plan, django_assert_max_num_queries):
     with django_assert_max_num_queries(9):
         as_user(books).get(DASHBOARD)
+    for currency in ("EUR", "UZS"):
+        make_plan(merchant=books, total="100.00", currency=currency)
+
+    with django_assert_max_num_queries(9):
+        body = as_user(books).get(DASHBOARD).json()
+
+    assert [row["currency"] for row in body["by_currency"]] == ["EUR", "USD", "UZS"]
 
 
 def test_a_merchant_id_with_a_nul_is_a_400_naming_it(as_user, operator):

@@ -2,6 +2,8 @@ from datetime import timedelta
 from decimal import Decimal
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from accounts.tests.factories import MerchantFactory, UserFactory
 from bnpl.models import LateFee
@@ -12,6 +14,10 @@ from ledger.models import JournalEntry
 from ledger.tests.books import balance, entries, money_state
 
 pytestmark = pytest.mark.django_db
+
+NO_BUCKETS = {"1-30": "0.00", "31-60": "0.00", "61-90": "0.00", "90+": "0.00"}
+# The figures of one currency: at the top level only when the customer owes in one currency.
+TOP_LEVEL = ("currency", "total_debt", "overdue_amount", "fees_due", "overdue_by_bucket")
 
 
 @pytest.fixture
@@ -40,8 +46,21 @@ def test_debt_status_shows_overdue_days_bucket_and_fees(as_user, debtor_with_fee
     first = plan.installments.get(sequence=1)
     assert rows[0]["days_overdue"] == (today - first.due_date).days
     assert rows[0]["bucket"] == ("31-60" if rows[0]["days_overdue"] > 30 else "1-30")
-    assert set(rows[0]) == {"id", "plan_id", "amount_due", "amount_remaining", "due_date", "days_overdue", "bucket"}
+    assert set(rows[0]) == {
+        "id",
+        "plan_id",
+        "currency",
+        "amount_due",
+        "amount_remaining",
+        "due_date",
+        "days_overdue",
+        "bucket",
+    }
+    assert {r["currency"] for r in rows} == {"USD"}
     assert sum(Decimal(v) for v in body["overdue_by_bucket"].values()) == Decimal("200.00")
+    # One currency: the top-level figures are its figures, the same as its by_currency entry.
+    assert body["currency"] == "USD"
+    assert body["by_currency"] == [{key: body[key] for key in TOP_LEVEL}]
 
 
 def test_debt_status_of_a_customer_without_plans(as_user, customer):
@@ -50,12 +69,93 @@ def test_debt_status_of_a_customer_without_plans(as_user, customer):
         "user_id": customer.user_id,
         "user_status": "NORMAL",
         "has_overdue": False,
+        "currency": "USD",  # the default currency, nothing owed in it
         "total_debt": "0.00",
         "overdue_amount": "0.00",
         "fees_due": "0.00",
-        "overdue_by_bucket": {"1-30": "0.00", "31-60": "0.00", "61-90": "0.00", "90+": "0.00"},
+        "overdue_by_bucket": NO_BUCKETS,
+        "by_currency": [
+            {
+                "currency": "USD",
+                "total_debt": "0.00",
+                "overdue_amount": "0.00",
+                "fees_due": "0.00",
+                "overdue_by_bucket": NO_BUCKETS,
+            }
+        ],
         "overdue_installments": [],
     }
+
+
+def test_debt_in_two_currencies_is_never_added_together(as_user, make_plan, merchant):
+    customer = UserFactory()
+    long_ago = business_today() - timedelta(days=75)
+    usd_plan = make_plan(customer=customer, merchant=merchant, total="400.00", purchase_date=long_ago)
+    eur_plan = make_plan(customer=customer, merchant=merchant, total="300.00", count=3, currency="EUR")
+    overdue_sweep(late_fees=True)  # USD: 400.00, 200.00 of it overdue, two fees of 10.00
+
+    body = as_user(customer).get(f"/api/v1/debt/{customer.user_id}/").json()
+
+    # No top-level sum exists: 400.00 + 20.00 + 300.00 would add dollars to euros.
+    assert {key: body[key] for key in TOP_LEVEL} == dict.fromkeys(TOP_LEVEL)
+    assert body["has_overdue"] is True
+    eur, usd = body["by_currency"]
+    assert eur == {
+        "currency": "EUR",
+        "total_debt": "300.00",
+        "overdue_amount": "0.00",
+        "fees_due": "0.00",
+        "overdue_by_bucket": NO_BUCKETS,
+    }
+    assert (usd["currency"], usd["total_debt"], usd["overdue_amount"], usd["fees_due"]) == (
+        "USD",
+        "420.00",
+        "200.00",
+        "20.00",
+    )
+    assert sum(Decimal(v) for v in usd["overdue_by_bucket"].values()) == Decimal("200.00")
+    assert {(r["plan_id"], r["currency"]) for r in body["overdue_installments"]} == {(usd_plan.pk, "USD")}
+    assert not eur_plan.installments.filter(status="OVERDUE").exists()
+
+
+def test_overdue_in_two_currencies_stays_in_each(as_user, make_plan, merchant):
+    customer = UserFactory(credit_limit=Decimal("5000.00"))
+    long_ago = business_today() - timedelta(days=75)
+    make_plan(customer=customer, merchant=merchant, total="400.00", purchase_date=long_ago, currency="USD")
+    make_plan(customer=customer, merchant=merchant, total="800.00", purchase_date=long_ago, currency="EUR")
+    overdue_sweep()
+
+    body = as_user(customer).get(f"/api/v1/debt/{customer.user_id}/").json()
+
+    assert {key: body[key] for key in TOP_LEVEL} == dict.fromkeys(TOP_LEVEL)
+    by = {row["currency"]: row for row in body["by_currency"]}
+    assert (by["USD"]["total_debt"], by["USD"]["overdue_amount"]) == ("400.00", "200.00")
+    assert (by["EUR"]["total_debt"], by["EUR"]["overdue_amount"]) == ("800.00", "400.00")
+    for currency, row in by.items():
+        listed = [r for r in body["overdue_installments"] if r["currency"] == currency]
+        assert sum(Decimal(r["amount_remaining"]) for r in listed) == Decimal(row["overdue_amount"])
+        assert sum(Decimal(v) for v in row["overdue_by_bucket"].values()) == Decimal(row["overdue_amount"])
+
+
+def test_debt_status_takes_a_fixed_number_of_queries(as_user, make_plan, merchant, operator):
+    long_ago = business_today() - timedelta(days=75)
+    light, heavy = UserFactory(), UserFactory(credit_limit=Decimal("50000.00"))
+    make_plan(customer=light, merchant=merchant, total="400.00", purchase_date=long_ago)
+    for currency in ("USD", "EUR", "UZS", "EUR", "USD"):
+        make_plan(customer=heavy, merchant=merchant, total="400.00", purchase_date=long_ago, currency=currency)
+    overdue_sweep(late_fees=True)
+    client = as_user(operator)
+    client.get(f"/api/v1/debt/{light.user_id}/")  # the token's user read once (then kept a while)
+
+    with CaptureQueriesContext(connection) as one_plan:
+        client.get(f"/api/v1/debt/{light.user_id}/")
+    with CaptureQueriesContext(connection) as five_plans:
+        body = client.get(f"/api/v1/debt/{heavy.user_id}/").json()
+
+    assert len(body["by_currency"]) == 3
+    assert len(body["overdue_installments"]) == 10
+    # The customer, the sums per currency, the overdue installments: whatever the plans and currencies.
+    assert len(five_plans) == len(one_plan) == 3
 
 
 def test_debt_status_is_scoped_like_users(as_user, debtor_with_fee, merchant, other_customer, operator):

@@ -377,6 +377,9 @@ def test_every_operation_answers_its_documented_type(api, generated, live_server
         "auth_me_update", 200, models.MeOut, client=as_customer, body=models.PatchedMeUpdateInRequest(autopay=True)
     )
     assert updated.user_id == customer.user_id
+    power = call("auth_me_spending_power", 200, models.SpendingPowerOut, client=as_customer)
+    assert [(p.currency, p.outstanding, p.reserved) for p in power.by_currency] == [("USD", "0.00", "0.00")]
+    assert power.by_currency[0].available == power.by_currency[0].credit_limit
     users = call("users_list", 200, models.PaginatedUserOutList, client=as_operator)
     assert registered.user_id in {user.user_id for user in users.results}
     assert call("users_retrieve", 200, models.UserOut, customer.user_id, client=as_customer).user_id == customer.user_id
@@ -442,7 +445,8 @@ def test_every_operation_answers_its_documented_type(api, generated, live_server
     assert len(payments.results) == 2
     assert call("payments_retrieve", 200, models.PaymentOut, paid_off.id, client=as_customer).id == paid_off.id
     debt = call("debt_retrieve", 200, models.DebtStatusOut, customer.user_id, client=as_customer)
-    assert debt.total_debt == "150.00"  # the captured plan
+    assert (debt.currency, debt.total_debt) == ("USD", "150.00")  # the captured plan
+    assert [(d.currency, d.total_debt) for d in debt.by_currency] == [("USD", "150.00")]
 
     # Refunds of the paid-off plan: one kept as credit (approved), one to the card (rejected).
     credited = call(

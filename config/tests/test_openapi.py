@@ -4,6 +4,7 @@ from datetime import timedelta
 import pytest
 from django.core.management import call_command
 
+from bnpl.models import Plan
 from bnpl.schedule import business_today
 from bnpl.services.sweep import overdue_sweep
 
@@ -198,13 +199,44 @@ def test_a_replayed_answer_carries_the_declared_header(as_user, make_plan, opera
 def test_debt_status_types_the_status_and_the_buckets(schema):
     components = schema["components"]["schemas"]
     debt = components["DebtStatusOut"]["properties"]
+    in_one_currency = components[debt["by_currency"]["items"]["$ref"].rsplit("/", 1)[1]]["properties"]
 
     assert debt["user_status"] == {"$ref": "#/components/schemas/CustomerStatusEnum"}
-    buckets = components[debt["overdue_by_bucket"]["$ref"].rsplit("/", 1)[1]]
+    # The top level is one currency's figures, null when there are several: the buckets' own schema, nullable.
+    assert debt["overdue_by_bucket"]["nullable"] is True
+    assert debt["overdue_by_bucket"]["allOf"] == [in_one_currency["overdue_by_bucket"]]
+    buckets = components[in_one_currency["overdue_by_bucket"]["$ref"].rsplit("/", 1)[1]]
     assert buckets["type"] == "object"
     assert buckets["required"] == ["1-30", "31-60", "61-90", "90+"]
     assert set(buckets["properties"]) == {"1-30", "31-60", "61-90", "90+"}
     assert "additionalProperties" not in buckets
+
+
+def test_money_figures_are_nullable_only_where_several_currencies_may_leave_them_out(schema):
+    """A top-level amount of a per-currency answer is null when there are several currencies;
+    the amounts of one currency never are."""
+    components = schema["components"]["schemas"]
+    for answer, amounts in (
+        ("DebtStatusOut", ("total_debt", "overdue_amount", "fees_due")),
+        ("AnalyticsOut", ("total_revenue", "outstanding", "overdue_amount", "refunds_total")),
+    ):
+        top = components[answer]["properties"]
+        per_currency = components[top["by_currency"]["items"]["$ref"].rsplit("/", 1)[1]]
+        assert top["currency"]["nullable"] is True, answer
+        for name in amounts:
+            assert top[name]["nullable"] is True, (answer, name)
+            assert "nullable" not in per_currency["properties"][name], (answer, name)
+            assert name in per_currency["required"], (answer, name)
+    statuses = components["AnalyticsOut"]["properties"]["plans_by_status"]["$ref"].rsplit("/", 1)[1]
+    assert set(components[statuses]["required"]) == set(Plan.Status.values)
+    positions = components["SpendingPowerOut"]["properties"]["by_currency"]["items"]["$ref"].rsplit("/", 1)[1]
+    assert set(components[positions]["required"]) == {
+        "currency",
+        "credit_limit",
+        "outstanding",
+        "reserved",
+        "available",
+    }
 
 
 def test_debt_status_answers_every_bucket(as_user, make_plan, operator):
@@ -215,6 +247,7 @@ def test_debt_status_answers_every_bucket(as_user, make_plan, operator):
 
     assert answer.status_code == 200, answer.content
     assert list(answer.json()["overdue_by_bucket"]) == ["1-30", "31-60", "61-90", "90+"]
+    assert list(answer.json()["by_currency"][0]["overdue_by_bucket"]) == ["1-30", "31-60", "61-90", "90+"]
     assert answer.json()["user_status"] in {"NORMAL", "DEBT_USER"}
 
 
