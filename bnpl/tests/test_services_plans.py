@@ -71,35 +71,47 @@ def test_plan_create_defaults_currency_and_purchase_date(settings):
 
 
 @pytest.mark.postgres
+@pytest.mark.parametrize("how", ["back office", "confirmed"])
 @pytest.mark.parametrize("webhook_url", ["", "https://merchant.example/hooks"])
-def test_origination_in_one_statement_writes_what_the_orm_path_writes(monkeypatch, webhook_url):
-    """On PostgreSQL a plan is originated by one statement of its own SQL; elsewhere through
-    the ORM. Both leave the same rows: plan, installments, entry, postings and event."""
+def test_origination_in_one_statement_writes_what_the_orm_path_writes(monkeypatch, webhook_url, how):
+    """On PostgreSQL a plan is originated by one statement of its own SQL (inserting the plan
+    in the back office, updating the offer its customer confirms); elsewhere through the ORM.
+    Both leave the same rows: plan, installments, entry, postings and event."""
     from bnpl.services import origination as services
+    from bnpl.services.checkout import Offer, plan_confirm, plan_offer
     from events.models import Event
 
     customer, merchant = UserFactory(), MerchantFactory(webhook_url=webhook_url)
     dispatched: list[int] = []
     monkeypatch.setattr(services, "event_dispatch_after_commit", dispatched.append)
-    arguments = {
-        "customer": customer,
-        "merchant": merchant,
+    terms = {
         "total_amount": Decimal("500.01"),
         "installment_count": 3,
         "frequency": Plan.Frequency.BIWEEKLY,
         "currency": "EUR",
-        "merchant_reference": "order-'7\"",
-        "purchase_date": date(2026, 1, 31),
     }
+    event_type = Event.Type.PLAN_CREATED if how == "back office" else Event.Type.PLAN_CONFIRMED
 
-    written = {"pg": plan_create(**arguments)}
+    def originate(reference: str) -> Plan:
+        if how == "back office":
+            return plan_create(
+                customer=customer,
+                merchant=merchant,
+                merchant_reference=reference,
+                purchase_date=date(2026, 1, 31),
+                **terms,
+            )
+        offer, _ = plan_offer(customer=customer, merchant=merchant, offer=Offer(merchant_reference=reference, **terms))
+        return plan_confirm(plan_id=offer.pk, customer=customer)
+
+    written = {"pg": originate("order-'7\"pg")}
     monkeypatch.setattr(services, "_originate_pg", services._originate_orm)
-    written["orm"] = plan_create(**arguments)
+    written["orm"] = originate("order-'7\"orm")
 
     def rows(plan: Plan) -> dict:
         stored = Plan.objects.get(pk=plan.pk)
         entry = JournalEntry.objects.get(plan=plan)
-        event = Event.objects.get(type=Event.Type.PLAN_CREATED, data__plan_id=plan.pk)
+        event = Event.objects.get(type=event_type, data__plan_id=plan.pk)
         return {
             "plan": {
                 f: getattr(stored, f)
@@ -113,6 +125,11 @@ def test_origination_in_one_statement_writes_what_the_orm_path_writes(monkeypatc
                     "status",
                     "merchant_reference",
                     "purchase_date",
+                    "capture_mode",
+                    "authorized_amount",
+                    "checkout_token",
+                    "expires_at",
+                    "created_by_id",
                 )
             },
             "installments": list(
@@ -136,7 +153,7 @@ def test_origination_in_one_statement_writes_what_the_orm_path_writes(monkeypatc
                 event.delivery_status,
                 event.attempts,
                 event.give_up_at - event.created_at,
-                {**event.data, "plan_id": "#"},
+                {**event.data, "plan_id": "#", "merchant_reference": event.data["merchant_reference"][:9]},
                 len(event.public_id),
             ),
             "returned": [(i.pk, i.sequence, i.amount_due, i.due_date) for i in plan.installments.all()],
@@ -145,7 +162,12 @@ def test_origination_in_one_statement_writes_what_the_orm_path_writes(monkeypatc
 
     pg, orm = rows(written["pg"]), rows(written["orm"])
     stored = Plan.objects.get(pk=written["pg"].pk)
-    assert stored.created_at == stored.updated_at == written["pg"].created_at
+    assert stored.merchant_reference == "order-'7\"pg"
+    assert stored.updated_at == stored.activated_at == written["pg"].updated_at
+    if how == "back office":
+        assert stored.created_at == stored.updated_at == written["pg"].created_at
+    for found in (pg, orm):
+        found["plan"]["merchant_reference"] = found["plan"]["merchant_reference"][:9]
     assert pg["postings"][0][3] == written["pg"].pk
     for found in (pg, orm):
         assert found.pop("returned") == found.pop("stored")

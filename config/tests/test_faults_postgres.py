@@ -85,8 +85,15 @@ def parties():
 
 
 def create_plan(service: Service, customer, merchant, key: str, total: str = "300.00") -> Answer:
-    body = {"merchant_id": merchant.user_id, "total_amount": total, "installment_count": 3}
-    return service.request("POST", "/api/v1/plans/", body, token=token(customer), headers={"Idempotency-Key": key})
+    """The merchant's offer of a plan to ``customer``."""
+    body = {"user_id": customer.user_id, "total_amount": total, "installment_count": 3}
+    return service.request("POST", "/api/v1/plans/", body, token=token(merchant), headers={"Idempotency-Key": key})
+
+
+def confirm_plan(service: Service, customer, plan_id: int, key: str) -> Answer:
+    """The customer's consent: the plan becomes ACTIVE (installments, entry, event)."""
+    path = f"/api/v1/plans/{plan_id}/confirm/"
+    return service.request("POST", path, {}, token=token(customer), headers={"Idempotency-Key": key})
 
 
 def pay(service: Service, customer, path: str, key: str, body: dict | None = None) -> Answer:
@@ -114,10 +121,11 @@ def assert_unavailable(answer: Answer, what: str) -> None:
 
 
 def nothing_half_written() -> None:
-    """No plan without its installments, no entry without postings or out of balance, no
-    payment without its allocations, and the ledger invariants hold."""
-    assert not Plan.objects.annotate(n=Count("installments")).filter(n=0).exists(), "a plan without installments"
-    assert not Plan.objects.annotate(s=Sum("installments__amount_due")).exclude(s=F("total_amount")).exists()
+    """No ACTIVE plan without its installments (an offer has none), no entry without postings
+    or out of balance, no payment without its allocations, and the ledger invariants hold."""
+    owed = Plan.objects.filter(status=Plan.Status.ACTIVE)
+    assert not owed.annotate(n=Count("installments")).filter(n=0).exists(), "a plan without installments"
+    assert not owed.annotate(s=Sum("installments__amount_due")).exclude(s=F("total_amount")).exists()
     assert not JournalEntry.objects.annotate(n=Count("postings")).filter(n__lt=2).exists(), "an entry without postings"
     assert not Payment.objects.annotate(n=Count("allocations")).filter(n=0).exists(), "a payment without allocations"
     report = ledger_check(record=False)
@@ -193,29 +201,32 @@ def test_database_down_or_hung_every_request_is_a_503_problem_in_time_then_it_re
 
 def test_a_plan_creation_cut_mid_transaction_leaves_nothing_and_its_retry_creates_it_once(service, pg_proxy, parties):
     customer, merchant = parties
+    offers = [create_plan(service, customer, merchant, key=f"offer-{n}") for n in (1, 2)]
+    assert [offer.status for offer in offers] == [201, 201], [offer.data for offer in offers]
+    first, second = (offer.json()["id"] for offer in offers)
 
-    # 1. The connection dies once the plan, its installments, entry and event are written
-    # (one statement on PostgreSQL), before the commit: nothing stays.
+    # 1. The connection dies once the confirmed plan's installments, entry and event are
+    # written (one statement on PostgreSQL), before the commit: nothing stays.
     pg_proxy.cut_on("INSERT INTO bnpl_installment", after=True)
-    assert_unavailable(create_plan(service, customer, merchant, key="k-1"), "create, cut")
+    assert_unavailable(confirm_plan(service, customer, first, key="k-1"), "confirm, cut")
     assert pg_proxy.fired.is_set()
     pg_proxy.restore()
-    assert not Plan.objects.exists()
+    assert Plan.objects.get(pk=first).status == Plan.Status.PENDING
     nothing_half_written()
-    created = create_plan(service, customer, merchant, key="k-1")
-    assert created.status == 201, created.data
-    assert Plan.objects.count() == 1
+    confirmed = confirm_plan(service, customer, first, key="k-1")
+    assert confirmed.status == 200, confirmed.data
+    assert confirmed.json()["status"] == "ACTIVE"
 
     # 2. The COMMIT reaches the server; its answer never comes back. The client is told
-    # 503, yet the plan exists: the retry replays the stored answer, no second plan.
+    # 503, yet the plan is ACTIVE: the retry replays the stored answer, not a 409.
     pg_proxy.cut_on("INSERT INTO bnpl_installment", "COMMIT", after=True)
-    assert_unavailable(create_plan(service, customer, merchant, key="k-2"), "create, commit unanswered")
+    assert_unavailable(confirm_plan(service, customer, second, key="k-2"), "confirm, commit unanswered")
     pg_proxy.restore()
-    assert Plan.objects.count() == 2
-    again = create_plan(service, customer, merchant, key="k-2")
-    assert (again.status, again.headers.get("idempotent-replayed")) == (201, "true"), again.data
-    assert again.json()["id"] == Plan.objects.latest("id").pk
-    assert Plan.objects.count() == 2
+    assert Plan.objects.get(pk=second).status == Plan.Status.ACTIVE
+    again = confirm_plan(service, customer, second, key="k-2")
+    assert (again.status, again.headers.get("idempotent-replayed")) == (200, "true"), again.data
+    assert again.json()["id"] == second
+    assert JournalEntry.objects.filter(kind=JournalEntry.Kind.ORIGINATION).count() == 2
     nothing_half_written()
 
 

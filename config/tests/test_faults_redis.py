@@ -90,18 +90,28 @@ def queued_again(service: Service, merchant, plan) -> Refund:
 
 
 def serves_everything(service: Service, customer, merchant, plan, refund, key: str) -> list:
-    """Plan creation, a payment, reads and the refund webhook: every answer right and in time."""
+    """An offer and its confirmation, a payment, reads and the refund webhook: every answer
+    right and in time."""
     answers = []
-    created = service.request(
+    offered = service.request(
         "POST",
         "/api/v1/plans/",
-        {"merchant_id": merchant.user_id, "total_amount": "120.00", "installment_count": 3},
-        token=token(customer),
+        {"user_id": customer.user_id, "total_amount": "120.00", "installment_count": 3},
+        token=token(merchant),
         headers={"Idempotency-Key": f"{key}-plan"},
     )
-    answers.append(("create plan", created))
-    assert created.status == 201, (created.status, created.data, service.logs())
-    new_plan = created.json()["id"]
+    answers.append(("offer plan", offered))
+    assert offered.status == 201, (offered.status, offered.data, service.logs())
+    new_plan = offered.json()["id"]
+    created = service.request(
+        "POST",
+        f"/api/v1/plans/{new_plan}/confirm/",
+        {},
+        token=token(customer),
+        headers={"Idempotency-Key": f"{key}-confirm"},
+    )
+    answers.append(("confirm plan", created))
+    assert created.status == 200, (created.status, created.data, service.logs())
     first = created.json()["installments"][0]["id"]
     paid = service.request(
         "POST",

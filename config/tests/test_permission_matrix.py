@@ -469,7 +469,7 @@ def cells_of(row: Row) -> list[Cell]:
 ALL_ROWS = TABLE + admin_rows()
 CELLS = [cell for row in ALL_ROWS for cell in cells_of(row)]
 # Raised or lowered with the table, on purpose: the count is reported by CI.
-EXPECTED_CELLS = 882
+EXPECTED_CELLS = 962
 
 
 # --- Calling ---------------------------------------------------------------------------------
