@@ -69,7 +69,7 @@ def checkout(request, token: str):
         return page(
             request,
             "pages/checkout.html",
-            _context(request, plan, error={"field": "action", "detail": "Choose Confirm or Decline."}),
+            _context(request, plan, error={"code": "validation_error", "field": "action", "detail": "Choose Confirm or Decline."}),
             status=400,
         )
     shop = _shop(plan)

@@ -128,7 +128,7 @@ def merchant_portal(merchant: User, query) -> tuple[dict, dict | None]:
     error = None
     plans = Plan.objects.filter(merchant=merchant)
     if status and status not in Plan.Status.values:
-        error = {"field": "status", "detail": f"Unknown status {status!r}: choose one of {', '.join(Plan.Status.values)}."}
+        error = {"code": "validation_error", "field": "status", "detail": f"Unknown status {status!r}: choose one of {', '.join(Plan.Status.values)}."}
         status = ""
     if status:
         plans = plans.filter(status=status)
@@ -170,7 +170,7 @@ def installment_pay(request, pk: int):
     plan_id, sequence = found
     key = request.POST.get("key", "")
     if not PAY_KEY.match(key):
-        return _portal_again(request, {"field": "key", "detail": "The form is incomplete: reload the page and pay again."}, 400)
+        return _portal_again(request, {"code": "validation_error", "field": "key", "detail": "The form is incomplete: reload the page and pay again."}, 400)
     try:
         payment = payment_collect(
             plan_id=plan_id,
