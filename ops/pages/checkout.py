@@ -20,7 +20,9 @@ from bnpl.services.checkout import plan_confirm, plan_decline
 from core.problems import DomainError
 from ops.pages.common import not_found, page
 
-NOT_OPEN = "This checkout link is not valid: the offer may have been confirmed, declined or expired, or be someone else's."
+NOT_OPEN = (
+    "This checkout link is not valid: the offer may have been confirmed, declined or expired, or be someone else's."
+)
 ACTIONS = ("confirm", "decline")
 
 
@@ -69,7 +71,11 @@ def checkout(request, token: str):
         return page(
             request,
             "pages/checkout.html",
-            _context(request, plan, error={"code": "validation_error", "field": "action", "detail": "Choose Confirm or Decline."}),
+            _context(
+                request,
+                plan,
+                error={"code": "validation_error", "field": "action", "detail": "Choose Confirm or Decline."},
+            ),
             status=400,
         )
     shop = _shop(plan)

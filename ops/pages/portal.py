@@ -103,7 +103,11 @@ def _plan_row(plan: Plan) -> dict:
         return row
     row["remaining"] = plan.installments_remaining
     open_ones = sorted(
-        (i for i in plan.installments_in_order if i.status in (Installment.Status.OVERDUE, Installment.Status.UPCOMING)),
+        (
+            i
+            for i in plan.installments_in_order
+            if i.status in (Installment.Status.OVERDUE, Installment.Status.UPCOMING)
+        ),
         key=lambda i: (i.due_date, i.sequence),
     )
     if open_ones:
@@ -119,24 +123,26 @@ def merchant_portal(merchant: User, query) -> tuple[dict, dict | None]:
     """The plans ``merchant`` sold, newest first, ``?status=`` filtered and ``?page=`` paged,
     with the count in each status: three queries. The error names a bad ``status``."""
     counts = dict(
-        Plan.objects.filter(merchant=merchant).order_by().values_list("status").annotate(n=Count("id")).values_list(
-            "status", "n"
-        )
+        Plan.objects.filter(merchant=merchant)
+        .order_by()
+        .values_list("status")
+        .annotate(n=Count("id"))
+        .values_list("status", "n")
     )
     statuses = [{"value": value, "label": label, "count": counts.get(value, 0)} for value, label in Plan.Status.choices]
     status = query.get("status", "")
     error = None
     plans = Plan.objects.filter(merchant=merchant)
     if status and status not in Plan.Status.values:
-        error = {"code": "validation_error", "field": "status", "detail": f"Unknown status {status!r}: choose one of {', '.join(Plan.Status.values)}."}
+        error = {
+            "code": "validation_error",
+            "field": "status",
+            "detail": f"Unknown status {status!r}: choose one of {', '.join(Plan.Status.values)}.",
+        }
         status = ""
     if status:
         plans = plans.filter(status=status)
-    plans = (
-        plans.select_related("customer")
-        .only(*PLAN_COLUMNS, "customer__user_id")
-        .order_by("-created_at", "-id")
-    )
+    plans = plans.select_related("customer").only(*PLAN_COLUMNS, "customer__user_id").order_by("-created_at", "-id")
     listed = Paginator(plans, MERCHANT_PAGE_SIZE).get_page(query.get("page"))
     context = {
         "statuses": statuses,
@@ -160,17 +166,21 @@ def installment_pay(request, pk: int):
     customer = request.user
     if not customer.is_customer:
         return not_found(request, "Only customers pay installments here.")
-    found = (
-        Installment.objects.filter(pk=pk, plan__customer=customer)
-        .values_list("plan_id", "sequence")
-        .first()
-    )
+    found = Installment.objects.filter(pk=pk, plan__customer=customer).values_list("plan_id", "sequence").first()
     if found is None:
         return not_found(request, "You have no such installment.")
     plan_id, sequence = found
     key = request.POST.get("key", "")
     if not PAY_KEY.match(key):
-        return _portal_again(request, {"code": "validation_error", "field": "key", "detail": "The form is incomplete: reload the page and pay again."}, 400)
+        return _portal_again(
+            request,
+            {
+                "code": "validation_error",
+                "field": "key",
+                "detail": "The form is incomplete: reload the page and pay again.",
+            },
+            400,
+        )
     try:
         payment = payment_collect(
             plan_id=plan_id,

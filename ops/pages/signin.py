@@ -14,6 +14,7 @@ class SignInView(LoginView):
 
     template_name = "pages/login.html"
     next_page = "home"
+    http_method_names = ["get", "head", "post"]
     # Signed in already (a customer opening a checkout link again): straight on to ``next``.
     redirect_authenticated_user = True
 
@@ -32,3 +33,4 @@ class SignOutView(LogoutView):
     """``POST /logout/`` (a form with its CSRF token): signs out and goes home."""
 
     next_page = "home"
+    http_method_names = ["post"]

@@ -27,7 +27,8 @@ def shop(db):
 
 def offered(customer, merchant, total="400.00", **terms) -> Plan:
     plan, created = plan_offer(customer=customer, merchant=merchant, offer=Offer(total_amount=Decimal(total), **terms))
-    assert created and plan.status == Plan.Status.PENDING
+    assert created
+    assert plan.status == Plan.Status.PENDING
     return plan
 
 
@@ -65,14 +66,15 @@ def test_the_customer_sees_the_merchant_the_total_the_schedule_and_the_expiry(cu
     assert '<strong id="total">500.00 USD</strong>' in page
     assert "order-77" in page
     for row in plan.schedule_shown:  # 166.67, 166.67, 166.66 on the dates the plan would have
-        assert f"<td>{row['sequence']}</td><td><time datetime=\"{row['due_date']:%Y-%m-%d}\">" in page
+        assert f'<td>{row["sequence"]}</td><td><time datetime="{row["due_date"]:%Y-%m-%d}">' in page
         assert f"{row['amount_due']} USD</td>" in page
     assert [str(r["amount_due"]) for r in plan.schedule_shown] == ["166.67", "166.67", "166.66"]
     assert 'data-capture-mode="automatic"' in page
     assert f'datetime="{plan.expires_at.isoformat()}"' in page
     assert re.search(r'id="available">2000.00 USD<', page)  # this offer's own reservation not counted
     assert 'name="csrfmiddlewaretoken"' in page
-    assert 'value="confirm"' in page and 'value="decline"' in page
+    assert 'value="confirm"' in page
+    assert 'value="decline"' in page
     assert "no-store" in response["Cache-Control"]
     assert_allowed_by_its_csp(response, "/checkout/")
 
@@ -178,7 +180,8 @@ def test_a_second_submit_naming_someone_elses_plan_is_404(customer, shop):
     response = signed_in(customer).post(f"/checkout/{mine.pk}-spent/", {"action": "confirm", "plan": others.pk})
 
     assert response.status_code == 404
-    assert others_token and Plan.objects.get(pk=others.pk).status == Plan.Status.PENDING
+    assert others_token
+    assert Plan.objects.get(pk=others.pk).status == Plan.Status.PENDING
 
 
 def test_confirming_needs_the_csrf_token(customer, shop):
@@ -230,7 +233,9 @@ def test_confirming_above_the_credit_left_gets_422_with_the_customers_own_figure
     assert response.status_code == 422
     page = response.content.decode()
     assert 'data-code="credit_declined"' in page
-    figures = dict(re.findall(r"<dt>([^<]+)</dt><dd>([^<]+)</dd>", page.split('id="credit-figures"')[1].split("</dl>")[0]))
+    figures = dict(
+        re.findall(r"<dt>([^<]+)</dt><dd>([^<]+)</dd>", page.split('id="credit-figures"')[1].split("</dl>")[0])
+    )
     assert figures == {
         "Credit limit": "1500.00 USD",
         "You owe": "300.00 USD",

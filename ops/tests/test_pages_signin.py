@@ -47,7 +47,8 @@ def test_the_sign_in_page_has_the_form_with_its_csrf_token_and_next(client):
     assert response.status_code == 200
     page = response.content.decode()
     assert 'name="csrfmiddlewaretoken"' in page
-    assert 'name="username"' in page and 'type="password"' in page
+    assert 'name="username"' in page
+    assert 'type="password"' in page
     assert '<input type="hidden" name="next" value="/checkout/abc/">' in page
     assert "no-store" in response["Cache-Control"]
 
