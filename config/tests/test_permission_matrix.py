@@ -317,6 +317,8 @@ MINE = (200, 404)  # yours, or a 404 (DESIGN §5: outside your scope is a 404)
 PAID = (201, 404)  # yours paid (or refunded), the other's a 404
 NO = (403, 403)  # your role may not, whoever's object it is
 NOSIG = (401, 401)  # no webhook secret to sign with: not a merchant
+HIDDEN = (404, 404)  # a page about someone else's object: not found, own world or not
+DONE = (302, 404)  # yours done, then on to the portal; the other's a 404
 
 # fmt: off
 # The columns are ROLES: anonymous, customer, other customer, merchant, other merchant, operator.
@@ -333,13 +335,13 @@ TABLE: list[Row] = [
     *rows("POST",             "/logout/",                                302,   302,   302,   302,   302,   302,
           via="session", page=True),
     # The hosted checkout of an offer: its customer only (anonymous: sent to sign in), else a 404.
-    *rows("GET HEAD",         "/checkout/{token}/",                      302,   MINE,  MINE,  (404, 404), (404, 404), 404,
+    *rows("GET HEAD",         "/checkout/{token}/",                      302,   MINE,  MINE,  HIDDEN, HIDDEN, 404,
           via="session", page=True),
-    *rows("POST",             "/checkout/{token}/",                      302,   (302, 404), (302, 404), (404, 404), (404, 404),
-          404, via="session", page=True, body=confirm_body),
+    *rows("POST",             "/checkout/{token}/",                      302,   DONE,  DONE,  HIDDEN, HIDDEN, 404,
+          via="session", page=True, body=confirm_body),
     # The portal's pay form: the installment's customer only.
-    *rows("POST",             "/installments/{installment}/pay/",        302,   (302, 404), (302, 404), (404, 404), (404, 404),
-          404, via="session", page=True, body=pay_form_body),
+    *rows("POST",             "/installments/{installment}/pay/",        302,   DONE,  DONE,  HIDDEN, HIDDEN, 404,
+          via="session", page=True, body=pay_form_body),
     # Probes, metrics, the API's description: no object, no scope.
     *rows("GET",              "/healthz",                                200,   200,   200,   200,   200,   200),
     *rows("GET",              "/readyz",                                 200,   200,   200,   200,   200,   200),

@@ -55,3 +55,10 @@ def throttled(request: HttpRequest, *throttle_classes: type[WindowRateThrottle])
     response = page(request, "pages/throttled.html", {"retry_after": wait}, status=429)
     response["Retry-After"] = str(wait)
     return response
+
+
+def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:
+    """Django's CSRF refusal (``CSRF_FAILURE_VIEW``) as a page of this site: 403, saying what to
+    do. A form sent without its token, or from a page older than the session (signed in or out
+    since), ends here; Django's own page styles itself inline, which the CSP refuses."""
+    return page(request, "pages/csrf_failure.html", status=403)

@@ -190,6 +190,9 @@ def test_confirming_needs_the_csrf_token(customer, shop):
     response = signed_in(customer, enforce_csrf_checks=True).post(url(plan), {"action": "confirm"})
 
     assert response.status_code == 403
+    assert response["Content-Type"].startswith("text/html")
+    assert "This form has expired" in response.content.decode()
+    assert_allowed_by_its_csp(response, "CSRF failure")
     plan.refresh_from_db()
     assert plan.status == Plan.Status.PENDING
 
