@@ -32,9 +32,10 @@ PLAN_COLUMNS = tuple(field.name for field in Plan._meta.concrete_fields)
 LIVE = (Plan.Status.PENDING, Plan.Status.AUTHORIZED, Plan.Status.ACTIVE)
 FINISHED_SHOWN = 10
 MERCHANT_PAGE_SIZE = 25
-# The pay form's key: made per render (secrets.token_urlsafe(16)), so a double submit of one
-# form pays once and a new render may pay again.
-PAY_KEY = re.compile(r"^[A-Za-z0-9_-]{16,43}$")
+# The pay form's key: made per render (secrets.token_urlsafe(16), 22 characters), so a double
+# submit of one form pays once and a new render may pay again. At most 32: with its prefix it
+# fits the payment's 64-character gateway key.
+PAY_KEY = re.compile(r"[A-Za-z0-9_-]{16,32}")
 
 
 @never_cache  # it shows one person's money: no shared cache may keep it
@@ -171,7 +172,7 @@ def installment_pay(request, pk: int):
         return not_found(request, "You have no such installment.")
     plan_id, sequence = found
     key = request.POST.get("key", "")
-    if not PAY_KEY.match(key):
+    if not PAY_KEY.fullmatch(key):
         return _portal_again(
             request,
             {
