@@ -290,6 +290,9 @@ def test_the_merchant_sees_the_plans_they_sold_by_status_with_links(merchant, ma
     assert f'data-plan="{pending.pk}"' in sold
     assert f'data-plan="{others.pk}"' not in sold
     assert f'<a href="/api/v1/plans/{active.pk}/" class="api-link">' in sold
+    api = signed_in(merchant).get(f"/api/v1/plans/{active.pk}/")  # the link opens with the page's session
+    assert api.status_code == 200
+    assert api.json()["status"] == "ACTIVE"
     assert customer.user_id in sold
     assert "All (2)" in sold
     assert ">Active (1)<" in sold
