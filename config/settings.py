@@ -36,6 +36,8 @@ if not DEBUG:
 
 ALLOWED_HOSTS = config("ALLOWED_HOSTS", default="localhost,127.0.0.1,[::1],testserver" if DEBUG else "", cast=Csv())
 CSRF_TRUSTED_ORIGINS = config("CSRF_TRUSTED_ORIGINS", default="", cast=Csv())
+# A refused form (no CSRF token, or a stale one) gets a page of the site, under its CSP.
+CSRF_FAILURE_VIEW = "ops.pages.common.csrf_failure"
 
 INSTALLED_APPS = [
     "django.contrib.admin",

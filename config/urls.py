@@ -1,12 +1,14 @@
-"""The URL map: the home page, the API under /api/v1/, probes, the OpenAPI schema and its UIs, the admin."""
+"""The URL map: the pages (home and portals, sign-in, the hosted checkout), the API under
+/api/v1/, probes, the OpenAPI schema and its UIs, the admin."""
 
 from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
-from ops import dashboard, health, pages
+from ops import dashboard, health
 from ops.docs import RedocView
 from ops.metrics import MetricsView
+from ops.pages import checkout, portal, signin
 from refunds.webhooks import RefundStatusWebhookView
 
 PAGE = ["get", "head"]
@@ -27,7 +29,11 @@ api_v1 = [
 ]
 
 urlpatterns = [
-    path("", pages.home, name="home"),
+    path("", portal.home, name="home"),
+    path("login/", signin.SignInView.as_view(), name="login"),
+    path("logout/", signin.SignOutView.as_view(), name="logout"),
+    path("checkout/<slug:token>/", checkout.checkout, name="checkout"),
+    path("installments/<int:pk>/pay/", portal.installment_pay, name="installment-pay-page"),
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
     path("metrics", MetricsView.as_view(), name="metrics"),

@@ -10,6 +10,7 @@ import contextlib
 import os
 import re
 import shutil
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -18,9 +19,12 @@ from django.core.management import call_command
 from django.db import connections
 from django.test.testcases import LiveServerThread
 
-from accounts.tests.factories import MerchantFactory, OperatorFactory
+from accounts.tests.factories import DEFAULT_PASSWORD, MerchantFactory, OperatorFactory, UserFactory
+from bnpl.models import Plan
+from bnpl.services.checkout import Offer, plan_offer
 from bnpl.services.sweep import overdue_sweep
 from ledger.checks import ledger_check
+from payments.models import Payment
 from refunds.models import Refund
 from refunds.tests.factories import refund_requested
 
@@ -264,3 +268,73 @@ def test_redoc_renders_its_styles_under_the_content_security_policy(live_url):
         page.screenshot(path=str(SHOTS / "redoc.png"), full_page=False)
 
     assert set(violations) == {REDOC_LOGO_BLOCKED}, violations
+
+
+def sign_in_on_the_page(page, *, username: str, password: str) -> None:
+    """Fill the session sign-in form the page shows (``/login/``) and send it."""
+    page.fill("#id_username", username)
+    page.fill("#id_password", password)
+    page.click("#sign-in-form button[type=submit]")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_customer_confirms_an_offer_and_pays_then_the_merchant_sees_it_active_in_chromium(live_url):
+    customer = UserFactory(username="usr-001", user_id="usr-001", full_name="Aziz Karimov")
+    merchant = MerchantFactory(username="merchant-001", user_id="merchant-001", full_name="Demo Electronics LLC")
+    plan, _ = plan_offer(
+        customer=customer,
+        merchant=merchant,
+        offer=Offer(total_amount=Decimal("1200.00"), merchant_reference="order-browser"),
+    )
+    checkout = f"/checkout/{plan.checkout_token}/"
+    violations: list[str] = []
+    with chromium_page(violations) as page:
+        # The link the customer was sent: signed out, the page asks them to sign in, then comes back.
+        page.goto(f"{live_url}{checkout}")
+        page.wait_for_url(re.compile(r".*/login/\?next=.*"))
+        page.screenshot(path=str(SHOTS / "sign-in.png"), full_page=True)
+        sign_in_on_the_page(page, username="usr-001", password=DEFAULT_PASSWORD)
+        page.wait_for_url(f"**{checkout}")
+        assert page.locator("h1").inner_text() == "Your offer from Demo Electronics LLC"
+        assert page.locator("#total").inner_text() == "1200.00 USD"
+        assert page.locator("#schedule tbody tr").count() == 4
+        assert page.locator("#schedule tbody tr").first.locator("td").last.inner_text() == "300.00 USD"
+        assert page.evaluate(OVERFLOWING_CARDS) == []
+        page.screenshot(path=str(SHOTS / "checkout.png"), full_page=True)
+
+        page.click("#confirm")
+        page.wait_for_url(f"{live_url}/")
+        assert (
+            f"Confirmed: plan #{plan.pk} with Demo Electronics LLC is active." in page.locator(".messages").inner_text()
+        )
+        row = page.locator(f'#plans tr[data-plan="{plan.pk}"]')
+        assert row.locator("[data-status]").inner_text() == "Active"
+        assert page.locator("#offers").inner_text().endswith("No offer is waiting for your answer.")
+        page.screenshot(path=str(SHOTS / "portal-customer-confirmed.png"), full_page=True)
+
+        row.get_by_role("button", name="Pay 300.00 USD").click()
+        page.wait_for_selector(".messages")
+        assert f"Paid 300.00 USD for installment 1 of plan #{plan.pk}" in page.locator(".messages").inner_text()
+        assert "900.00 USD" in page.locator(f'#plans tr[data-plan="{plan.pk}"]').inner_text()  # left to pay
+        assert page.evaluate(OVERFLOWING_CARDS) == []
+        page.screenshot(path=str(SHOTS / "portal-customer-paid.png"), full_page=True)
+
+        page.get_by_role("button", name="Sign out").click()
+        page.wait_for_selector("h1:text('Buy now, pay later')")
+        page.get_by_role("link", name="Sign in", exact=True).click()
+        sign_in_on_the_page(page, username="merchant-001", password=DEFAULT_PASSWORD)
+        page.wait_for_selector("#sold")
+        sold = page.locator(f'#sold tr[data-plan="{plan.pk}"]')
+        assert sold.locator("[data-status]").inner_text() == "ACTIVE"
+        assert sold.locator("a.api-link").get_attribute("href") == f"/api/v1/plans/{plan.pk}/"
+        page.locator("[data-status-filter=ACTIVE]").click()
+        page.wait_for_url("**/?status=ACTIVE")
+        assert page.locator("#sold tbody tr").count() == 1
+        page.screenshot(path=str(SHOTS / "portal-merchant.png"), full_page=True)
+
+    plan = Plan.objects.get(pk=plan.pk)
+    assert plan.status == Plan.Status.ACTIVE
+    assert list(Payment.objects.filter(plan=plan).values_list("status", "amount")) == [
+        (Payment.Status.SUCCEEDED, Decimal("300.00"))
+    ]
+    assert violations == [], violations

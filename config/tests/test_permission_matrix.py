@@ -28,6 +28,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
+from urllib.parse import urlencode
 
 import pytest
 from django.contrib import admin
@@ -81,6 +82,7 @@ class Side:
 
     def placeholders(self) -> dict:
         return {
+            "token": self.offer.checkout_token,
             "user": self.customer.user_id,
             "plan": self.plan.pk,
             "installment": self.installment.pk,
@@ -276,6 +278,14 @@ def empty_body(side: Side, actor: User | None) -> dict:
     return {}
 
 
+def confirm_body(side: Side, actor: User | None) -> dict:
+    return {"action": "confirm"}
+
+
+def pay_form_body(side: Side, actor: User | None) -> dict:
+    return {"key": "matrix-pay-form-key-0001"}
+
+
 def plan_pay_body(side: Side, actor: User | None) -> dict:
     return {"amount": "10.00"}
 
@@ -298,6 +308,7 @@ class Row:
     body: Body | None = None
     via: str = "jwt"  # "jwt": a bearer token; "session": logged in (admin); "webhook": signed by the caller
     object_in_body: bool = False  # the object is named in the body, not the path
+    page: bool = False  # a page for people: a form's body, and its errors are pages too (HTML)
     lists: tuple[str, str] | None = None  # a list: (placeholder, result field) of the objects it shows
 
     @property
@@ -316,6 +327,8 @@ MINE = (200, 404)  # yours, or a 404 (DESIGN §5: outside your scope is a 404)
 PAID = (201, 404)  # yours paid (or refunded), the other's a 404
 NO = (403, 403)  # your role may not, whoever's object it is
 NOSIG = (401, 401)  # no webhook secret to sign with: not a merchant
+HIDDEN = (404, 404)  # a page about someone else's object: not found, own world or not
+DONE = (302, 404)  # yours done, then on to the portal; the other's a 404
 
 # fmt: off
 # The columns are ROLES: anonymous, customer, other customer, merchant, other merchant, operator.
@@ -324,6 +337,21 @@ TABLE: list[Row] = [
     # The home page: anyone, signed in (the admin's session) or not; the page differs, not the answer.
     *rows("GET HEAD",         "/",                                       200,   200,   200,   200,   200,   200,
           via="session"),
+    # Session sign-in and sign-out: anyone; someone signed in already goes on (home).
+    *rows("GET HEAD",         "/login/",                                 200,   302,   302,   302,   302,   302,
+          via="session", page=True),
+    *rows("POST",             "/login/",                                 302,   302,   302,   302,   302,   302,
+          via="session", page=True, body=token_body),
+    *rows("POST",             "/logout/",                                302,   302,   302,   302,   302,   302,
+          via="session", page=True),
+    # The hosted checkout of an offer: its customer only (anonymous: sent to sign in), else a 404.
+    *rows("GET HEAD",         "/checkout/{token}/",                      302,   MINE,  MINE,  HIDDEN, HIDDEN, 404,
+          via="session", page=True),
+    *rows("POST",             "/checkout/{token}/",                      302,   DONE,  DONE,  HIDDEN, HIDDEN, 404,
+          via="session", page=True, body=confirm_body),
+    # The portal's pay form: the installment's customer only.
+    *rows("POST",             "/installments/{installment}/pay/",        302,   DONE,  DONE,  HIDDEN, HIDDEN, 404,
+          via="session", page=True, body=pay_form_body),
     # Probes, metrics, the API's description: no object, no scope.
     *rows("GET",              "/healthz",                                200,   200,   200,   200,   200,   200),
     *rows("GET",              "/readyz",                                 200,   200,   200,   200,   200,   200),
@@ -469,7 +497,7 @@ def cells_of(row: Row) -> list[Cell]:
 ALL_ROWS = TABLE + admin_rows()
 CELLS = [cell for row in ALL_ROWS for cell in cells_of(row)]
 # Raised or lowered with the table, on purpose: the count is reported by CI.
-EXPECTED_CELLS = 962
+EXPECTED_CELLS = 1026
 
 
 # --- Calling ---------------------------------------------------------------------------------
@@ -497,6 +525,10 @@ def call(world: World, clients: dict, cell: Cell):
         headers["HTTP_AUTHORIZATION"] = f"Bearer {world.tokens[actor.pk]}"
     if actor is not None and row.via == "session":
         client.force_login(actor)  # a session row of this cell's own, rolled back with it
+    if row.page:  # a form, as a browser sends it
+        path = row.path.format(**side.placeholders())
+        body = urlencode(row.body(side, actor)) if row.body else ""
+        return client.generic(row.method, path, body, content_type="application/x-www-form-urlencoded")
     payload = json.dumps(row.body(side, actor)).encode() if row.body else b""
     if actor is not None and row.via == "webhook":
         headers = {
@@ -514,7 +546,9 @@ def test_cell(world, clients, cell, db):
     assert response.status_code == cell.expected, (
         f"{cell.id}: expected {cell.expected}, got {response.status_code}: {response.content[:300]!r}"
     )
-    if response.status_code >= 400 and cell.row.method != "HEAD":
+    if response.status_code >= 400 and cell.row.method != "HEAD" and cell.row.page:
+        assert response["Content-Type"].startswith("text/html"), response["Content-Type"]  # a page that says why
+    elif response.status_code >= 400 and cell.row.method != "HEAD":
         assert response["Content-Type"].startswith("application/problem+json"), response["Content-Type"]
         assert json.loads(response.content)["status"] == response.status_code
     if cell.row.lists and cell.row.method == "GET" and response.status_code == 200:

@@ -91,12 +91,15 @@ def test_the_nonce_is_new_for_every_response(operator_client):
         ("/", "operator"),
         ("/api/v1/health/", "anonymous"),
         ("/api/v1/health/", "operator"),  # with the figures and the chart
+        ("/login/", "anonymous"),
+        ("/", "customer"),  # the portals: forms, tables, no script
+        ("/", "merchant"),
     ],
 )
-def test_a_page_without_inline_style_allows_none(client, operator, path, who):
+def test_a_page_without_inline_style_allows_none(client, operator, customer, merchant, path, who):
     # The home page and the dashboard take their styles from this origin's stylesheet.
-    if who == "operator":
-        client.force_login(operator)
+    if who != "anonymous":
+        client.force_login({"operator": operator, "customer": customer, "merchant": merchant}[who])
     response = client.get(path, HTTP_ACCEPT="text/html")
 
     assert response.status_code == 200

@@ -34,6 +34,7 @@ def test_home_is_a_landing_page_for_anonymous_visitors(client):
     assert "POST /api/v1/auth/token/" in page  # how an API client gets a token
     assert "Authorization: Bearer" in page
     assert "Sign out" not in page
+    assert "/login/" in hrefs(page)  # the session sign-in for customers and merchants
 
 
 @pytest.mark.parametrize(
@@ -52,7 +53,9 @@ def test_home_greets_a_signed_in_user_with_their_role(factory, role):
     assert {"/swagger/", "/redoc/", "/api/v1/health/"} <= hrefs(page)
     assert "<h1>Buy now, pay later</h1>" not in page
     assert ("/admin/" in hrefs(page)) == (role == "Operator")
-    assert ("Sign out" in page) == (role == "Operator")  # the admin's logout is for staff
+    # Everyone signed in may sign out (the session's own form); operators also keep the admin's.
+    assert 'action="/logout/"' in page
+    assert ('action="/admin/logout/"' in page) == (role == "Operator")
 
 
 def test_home_answers_head_without_a_body(client):
