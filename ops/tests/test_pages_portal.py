@@ -98,6 +98,18 @@ def test_the_portal_shows_what_is_overdue(customer, make_plan):
     assert '<span class="status status-overdue">overdue</span>' in page
 
 
+def test_the_portal_shows_late_fees_in_each_currency(customer, make_plan):
+    long_ago = business_today() - timedelta(days=45)
+    make_plan(customer=customer, total="200.00", purchase_date=long_ago)
+    make_plan(customer=customer, total="300.00", purchase_date=long_ago, currency="EUR")
+    overdue_sweep(late_fees=True)
+
+    debt = signed_in(customer).get("/").content.decode().split('id="debt"')[1].split("</section>")[0]
+
+    assert '<p data-currency="EUR">Late fees due: 10.00 EUR.</p>' in debt
+    assert '<p data-currency="USD">Late fees due: 10.00 USD.</p>' in debt
+
+
 def test_lapsed_offers_and_other_customers_plans_are_not_shown(customer, merchant, make_plan):
     lapsed = offered(customer, merchant)
     Plan.objects.filter(pk=lapsed.pk).update(expires_at=lapsed.created_at - timedelta(minutes=1))
