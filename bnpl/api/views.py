@@ -254,7 +254,8 @@ class PlanViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
         summary="The customer refuses a pending plan: DECLINED",
         request=NoBody,
         parameters=[IDEMPOTENCY_PARAMETER],
-        responses={200: PlanOut, **problems(400, 401, 403, 404, 409, 413, 415)},
+        # 422: an Idempotency-Key sent before with another request.
+        responses={200: PlanOut, **problems(400, 401, 403, 404, 409, 413, 415, 422)},
         examples=[NOT_PENDING_EXAMPLE],
     )
     @action(detail=True, methods=["post"], permission_classes=CUSTOMERS)
@@ -295,7 +296,8 @@ class PlanViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
         summary="Void an authorized plan: VOIDED, nothing owed",
         request=NoBody,
         parameters=[IDEMPOTENCY_PARAMETER],
-        responses={200: PlanOut, **problems(400, 401, 403, 404, 409, 413, 415)},
+        # 422: an Idempotency-Key sent before with another request.
+        responses={200: PlanOut, **problems(400, 401, 403, 404, 409, 413, 415, 422)},
         examples=[NOT_AUTHORIZED_EXAMPLE],
     )
     @action(detail=True, methods=["post"], permission_classes=SELLERS)
