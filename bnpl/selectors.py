@@ -279,8 +279,8 @@ class DebtStatus:
         return self.single.fees_due if self.single else None
 
     @property
-    def overdue_by_bucket(self) -> dict[str, Decimal] | None:
-        return self.single.overdue_by_bucket if self.single else None
+    def overdue_by_bucket(self) -> dict[str, Decimal | None]:
+        return self.single.overdue_by_bucket if self.single else dict.fromkeys(BUCKETS)
 
 
 def debt_status_for(*, customer: User, today: date | None = None) -> DebtStatus:

@@ -200,6 +200,15 @@ OverdueAmountByBucketOut = _by_bucket(
     serializers.DecimalField,
     **AMOUNT,
 )
+# At the top level of the debt status: the one currency's, each null when there are several.
+OverdueAmountByBucketOrNullOut = _by_bucket(
+    "OverdueAmountByBucketOrNullOut",
+    "Unpaid remainder of overdue installments by days past due, in the one currency owed; each null when the "
+    "customer owes in several (see `by_currency`).",
+    serializers.DecimalField,
+    allow_null=True,
+    **AMOUNT,
+)
 OverdueCountByBucketOut = _by_bucket(
     "OverdueCountByBucketOut", "Overdue installments by days past due.", serializers.IntegerField, min_value=0
 )
@@ -234,7 +243,7 @@ class DebtStatusOut(serializers.Serializer):
         **AMOUNT, allow_null=True, help_text="Unpaid remainder of overdue installments." + ONE_CURRENCY
     )
     fees_due = serializers.DecimalField(**AMOUNT, allow_null=True, help_text="Late fees due." + ONE_CURRENCY)
-    overdue_by_bucket = OverdueAmountByBucketOut(allow_null=True, help_text="Overdue by days past due." + ONE_CURRENCY)
+    overdue_by_bucket = OverdueAmountByBucketOrNullOut(help_text="Overdue by days past due." + ONE_CURRENCY)
     by_currency = CurrencyDebtOut(
         many=True,
         help_text="The same figures for each currency the customer owes in, by currency code (one entry, the "

@@ -425,6 +425,7 @@ DEBT_IN_EUR = {
 }
 DEBT_IN_TWO_CURRENCIES_EXAMPLE = DEBT_EXAMPLE | {
     **dict.fromkeys(DEBT_IN_USD, None),
+    "overdue_by_bucket": dict.fromkeys(("1-30", "31-60", "61-90", "90+")),
     "by_currency": [DEBT_IN_EUR, DEBT_IN_USD],
 }
 
@@ -437,7 +438,7 @@ class DebtStatusView(APIView):
             "Amounts in different currencies are never added together: `by_currency` has the figures of each "
             "currency the customer owes in. The top-level `total_debt`, `overdue_amount`, `fees_due` and "
             "`overdue_by_bucket` are those of `currency` when the customer owes in one currency only (the default "
-            "currency, all zero, when nothing is owed), and null when they owe in several."
+            "currency, all zero, when nothing is owed), and null (each bucket null) when they owe in several."
         ),
         responses={200: DebtStatusOut, **problems(401, 404)},
         examples=[
