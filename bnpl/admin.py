@@ -30,7 +30,6 @@ class PlanAdmin(ReadOnlyAdmin):
         "currency",
         "installment_count",
         "status",
-        "capture_mode",
         "merchant_reference",
         "created_at",
     )

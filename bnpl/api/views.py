@@ -244,10 +244,7 @@ class PlanViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
     @action(detail=True, methods=["post"], permission_classes=CUSTOMERS)
     @idempotent(atomic=True)
     def confirm(self, request: Request, pk: str | None = None) -> Response:
-        plan = self._plan(request, pk)
-        NoBody(data=request.data).is_valid(raise_exception=True)
-        plan = plan_confirm(plan_id=plan.pk, customer=request.user)
-        return Response(plan_out(plan_get_for(viewer=request.user, pk=plan.pk)))
+        return self._moved(request, pk, lambda plan, _: plan_confirm(plan_id=plan.pk, customer=request.user))
 
     @extend_schema(
         operation_id="plans_decline",
@@ -261,10 +258,7 @@ class PlanViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
     @action(detail=True, methods=["post"], permission_classes=CUSTOMERS)
     @idempotent(atomic=True)
     def decline(self, request: Request, pk: str | None = None) -> Response:
-        plan = self._plan(request, pk)
-        NoBody(data=request.data).is_valid(raise_exception=True)
-        plan = plan_decline(plan_id=plan.pk)
-        return Response(plan_out(plan_get_for(viewer=request.user, pk=plan.pk)))
+        return self._moved(request, pk, lambda plan, _: plan_decline(plan_id=plan.pk))
 
     @extend_schema(
         operation_id="plans_capture",
@@ -285,11 +279,9 @@ class PlanViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
     @action(detail=True, methods=["post"], permission_classes=SELLERS)
     @idempotent(atomic=True)
     def capture(self, request: Request, pk: str | None = None) -> Response:
-        plan = self._plan(request, pk)
-        body = PlanCaptureIn(data=request.data)
-        body.is_valid(raise_exception=True)
-        plan = plan_capture(plan_id=plan.pk, amount=body.validated_data.get("amount"))
-        return Response(plan_out(plan_get_for(viewer=request.user, pk=plan.pk)))
+        return self._moved(
+            request, pk, lambda plan, body: plan_capture(plan_id=plan.pk, amount=body.get("amount")), PlanCaptureIn
+        )
 
     @extend_schema(
         operation_id="plans_void",
@@ -303,9 +295,14 @@ class PlanViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
     @action(detail=True, methods=["post"], permission_classes=SELLERS)
     @idempotent(atomic=True)
     def void(self, request: Request, pk: str | None = None) -> Response:
+        return self._moved(request, pk, lambda plan, _: plan_void(plan_id=plan.pk))
+
+    def _moved(self, request: Request, pk: str | None, move, body_class=NoBody) -> Response:
+        """Validate the body, move the caller's plan ``pk`` with ``move(plan, fields)``, show it."""
         plan = self._plan(request, pk)
-        NoBody(data=request.data).is_valid(raise_exception=True)
-        plan = plan_void(plan_id=plan.pk)
+        body = body_class(data=request.data)
+        body.is_valid(raise_exception=True)
+        move(plan, body.validated_data)
         return Response(plan_out(plan_get_for(viewer=request.user, pk=plan.pk)))
 
 

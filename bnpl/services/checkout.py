@@ -28,6 +28,7 @@ from bnpl.models import Plan
 from bnpl.schedule import business_today
 from bnpl.selectors import OPEN_PLAN_STATUSES, PLAN_FIELDS, plan_get_for_update, plan_installments_loaded
 from bnpl.services.origination import customer_credit_check, plan_activate, plan_create, schedule_minimum_check
+from core.problems import DomainError
 from events.models import Event, Notification
 from events.notifications import notifications_queue
 from events.services import event_record, events_record_many
@@ -195,23 +196,20 @@ def plan_void(*, plan_id: int) -> Plan:
 
 def _pending(plan_id: int) -> Plan:
     """The plan, locked, while its offer is open (PENDING and not past its expiry)."""
-    plan = plan_get_for_update(pk=plan_id)
-    if plan.status != Plan.Status.PENDING or _lapsed(plan):
-        raise PlanNotPending(
-            f"This plan is {_status_now(plan)}; only a PENDING plan can be confirmed or declined.",
-            plan_status=_status_now(plan),
-        )
-    return plan
+    return _locked_while(plan_id, Plan.Status.PENDING, PlanNotPending, "confirmed or declined")
 
 
 def _authorized(plan_id: int) -> Plan:
     """The plan, locked, while its authorization holds (AUTHORIZED and not past its expiry)."""
+    return _locked_while(plan_id, Plan.Status.AUTHORIZED, PlanNotAuthorized, "captured or voided")
+
+
+def _locked_while(plan_id: int, status: str, refused: type[DomainError], moves: str) -> Plan:
     plan = plan_get_for_update(pk=plan_id)
-    if plan.status != Plan.Status.AUTHORIZED or _lapsed(plan):
-        raise PlanNotAuthorized(
-            f"This plan is {_status_now(plan)}; only an AUTHORIZED plan can be captured or voided.",
-            plan_status=_status_now(plan),
-        )
+    if plan.status != status or _lapsed(plan):
+        now = _status_now(plan)
+        article = "an" if status[0] in "AEIOU" else "a"
+        raise refused(f"This plan is {now}; only {article} {status} plan can be {moves}.", plan_status=now)
     return plan
 
 
