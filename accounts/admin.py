@@ -1,5 +1,6 @@
-"""Operators' view of users: PII shown masked only, passwords managed by Django's forms; the
-refresh tokens issued, without the tokens."""
+"""Operators' view of users: PII shown masked only, passwords managed by Django's forms; a
+merchant's pricing, each change recorded and shown read-only; the refresh tokens issued,
+without the tokens."""
 
 from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
@@ -8,14 +9,49 @@ from django.db import models
 from rest_framework_simplejwt.token_blacklist import admin as token_admin
 from rest_framework_simplejwt.token_blacklist.models import OutstandingToken
 
-from accounts.models import User
-from accounts.services import merchant_webhook_secret_rotate
+from accounts.models import MerchantPricingChange, User
+from accounts.pricing import merchant_pricing_of
+from accounts.services import merchant_webhook_secret_rotate, user_save_by_operator
 
 
 class BnplUserChangeForm(UserChangeForm):
     class Meta(UserChangeForm.Meta):
         model = User
-        fields = ("username", "email", "full_name", "role", "credit_limit", "is_active")
+        fields = ("username", "email", "full_name", "role", "credit_limit", "is_active", "fee_percent", "fee_fixed")
+
+    def clean(self) -> dict:
+        data = super().clean()
+        if data.get("role") != User.Role.MERCHANT:
+            # A price nobody pays would still be shown, and recorded, as if it meant something.
+            for name in ("fee_percent", "fee_fixed"):
+                if data.get(name) is not None:
+                    self.add_error(name, "Only merchants have a price; leave it empty.")
+        return data
+
+
+class MerchantPricingChangeInline(admin.TabularInline):
+    """The merchant's pricing history, newest first: recorded by saving the form, never edited."""
+
+    model = MerchantPricingChange
+    fk_name = "merchant"
+    fields = readonly_fields = (
+        "changed_at",
+        "changed_by",
+        "fee_percent_before",
+        "fee_percent_after",
+        "fee_fixed_before",
+        "fee_fixed_after",
+    )
+    extra = 0
+    can_delete = False
+    verbose_name = "pricing change"
+    verbose_name_plural = "Pricing changes (empty: the default)"
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
 
 
 @admin.register(User)
@@ -39,11 +75,22 @@ class UserAdmin(DjangoUserAdmin):
         "created_at",
         "updated_at",
         "last_login",
+        "effective_pricing",
     )
+    inlines = [MerchantPricingChangeInline]
     fieldsets = (
         (None, {"fields": ("user_id", "username", "password")}),
         ("Profile", {"fields": ("full_name", "email", "phone", "passport", "card")}),
         ("BNPL", {"fields": ("role", "status", "credit_limit", "autopay", "webhook_url")}),
+        (
+            "Merchant pricing",
+            {
+                "fields": ("fee_percent", "fee_fixed", "effective_pricing"),
+                "description": "Each plan's fee when it becomes ACTIVE: its total * percent / 100, rounded half up, "
+                "plus the fixed part; never above the total. Empty: the default of the settings. "
+                "Plans already active keep the fee they were charged.",
+            },
+        ),
         ("Access", {"fields": ("is_active", "is_staff", "is_superuser", "groups", "user_permissions")}),
         ("Dates", {"fields": ("last_login", "created_at", "updated_at")}),
     )
@@ -58,6 +105,26 @@ class UserAdmin(DjangoUserAdmin):
     )
 
     actions = ["rotate_webhook_secret"]
+
+    def get_inline_instances(self, request, obj=None) -> list:
+        # Only a merchant has a pricing history; the add form has none.
+        return super().get_inline_instances(request, obj) if obj is not None and obj.is_merchant else []
+
+    def save_model(self, request, obj: User, form, change: bool) -> None:
+        if not change:
+            super().save_model(request, obj, form, change)
+            return
+        # The admin's change view runs in a transaction: the change row commits with the save.
+        recorded = user_save_by_operator(user=obj, operator=request.user)
+        if recorded is not None:
+            self.message_user(request, f"The pricing change of {obj.user_id} was recorded.")
+
+    @admin.display(description="Effective pricing")
+    def effective_pricing(self, obj: User) -> str:
+        pricing = merchant_pricing_of(obj) if obj.pk else None
+        if pricing is None:
+            return "—"
+        return f"{pricing.fee_percent} % + {pricing.fee_fixed}"
 
     @admin.action(description="Rotate the webhook secret of the selected merchants (shown once)")
     def rotate_webhook_secret(self, request, queryset) -> None:
@@ -76,6 +143,34 @@ class UserAdmin(DjangoUserAdmin):
     @admin.display(description="Card")
     def card(self, obj: User) -> str:
         return obj.masked_card
+
+
+@admin.register(MerchantPricingChange)
+class MerchantPricingChangeAdmin(admin.ModelAdmin):
+    """Every merchant's pricing changes, read-only: the record is written by saving a merchant."""
+
+    list_display = (
+        "changed_at",
+        "merchant",
+        "changed_by",
+        "fee_percent_before",
+        "fee_percent_after",
+        "fee_fixed_before",
+        "fee_fixed_after",
+    )
+    list_filter = ("changed_at",)
+    search_fields = ("merchant__user_id", "merchant__username", "changed_by__user_id")
+    list_select_related = ("merchant", "changed_by")
+    date_hierarchy = "changed_at"
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
 
 
 class OutstandingTokenAdmin(token_admin.OutstandingTokenAdmin):

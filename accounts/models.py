@@ -5,7 +5,7 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractUser, UserManager
-from django.core.validators import RegexValidator
+from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
 from django.db.models.functions import Lower
 
@@ -86,6 +86,25 @@ class User(AbstractUser):
     webhook_url = models.URLField(max_length=500, blank=True)
     # Customers: charge the card on file automatically on each due date.
     autopay = models.BooleanField(default=True)
+    # Merchants: the price of a plan sold (DESIGN §6), set by operators, each change recorded
+    # (MerchantPricingChange). Empty: the settings' defaults, BNPL_MERCHANT_FEE_PERCENT and
+    # BNPL_MERCHANT_FEE_FIXED, as they are when a plan becomes ACTIVE (accounts.pricing).
+    fee_percent = models.DecimalField(
+        max_digits=5,
+        decimal_places=2,
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(Decimal("0")), MaxValueValidator(Decimal("100"))],
+        help_text="Merchants: percent of each plan total taken as the fee (0 to 100). Empty: the default.",
+    )
+    fee_fixed = models.DecimalField(
+        max_digits=12,
+        decimal_places=2,
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(Decimal("0"))],
+        help_text="Merchants: fixed amount added to each plan's fee, in the plan's currency. Empty: the default.",
+    )
 
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -104,6 +123,14 @@ class User(AbstractUser):
                 condition=models.Q(role__in=["CUSTOMER", "MERCHANT", "OPERATOR"]), name="user_role_valid"
             ),
             models.CheckConstraint(condition=models.Q(status__in=["NORMAL", "DEBT_USER"]), name="user_status_valid"),
+            models.CheckConstraint(
+                condition=models.Q(fee_percent__isnull=True) | models.Q(fee_percent__gte=0, fee_percent__lte=100),
+                name="user_fee_percent_0_100",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(fee_fixed__isnull=True) | models.Q(fee_fixed__gte=0),
+                name="user_fee_fixed_not_negative",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -137,3 +164,24 @@ class User(AbstractUser):
     @property
     def masked_card(self) -> str:
         return mask_card(self.card_first6, self.card_last4)
+
+
+class MerchantPricingChange(models.Model):
+    """One operator's change of a merchant's pricing: who, when, and the values before and
+    after (empty: the settings' default). Written by ``merchant_pricing_save`` only, in the
+    transaction that saved the merchant; never edited."""
+
+    merchant = models.ForeignKey(User, on_delete=models.PROTECT, related_name="pricing_changes")
+    changed_by = models.ForeignKey(User, on_delete=models.PROTECT, null=True, related_name="+", db_index=False)
+    changed_at = models.DateTimeField(auto_now_add=True)
+    fee_percent_before = models.DecimalField(max_digits=5, decimal_places=2, null=True, blank=True)
+    fee_percent_after = models.DecimalField(max_digits=5, decimal_places=2, null=True, blank=True)
+    fee_fixed_before = models.DecimalField(max_digits=12, decimal_places=2, null=True, blank=True)
+    fee_fixed_after = models.DecimalField(max_digits=12, decimal_places=2, null=True, blank=True)
+
+    class Meta:
+        ordering = ["-changed_at", "-id"]
+        indexes = [models.Index(fields=["merchant", "-changed_at"], name="pricing_change_merchant")]
+
+    def __str__(self) -> str:
+        return f"Pricing of {self.merchant_id} changed at {self.changed_at:%Y-%m-%d %H:%M}"

@@ -15,7 +15,7 @@ from rest_framework_simplejwt.utils import datetime_from_epoch
 
 from accounts.cards import card_tokenize, normalize_card_number
 from accounts.errors import UserIdTaken, UsernameTaken
-from accounts.models import User, generate_user_id, generate_webhook_secret
+from accounts.models import MerchantPricingChange, User, generate_user_id, generate_webhook_secret
 
 
 @transaction.atomic
@@ -93,6 +93,29 @@ def user_settings_update(*, user: User, autopay: bool | None = None, webhook_url
     if fields:
         user.save(update_fields=[*fields, "updated_at"])
     return user
+
+
+@transaction.atomic
+def user_save_by_operator(*, user: User, operator: User | None) -> MerchantPricingChange | None:
+    """Save ``user`` as an operator edited it (the admin's form) and, when its pricing
+    (``fee_percent``, ``fee_fixed``) differs from the row's, record who changed it, when, and
+    the values before and after, in the same transaction. Returns the change recorded, if any."""
+    # The row is locked before it is compared: two operators saving at once each record the
+    # change from what the other left, never both from the same "before".
+    before = (
+        User.objects.select_for_update(no_key=True).filter(pk=user.pk).values_list("fee_percent", "fee_fixed").get()
+    )
+    user.save()
+    if (user.fee_percent, user.fee_fixed) == before:
+        return None
+    return MerchantPricingChange.objects.create(
+        merchant=user,
+        changed_by=operator,
+        fee_percent_before=before[0],
+        fee_percent_after=user.fee_percent,
+        fee_fixed_before=before[1],
+        fee_fixed_after=user.fee_fixed,
+    )
 
 
 # --- Refresh tokens -------------------------------------------------------------------------

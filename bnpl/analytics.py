@@ -114,11 +114,16 @@ def merchant_dashboard(*, plans, today: date | None = None) -> dict:
     """The analytics dashboard for ``plans``: money in and out from the ledger, the rest from
     the plans; each amount per currency (``by_currency``), and at the top level for the one
     currency when there is only one (None when there are several). Six queries."""
-    from ledger.accounts import GATEWAY_CLEARING, MERCHANT_PAYABLE
+    from ledger.accounts import GATEWAY_CLEARING, MERCHANT_FEE_INCOME, MERCHANT_PAYABLE
     from ledger.selectors import posted_totals
 
-    revenue = posted_totals(kinds=["PAYMENT"], account=GATEWAY_CLEARING, plans=plans)
-    refunds = posted_totals(kinds=["REFUND_APPLIED", "REFUND_PAYOUT"], account=MERCHANT_PAYABLE, plans=plans)
+    revenue = posted_totals(kinds=["PAYMENT"], accounts=[GATEWAY_CLEARING], plans=plans)
+    # What refunds took off the merchants' payable, with the fee share a refund gave back
+    # (BNPL_REFUND_RETURNS_FEE) added again: it moves fee income to the payable in the
+    # refund's own entry, and is no part of the amount refunded.
+    refunds = posted_totals(
+        kinds=["REFUND_APPLIED", "REFUND_PAYOUT"], accounts=[MERCHANT_PAYABLE, MERCHANT_FEE_INCOME], plans=plans
+    )
     figures = plan_figures(plans=plans, today=today)
     rows = {row["currency"]: row for row in figures.pop("by_currency")}
     # Postings belong to plans that became ACTIVE, whose currencies are already listed (a plan

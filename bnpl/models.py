@@ -50,6 +50,9 @@ class Plan(models.Model):
     expires_at = models.DateTimeField(null=True, blank=True)
     confirmed_at = models.DateTimeField(null=True, blank=True)
     activated_at = models.DateTimeField(null=True, blank=True)
+    # The merchant's fee, charged when the plan became ACTIVE (accounts.pricing, posted in its
+    # origination entry); empty for a plan not yet active, and for plans made before fees were.
+    merchant_fee = models.DecimalField(max_digits=12, decimal_places=2, null=True, blank=True)
     # The operator who created the plan in the back office (ACTIVE at once), else empty.
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+", db_index=False
@@ -108,6 +111,11 @@ class Plan(models.Model):
                 condition=models.Q(authorized_amount__isnull=True)
                 | models.Q(total_amount__lte=models.F("authorized_amount")),
                 name="plan_total_within_authorized",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(merchant_fee__isnull=True)
+                | models.Q(merchant_fee__gte=0, merchant_fee__lte=models.F("total_amount")),
+                name="plan_merchant_fee_within_total",
             ),
         ]
 

@@ -270,6 +270,15 @@ BNPL_AUTOPAY_CHUNK_CUSTOMERS = config("BNPL_AUTOPAY_CHUNK_CUSTOMERS", default=20
 BNPL_REFUND_PAYOUT_METHOD = config("BNPL_REFUND_PAYOUT_METHOD", default="card")
 if BNPL_REFUND_PAYOUT_METHOD not in ("card", "credit"):
     raise ImproperlyConfigured('BNPL_REFUND_PAYOUT_METHOD must be "card" or "credit".')
+# Merchant pricing (DESIGN §6): a plan's fee when it becomes ACTIVE is its total * percent / 100
+# (rounded half up to the cent) plus the fixed part, never above the total; a merchant without
+# a price of its own (accounts.User.fee_percent, fee_fixed) pays these. A refund keeps the fee
+# unless BNPL_REFUND_RETURNS_FEE, which returns the refund's proportional share of it.
+BNPL_MERCHANT_FEE_PERCENT = config("BNPL_MERCHANT_FEE_PERCENT", default="4.00", cast=Decimal)
+BNPL_MERCHANT_FEE_FIXED = config("BNPL_MERCHANT_FEE_FIXED", default="0.30", cast=Decimal)
+if not (0 <= BNPL_MERCHANT_FEE_PERCENT <= 100) or BNPL_MERCHANT_FEE_FIXED < 0:
+    raise ImproperlyConfigured("BNPL_MERCHANT_FEE_PERCENT must be 0 to 100 and BNPL_MERCHANT_FEE_FIXED not negative.")
+BNPL_REFUND_RETURNS_FEE = config("BNPL_REFUND_RETURNS_FEE", default=False, cast=bool)
 
 # --- Merchant event webhooks (outbound) ---------------------------------------------------
 BNPL_WEBHOOK_TIMEOUT_SECONDS = config("BNPL_WEBHOOK_TIMEOUT_SECONDS", default=10, cast=float)

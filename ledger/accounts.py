@@ -1,11 +1,16 @@
 """The chart of accounts (signed postings: debit positive, credit negative):
 
 - ``customer_receivable`` (asset): what customers owe, per plan;
-- ``merchant_payable`` (liability): what the platform owes merchants for plans sold;
+- ``merchant_payable`` (liability): what the platform owes merchants for plans sold, less
+  their fees, per merchant (``party``);
 - ``gateway_clearing`` (asset): money collected through the payment gateway;
-- ``fee_income`` (income): late fees charged (a waiver reverses one);
+- ``fee_income`` (income): late fees charged (a waiver reverses one), and nothing else;
 - ``customer_credit`` (liability): what the platform holds for a customer (refunds taken
-  as credit, overpayments), per customer (``party``); spent first by the next payment.
+  as credit, overpayments), per customer (``party``); spent first by the next payment;
+- ``merchant_fee_income`` (income): merchants' fees, charged when a plan becomes ACTIVE
+  (taken from the merchant's payable), less those refunds returned.
+
+An account's fixed id is its place here: a new account goes at the end.
 """
 
 from django.core.management.color import no_style
@@ -18,6 +23,7 @@ MERCHANT_PAYABLE = "merchant_payable"
 GATEWAY_CLEARING = "gateway_clearing"
 FEE_INCOME = "fee_income"
 CUSTOMER_CREDIT = "customer_credit"
+MERCHANT_FEE_INCOME = "merchant_fee_income"
 
 ACCOUNTS = {
     CUSTOMER_RECEIVABLE: ("Customer receivable", LedgerAccount.Kind.ASSET),
@@ -25,6 +31,7 @@ ACCOUNTS = {
     GATEWAY_CLEARING: ("Gateway clearing", LedgerAccount.Kind.ASSET),
     FEE_INCOME: ("Late fee income", LedgerAccount.Kind.INCOME),
     CUSTOMER_CREDIT: ("Customer credit balance", LedgerAccount.Kind.LIABILITY),
+    MERCHANT_FEE_INCOME: ("Merchant fee income", LedgerAccount.Kind.INCOME),
 }
 
 

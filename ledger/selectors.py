@@ -59,11 +59,11 @@ def account_balances(*, account: str) -> dict[str, Decimal]:
     return {row["currency"]: row["total"] for row in rows}
 
 
-def posted_totals(*, kinds: list[str], account: str, plans) -> dict[str, Decimal]:
-    """Sum of the postings to ``account`` in entries of ``kinds`` for the ``plans`` queryset,
+def posted_totals(*, kinds: list[str], accounts: list[str], plans) -> dict[str, Decimal]:
+    """Sum of the postings to ``accounts`` in entries of ``kinds`` for the ``plans`` queryset,
     per currency (only the currencies that have such postings)."""
     rows = (
-        Posting.objects.filter(entry__kind__in=kinds, account__code=account, plan__in=plans)
+        Posting.objects.filter(entry__kind__in=kinds, account__code__in=accounts, plan__in=plans)
         .values("currency")
         .annotate(total=Sum("amount"))
         .values_list("currency", "total")

@@ -36,6 +36,9 @@ class Refund(models.Model):
     # On approval: what lowered unpaid installments, and what goes back to the customer.
     applied_amount = models.DecimalField(max_digits=12, decimal_places=2, default=Decimal("0.00"))
     payout_amount = models.DecimalField(max_digits=12, decimal_places=2, default=Decimal("0.00"))
+    # On approval with BNPL_REFUND_RETURNS_FEE: the share of the plan's merchant fee given back
+    # to the merchant (posted in the refund's entry); zero when the fee is kept.
+    merchant_fee_returned = models.DecimalField(max_digits=12, decimal_places=2, default=Decimal("0.00"))
     payout_status = models.CharField(max_length=8, choices=PayoutStatus.choices, default=PayoutStatus.NONE)
     # Where what exceeds the unpaid remainder goes (the customer's choice, default from settings).
     payout_method = models.CharField(max_length=8, choices=PayoutMethod.choices, default=PayoutMethod.CARD)
@@ -54,6 +57,9 @@ class Refund(models.Model):
             # A merchant's transaction id names one refund, whatever races happen.
             models.UniqueConstraint(fields=["merchant", "transaction_id"], name="refund_transaction_per_merchant"),
             models.CheckConstraint(condition=models.Q(amount__gt=0), name="refund_amount_positive"),
+            models.CheckConstraint(
+                condition=models.Q(merchant_fee_returned__gte=0), name="refund_merchant_fee_returned_not_negative"
+            ),
         ]
 
     def __str__(self) -> str:

@@ -12,6 +12,7 @@ from django.db.models import Sum
 from django.utils import timezone
 
 from accounts.models import User
+from accounts.pricing import merchant_fee_refunded
 from bnpl.models import Plan
 from bnpl.selectors import plan_get_for_update
 from bnpl.services.installments import (
@@ -23,7 +24,13 @@ from core.money import ZERO
 from core.problems import DomainError, FieldInvalid
 from events.models import Event
 from events.services import event_record
-from ledger.accounts import CUSTOMER_CREDIT, CUSTOMER_RECEIVABLE, GATEWAY_CLEARING, MERCHANT_PAYABLE
+from ledger.accounts import (
+    CUSTOMER_CREDIT,
+    CUSTOMER_RECEIVABLE,
+    GATEWAY_CLEARING,
+    MERCHANT_FEE_INCOME,
+    MERCHANT_PAYABLE,
+)
 from ledger.models import JournalEntry
 from ledger.services import Leg, ledger_post
 from payments.gateways import get_gateway
@@ -236,14 +243,28 @@ def _refund_event_data(refund: Refund) -> dict:
 
 
 def _apply_to_plan(refund: Refund, plan: Plan) -> None:
-    """Lower unpaid installments from the last one backwards; what is left is paid back."""
+    """Lower unpaid installments from the last one backwards; what is left is paid back. With
+    ``BNPL_REFUND_RETURNS_FEE`` the refund's share of the merchant's fee goes back to it too."""
     # Against what is already approved: a pending one may still be rejected.
-    if refund.amount > _refundable(plan, counted=(Refund.Status.APPROVED,), excluding=refund.pk):
+    approved = Refund.objects.filter(plan=plan, status=Refund.Status.APPROVED).exclude(pk=refund.pk)
+    before = approved.aggregate(amount=Sum("amount"), fee=Sum("merchant_fee_returned"))
+    if refund.amount > plan.total_amount - (before["amount"] or ZERO):
         raise RefundExceedsPlan()
     refund.applied_amount = installments_cancel_by_refund(plan=plan, amount=refund.amount)
     left = refund.amount - refund.applied_amount
     refund.payout_amount = left
     refund.payout_status = Refund.PayoutStatus.PENDING if left > 0 else Refund.PayoutStatus.NONE
+    fee_back = ZERO
+    if settings.BNPL_REFUND_RETURNS_FEE and plan.merchant_fee:
+        # A plan made before fees were (merchant_fee empty) was charged none: nothing to return.
+        fee_back = merchant_fee_refunded(
+            fee=plan.merchant_fee,
+            returned=before["fee"] or ZERO,
+            total=plan.total_amount,
+            amount=refund.amount,
+            refunded=(before["amount"] or ZERO) + refund.amount,
+        )
+    refund.merchant_fee_returned = fee_back
     ledger_post(
         kind=JournalEntry.Kind.REFUND_APPLIED,
         plan_id=plan.pk,
@@ -251,6 +272,9 @@ def _apply_to_plan(refund: Refund, plan: Plan) -> None:
         legs=[
             Leg(MERCHANT_PAYABLE, refund.applied_amount, plan.currency, plan.pk, plan.merchant_id),
             Leg(CUSTOMER_RECEIVABLE, -refund.applied_amount, plan.currency, plan.pk, plan.customer_id),
+            # The fee's share back to the merchant: fee income lowered, the payable raised.
+            Leg(MERCHANT_FEE_INCOME, fee_back, plan.currency, plan.pk, plan.merchant_id),
+            Leg(MERCHANT_PAYABLE, -fee_back, plan.currency, plan.pk, plan.merchant_id),
         ],
     )
     if left > 0 and refund.payout_method == Refund.PayoutMethod.CREDIT:

@@ -10,6 +10,7 @@ from rest_framework import serializers
 
 from accounts.cards import normalize_card_number
 from accounts.models import E164_REGEX, PASSPORT_REGEX, PHONE_MESSAGE, USER_ID_REGEX, User
+from accounts.pricing import merchant_pricing_of
 from accounts.profile import profile_field
 from core.serializers import CaseInsensitiveChoiceField
 
@@ -98,10 +99,30 @@ class MeOut(UserOut):
         "spent first by your next payment."
     )
     webhook_url = serializers.CharField(help_text="Merchants: where your events are delivered (blank: none).")
+    fee_percent = serializers.SerializerMethodField(
+        help_text="Merchants: the percent of each plan total charged as your fee when the plan becomes ACTIVE "
+        "(your own price, else the platform's default); null for customers and operators. Read-only: "
+        "operators set it."
+    )
+    fee_fixed = serializers.SerializerMethodField(
+        help_text="Merchants: the fixed part added to each plan's fee, in the plan's currency. The fee is "
+        "total * fee_percent / 100 rounded half up to the cent, plus fee_fixed, never above the total. "
+        "Null for customers and operators. Read-only."
+    )
 
     @extend_schema_field(serializers.DictField(child=serializers.DecimalField(max_digits=14, decimal_places=2)))
     def get_credit_balance(self, user: User) -> dict:
         return {currency: str(amount) for currency, amount in profile_field("credit_balance", user, {}).items()}
+
+    @extend_schema_field(serializers.DecimalField(max_digits=5, decimal_places=2, allow_null=True))
+    def get_fee_percent(self, user: User) -> str | None:
+        pricing = merchant_pricing_of(user)
+        return None if pricing is None else f"{pricing.fee_percent:.2f}"
+
+    @extend_schema_field(serializers.DecimalField(max_digits=12, decimal_places=2, allow_null=True))
+    def get_fee_fixed(self, user: User) -> str | None:
+        pricing = merchant_pricing_of(user)
+        return None if pricing is None else f"{pricing.fee_fixed:.2f}"
 
 
 class MeUpdateIn(serializers.Serializer):
@@ -112,7 +133,15 @@ class MeUpdateIn(serializers.Serializer):
         max_length=500, required=False, allow_blank=True, help_text="Merchants only; http(s), blank to stop deliveries."
     )
 
+    # Shown on the profile, changed only by operators (the admin, where each change is recorded).
+    READ_ONLY = ("fee_percent", "fee_fixed")
+
     def validate(self, attrs: dict) -> dict:
+        for name in self.READ_ONLY:
+            if name in self.initial_data:
+                raise serializers.ValidationError(
+                    {name: ["Read-only: your pricing is set by the platform's operators."]}
+                )
         if not attrs:
             raise serializers.ValidationError("Give at least one of: autopay, webhook_url.")
         user: User = self.context["user"]

@@ -51,6 +51,23 @@ ME_EXAMPLE = USER_EXAMPLE | {
     "autopay": True,
     "credit_balance": {"USD": "5.00"},
     "webhook_url": "",
+    "fee_percent": None,
+    "fee_fixed": None,
+}
+
+MERCHANT_ME_EXAMPLE = ME_EXAMPLE | {
+    "user_id": "merchant-001",
+    "username": "merchant-001",
+    "full_name": "Demo Shop",
+    "email": "merchant-001@example.com",
+    "passport_number": "",
+    "card_number": "",
+    "role": "MERCHANT",
+    "card_brand": "",
+    "credit_balance": {},
+    "webhook_url": "https://shop.example.com/bnpl/events",
+    "fee_percent": "4.00",
+    "fee_fixed": "0.30",
 }
 
 
@@ -209,7 +226,10 @@ class MeView(APIView):
         operation_id="auth_me",
         summary="Your own profile (masked)",
         responses={200: MeOut, **problems(401)},
-        examples=[OpenApiExample("Me", value=ME_EXAMPLE, response_only=True)],
+        examples=[
+            OpenApiExample("Me", value=ME_EXAMPLE, response_only=True),
+            OpenApiExample("A merchant, with its pricing", value=MERCHANT_ME_EXAMPLE, response_only=True),
+        ],
     )
     def get(self, request: Request) -> Response:
         return Response(MeOut(request.user).data)

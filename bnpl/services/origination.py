@@ -1,6 +1,7 @@
 """Originating a plan: its parties, the credit check, and the moment a plan becomes ACTIVE
-(its installments by the split rule, its ledger entry and its event, in one transaction),
-whether an operator creates it ACTIVE at once or a customer's consent makes it so."""
+(its installments by the split rule, its ledger entry with the merchant's fee, and its
+event, in one transaction), whether an operator creates it ACTIVE at once or a customer's
+consent makes it so."""
 
 import json
 from datetime import date, timedelta
@@ -12,6 +13,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from accounts.models import User
+from accounts.pricing import merchant_fee, merchant_pricings
 from bnpl.errors import CreditDeclined, DebtUserForbidden
 from bnpl.event_data import plan_event_data
 from bnpl.models import Installment, Plan
@@ -21,7 +23,7 @@ from core.db import postgresql
 from core.problems import FieldInvalid
 from events.models import Event, generate_event_id
 from events.services import event_dispatch_after_commit, event_record
-from ledger.accounts import CUSTOMER_RECEIVABLE, MERCHANT_PAYABLE, ledger_account_ids
+from ledger.accounts import CUSTOMER_RECEIVABLE, MERCHANT_FEE_INCOME, MERCHANT_PAYABLE, ledger_account_ids
 from ledger.models import JournalEntry
 from ledger.services import Leg, ledger_post, ledger_post_many
 from ledger.sql import ledger_post_ctes
@@ -168,6 +170,9 @@ def plan_activate(plan: Plan, *, event_type: str, total_amount: Decimal | None =
 
 
 def _originated(plan: Plan, event_type: str, *, insert: bool) -> Plan:
+    # The fee at the merchant's price as committed now (not as a request's user row has it).
+    pricing = merchant_pricings([plan.merchant_id])[plan.merchant_id]
+    plan.merchant_fee = merchant_fee(total=plan.total_amount, pricing=pricing)
     schedule = build_schedule(
         total=plan.total_amount,
         count=plan.installment_count,
@@ -213,6 +218,7 @@ _ACTIVATED_FIELDS = (
     "expires_at",
     "confirmed_at",
     "activated_at",
+    "merchant_fee",
 )
 
 
@@ -225,15 +231,15 @@ _ACTIVATED_FIELDS = (
 _INSERT_PLAN_CTE = """
   INSERT INTO bnpl_plan (customer_id, merchant_id, total_amount, authorized_amount, currency, installment_count,
                          frequency, status, capture_mode, merchant_reference, purchase_date, created_by_id,
-                         activated_at, created_at, updated_at)
+                         activated_at, merchant_fee, created_at, updated_at)
   VALUES (%(customer)s, %(merchant)s, %(total)s, %(total)s, %(currency)s, %(count)s, %(frequency)s, %(plan_status)s,
-          %(capture_mode)s, %(reference)s, %(purchase_date)s, %(created_by)s, %(now)s, %(now)s, %(now)s)
+          %(capture_mode)s, %(reference)s, %(purchase_date)s, %(created_by)s, %(now)s, %(fee)s, %(now)s, %(now)s)
   RETURNING id
 """
 _ACTIVATE_PLAN_CTE = """
   UPDATE bnpl_plan SET status = %(plan_status)s, total_amount = %(total)s, purchase_date = %(purchase_date)s,
     checkout_token = NULL, expires_at = NULL, confirmed_at = %(confirmed_at)s, activated_at = %(now)s,
-    updated_at = %(now)s
+    merchant_fee = %(fee)s, updated_at = %(now)s
   WHERE id = %(plan_id)s
   RETURNING id
 """
@@ -254,8 +260,11 @@ WITH plan AS ({plan}), installments AS (
   SELECT plan.id AS entry_key, leg.account_id, leg.amount, %(currency)s::varchar AS currency, plan.id AS plan_id,
          leg.party_id, leg.leg_order
   FROM plan, (VALUES (%(receivable)s::bigint, %(total)s::numeric, %(customer)s::bigint, 1),
-                     (%(payable)s::bigint, -%(total)s::numeric, %(merchant)s::bigint, 2))
+                     (%(payable)s::bigint, -%(total)s::numeric, %(merchant)s::bigint, 2),
+                     (%(payable)s::bigint, %(fee)s::numeric, %(merchant)s::bigint, 3),
+                     (%(fee_income)s::bigint, -%(fee)s::numeric, %(merchant)s::bigint, 4))
        AS leg(account_id, amount, party_id, leg_order)
+  WHERE leg.amount <> 0  -- no fee, no fee legs (ledger_post drops zero legs too)
 ), {ledger_post}, event AS (
   INSERT INTO events_event (public_id, merchant_id, type, data, created_at, delivery_status, attempts,
                             next_attempt_at, give_up_at)
@@ -305,6 +314,8 @@ def _originate_pg(
                 "entry_kind": JournalEntry.Kind.ORIGINATION,
                 "receivable": accounts[CUSTOMER_RECEIVABLE],
                 "payable": accounts[MERCHANT_PAYABLE],
+                "fee_income": accounts[MERCHANT_FEE_INCOME],
+                "fee": plan.merchant_fee,
                 "event_id": generate_event_id(),
                 "event_type": event_type,
                 "event_data": event_data,
@@ -340,8 +351,12 @@ def _as_read(instance, **values):
 def plans_originate_many(*, plans: list[Plan], batch_size: int = 5000) -> list[Plan]:
     """Originate many new plans at once, for data imported or seeded in bulk: the plans,
     their installments by the split rule and one origination entry each, in a fixed number
-    of statements per batch. No credit check and no events: the caller vouches for them."""
+    of statements per batch, each plan's merchant fee charged at its merchant's price. No
+    credit check and no events: the caller vouches for them."""
     with transaction.atomic():
+        prices = merchant_pricings({plan.merchant_id for plan in plans})
+        for plan in plans:
+            plan.merchant_fee = merchant_fee(total=plan.total_amount, pricing=prices[plan.merchant_id])
         plans = Plan.objects.bulk_create(plans, batch_size=batch_size)
         Installment.objects.bulk_create(
             [
@@ -364,8 +379,15 @@ def plans_originate_many(*, plans: list[Plan], batch_size: int = 5000) -> list[P
 
 
 def origination_legs(plan: Plan) -> list[Leg]:
-    """The customer owes the plan total; the platform owes it to the merchant."""
-    return [
+    """The customer owes the plan total; the platform owes it to the merchant, less the
+    merchant's fee (``plan.merchant_fee``), which is the platform's income. No fee, no fee legs."""
+    legs = [
         Leg(CUSTOMER_RECEIVABLE, plan.total_amount, plan.currency, plan_id=plan.pk, party_id=plan.customer_id),
         Leg(MERCHANT_PAYABLE, -plan.total_amount, plan.currency, plan_id=plan.pk, party_id=plan.merchant_id),
     ]
+    if plan.merchant_fee:
+        legs += [
+            Leg(MERCHANT_PAYABLE, plan.merchant_fee, plan.currency, plan_id=plan.pk, party_id=plan.merchant_id),
+            Leg(MERCHANT_FEE_INCOME, -plan.merchant_fee, plan.currency, plan_id=plan.pk, party_id=plan.merchant_id),
+        ]
+    return legs

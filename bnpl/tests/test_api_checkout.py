@@ -69,7 +69,12 @@ def test_manual_capture_in_part_splits_the_schedule_over_what_was_captured(as_us
     assert (body["status"], body["total_amount"], body["authorized_amount"]) == ("ACTIVE", "200.00", "500.00")
     assert [i["amount_due"] for i in body["installments"]] == ["66.67", "66.67", "66.66"]
     entry = JournalEntry.objects.get(kind="ORIGINATION", plan_id=offer["id"])
-    assert sum(p.amount for p in entry.postings.all() if p.amount > 0) == Decimal("200.00")
+    assert [(p.account.code, p.amount) for p in entry.postings.select_related("account").order_by("id")] == [
+        ("customer_receivable", Decimal("200.00")),
+        ("merchant_payable", Decimal("-200.00")),
+        ("merchant_payable", Decimal("8.30")),  # the fee on the 200.00 captured: 4 % + 0.30
+        ("merchant_fee_income", Decimal("-8.30")),
+    ]
     assert Event.objects.filter(type="plan.captured").count() == 1
 
 

@@ -31,7 +31,7 @@ from bnpl.services.origination import plan_create, plan_parties_resolve
 from bnpl.services.sweep import overdue_sweep
 from core.problems import FieldInvalid
 from events.models import Event, Notification
-from ledger.accounts import CUSTOMER_RECEIVABLE, MERCHANT_PAYABLE
+from ledger.accounts import CUSTOMER_RECEIVABLE, MERCHANT_FEE_INCOME, MERCHANT_PAYABLE
 from ledger.checks import ledger_check
 from ledger.models import JournalEntry
 from ledger.tests.books import balance, entries, money_state
@@ -156,8 +156,14 @@ def test_confirm_automatic_activates_from_today_with_the_exact_split_and_one_ent
     assert [i.amount_due for i in installments] == [D("166.67"), D("166.67"), D("166.66")]
     assert {(i.status, i.customer_id) for i in installments} == {(Installment.Status.UPCOMING, customer.pk)}
     assert entries(JournalEntry.Kind.ORIGINATION, plan=plan) == [
-        [(CUSTOMER_RECEIVABLE, D("500.00")), (MERCHANT_PAYABLE, D("-500.00"))]
+        [
+            (CUSTOMER_RECEIVABLE, D("500.00")),
+            (MERCHANT_FEE_INCOME, D("-20.30")),  # the fee at the default 4 % + 0.30
+            (MERCHANT_PAYABLE, D("-500.00")),
+            (MERCHANT_PAYABLE, D("20.30")),
+        ]
     ]
+    assert plan.merchant_fee == D("20.30")
     assert events_of(plan) == [Event.Type.PLAN_PENDING, Event.Type.PLAN_CONFIRMED]
     position = credit_position(customer=customer, currency="USD")
     assert (position.outstanding, position.reserved) == (D("500.00"), D("0.00"))
@@ -257,8 +263,14 @@ def test_partial_capture_splits_the_schedule_over_what_was_captured_and_releases
     )
     assert [i.amount_due for i in installments] == [D("133.34"), D("133.33"), D("133.33")]
     assert entries(JournalEntry.Kind.ORIGINATION, plan=plan) == [
-        [(CUSTOMER_RECEIVABLE, D("400.00")), (MERCHANT_PAYABLE, D("-400.00"))]
+        [
+            (CUSTOMER_RECEIVABLE, D("400.00")),
+            (MERCHANT_FEE_INCOME, D("-16.30")),  # the fee on what was captured, not on what was authorized
+            (MERCHANT_PAYABLE, D("-400.00")),
+            (MERCHANT_PAYABLE, D("16.30")),
+        ]
     ]
+    assert plan.merchant_fee == D("16.30")
     position = credit_position(customer=customer, currency="USD")
     assert (position.outstanding, position.reserved, position.available) == (D("400.00"), D("0.00"), D("600.00"))
     offered(customer, merchant, "600.00")  # the 600.00 not captured is free again

@@ -10,7 +10,7 @@ from bnpl.models import Installment, Plan
 from bnpl.selectors import credit_position
 from bnpl.services.origination import plan_create
 from core.problems import FieldInvalid
-from ledger.accounts import CUSTOMER_RECEIVABLE, MERCHANT_PAYABLE
+from ledger.accounts import CUSTOMER_RECEIVABLE, MERCHANT_FEE_INCOME, MERCHANT_PAYABLE
 from ledger.models import JournalEntry, Posting
 
 pytestmark = pytest.mark.django_db
@@ -26,8 +26,15 @@ def test_plan_create_splits_dates_and_posts_origination(make_plan):
     assert {i.customer_id for i in installments} == {plan.customer_id}
     entry = JournalEntry.objects.get(plan=plan)
     assert entry.kind == JournalEntry.Kind.ORIGINATION
-    legs = {p.account.code: p.amount for p in entry.postings.select_related("account")}
-    assert legs == {CUSTOMER_RECEIVABLE: Decimal("500.00"), MERCHANT_PAYABLE: Decimal("-500.00")}
+    legs = [(p.account.code, p.amount, p.party_id) for p in entry.postings.select_related("account").order_by("id")]
+    assert legs == [
+        (CUSTOMER_RECEIVABLE, Decimal("500.00"), plan.customer_id),
+        (MERCHANT_PAYABLE, Decimal("-500.00"), plan.merchant_id),
+        # The merchant's fee at the default price: 500.00 * 4 / 100 + 0.30.
+        (MERCHANT_PAYABLE, Decimal("20.30"), plan.merchant_id),
+        (MERCHANT_FEE_INCOME, Decimal("-20.30"), plan.merchant_id),
+    ]
+    assert plan.merchant_fee == Plan.objects.get(pk=plan.pk).merchant_fee == Decimal("20.30")
 
 
 def test_plan_create_refuses_debt_user(make_plan):
@@ -51,7 +58,7 @@ def test_plan_create_counts_existing_debt_against_the_credit_limit(make_plan):
     assert refused.value.extra == {}  # whoever creates the plan learns nothing of the customer's money
     make_plan(customer=customer, total="400.00")  # exactly up to the limit is fine
     assert credit_position(customer=customer, currency="USD").outstanding == Decimal("1000.00")
-    assert Posting.objects.count() == 4
+    assert Posting.objects.count() == 2 * 4  # each plan: receivable, payable, and the fee's two legs
 
 
 def test_plan_create_refuses_a_total_smaller_than_a_cent_per_installment(make_plan):
@@ -73,15 +80,25 @@ def test_plan_create_defaults_currency_and_purchase_date(settings):
 @pytest.mark.postgres
 @pytest.mark.parametrize("how", ["back office", "confirmed"])
 @pytest.mark.parametrize("webhook_url", ["", "https://merchant.example/hooks"])
-def test_origination_in_one_statement_writes_what_the_orm_path_writes(monkeypatch, webhook_url, how):
+@pytest.mark.parametrize(
+    "pricing, fee",
+    [
+        ((None, None), Decimal("20.30")),  # the default 4 % + 0.30 of 500.01
+        ((Decimal("2.75"), Decimal("1.10")), Decimal("14.85")),  # 13.750275 rounds to 13.75
+        ((Decimal("0"), Decimal("0")), Decimal("0.00")),  # no fee: no fee legs
+    ],
+)
+def test_origination_in_one_statement_writes_what_the_orm_path_writes(monkeypatch, webhook_url, how, pricing, fee):
     """On PostgreSQL a plan is originated by one statement of its own SQL (inserting the plan
     in the back office, updating the offer its customer confirms); elsewhere through the ORM.
-    Both leave the same rows: plan, installments, entry, postings and event."""
+    Both leave the same rows: plan (its merchant fee too), installments, entry, postings
+    (the fee's legs too) and event."""
     from bnpl.services import origination as services
     from bnpl.services.checkout import Offer, plan_confirm, plan_offer
     from events.models import Event
 
-    customer, merchant = UserFactory(), MerchantFactory(webhook_url=webhook_url)
+    customer = UserFactory()
+    merchant = MerchantFactory(webhook_url=webhook_url, fee_percent=pricing[0], fee_fixed=pricing[1])
     dispatched: list[int] = []
     monkeypatch.setattr(services, "event_dispatch_after_commit", dispatched.append)
     terms = {
@@ -130,6 +147,7 @@ def test_origination_in_one_statement_writes_what_the_orm_path_writes(monkeypatc
                     "checkout_token",
                     "expires_at",
                     "created_by_id",
+                    "merchant_fee",
                 )
             },
             "installments": list(
@@ -175,5 +193,8 @@ def test_origination_in_one_statement_writes_what_the_orm_path_writes(monkeypatc
             assert posting[3] in (written["pg"].pk, written["orm"].pk)
         found["postings"] = [p[:3] + p[4:] for p in found["postings"]]
     assert pg == orm
+    assert pg["plan"]["merchant_fee"] == written["pg"].merchant_fee == fee
+    fee_legs = [("merchant_payable", fee, "EUR", merchant.pk), ("merchant_fee_income", -fee, "EUR", merchant.pk)]
+    assert pg["postings"][2:] == (fee_legs if fee else [])
     # Delivery is queued for the PENDING event only (the ORM path queues its own in event_record).
     assert len(dispatched) == (1 if webhook_url else 0)
