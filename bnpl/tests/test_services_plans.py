@@ -8,9 +8,10 @@ from accounts.tests.factories import MerchantFactory, UserFactory
 from bnpl.errors import CreditDeclined, DebtUserForbidden
 from bnpl.models import Installment, Plan
 from bnpl.selectors import credit_position
-from bnpl.services.origination import plan_create
+from bnpl.services.origination import plan_create, plans_originate_many
 from core.problems import FieldInvalid
 from ledger.accounts import CUSTOMER_RECEIVABLE, MERCHANT_FEE_INCOME, MERCHANT_PAYABLE
+from ledger.checks import ledger_check
 from ledger.models import JournalEntry, Posting
 
 pytestmark = pytest.mark.django_db
@@ -81,7 +82,7 @@ def test_plan_create_defaults_currency_and_purchase_date(settings):
 @pytest.mark.parametrize("how", ["back office", "confirmed"])
 @pytest.mark.parametrize("webhook_url", ["", "https://merchant.example/hooks"])
 @pytest.mark.parametrize(
-    "pricing, fee",
+    ("pricing", "fee"),
     [
         ((None, None), Decimal("20.30")),  # the default 4 % + 0.30 of 500.01
         ((Decimal("2.75"), Decimal("1.10")), Decimal("14.85")),  # 13.750275 rounds to 13.75
@@ -198,3 +199,76 @@ def test_origination_in_one_statement_writes_what_the_orm_path_writes(monkeypatc
     assert pg["postings"][2:] == (fee_legs if fee else [])
     # Delivery is queued for the PENDING event only (the ORM path queues its own in event_record).
     assert len(dispatched) == (1 if webhook_url else 0)
+
+
+@pytest.mark.parametrize(
+    ("total", "pricing", "fee"),
+    [
+        ("0.02", (None, None), Decimal("0.02")),  # the smallest plan: the fee is its total, never more
+        ("1.00", (None, None), Decimal("0.34")),
+        ("500.01", (None, None), Decimal("20.30")),
+        ("500.01", (Decimal("0"), Decimal("0")), Decimal("0.00")),
+    ],
+)
+def test_plan_create_charges_the_merchant_fee_in_the_origination_entry(total, pricing, fee):
+    merchant = MerchantFactory(fee_percent=pricing[0], fee_fixed=pricing[1])
+
+    plan = plan_create(customer=UserFactory(), merchant=merchant, total_amount=Decimal(total), installment_count=2)
+
+    assert plan.merchant_fee == Plan.objects.get(pk=plan.pk).merchant_fee == fee
+    entry = JournalEntry.objects.get(plan=plan)
+    legs = list(entry.postings.order_by("id").values_list("account__code", "amount", "plan_id", "party_id"))
+    expected = [
+        (CUSTOMER_RECEIVABLE, Decimal(total), plan.pk, plan.customer_id),
+        (MERCHANT_PAYABLE, -Decimal(total), plan.pk, merchant.pk),
+    ]
+    if fee:
+        expected += [(MERCHANT_PAYABLE, fee, plan.pk, merchant.pk), (MERCHANT_FEE_INCOME, -fee, plan.pk, merchant.pk)]
+    assert legs == expected
+    assert sum(amount for _, amount, _, _ in legs) == 0
+
+
+def test_the_fee_is_charged_at_the_price_committed_when_the_plan_becomes_active(settings):
+    """Not at the price of the merchant row the caller holds (a request's user may be a few
+    seconds old), and a plan already active keeps the fee it was charged."""
+    merchant = MerchantFactory()
+    first = plan_create(customer=UserFactory(), merchant=merchant, total_amount=Decimal("100.00"))
+    User.objects.filter(pk=merchant.pk).update(fee_percent=Decimal("1.00"), fee_fixed=Decimal("0.00"))
+
+    second = plan_create(customer=UserFactory(), merchant=merchant, total_amount=Decimal("100.00"))
+    settings.BNPL_MERCHANT_FEE_PERCENT = Decimal("9.00")
+
+    assert merchant.fee_percent is None  # the instance passed in still says "the default"
+    assert (first.merchant_fee, second.merchant_fee) == (Decimal("4.30"), Decimal("1.00"))
+    first.refresh_from_db()
+    assert first.merchant_fee == Decimal("4.30")
+
+
+def test_plans_originated_in_bulk_are_charged_each_merchant_s_fee():
+    priced = MerchantFactory(fee_percent=Decimal("2.00"), fee_fixed=Decimal("0.05"))
+    free = MerchantFactory(fee_percent=Decimal("0"), fee_fixed=Decimal("0"))
+    plain = MerchantFactory()
+    customer = UserFactory()
+    plans = plans_originate_many(
+        plans=[
+            Plan(
+                customer=customer,
+                merchant=merchant,
+                total_amount=Decimal("250.00"),
+                currency="USD",
+                installment_count=2,
+                purchase_date=date(2026, 1, 31),
+                status=Plan.Status.ACTIVE,
+            )
+            for merchant in (priced, free, plain)
+        ]
+    )
+
+    fees = dict(Plan.objects.filter(pk__in=[p.pk for p in plans]).values_list("merchant_id", "merchant_fee"))
+    assert fees == {priced.pk: Decimal("5.05"), free.pk: Decimal("0.00"), plain.pk: Decimal("10.30")}
+    for merchant, fee in fees.items():
+        payable = Posting.objects.filter(account__code=MERCHANT_PAYABLE, party_id=merchant)
+        income = Posting.objects.filter(account__code=MERCHANT_FEE_INCOME, party_id=merchant)
+        assert sorted(payable.values_list("amount", flat=True)) == sorted([Decimal("-250.00"), *([fee] if fee else [])])
+        assert list(income.values_list("amount", flat=True)) == ([-fee] if fee else [])
+    assert ledger_check(record=False).ok
