@@ -168,7 +168,8 @@ ORDER BY p.id, d.sequence;
 
 """
 # Each plan's origination entry, as bnpl.services.origination.origination_legs posts it (the customer
-# owes the total, the merchant is owed it), written by the ledger's SQL (ledger.sql):
+# owes the total, the merchant is owed it; the plans are seeded as charged no merchant fee, their
+# merchant_fee empty, so there are no fee legs), written by the ledger's SQL (ledger.sql):
 # appended to the seeds of the benchmarks. ``{ledger_post}`` is filled in by origination_sql().
 ORIGINATION_SQL = """
 WITH entry AS (

@@ -20,9 +20,16 @@ from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 
 from accounts.models import User
+from accounts.pricing import merchant_fee, merchant_pricing
 from bnpl.models import Installment, LateFee, Plan
 from events.models import Event, Notification
-from ledger.accounts import CUSTOMER_RECEIVABLE, GATEWAY_CLEARING, MERCHANT_PAYABLE, ledger_accounts
+from ledger.accounts import (
+    CUSTOMER_RECEIVABLE,
+    GATEWAY_CLEARING,
+    MERCHANT_FEE_INCOME,
+    MERCHANT_PAYABLE,
+    ledger_accounts,
+)
 from ledger.models import JournalEntry, Posting
 from payments.models import Payment, PaymentAllocation
 
@@ -71,12 +78,14 @@ INSERT INTO {_NOTIFICATIONS} (customer_id, kind, channel, cause, subject, body, 
 VALUES (%s, %s, %s, %s, %s, %s, %s, '', %s), (%s, %s, %s, %s, %s, %s, %s, '', %s)
 ON CONFLICT DO NOTHING
 """  # noqa: S608  # nosec B608
-_PLAN_LOCK = (
-    f"SELECT customer_id, merchant_id, total_amount, currency, status FROM {_PLANS} WHERE id = %s FOR NO KEY UPDATE"  # noqa: S608  # nosec B608
-)
+# The plan locked, with its merchant's price as committed (the fee is charged at it).
+_PLAN_LOCK = f"""
+SELECT p.customer_id, p.merchant_id, p.total_amount, p.currency, p.status, m.fee_percent, m.fee_fixed
+FROM {_PLANS} p JOIN {_USERS} m ON m.id = p.merchant_id WHERE p.id = %s FOR NO KEY UPDATE OF p
+"""  # noqa: S608  # nosec B608
 _PLAN_ACTIVATE = f"""
 UPDATE {_PLANS} SET status = %s, purchase_date = %s, checkout_token = NULL, expires_at = NULL, confirmed_at = %s,
-  activated_at = %s, updated_at = %s
+  activated_at = %s, merchant_fee = %s, updated_at = %s
 WHERE id = %s
 """  # noqa: S608  # nosec B608
 _INSTALLMENTS_INSERT = f"""
@@ -89,6 +98,8 @@ _POSTINGS_INSERT = f"""
 INSERT INTO {_POSTINGS} (entry_id, account_id, amount, currency, plan_id, party_id)
 VALUES (%s, %s, %s, %s, %s, %s), (%s, %s, %s, %s, %s, %s)
 """  # noqa: S608  # nosec B608
+# An origination with the merchant's fee: its two more legs in the same statement.
+_POSTINGS_WITH_FEE_INSERT = _POSTINGS_INSERT.rstrip() + ", (%s, %s, %s, %s, %s, %s), (%s, %s, %s, %s, %s, %s)\n"
 
 
 def _credit_check(cursor, customer: int, currency: str, amount: Decimal, plan: int = 0) -> bool:
@@ -174,19 +185,20 @@ def offer_insert(request):
 @csrf_exempt
 def offer_confirm(request, pk: int):
     """The customer's confirmation: the plan locked, the customer locked, its credit read,
-    the plan ACTIVE, its 4 installments, its origination entry and postings and its
-    ``plan.confirmed`` event, in one transaction."""
+    the plan ACTIVE with its merchant fee, its 4 installments, its origination entry and
+    postings (the fee's two legs too) and its ``plan.confirmed`` event, in one transaction."""
     accounts = _account_ids()
     now = timezone.now()
     today = now.date()
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute(_PLAN_LOCK, [pk])
-        customer, merchant, total, currency, status = cursor.fetchone()
+        customer, merchant, total, currency, status, fee_percent, fee_fixed = cursor.fetchone()
         if status != Plan.Status.PENDING:
             return JsonResponse({"code": "plan_not_pending"}, status=409)
         if not _credit_check(cursor, customer, currency, total, plan=pk):
             return JsonResponse({"code": "credit_declined"}, status=422)
-        cursor.execute(_PLAN_ACTIVATE, [Plan.Status.ACTIVE, today, now, now, now, pk])
+        fee = merchant_fee(total=total, pricing=merchant_pricing(fee_percent=fee_percent, fee_fixed=fee_fixed))
+        cursor.execute(_PLAN_ACTIVATE, [Plan.Status.ACTIVE, today, now, now, fee, now, pk])
         cents, extra = divmod(int(total * 100), 4)
         rows = []
         for n in range(1, 5):
@@ -195,13 +207,16 @@ def offer_confirm(request, pk: int):
         cursor.execute(_INSTALLMENTS_INSERT, rows)
         cursor.execute(_ENTRY_INSERT, [JournalEntry.Kind.ORIGINATION, f"Plan {pk} originated", pk, now])
         entry = cursor.fetchone()[0]
-        cursor.execute(
-            _POSTINGS_INSERT,
-            [
-                *(entry, accounts[CUSTOMER_RECEIVABLE], total, currency, pk, customer),
-                *(entry, accounts[MERCHANT_PAYABLE], -total, currency, pk, merchant),
-            ],
-        )
+        legs = [
+            *(entry, accounts[CUSTOMER_RECEIVABLE], total, currency, pk, customer),
+            *(entry, accounts[MERCHANT_PAYABLE], -total, currency, pk, merchant),
+        ]
+        if fee:
+            legs += [
+                *(entry, accounts[MERCHANT_PAYABLE], fee, currency, pk, merchant),
+                *(entry, accounts[MERCHANT_FEE_INCOME], -fee, currency, pk, merchant),
+            ]
+        cursor.execute(_POSTINGS_WITH_FEE_INSERT if fee else _POSTINGS_INSERT, legs)
         data = {"plan_id": pk, "total_amount": str(total), "currency": currency, "status": "ACTIVE"}
         _event(cursor, merchant, Event.Type.PLAN_CONFIRMED, data, now)
     return JsonResponse({"id": pk, "status": Plan.Status.ACTIVE})

@@ -373,6 +373,9 @@ def test_every_operation_answers_its_documented_type(api, generated, live_server
         )
     me = call("auth_me", 200, models.MeOut, client=as_customer)
     assert me.user_id == customer.user_id
+    assert (me.fee_percent, me.fee_fixed) == (None, None)  # a price is a merchant's only
+    merchant_me = call("auth_me", 200, models.MeOut, client=as_merchant)
+    assert (merchant_me.fee_percent, merchant_me.fee_fixed) == ("4.00", "0.30")  # the defaults
     updated = call(
         "auth_me_update", 200, models.MeOut, client=as_customer, body=models.PatchedMeUpdateInRequest(autopay=True)
     )
