@@ -116,8 +116,8 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def setup_django(database_url: str) -> None:
-    """A fresh database, migrated; Django configured for it, Celery eager, late fees and
-    autopay on, the simulated card network as the gateway."""
+    """A fresh database, migrated; Django configured for it, Celery eager, late fees, autopay
+    and refunds returning the merchant fee's share on, the simulated card network as the gateway."""
     from bench.autopay import create_empty
 
     create_empty(database_url)
@@ -129,6 +129,8 @@ def setup_django(database_url: str) -> None:
             "LOG_LEVEL": "CRITICAL",  # the gateway timeouts it makes are logged as errors: expected here
             "BNPL_LATE_FEES_ENABLED": "True",
             "BNPL_AUTOPAY_ENABLED": "True",
+            # The fee's way back too: refunds then post fee legs, and the books must still hold.
+            "BNPL_REFUND_RETURNS_FEE": "True",
             "BNPL_PAYMENT_GATEWAY": "scripts.simulate.SimulatedNetwork",
             # Receipts and reminders are kept in memory, not printed.
             "EMAIL_BACKEND": "django.core.mail.backends.locmem.EmailBackend",
@@ -274,6 +276,11 @@ def make_world(rng: random.Random) -> World:
         )
 
     merchants = [user(User.Role.MERCHANT, n, "") for n in range(3)]
+    # Three prices: the default, one of the merchant's own, and none at all (no fee legs).
+    for merchant, (percent, fixed) in zip(
+        merchants, [(None, None), (Decimal("2.75"), Decimal("0.49")), (Decimal("0"), Decimal("0"))], strict=True
+    ):
+        User.objects.filter(pk=merchant.pk).update(fee_percent=percent, fee_fixed=fixed)
     # One customer in five has a card the network always declines.
     customers = [user(User.Role.CUSTOMER, n, "0002" if n % 5 == 4 else f"{1000 + n:04d}") for n in range(15)]
     operator = user(User.Role.OPERATOR, 0, "")
