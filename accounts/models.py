@@ -92,9 +92,13 @@ class User(AbstractUser):
     # Merchants: the bank account payouts go to (accounts.bank: an IBAN or a plain account
     # number, normalized), encrypted at rest and only ever shown masked; set through
     # services.merchant_payout_account_set, its one writer. The kind is blank when no account is.
-    payout_account = EncryptedTextField(blank=True, default="")
-    payout_account_kind = models.CharField(max_length=16, choices=PayoutAccountKind.choices, blank=True)
-    payout_account_name = models.CharField(max_length=ACCOUNT_NAME_MAX_LENGTH, blank=True)
+    # Defaults in the database too: a row inserted by SQL that names none of them (the benches'
+    # seeds) has no account, consistently.
+    payout_account = EncryptedTextField(blank=True, default="", db_default="")
+    payout_account_kind = models.CharField(
+        max_length=16, choices=PayoutAccountKind.choices, blank=True, default="", db_default=""
+    )
+    payout_account_name = models.CharField(max_length=ACCOUNT_NAME_MAX_LENGTH, blank=True, default="", db_default="")
     # Customers: charge the card on file automatically on each due date.
     autopay = models.BooleanField(default=True)
 

@@ -15,19 +15,23 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name="user",
             name="payout_account",
-            field=accounts.fields.EncryptedTextField(blank=True, default=""),
+            field=accounts.fields.EncryptedTextField(blank=True, db_default="", default=""),
         ),
         migrations.AddField(
             model_name="user",
             name="payout_account_kind",
             field=models.CharField(
-                blank=True, choices=[("IBAN", "IBAN"), ("ACCOUNT_NUMBER", "Account number")], max_length=16
+                blank=True,
+                choices=[("IBAN", "IBAN"), ("ACCOUNT_NUMBER", "Account number")],
+                db_default="",
+                default="",
+                max_length=16,
             ),
         ),
         migrations.AddField(
             model_name="user",
             name="payout_account_name",
-            field=models.CharField(blank=True, max_length=70),
+            field=models.CharField(blank=True, db_default="", default="", max_length=70),
         ),
         migrations.AddConstraint(
             model_name="user",
