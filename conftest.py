@@ -3,6 +3,10 @@
 - every API response a test client receives is checked for unmasked PII;
 - every log line written during the test (through the configured handler's filters and
   formatter) is checked for unmasked PII.
+
+Unmasked PII is what accounts.masking finds (card, phone, passport numbers, IBANs), and any
+payout account saved during the test, as stored: a plain account number has no shape of
+its own to be found by.
 """
 
 import contextlib
@@ -15,10 +19,12 @@ from datetime import date
 import pytest
 from django.conf import settings
 from django.db import connection
+from django.db.models.signals import post_save
 from rest_framework.test import APIClient
 from rest_framework_simplejwt.tokens import RefreshToken
 
 from accounts.masking import find_unmasked_pii
+from accounts.models import User
 from accounts.tests.factories import MerchantFactory, OperatorFactory, UserFactory
 from bnpl.tests.factories import plan_originated
 
@@ -67,8 +73,27 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.skip(reason="needs Redis (set REDIS_URL=redis://...)"))
 
 
+# The clear payout accounts saved during the current test (by any path that saves a User).
+_payout_accounts_saved: set[str] = set()
+
+
+def _payout_account_saved(sender, instance, **kwargs) -> None:
+    number = instance.__dict__.get("payout_account")  # a deferred column was not saved: not read
+    if number:
+        _payout_accounts_saved.add(number)
+
+
+post_save.connect(_payout_account_saved, sender=User, dispatch_uid="conftest-payout-accounts-saved")
+
+
+@pytest.fixture(autouse=True)
+def _payout_accounts_of_this_test():
+    _payout_accounts_saved.clear()
+
+
 def assert_no_pii(text: str, where: str) -> None:
     leaked = find_unmasked_pii(_JWT.sub("<jwt>", text))
+    leaked += [number for number in list(_payout_accounts_saved) if number in text]
     assert not leaked, f"unmasked PII in {where}: {leaked}"
 
 

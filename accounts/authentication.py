@@ -12,9 +12,10 @@ from rest_framework_simplejwt.settings import api_settings
 
 from accounts.models import User
 
-# Read on every authenticated request, needed by almost none: two of them are encrypted, so
-# loading them cost a decryption each. A view that does need one reads it on access.
-RARELY_NEEDED = ("password", "passport_number", "webhook_secret")
+# Read on every authenticated request, needed by almost none: three of them are encrypted, so
+# loading them cost a decryption each (and this process would keep them in clear in
+# `_recent`). A view that does need one reads it on access.
+RARELY_NEEDED = ("password", "passport_number", "webhook_secret", "payout_account")
 FIELDS = tuple(f.attname for f in User._meta.concrete_fields if f.attname not in RARELY_NEEDED)
 
 # user_id -> (expires at, the row's values): this process's recent token users.

@@ -1,4 +1,4 @@
-"""The logging filter that masks PII (card, phone and passport numbers) in every record, with
+"""The logging filter that masks PII (card, phone, passport numbers, IBANs) in every record, with
 accounts.masking; settings.LOGGING puts it on every handler, beside core.logging's pieces."""
 
 import logging
@@ -8,7 +8,7 @@ from core.logging import STANDARD_ATTRS
 
 
 class MaskPiiFilter(logging.Filter):
-    """Masks card numbers, phone numbers and passport numbers in the message and its extras.
+    """Masks card numbers, phone numbers, passport numbers and IBANs in the message and its extras.
 
     The message is rendered once and replaced, so arguments never reach a formatter in
     clear; a traceback is rendered and masked too.

@@ -9,8 +9,9 @@ from django.core.validators import MaxValueValidator, MinValueValidator, RegexVa
 from django.db import models
 from django.db.models.functions import Lower
 
+from accounts.bank import ACCOUNT_NAME_MAX_LENGTH, KIND_ACCOUNT_NUMBER, KIND_IBAN
 from accounts.fields import EncryptedTextField
-from accounts.masking import mask_card, mask_passport, mask_phone
+from accounts.masking import mask_bank_account, mask_card, mask_passport, mask_phone
 
 E164_REGEX = r"^\+[1-9]\d{7,14}$"
 USER_ID_REGEX = r"^[A-Za-z0-9][A-Za-z0-9_-]{2,63}$"
@@ -57,6 +58,10 @@ class User(AbstractUser):
         NORMAL = "NORMAL", "Normal"
         DEBT_USER = "DEBT_USER", "Debt user"
 
+    class PayoutAccountKind(models.TextChoices):
+        IBAN = KIND_IBAN, "IBAN"
+        ACCOUNT_NUMBER = KIND_ACCOUNT_NUMBER, "Account number"
+
     # One display name instead of Django's first/last pair.
     first_name = None
     last_name = None
@@ -84,6 +89,16 @@ class User(AbstractUser):
     webhook_secret = EncryptedTextField(blank=True, default="")
     # Where a merchant's events are delivered (signed with the webhook secret); none when blank.
     webhook_url = models.URLField(max_length=500, blank=True)
+    # Merchants: the bank account payouts go to (accounts.bank: an IBAN or a plain account
+    # number, normalized), encrypted at rest and only ever shown masked; set through
+    # services.merchant_payout_account_set, its one writer. The kind is blank when no account is.
+    # Defaults in the database too: a row inserted by SQL that names none of them (the benches'
+    # seeds) has no account, consistently.
+    payout_account = EncryptedTextField(blank=True, default="", db_default="")
+    payout_account_kind = models.CharField(
+        max_length=16, choices=PayoutAccountKind.choices, blank=True, default="", db_default=""
+    )
+    payout_account_name = models.CharField(max_length=ACCOUNT_NAME_MAX_LENGTH, blank=True, default="", db_default="")
     # Customers: charge the card on file automatically on each due date.
     autopay = models.BooleanField(default=True)
     # Merchants: the price of a plan sold (DESIGN §6), set by operators, each change recorded
@@ -131,6 +146,17 @@ class User(AbstractUser):
                 condition=models.Q(fee_fixed__isnull=True) | models.Q(fee_fixed__gte=0),
                 name="user_fee_fixed_not_negative",
             ),
+            # An account has its kind and its holder's name; no account, neither. (Ciphertext is
+            # never empty, so "no account" can be told in SQL.)
+            models.CheckConstraint(
+                condition=models.Q(payout_account="", payout_account_kind="", payout_account_name="")
+                | (
+                    ~models.Q(payout_account="")
+                    & models.Q(payout_account_kind__in=["IBAN", "ACCOUNT_NUMBER"])
+                    & ~models.Q(payout_account_name="")
+                ),
+                name="user_payout_account_complete",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -165,10 +191,18 @@ class User(AbstractUser):
     def masked_card(self) -> str:
         return mask_card(self.card_first6, self.card_last4)
 
+    @property
+    def masked_payout_account(self) -> str:
+        # No kind, no account (a constraint): the encrypted column, often deferred (the token
+        # user's row), is then not read at all.
+        if not self.payout_account_kind:
+            return ""
+        return mask_bank_account(self.payout_account)
+
 
 class MerchantPricingChange(models.Model):
     """One operator's change of a merchant's pricing: who, when, and the values before and
-    after (empty: the settings' default). Written by ``merchant_pricing_save`` only, in the
+    after (empty: the settings' default). Written by ``user_save_by_operator`` only, in the
     transaction that saved the merchant; never edited."""
 
     merchant = models.ForeignKey(User, on_delete=models.PROTECT, related_name="pricing_changes")

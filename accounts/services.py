@@ -1,5 +1,6 @@
 """Every change to users, and to the refresh tokens they hold, goes through here."""
 
+import logging
 from dataclasses import dataclass
 
 from django.db import IntegrityError, transaction
@@ -13,9 +14,14 @@ from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken, Ou
 from rest_framework_simplejwt.tokens import RefreshToken
 from rest_framework_simplejwt.utils import datetime_from_epoch
 
+from accounts.bank import PayoutAccountInvalid, payout_account_after
 from accounts.cards import card_tokenize, normalize_card_number
 from accounts.errors import UserIdTaken, UsernameTaken
+from accounts.masking import mask_bank_account
 from accounts.models import MerchantPricingChange, User, generate_user_id, generate_webhook_secret
+from core.problems import FieldInvalid
+
+logger = logging.getLogger(__name__)
 
 
 @transaction.atomic
@@ -81,8 +87,19 @@ def merchant_webhook_secret_rotate(*, merchant: User) -> str:
     return secret
 
 
-def user_settings_update(*, user: User, autopay: bool | None = None, webhook_url: str | None = None) -> User:
-    """Change what a user may change about themselves (validated by api.serializers.MeUpdateIn)."""
+@transaction.atomic
+def user_settings_update(
+    *,
+    user: User,
+    autopay: bool | None = None,
+    webhook_url: str | None = None,
+    payout_account: str | None = None,
+    payout_account_name: str | None = None,
+) -> User:
+    """Change what a user may change about themselves (validated by api.serializers.MeUpdateIn),
+    all or nothing. Raises FieldInvalid as merchant_payout_account_set does."""
+    if payout_account is not None or payout_account_name is not None:
+        merchant_payout_account_set(merchant=user, account=payout_account, name=payout_account_name, changed_by=user)
     fields = []
     if autopay is not None:
         user.autopay = autopay
@@ -116,6 +133,48 @@ def user_save_by_operator(*, user: User, operator: User | None) -> MerchantPrici
         fee_fixed_before=before[1],
         fee_fixed_after=user.fee_fixed,
     )
+
+
+def merchant_payout_account_set(
+    *, merchant: User, account: str | None = None, name: str | None = None, changed_by: User
+) -> User:
+    """Set, replace or remove ``merchant``'s payout bank account and its holder's name.
+
+    ``account`` and ``name`` as accounts.bank.payout_account_after takes them (checked and
+    normalized here, whoever calls). Raises FieldInvalid naming ``payout_account`` or
+    ``payout_account_name``. The change is logged with both accounts masked, and who made it.
+    """
+    if not merchant.is_merchant:
+        raise FieldInvalid(
+            "payout_account" if account is not None else "payout_account_name", "Only merchants are paid out."
+        )
+    # The row under lock: two changes at once end as one of them, never half of each.
+    current = (
+        User.objects.select_for_update()
+        .only("pk", "payout_account", "payout_account_kind", "payout_account_name")
+        .get(pk=merchant.pk)
+    )
+    try:
+        number, kind, holder = payout_account_after(
+            number=current.payout_account,
+            kind=current.payout_account_kind,
+            holder=current.payout_account_name,
+            account=account,
+            name=name,
+        )
+    except PayoutAccountInvalid as exc:
+        raise FieldInvalid(exc.field, exc.message) from exc
+    before = mask_bank_account(current.payout_account)
+    merchant.payout_account, merchant.payout_account_kind, merchant.payout_account_name = number, kind, holder
+    merchant.save(update_fields=["payout_account", "payout_account_kind", "payout_account_name", "updated_at"])
+    logger.info(
+        "Payout account of %s set by %s: %s -> %s",
+        merchant.user_id,
+        changed_by.user_id,
+        before or "(none)",
+        mask_bank_account(number) or "(none)",
+    )
+    return merchant
 
 
 # --- Refresh tokens -------------------------------------------------------------------------

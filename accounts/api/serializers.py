@@ -8,6 +8,12 @@ from django.core.exceptions import ValidationError as DjangoValidationError
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from accounts.bank import (
+    ACCOUNT_NAME_MAX_LENGTH,
+    PAYOUT_ACCOUNT_INPUT_MAX_LENGTH,
+    normalize_account_name,
+    normalize_payout_account,
+)
 from accounts.cards import normalize_card_number
 from accounts.models import E164_REGEX, PASSPORT_REGEX, PHONE_MESSAGE, USER_ID_REGEX, User
 from accounts.pricing import merchant_pricing_of
@@ -109,6 +115,15 @@ class MeOut(UserOut):
         "total * fee_percent / 100 rounded half up to the cent, plus fee_fixed, never above the total. "
         "Null for customers and operators. Read-only."
     )
+    payout_account = serializers.CharField(
+        source="masked_payout_account",
+        help_text="Merchants: the bank account your payouts go to, masked like a card (first 4 and last 4: "
+        "DE89**************3000); blank: none yet.",
+    )
+    payout_account_kind = serializers.CharField(
+        help_text="Merchants: `IBAN` or `ACCOUNT_NUMBER` (a plain account number); blank: no account."
+    )
+    payout_account_name = serializers.CharField(help_text="Merchants: the account holder's name; blank: no account.")
 
     @extend_schema_field(serializers.DictField(child=serializers.DecimalField(max_digits=14, decimal_places=2)))
     def get_credit_balance(self, user: User) -> dict:
@@ -132,6 +147,37 @@ class MeUpdateIn(serializers.Serializer):
     webhook_url = serializers.URLField(
         max_length=500, required=False, allow_blank=True, help_text="Merchants only; http(s), blank to stop deliveries."
     )
+    payout_account = serializers.CharField(
+        max_length=PAYOUT_ACCOUNT_INPUT_MAX_LENGTH,
+        required=False,
+        allow_blank=True,
+        help_text="Merchants only: where payouts go, an IBAN (checked: country, length, check digits; spaces "
+        "allowed, any case) or a plain account number of 6 to 34 digits. Stored encrypted, shown masked. "
+        "Blank removes the account (and its name).",
+    )
+    payout_account_name = serializers.CharField(
+        max_length=ACCOUNT_NAME_MAX_LENGTH,
+        required=False,
+        allow_blank=True,
+        help_text="Merchants only: the account holder's name, as the bank knows it; needed with a new account "
+        "unless one is on file.",
+    )
+
+    def validate_payout_account(self, value: str) -> str:
+        if not value.strip():
+            return ""
+        try:
+            return normalize_payout_account(value).number
+        except ValueError as exc:
+            raise serializers.ValidationError(str(exc)) from exc
+
+    def validate_payout_account_name(self, value: str) -> str:
+        if not value.strip():
+            return ""
+        try:
+            return normalize_account_name(value)
+        except ValueError as exc:
+            raise serializers.ValidationError(str(exc)) from exc
 
     # Shown on the profile, changed only by operators (the admin, where each change is recorded).
     READ_ONLY = ("fee_percent", "fee_fixed")
@@ -143,12 +189,20 @@ class MeUpdateIn(serializers.Serializer):
                     {name: ["Read-only: your pricing is set by the platform's operators."]}
                 )
         if not attrs:
-            raise serializers.ValidationError("Give at least one of: autopay, webhook_url.")
+            raise serializers.ValidationError(
+                "Give at least one of: autopay, webhook_url, payout_account, payout_account_name."
+            )
         user: User = self.context["user"]
         if "autopay" in attrs and not user.is_customer:
             raise serializers.ValidationError({"autopay": ["Only customers pay installments automatically."]})
-        if "webhook_url" in attrs and not user.is_merchant:
-            raise serializers.ValidationError({"webhook_url": ["Only merchants receive event webhooks."]})
+        merchants_only = {
+            "webhook_url": "Only merchants receive event webhooks.",
+            "payout_account": "Only merchants are paid out.",
+            "payout_account_name": "Only merchants are paid out.",
+        }
+        refused = {field: [message] for field, message in merchants_only.items() if field in attrs}
+        if refused and not user.is_merchant:
+            raise serializers.ValidationError(refused)
         url = attrs.get("webhook_url", "")
         if url and not url.lower().startswith(("https://", "http://")):
             raise serializers.ValidationError({"webhook_url": ["Use an http or https URL."]})

@@ -53,6 +53,9 @@ ME_EXAMPLE = USER_EXAMPLE | {
     "webhook_url": "",
     "fee_percent": None,
     "fee_fixed": None,
+    "payout_account": "",
+    "payout_account_kind": "",
+    "payout_account_name": "",
 }
 
 MERCHANT_ME_EXAMPLE = ME_EXAMPLE | {
@@ -68,6 +71,9 @@ MERCHANT_ME_EXAMPLE = ME_EXAMPLE | {
     "webhook_url": "https://shop.example.com/bnpl/events",
     "fee_percent": "4.00",
     "fee_fixed": "0.30",
+    "payout_account": "DE89**************3000",
+    "payout_account_kind": "IBAN",
+    "payout_account_name": "Demo Shop",
 }
 
 
@@ -236,7 +242,14 @@ class MeView(APIView):
 
     @extend_schema(
         operation_id="auth_me_update",
-        summary="Change your settings: autopay (customers), webhook URL (merchants)",
+        summary="Change your settings: autopay (customers), webhook URL and payout account (merchants)",
+        description=(
+            "Only the fields sent change. A merchant's payout account is an IBAN (checked: a country "
+            "that issues IBANs, its length, the ISO 13616 check digits; spaces allowed, any case) or a "
+            "plain account number (6 to 34 digits), given with the account holder's name unless one is "
+            "on file; blank `payout_account` removes it. It is stored encrypted and answered masked "
+            "(first 4, last 4). A field of another role is a 400 naming it."
+        ),
         request=MeUpdateIn,
         responses={200: MeOut, **problems(400, 401, 413, 415)},
         examples=[
@@ -244,7 +257,32 @@ class MeView(APIView):
             OpenApiExample(
                 "Webhook URL", value={"webhook_url": "https://shop.example.com/bnpl/events"}, request_only=True
             ),
+            OpenApiExample(
+                "Payout account",
+                value={"payout_account": "DE89 3704 0044 0532 0130 00", "payout_account_name": "Example Shop LLC"},
+                request_only=True,
+            ),
+            OpenApiExample("Merchant", value=MERCHANT_ME_EXAMPLE, response_only=True, status_codes=["200"]),
             VALIDATION_EXAMPLE,
+            OpenApiExample(
+                "Invalid IBAN",
+                value={
+                    "type": "/problems/validation_error",
+                    "title": "Invalid request",
+                    "status": 400,
+                    "detail": "Invalid input: payout_account.",
+                    "code": "validation_error",
+                    "errors": {
+                        "payout_account": [
+                            "The IBAN's check digits do not match the rest of it (ISO 13616 mod 97): check it "
+                            "for a typo."
+                        ]
+                    },
+                },
+                status_codes=["400"],
+                response_only=True,
+                media_type=PROBLEM_CONTENT_TYPE,
+            ),
         ],
     )
     def patch(self, request: Request) -> Response:

@@ -48,9 +48,18 @@ class UserFactory(factory.django.DjangoModelFactory):
 
 
 class MerchantFactory(UserFactory):
+    """A merchant; ``MerchantFactory(payout=True)`` has a (valid, German) payout IBAN on file."""
+
     role = User.Role.MERCHANT
     username = factory.Sequence(lambda n: f"merchant{n}")
     user_id = factory.Sequence(lambda n: f"mch-t{n:05d}")
+
+    class Params:
+        payout = factory.Trait(
+            payout_account="DE89370400440532013000",
+            payout_account_kind=User.PayoutAccountKind.IBAN,
+            payout_account_name=factory.LazyAttribute(lambda o: o.full_name),
+        )
 
 
 class OperatorFactory(UserFactory):

@@ -105,6 +105,13 @@ def endpoints(make_plan, customer, eager_tasks) -> dict[str, Endpoint]:
             "webhook_url",
             client_for(merchant),
         ),
+        "me payout account": Endpoint(
+            "PATCH",
+            "/api/v1/auth/me/",
+            {"payout_account": "DE89 3704 0044 0532 0130 00", "payout_account_name": "Edge Shop"},
+            "payout_account",
+            client_for(merchant),
+        ),
     }
 
 
@@ -117,6 +124,7 @@ ENDPOINTS = [
     "register",
     "token",
     "me update",
+    "me payout account",
 ]
 
 
@@ -128,7 +136,9 @@ def state() -> dict:
         "entries": JournalEntry.objects.count(),
         "refunds": list(Refund.objects.order_by("id").values_list("id", "status", "amount")),
         "paid": list(Installment.objects.order_by("id").values_list("amount_paid", flat=True)),
-        "users": list(User.objects.order_by("id").values_list("id", "role", "autopay", "webhook_url")),
+        "users": list(
+            User.objects.order_by("id").values_list("id", "role", "autopay", "webhook_url", "payout_account_kind")
+        ),
     }
 
 

@@ -380,6 +380,18 @@ def test_every_operation_answers_its_documented_type(api, generated, live_server
         "auth_me_update", 200, models.MeOut, client=as_customer, body=models.PatchedMeUpdateInRequest(autopay=True)
     )
     assert updated.user_id == customer.user_id
+    payout = call(
+        "auth_me_update",
+        200,
+        models.MeOut,
+        client=as_merchant,
+        body=models.PatchedMeUpdateInRequest(
+            payout_account="GB82 WEST 1234 5698 7654 32", payout_account_name="Integrator Shop"
+        ),
+    )
+    assert (payout.payout_account, payout.payout_account_kind) == ("GB82**************5432", "IBAN")
+    merchant.refresh_from_db()
+    assert merchant.payout_account == "GB82WEST12345698765432"
     power = call("auth_me_spending_power", 200, models.SpendingPowerOut, client=as_customer)
     assert [(p.currency, p.outstanding, p.reserved) for p in power.by_currency] == [("USD", "0.00", "0.00")]
     assert power.by_currency[0].available == power.by_currency[0].credit_limit

@@ -244,7 +244,13 @@ def plan_create_body(side: Side, actor: User | None) -> dict:
 
 def me_update_body(side: Side, actor: User | None) -> dict:
     # Operators have nothing to change here: the customer's field is refused (400), by name.
-    return {"webhook_url": "https://shop.example.com/bnpl"} if actor and actor.is_merchant else {"autopay": False}
+    if actor and actor.is_merchant:
+        return {
+            "webhook_url": "https://shop.example.com/bnpl",
+            "payout_account": "DE89 3704 0044 0532 0130 00",
+            "payout_account_name": "Matrix Shop",
+        }
+    return {"autopay": False}
 
 
 def register_body(side: Side, actor: User | None) -> dict:

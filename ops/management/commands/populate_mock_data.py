@@ -24,7 +24,7 @@ from django.db import transaction
 
 from accounts.cards import card_brand
 from accounts.models import User
-from accounts.services import user_register
+from accounts.services import merchant_payout_account_set, user_register
 from bnpl.models import Plan
 from bnpl.schedule import business_today
 from bnpl.services.checkout import Offer, plan_confirm, plan_offer
@@ -78,6 +78,8 @@ DEMO_USERS = [
         "phone_number": "+998712000001",
         "email": "merchant-001@example.com",
         "webhook_secret": "whsec_demo_merchant_001",  # demo data, refused when DEBUG=False  # nosec B105
+        "payout_account": "DE89370400440532013000",  # the IBAN of ISO 13616's own example
+        "payout_account_name": "Demo Electronics LLC",
     },
 ]
 
@@ -126,13 +128,18 @@ class Command(BaseCommand):
     def _ensure_user(spec: dict) -> bool:
         if User.objects.filter(user_id=spec["user_id"]).exists():
             return False
-        fields = {k: v for k, v in spec.items() if k not in ("credit_limit", "webhook_secret")}
+        later = ("credit_limit", "webhook_secret", "payout_account", "payout_account_name")
+        fields = {k: v for k, v in spec.items() if k not in later}
         user = user_register(username=spec["user_id"], password=DEMO_PASSWORD, **fields)
         # Demo-only values a user cannot register with: a higher limit, a well-known secret.
         for name in ("credit_limit", "webhook_secret"):
             if name in spec:
                 setattr(user, name, spec[name])
         user.save()
+        if "payout_account" in spec:
+            merchant_payout_account_set(
+                merchant=user, account=spec["payout_account"], name=spec["payout_account_name"], changed_by=user
+            )
         return True
 
     @staticmethod
