@@ -19,6 +19,7 @@ from accounts.bank import (
 from accounts.models import MerchantPricingChange, User
 from accounts.pricing import merchant_pricing_of
 from accounts.services import merchant_payout_account_set, merchant_webhook_secret_rotate, user_save_by_operator
+from core.admin import ReadOnlyAdmin
 
 
 class UnrenderedTextInput(forms.TextInput):
@@ -54,40 +55,6 @@ class BnplUserChangeForm(UserChangeForm):
         model = User
         fields = ("username", "email", "full_name", "role", "credit_limit", "is_active", "fee_percent", "fee_fixed")
 
-    def clean(self) -> dict:
-        data = super().clean()
-        if data.get("role") != User.Role.MERCHANT:
-            # A price nobody pays would still be shown, and recorded, as if it meant something.
-            for name in ("fee_percent", "fee_fixed"):
-                if data.get(name) is not None:
-                    self.add_error(name, "Only merchants have a price; leave it empty.")
-        return data
-
-
-class MerchantPricingChangeInline(admin.TabularInline):
-    """The merchant's pricing history, newest first: recorded by saving the form, never edited."""
-
-    model = MerchantPricingChange
-    fk_name = "merchant"
-    fields = readonly_fields = (
-        "changed_at",
-        "changed_by",
-        "fee_percent_before",
-        "fee_percent_after",
-        "fee_fixed_before",
-        "fee_fixed_after",
-    )
-    extra = 0
-    can_delete = False
-    verbose_name = "pricing change"
-    verbose_name_plural = "Pricing changes (empty: the default)"
-
-    def has_add_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.payout_change: dict | None = None  # what save_model hands the service, once valid
@@ -96,6 +63,11 @@ class MerchantPricingChangeInline(admin.TabularInline):
 
     def clean(self) -> dict:
         data = super().clean()
+        if data.get("role") != User.Role.MERCHANT:
+            # A price nobody pays would still be shown, and recorded, as if it meant something.
+            for name in ("fee_percent", "fee_fixed"):
+                if data.get(name) is not None:
+                    self.add_error(name, "Only merchants have a price; leave it empty.")
         if "new_payout_account" not in self.fields:
             return data
         if data.get("remove_payout_account"):
@@ -123,6 +95,31 @@ class MerchantPricingChangeInline(admin.TabularInline):
             return data
         self.payout_change = {"account": account, "name": name}
         return data
+
+
+class MerchantPricingChangeInline(admin.TabularInline):
+    """The merchant's pricing history, newest first: recorded by saving the form, never edited."""
+
+    model = MerchantPricingChange
+    fk_name = "merchant"
+    fields = readonly_fields = (
+        "changed_at",
+        "changed_by",
+        "fee_percent_before",
+        "fee_percent_after",
+        "fee_fixed_before",
+        "fee_fixed_after",
+    )
+    extra = 0
+    can_delete = False
+    verbose_name = "pricing change"
+    verbose_name_plural = "Pricing changes (empty: the default)"
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
 
 
 @admin.register(User)
@@ -245,7 +242,7 @@ class UserAdmin(DjangoUserAdmin):
 
 
 @admin.register(MerchantPricingChange)
-class MerchantPricingChangeAdmin(admin.ModelAdmin):
+class MerchantPricingChangeAdmin(ReadOnlyAdmin):
     """Every merchant's pricing changes, read-only: the record is written by saving a merchant."""
 
     list_display = (
@@ -261,15 +258,6 @@ class MerchantPricingChangeAdmin(admin.ModelAdmin):
     search_fields = ("merchant__user_id", "merchant__username", "changed_by__user_id")
     list_select_related = ("merchant", "changed_by")
     date_hierarchy = "changed_at"
-
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
 
 
 class OutstandingTokenAdmin(token_admin.OutstandingTokenAdmin):

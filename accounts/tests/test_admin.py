@@ -89,6 +89,11 @@ def change_form(user: User, **changes) -> dict:
         "new_payout_account_name": user.payout_account_name,
         "is_active": "on",
     }
+    if user.is_merchant:  # the pricing history inline's (empty) management form
+        body |= {
+            f"pricing_changes-{name}": "0"
+            for name in ("TOTAL_FORMS", "INITIAL_FORMS", "MIN_NUM_FORMS", "MAX_NUM_FORMS")
+        }
     body.update(changes)
     return {key: value for key, value in body.items() if value != ""}
 
