@@ -7,7 +7,7 @@ which ``bnpl.selectors.credit_positions`` counts from the plans' status.
 """
 
 import secrets
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
 
@@ -48,7 +48,7 @@ class Offer:
     def matches(self, plan: Plan, customer: User) -> bool:
         return (
             plan.customer_id == customer.pk
-            and (plan.authorized_amount or plan.total_amount) == self.total_amount
+            and plan.amount_authorized == self.total_amount
             and plan.installment_count == self.installment_count
             and plan.frequency == self.frequency
             and plan.currency == self.currency
@@ -66,7 +66,7 @@ def plan_offer(*, customer: User, merchant: User, offer: Offer, operator: User |
     money), MerchantReferenceConflict (409), FieldInvalid (400).
     """
     schedule_minimum_check(offer.total_amount, offer.installment_count, "total_amount")
-    offer = Offer(**{**offer.__dict__, "currency": offer.currency or settings.BNPL_DEFAULT_CURRENCY})
+    offer = replace(offer, currency=offer.currency or settings.BNPL_DEFAULT_CURRENCY)
     try:
         with transaction.atomic():
             return _plan_offer(customer, merchant, offer, operator)
@@ -98,7 +98,8 @@ def _plan_offer(customer: User, merchant: User, offer: Offer, operator: User | N
     if offer.merchant_reference and _referenced(merchant, offer):
         return _offered_before(customer, merchant, offer), False
     if operator is not None:
-        terms = {k: v for k, v in offer.__dict__.items() if k != "capture_mode"}
+        terms = asdict(offer)
+        del terms["capture_mode"]  # the back office's plan is ACTIVE at once
         return plan_create(customer=customer, merchant=merchant, created_by=operator, **terms), True
     customer_credit_check(customer=customer, currency=offer.currency, amount=offer.total_amount)
     now = timezone.now()
@@ -177,7 +178,7 @@ def plan_capture(*, plan_id: int, amount: Decimal | None = None) -> Plan:
     Raises PlanNotAuthorized (409), CaptureExceedsAuthorized (422), FieldInvalid (400).
     """
     plan = _authorized(plan_id)
-    authorized = plan.authorized_amount or plan.total_amount
+    authorized = plan.amount_authorized
     amount = authorized if amount is None else amount
     if amount > authorized:
         raise CaptureExceedsAuthorized(
