@@ -61,6 +61,7 @@ INSTALLED_APPS = [
     "bnpl",
     "payments",
     "refunds",
+    "settlements",
     "ops",
 ]
 
@@ -279,6 +280,12 @@ BNPL_MERCHANT_FEE_FIXED = config("BNPL_MERCHANT_FEE_FIXED", default="0.30", cast
 if not (0 <= BNPL_MERCHANT_FEE_PERCENT <= 100) or BNPL_MERCHANT_FEE_FIXED < 0:
     raise ImproperlyConfigured("BNPL_MERCHANT_FEE_PERCENT must be 0 to 100 and BNPL_MERCHANT_FEE_FIXED not negative.")
 BNPL_REFUND_RETURNS_FEE = config("BNPL_REFUND_RETURNS_FEE", default=False, cast=bool)
+# Settlements and payouts (DESIGN §6): merchants per settlement task (workers take chunks side
+# by side), the payout gateway (a dotted path; the fake fails accounts ending 0002), and how
+# long a payout may wait for the gateway's answer before the reconcile task asks again.
+BNPL_SETTLEMENT_CHUNK_MERCHANTS = config("BNPL_SETTLEMENT_CHUNK_MERCHANTS", default=100, cast=int)
+BNPL_PAYOUT_GATEWAY = config("BNPL_PAYOUT_GATEWAY", default="settlements.gateways.FakePayoutGateway")
+BNPL_PAYOUT_RECONCILE_MINUTES = config("BNPL_PAYOUT_RECONCILE_MINUTES", default=10, cast=int)
 
 # --- Merchant event webhooks (outbound) ---------------------------------------------------
 BNPL_WEBHOOK_TIMEOUT_SECONDS = config("BNPL_WEBHOOK_TIMEOUT_SECONDS", default=10, cast=float)

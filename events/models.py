@@ -35,6 +35,9 @@ class Event(models.Model):
         PAYMENT_FAILED = "payment.failed", "Payment failed"
         REFUND_APPROVED = "refund.approved", "Refund approved"
         REFUND_REJECTED = "refund.rejected", "Refund rejected"
+        SETTLEMENT_CREATED = "settlement.created", "Settlement created"
+        PAYOUT_PAID = "payout.paid", "Payout paid"
+        PAYOUT_FAILED = "payout.failed", "Payout failed"
 
     class Delivery(models.TextChoices):
         PENDING = "PENDING", "Pending"

@@ -8,7 +8,9 @@
 - ``customer_credit`` (liability): what the platform holds for a customer (refunds taken
   as credit, overpayments), per customer (``party``); spent first by the next payment;
 - ``merchant_fee_income`` (income): merchants' fees, charged when a plan becomes ACTIVE
-  (taken from the merchant's payable), less those refunds returned.
+  (taken from the merchant's payable), less those refunds returned;
+- ``payout_clearing`` (asset): money sent to merchants' bank accounts by payouts (the
+  merchant's payable lowered when the payout gateway says it is paid).
 
 An account's fixed id is its place here: a new account goes at the end.
 """
@@ -24,6 +26,7 @@ GATEWAY_CLEARING = "gateway_clearing"
 FEE_INCOME = "fee_income"
 CUSTOMER_CREDIT = "customer_credit"
 MERCHANT_FEE_INCOME = "merchant_fee_income"
+PAYOUT_CLEARING = "payout_clearing"
 
 ACCOUNTS = {
     CUSTOMER_RECEIVABLE: ("Customer receivable", LedgerAccount.Kind.ASSET),
@@ -32,6 +35,7 @@ ACCOUNTS = {
     FEE_INCOME: ("Late fee income", LedgerAccount.Kind.INCOME),
     CUSTOMER_CREDIT: ("Customer credit balance", LedgerAccount.Kind.LIABILITY),
     MERCHANT_FEE_INCOME: ("Merchant fee income", LedgerAccount.Kind.INCOME),
+    PAYOUT_CLEARING: ("Payout clearing", LedgerAccount.Kind.ASSET),
 }
 
 

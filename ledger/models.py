@@ -68,6 +68,7 @@ class JournalEntry(AppendOnlyModel):
         REFUND_APPLIED = "REFUND_APPLIED", "Refund applied to unpaid installments"
         REFUND_PAYOUT = "REFUND_PAYOUT", "Refund paid back to the customer"
         REFUND_CREDIT = "REFUND_CREDIT", "Refund credited to the customer's balance"
+        PAYOUT = "PAYOUT", "Payout to the merchant"
 
     kind = models.CharField(max_length=32, choices=Kind.choices)
     memo = models.CharField(max_length=255, blank=True)

@@ -4,7 +4,7 @@ from decimal import Decimal
 
 from django.db.models import Sum
 
-from ledger.accounts import CUSTOMER_CREDIT, CUSTOMER_RECEIVABLE
+from ledger.accounts import CUSTOMER_CREDIT, CUSTOMER_RECEIVABLE, MERCHANT_PAYABLE
 from ledger.models import Posting
 
 
@@ -69,3 +69,14 @@ def posted_totals(*, kinds: list[str], accounts: list[str], plans) -> dict[str, 
         .values_list("currency", "total")
     )
     return {currency: (total or Decimal("0")).quantize(Decimal("0.01")) for currency, total in rows}
+
+
+def payable_balances(*, merchant_ids=None) -> dict[tuple[int, str], Decimal]:
+    """What the platform owes each merchant per currency (the payable is a liability: minus
+    its postings), keyed ``(merchant_id, currency)``; for ``merchant_ids`` (a list or a
+    queryset of ids) or every merchant."""
+    rows = Posting.objects.filter(account__code=MERCHANT_PAYABLE, party_id__isnull=False)
+    if merchant_ids is not None:
+        rows = rows.filter(party_id__in=merchant_ids)
+    rows = rows.values_list("party_id", "currency").annotate(total=Sum("amount")).order_by()
+    return {(party, currency): (-total).quantize(Decimal("0.01")) for party, currency, total in rows}

@@ -14,7 +14,7 @@ from bnpl.models import Installment, LateFee
 from ledger.models import JournalEntry, Posting
 
 ROOT = Path(__file__).resolve().parents[2]
-APPS = ("core", "accounts", "events", "ledger", "bnpl", "payments", "refunds", "ops", "config")
+APPS = ("core", "accounts", "events", "ledger", "bnpl", "payments", "refunds", "settlements", "ops", "config")
 WRITER = ROOT / "bnpl" / "services" / "installments.py"
 # Columns of installment and fee state: only the writer assigns them (rows are born with
 # them in origination and late_fees, by constructor or INSERT, which this does not look at).
