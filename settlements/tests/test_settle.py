@@ -5,8 +5,8 @@ from decimal import Decimal
 
 import pytest
 from django.core.management import call_command
-from django.db import transaction
 from django.core.management.base import CommandError
+from django.db import transaction
 
 from accounts.services import merchant_payout_account_set
 from accounts.tests.factories import MerchantFactory, UserFactory
@@ -316,3 +316,18 @@ class _today:
     def __exit__(self, *exc):
         for patch in self.patches:
             patch.stop()
+
+
+def test_the_settlement_file_has_a_row_per_line_and_defuses_formulas():
+    from settlements.reports import COLUMNS, settlement_csv_rows
+
+    merchant = MerchantFactory(payout=True)
+    plan = plan_originated(total="100.00", merchant=merchant)
+    Plan.objects.filter(pk=plan.pk).update(merchant_reference="=HYPERLINK(1)")
+    settled()
+
+    rows = list(settlement_csv_rows(settlement_of(merchant)))
+
+    assert rows[0] == ",".join(COLUMNS) + "\r\n"
+    assert len(rows) == 2
+    assert f",capture,{plan.pk},'=HYPERLINK(1),,100.00,4.30,95.70,USD," in rows[1]
