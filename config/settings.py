@@ -410,6 +410,7 @@ SPECTACULAR_SETTINGS = {
         "CustomerStatusEnum": "accounts.models.User.Status",
         "RefundWebhookStatusEnum": "refunds.services.WEBHOOK_STATUSES",
         "RefundWebhookAnswerStatusEnum": "refunds.webhooks.WEBHOOK_ANSWER_STATUSES",
+        "SettlementPayoutStatusEnum": "settlements.models.Payout.Status",
     },
 }
 

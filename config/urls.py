@@ -25,6 +25,7 @@ api_v1 = [
     path("", include("bnpl.api.urls")),
     path("", include("payments.api.urls")),
     path("", include("refunds.api.urls")),
+    path("", include("settlements.api.urls")),
     path("", include("events.api.urls")),
 ]
 

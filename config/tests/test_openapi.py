@@ -311,7 +311,8 @@ def test_list_examples_are_one_page_not_a_page_in_a_page(schema):
         assert len(page["results"]) == 1, path
         assert not {"count", "next", "previous", "results"} & set(page["results"][0]), path
         assert '"' not in str(page.get("next")), path
-    assert lists == 8  # plans, installments, late fees, payments, credit movements, refunds, events, users
+    # plans, installments, late fees, payments, credit movements, refunds, events, users, settlements, payouts
+    assert lists == 10
 
 
 def test_refund_examples_carry_the_payout_method(schema):

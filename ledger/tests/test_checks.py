@@ -30,6 +30,8 @@ def test_every_app_registers_its_checks_with_the_runner():
         "refunds.checks.over_refunded_plans",
         "refunds.checks.paid_back_within_received",
         "refunds.checks.gateway_clearing_matches",
+        "settlements.checks.payable_matches_settlements",
+        "settlements.checks.payouts_within_settled",
     ]
 
 
