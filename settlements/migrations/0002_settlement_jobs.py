@@ -1,5 +1,6 @@
 """The beat jobs: the daily settlement (after midnight in the business time zone, settling
-the day that ended) and the reconcile of payouts left PENDING."""
+the day that ended; again at 06:30, which settles only what a lost chunk left of that day)
+and the reconcile of payouts left PENDING."""
 
 from django.db import migrations
 
@@ -7,7 +8,7 @@ from core.beat import periodic_jobs
 
 create, remove = periodic_jobs(
     [
-        ("settle-merchants", "settlements.tasks.settle_merchants_task", ("crontab", 30, 0)),
+        ("settle-merchants", "settlements.tasks.settle_merchants_task", ("crontab", 30, "0,6")),
         ("payouts-reconcile", "settlements.tasks.payouts_reconcile_task", ("interval", 10)),
     ]
 )

@@ -32,8 +32,11 @@ def payout_send(*, payout_id: int) -> Payout:
     payout = Payout.objects.select_related("merchant").get(pk=payout_id)
     if payout.status != Payout.Status.PENDING:
         return payout
-    Payout.objects.filter(pk=payout.pk).update(attempts=F("attempts") + 1, updated_at=timezone.now())
     merchant = payout.merchant
+    # The account on file now is the one paid (the merchant may have replaced it since).
+    Payout.objects.filter(pk=payout.pk).update(
+        attempts=F("attempts") + 1, account_masked=merchant.masked_payout_account, updated_at=timezone.now()
+    )
     if not merchant.payout_account:
         # The account was removed after the settlement: nothing can be sent, the money stays payable.
         result = PayoutResult("failed", "no_payout_account")
