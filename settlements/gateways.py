@@ -10,7 +10,6 @@ payout stays PENDING and the reconcile task asks again with the same key.
 import hashlib
 from dataclasses import dataclass
 from decimal import Decimal
-from functools import cache
 from typing import Protocol
 
 from django.conf import settings
@@ -54,11 +53,6 @@ class FakePayoutGateway:
         return PayoutResult(PAID, "", reference)
 
 
-@cache
-def _gateway_class(path: str) -> type:
-    return import_string(path)
-
-
 def get_payout_gateway() -> PayoutGateway:
-    """The configured payout gateway."""
-    return _gateway_class(settings.BNPL_PAYOUT_GATEWAY)()
+    """The configured payout gateway (read at each payout: a few a day per merchant)."""
+    return import_string(settings.BNPL_PAYOUT_GATEWAY)()

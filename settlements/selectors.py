@@ -42,24 +42,24 @@ def payout_lock(payout_id: int) -> Payout:
     return Payout.objects.select_for_update(of=("self",)).select_related("settlement").get(pk=payout_id)
 
 
-def settlements_visible(user: User) -> QuerySet[Settlement]:
-    """The settlements ``user`` may read: a merchant its own, an operator all, others none."""
-    rows = Settlement.objects.select_related("merchant", "payout")
+def _visible_to(user: User, rows: QuerySet) -> QuerySet:
+    """``rows`` (of merchants' settlements or payouts) as ``user`` may read them: a merchant
+    its own, an operator all, anyone else none."""
     if user.is_operator:
         return rows
     if user.is_merchant:
         return rows.filter(merchant=user)
     return rows.none()
+
+
+def settlements_visible(user: User) -> QuerySet[Settlement]:
+    """The settlements ``user`` may read."""
+    return _visible_to(user, Settlement.objects.select_related("merchant", "payout"))
 
 
 def payouts_visible(user: User) -> QuerySet[Payout]:
-    """The payouts ``user`` may read: a merchant its own, an operator all, others none."""
-    rows = Payout.objects.select_related("merchant", "settlement")
-    if user.is_operator:
-        return rows
-    if user.is_merchant:
-        return rows.filter(merchant=user)
-    return rows.none()
+    """The payouts ``user`` may read."""
+    return _visible_to(user, Payout.objects.select_related("merchant", "settlement"))
 
 
 def settlement_lines(settlement: Settlement) -> QuerySet[SettlementLine]:
