@@ -7,6 +7,8 @@ browser is a failure.
 """
 
 import contextlib
+import csv
+import io
 import os
 import re
 import shutil
@@ -16,17 +18,20 @@ from pathlib import Path
 import pytest
 from django.contrib.staticfiles.handlers import StaticFilesHandler
 from django.core.management import call_command
-from django.db import connections
+from django.db import connections, transaction
 from django.test.testcases import LiveServerThread
 
+from accounts.services import merchant_payout_account_set
 from accounts.tests.factories import DEFAULT_PASSWORD, MerchantFactory, OperatorFactory, UserFactory
 from bnpl.models import Plan
 from bnpl.services.checkout import Offer, plan_offer
 from bnpl.services.sweep import overdue_sweep
+from bnpl.tests.factories import plan_originated
 from ledger.checks import ledger_check
 from payments.models import Payment
 from refunds.models import Refund
 from refunds.tests.factories import refund_requested
+from settlements.tests.factories import settled, settlement_of
 
 ROOT = Path(__file__).resolve().parents[2]
 SHOTS = ROOT / "artifacts" / "screenshots"
@@ -337,4 +342,85 @@ def test_a_customer_confirms_an_offer_and_pays_then_the_merchant_sees_it_active_
     assert list(Payment.objects.filter(plan=plan).values_list("status", "amount")) == [
         (Payment.Status.SUCCEEDED, Decimal("300.00"))
     ]
+    assert violations == [], violations
+
+
+# The merchant's tables, each as wide as what it holds: none may scroll sideways on its own.
+SCROLLING_TABLES = """() => [...document.querySelectorAll('.table-wrap')]
+  .filter((wrap) => wrap.scrollWidth > wrap.clientWidth)
+  .map((wrap) => `${wrap.closest('.card').id}: ${wrap.scrollWidth} > ${wrap.clientWidth}`)"""
+# The settlement file fetched with the page's session, as a script of the site would.
+FETCH_CSV = """async (href) => {
+  const response = await fetch(href);
+  return {status: response.status, type: response.headers.get('content-type'), text: await response.text()};
+}"""
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_merchant_sees_its_settlements_and_payouts_and_downloads_the_settlement_file_in_chromium(
+    live_url, eager_tasks
+):
+    merchant = MerchantFactory(
+        username="merchant-001", user_id="merchant-001", full_name="Demo Electronics LLC", payout=True
+    )
+    plans = [plan_originated(total=total, merchant=merchant) for total in ("1200.00", "100.00")]
+    settled()
+    # The EUR sales of the day go to an account the bank refuses: a failed payout beside a paid one.
+    with transaction.atomic():
+        merchant_payout_account_set(merchant=merchant, account="123450002", name="Demo", changed_by=merchant)
+    plan_originated(total="200.00", merchant=merchant, currency="EUR")
+    settled()
+    plan_originated(total="300.00")  # another merchant's, settled too, never shown
+    settled()
+    usd, eur = settlement_of(merchant), settlement_of(merchant, "EUR")
+    paid, failed = usd.payout, eur.payout
+    filename = f"settlement-{usd.business_date}-USD-{usd.pk}.csv"
+    violations: list[str] = []
+    with chromium_page(violations) as page:
+        page.set_viewport_size({"width": 1366, "height": 768})
+        page.goto(f"{live_url}/login/")
+        sign_in_on_the_page(page, username="merchant-001", password=DEFAULT_PASSWORD)
+        page.wait_for_selector("#settlements")
+        assert page.locator("#settlements tbody tr").count() == 2
+        row = page.locator(f'#settlements tr[data-settlement="{usd.pk}"]')
+        assert row.locator("td.num").all_inner_texts() == ["1300.00 USD", "52.60 USD", "1247.40 USD", "2"]
+        assert row.locator("[data-payout-status]").inner_text() == "PAID"
+        assert page.locator(f'#settlements tr[data-settlement="{eur.pk}"] [data-payout-status]').inner_text() == (
+            "FAILED"
+        )
+        assert page.locator("#payouts tbody tr").count() == 2
+        paid_row = page.locator(f'#payouts tr[data-payout="{paid.pk}"]')
+        assert "1247.40 USD" in paid_row.inner_text()
+        assert paid_row.locator("code.account").inner_text() == "DE89**************3000"
+        failed_row = page.locator(f'#payouts tr[data-payout="{failed.pk}"]')
+        assert failed_row.locator("[data-status]").inner_text() == "FAILED"
+        assert failed_row.locator("[data-failure-code]").inner_text() == "account_closed"
+        assert failed_row.locator("code.account").inner_text() == "*****0002"
+        assert page.evaluate("() => document.documentElement.scrollWidth") <= 1366
+        assert page.evaluate(OVERFLOWING_CARDS) == []
+        assert page.evaluate(SCROLLING_TABLES) == []
+        page.locator("#settlements").scroll_into_view_if_needed()
+        page.screenshot(path=str(SHOTS / "portal-merchant-settlements.png"), full_page=True)
+
+        link = row.locator("a.csv-link")
+        href = link.get_attribute("href")
+        assert href == f"/api/v1/settlements/{usd.pk}/lines/?format=csv"
+        fetched = page.evaluate(FETCH_CSV, href)
+        assert (fetched["status"], fetched["type"]) == (200, "text/csv; charset=utf-8")
+        with page.expect_download() as download_info:
+            link.click()
+        download = download_info.value
+        assert download.failure() is None
+        assert download.suggested_filename == filename
+        with open(download.path(), newline="") as handle:
+            downloaded = handle.read()
+        assert downloaded == fetched["text"]
+        assert page.url == f"{live_url}/"  # the file came as a download: the portal stays
+
+    lines = list(csv.DictReader(io.StringIO(downloaded)))
+    assert [(int(line["plan_id"]), line["type"], line["net"]) for line in lines] == [
+        (plans[0].pk, "capture", "1151.70"),
+        (plans[1].pk, "capture", "95.70"),
+    ]
+    assert {line["settlement_id"] for line in lines} == {str(usd.pk)}
     assert violations == [], violations

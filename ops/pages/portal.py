@@ -1,9 +1,10 @@
 """The home page, ``/``: a landing page for anonymous visitors (what the service is, how to
 sign in, the API's documentation and the health dashboard); for a signed-in customer their
 portal (offers to answer, plans with their next due date and what is left, paying an
-installment, debt status and spending power); for a merchant the plans they sold, by status;
-for an operator the way to the admin (DESIGN §5). Each reads a fixed number of queries,
-whatever the number of plans.
+installment, debt status and spending power); for a merchant the plans they sold, by status,
+and their latest settlements (each with its CSV file) and payouts; for an operator the way to
+the admin (DESIGN §5). Each reads a fixed number of queries, whatever the number of plans,
+settlements and payouts.
 """
 
 import re
@@ -26,12 +27,17 @@ from bnpl.selectors import credit_positions, debt_status_for
 from core.problems import DomainError
 from ops.pages.common import not_found, page
 from payments.services import PaymentDeclined, payment_collect
+from settlements.models import Payout, Settlement
+from settlements.selectors import payouts_visible, settlements_visible
 
 PLAN_COLUMNS = tuple(field.name for field in Plan._meta.concrete_fields)
 # Plans the customer still has to answer, or owes on, or awaits the merchant's capture of.
 LIVE = (Plan.Status.PENDING, Plan.Status.AUTHORIZED, Plan.Status.ACTIVE)
 FINISHED_SHOWN = 10
 MERCHANT_PAGE_SIZE = 25
+# The merchant's latest settlements and payouts on the page; every one of them is in the API.
+SETTLEMENTS_SHOWN = 10
+PAYOUTS_SHOWN = 10
 # The pay form's key: made per render (secrets.token_urlsafe(16), 22 characters), so a double
 # submit of one form pays once and a new render may pay again. At most 32: with its prefix it
 # fits the payment's 64-character gateway key.
@@ -122,7 +128,8 @@ def _plan_row(plan: Plan) -> dict:
 
 def merchant_portal(merchant: User, query) -> tuple[dict, dict | None]:
     """The plans ``merchant`` sold, newest first, ``?status=`` filtered and ``?page=`` paged,
-    with the count in each status: three queries. The error names a bad ``status``."""
+    with the count in each status (three queries), and their latest settlements and payouts
+    (one query each). The error names a bad ``status``."""
     counts = dict(
         Plan.objects.filter(merchant=merchant)
         .order_by()
@@ -145,13 +152,37 @@ def merchant_portal(merchant: User, query) -> tuple[dict, dict | None]:
         plans = plans.filter(status=status)
     plans = plans.select_related("customer").only(*PLAN_COLUMNS, "customer__user_id").order_by("-created_at", "-id")
     listed = Paginator(plans, MERCHANT_PAGE_SIZE).get_page(query.get("page"))
+    settlements, more_settlements = _latest(
+        settlements_visible(merchant).order_by("-business_date", "currency", "-id"), SETTLEMENTS_SHOWN
+    )
+    payouts, more_payouts = _latest(payouts_visible(merchant).order_by("-created_at", "-id"), PAYOUTS_SHOWN)
     context = {
         "statuses": statuses,
         "status": status,
         "total": sum(counts.values()),
         "listed": listed,
+        "settlements": [{"settlement": s, "payout": _payout_of(s)} for s in settlements],
+        "more_settlements": more_settlements,
+        "payouts": payouts,
+        "more_payouts": more_payouts,
+        "a_payout_failed": any(payout.status == Payout.Status.FAILED for payout in payouts),
     }
     return context, error
+
+
+def _latest(rows, shown: int) -> tuple[list, bool]:
+    """The first ``shown`` of ``rows`` and whether there are more, in one query: one row more
+    is read instead of counting them all."""
+    rows = list(rows[: shown + 1])
+    return rows[:shown], len(rows) > shown
+
+
+def _payout_of(settlement: Settlement) -> Payout | None:
+    # The selector joins the payout: no query here, None when nothing was paid out.
+    try:
+        return settlement.payout
+    except Payout.DoesNotExist:
+        return None
 
 
 @never_cache

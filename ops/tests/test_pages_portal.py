@@ -1,17 +1,21 @@
 """``/`` for signed-in customers and merchants: the customer's offers, plans, payment of an
-installment, debt status and spending power; the merchant's plans by status. Each in a
-fixed number of queries, whatever the number of plans."""
+installment, debt status and spending power; the merchant's plans by status, settlements
+(with their CSV files) and payouts. Each in a fixed number of queries, whatever the number
+of plans, settlements and payouts."""
 
+import csv
+import io
 import re
 import threading
 from datetime import timedelta
 from decimal import Decimal
 
 import pytest
-from django.db import connection
+from django.db import connection, transaction
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 
+from accounts.services import merchant_payout_account_set
 from accounts.tests.factories import MerchantFactory, UserFactory
 from bnpl.models import Installment, Plan
 from bnpl.schedule import business_today
@@ -21,6 +25,9 @@ from bnpl.tests.factories import plan_originated
 from config.tests.test_security_headers import assert_allowed_by_its_csp
 from payments.models import Payment
 from payments.tests.factories import payment_pending
+from settlements.models import Payout, Settlement
+from settlements.reports import COLUMNS
+from settlements.tests.factories import settled, settlement_of
 
 pytestmark = pytest.mark.django_db
 
@@ -334,15 +341,25 @@ def test_an_unknown_status_filter_is_400_naming_it(merchant, make_plan):
     assert f'data-plan="{plan.pk}"' in page  # every plan, unfiltered
 
 
-def test_the_merchant_portal_reads_a_fixed_number_of_queries(merchant, make_plan):
+def test_the_merchant_portal_reads_a_fixed_number_of_queries(make_plan, settle):
+    merchant = MerchantFactory(payout=True)
     make_plan(merchant=merchant)
+    settle()
     client = signed_in(merchant)
     few = portal_queries(client)
     for _ in range(5):
         make_plan(merchant=merchant, customer=UserFactory())
         offered(UserFactory(), merchant)
+    # More settlements and payouts, a failed one among them: the day's EUR and UZS sales.
+    make_plan(merchant=merchant, currency="EUR")
+    make_plan(merchant=merchant, currency="UZS")
+    failing_account(merchant)
+    settle()
+    assert Settlement.objects.filter(merchant=merchant).count() == Payout.objects.filter(merchant=merchant).count() == 3
+    assert Payout.objects.filter(merchant=merchant, status=Payout.Status.FAILED).count() == 2
 
-    assert portal_queries(client) == few <= 6  # session, user, counts, page count, page
+    # session, user, counts, page count, page, settlements (with their payouts), payouts
+    assert portal_queries(client) == few <= 7
 
 
 def test_the_merchant_pages_through_many_plans(merchant, make_plan, settings):
@@ -356,3 +373,159 @@ def test_the_merchant_pages_through_many_plans(merchant, make_plan, settings):
     assert "page 1 of 2" in first
     assert 'href="?page=2"' in first
     assert re.findall(r'<tr data-plan="(\d+)"', second) == [str(plans[1].pk), str(plans[0].pk)]
+
+
+# --- the merchant's settlements and payouts ----------------------------------------------
+
+
+@pytest.fixture
+def settle(eager_tasks, django_capture_on_commit_callbacks):
+    """``settle()``: the nightly settlement of what was posted so far today, its payouts sent
+    once it commits (in-process, as without a broker)."""
+
+    def run():
+        with django_capture_on_commit_callbacks(execute=True):
+            settled()
+
+    return run
+
+
+def failing_account(merchant):
+    """Give ``merchant`` a bank account the fake payout gateway refuses (``account_closed``)."""
+    with transaction.atomic():
+        return merchant_payout_account_set(merchant=merchant, account="123450002", name="Shop", changed_by=merchant)
+
+
+def section(page: str, name: str) -> str:
+    return page.split(f'id="{name}"')[1].split("</section>")[0]
+
+
+def rows_of(part: str, kind: str) -> dict[str, str]:
+    return dict(re.findall(rf'<tr data-{kind}="(\d+)"[^>]*>(.*?)</tr>', part, re.S))
+
+
+def test_the_merchant_sees_its_settlements_with_their_payouts_and_csv_files(make_plan, settle):
+    merchant = MerchantFactory(payout=True)
+    plans = [make_plan(merchant=merchant, total="100.00") for _ in range(2)]
+    make_plan(merchant=merchant, total="200.00", currency="EUR")
+    someone_else = MerchantFactory(payout=True)
+    make_plan(merchant=someone_else, total="300.00")
+    settle()
+    usd, eur = settlement_of(merchant), settlement_of(merchant, "EUR")
+    theirs = settlement_of(someone_else)
+    client = signed_in(merchant)
+
+    response = client.get("/")
+
+    assert response.status_code == 200
+    page = response.content.decode()
+    settlements = rows_of(section(page, "settlements"), "settlement")
+    assert set(settlements) == {str(usd.pk), str(eur.pk)}  # not the other merchant's
+    row = settlements[str(usd.pk)]
+    assert f'<time datetime="{usd.business_date:%Y-%m-%d}">' in row
+    cells = re.findall(r'<td class="num">([^<]+)</td>', row)
+    assert cells == ["200.00 USD", "8.60 USD", "191.40 USD", "2"]  # gross, fees (4% + 0.30 each), net, lines
+    assert 'data-payout-status="PAID"' in row
+    assert re.findall(r'<td class="num">([^<]+)</td>', settlements[str(eur.pk)]) == [
+        "200.00 EUR",
+        "8.30 EUR",
+        "191.70 EUR",
+        "1",
+    ]
+    payouts = rows_of(section(page, "payouts"), "payout")
+    assert set(payouts) == {str(usd.payout.pk), str(eur.payout.pk)}
+    paid = payouts[str(usd.payout.pk)]
+    assert '<td class="num">191.40 USD</td>' in paid
+    assert 'data-status="PAID"' in paid
+    assert "DE89**************3000" in paid
+    assert "data-failure-code" not in paid
+    assert f"{usd.business_date:%Y-%m-%d} USD" in paid
+    assert_allowed_by_its_csp(response, "/ (merchant, settlements)")
+
+    # The file's link opens with the page's session: the settlement's lines as CSV.
+    link = re.search(r'<a href="([^"]+)" class="csv-link"', row).group(1)
+    assert link == f"/api/v1/settlements/{usd.pk}/lines/?format=csv"
+    csv_file = client.get(link)
+    assert csv_file.status_code == 200
+    assert csv_file["Content-Type"] == "text/csv; charset=utf-8"
+    assert f'filename="settlement-{usd.business_date}-USD-{usd.pk}.csv"' in csv_file["Content-Disposition"]
+    lines = list(csv.DictReader(io.StringIO(b"".join(csv_file.streaming_content).decode())))
+    assert list(lines[0]) == COLUMNS
+    assert [(int(line["plan_id"]), line["type"], line["net"]) for line in lines] == [
+        (plan.pk, "capture", "95.70") for plan in plans
+    ]
+    # Another merchant's file is not there for this session.
+    assert client.get(f"/api/v1/settlements/{theirs.pk}/lines/?format=csv").status_code == 404
+
+
+def test_a_failed_payout_shows_its_failure_code(make_plan, settle):
+    merchant = failing_account(MerchantFactory(payout=True))
+    make_plan(merchant=merchant, total="100.00")
+    settle()
+    payout = Payout.objects.get(merchant=merchant)
+
+    page = signed_in(merchant).get("/").content.decode()
+
+    row = rows_of(section(page, "payouts"), "payout")[str(payout.pk)]
+    assert 'data-status="FAILED"' in row
+    assert '<code data-failure-code="account_closed">account_closed</code>' in row
+    assert "*****0002" in row
+    assert '<td class="num">95.70 USD</td>' in row
+    assert 'id="failed-payout-note"' in page
+    settlement = rows_of(section(page, "settlements"), "settlement")[str(payout.settlement_id)]
+    assert 'data-payout-status="FAILED"' in settlement
+
+
+def test_a_settlement_without_a_payout_says_so(make_plan, settle):
+    merchant = MerchantFactory()  # no bank account on file: settled, not paid out
+    make_plan(merchant=merchant, total="100.00")
+    settle()
+
+    page = signed_in(merchant).get("/").content.decode()
+
+    row = rows_of(section(page, "settlements"), "settlement")[str(settlement_of(merchant).pk)]
+    assert '<td class="num">95.70 USD</td>' in row
+    assert "data-payout-status" not in row
+    assert '<span class="muted">none</span>' in row
+    assert "No payout yet" in section(page, "payouts")
+
+
+def test_a_merchant_with_nothing_settled_sees_the_empty_state(merchant, make_plan):
+    make_plan(merchant=merchant)
+
+    page = signed_in(merchant).get("/").content.decode()
+
+    assert "No settlement yet" in section(page, "settlements")
+    assert "No payout yet" in section(page, "payouts")
+    assert "csv-link" not in page
+
+
+def test_customers_see_no_settlements(customer, make_plan, settle):
+    make_plan(customer=customer)
+    settle()
+
+    page = signed_in(customer).get("/").content.decode()
+
+    assert 'id="settlements"' not in page
+    assert 'id="payouts"' not in page
+
+
+def test_only_the_latest_settlements_and_payouts_are_listed_with_the_api_for_the_rest(make_plan, settle, monkeypatch):
+    monkeypatch.setattr("ops.pages.portal.SETTLEMENTS_SHOWN", 2)
+    monkeypatch.setattr("ops.pages.portal.PAYOUTS_SHOWN", 2)
+    merchant = MerchantFactory(payout=True)
+    for currency in ("USD", "EUR", "UZS"):
+        make_plan(merchant=merchant, currency=currency)
+    settle()
+
+    page = signed_in(merchant).get("/").content.decode()
+
+    settlements = section(page, "settlements")
+    # The latest day first, then by currency.
+    assert list(rows_of(settlements, "settlement")) == [
+        str(settlement_of(merchant, currency).pk) for currency in ("EUR", "USD")
+    ]
+    assert 'The latest 2; every one through the API: <a href="/api/v1/settlements/"' in settlements
+    payouts = section(page, "payouts")
+    assert len(rows_of(payouts, "payout")) == 2
+    assert 'The latest 2; every one through the API: <a href="/api/v1/payouts/"' in payouts
