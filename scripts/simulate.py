@@ -13,10 +13,17 @@ clock that cuts through the open offers and authorizations; installment payments
 payments (partial, or everything: early payoff), with credit spent first; refunds
 requested (paid back to the card or to credit), approved and rejected by an operator and
 by the merchant's signed webhook; late-fee waivers; the overdue sweep with late fees;
-autopay runs; reconciliation and retries of pending payments. The operations are shared
-out to ``--threads`` threads, released together. The card network is a stand-in that takes
-a few milliseconds, declines some charges, and times out on others (before or after it
-took the money), deterministically by the charge's key and the seed.
+autopay runs; reconciliation and retries of pending payments; the merchants' settlement
+runs (today's business day, yesterday's, or two at once, in one chunk or one per merchant),
+payouts sent (again) and reconciled, and merchants' payout accounts switched (to one the
+bank refuses, or none). The operations are shared out to ``--threads`` threads, released
+together. The card network is a stand-in that takes a few milliseconds, declines some
+charges, and times out on others (before or after it took the money), deterministically by
+the charge's key and the seed; the merchants' bank likewise refuses accounts ending 0002 and
+times out on some payouts (before or after paying), so they stay PENDING until reconciled.
+The settlement's business days follow the simulated clock, each ending between rounds
+(``settlement_clock``), so merchants are settled again and again: refunds of plans settled
+before become negative lines, negative nets are carried, a refused payout's money comes back.
 
 After each round pending payments are finished (reconciliation, with the same keys), then
 ``check_ledger``'s invariants must hold, and the network's own records must agree with the
@@ -28,7 +35,11 @@ credit brought in; and the consent states hold (``consent_breaches``): a plan no
 refunds or fees; an owed one has one origination entry and installments summing to its
 total less its refunds; nothing is captured above its authorization; each transition
 happened once (its event); and no customer's unpaid principal and reservations exceed its
-credit limit (the limits are fixed here, so every credit decision must have fitted).
+credit limit (the limits are fixed here, so every credit decision must have fitted). And
+the settlements' (``settlement_breaches``): each captured plan in at most one capture line,
+and in exactly one once a run of a day it was activated before has finished; each PAID
+payout posted and announced once, a FAILED or PENDING one never; the payouts PAID per
+merchant equal to its payout clearing postings; the bank's records equal to the PAID payouts.
 On a breach it prints the seed, the round and its operations and exits 1;
 ``--seed`` with the same value replays the same operations (the interleaving is the
 threads' own).
@@ -79,6 +90,10 @@ OPERATIONS = {
     "autopay": 2,
     "reconcile": 1,
     "retry": 2,
+    "settle": 3,  # settlement runs: today, yesterday, or two at once
+    "payout_send": 2,
+    "payout_reconcile": 1,
+    "payout_account": 1,  # a merchant's payout account switched (to one the bank refuses, or none)
 }
 
 
@@ -132,6 +147,7 @@ def setup_django(database_url: str) -> None:
             # The fee's way back too: refunds then post fee legs, and the books must still hold.
             "BNPL_REFUND_RETURNS_FEE": "True",
             "BNPL_PAYMENT_GATEWAY": "scripts.simulate.SimulatedNetwork",
+            "BNPL_PAYOUT_GATEWAY": "scripts.simulate.SimulatedBank",
             # Receipts and reminders are kept in memory, not printed.
             "EMAIL_BACKEND": "django.core.mail.backends.locmem.EmailBackend",
             "BNPL_SMS_BACKEND": "events.sms.LocmemSmsBackend",
@@ -212,6 +228,61 @@ def network() -> type[SimulatedNetwork]:
     return import_string(os.environ["BNPL_PAYMENT_GATEWAY"])
 
 
+class SimulatedBank:
+    """The merchants' bank for payouts: it takes 0 to 15 ms, pays a key once (a repeated key
+    answers the first payment again, as banks' payout APIs do), refuses accounts ending 0002
+    (``account_closed``, nothing paid), and by the key and the seed times out on about one
+    first attempt in five (half of them after paying); a key it timed out on is answered on
+    its next attempt. Records what it paid, for the books to be held against."""
+
+    seed = 0
+    lock = threading.Lock()
+    paid: dict[str, Decimal] = {}
+    attempts: dict[str, int] = defaultdict(int)
+    answers: Counter = Counter()  # what it answered: paid, refused, timed out (before or after paying)
+
+    @classmethod
+    def reset(cls, seed: int) -> None:
+        cls.seed = seed
+        cls.paid, cls.attempts, cls.answers = {}, defaultdict(int), Counter()
+
+    def _roll(self, key: str) -> float:
+        digest = hashlib.sha256(f"{self.seed}:payout:{key}".encode()).digest()
+        return int.from_bytes(digest[:4], "big") / 2**32
+
+    def payout(self, *, amount: Decimal, currency: str, account: str, account_name: str, idempotency_key: str):
+        from settlements.gateways import FAILED, PAID, PayoutResult
+
+        time.sleep(self._roll(idempotency_key + ":delay") * 0.015)
+        reference = "sim_payout_" + idempotency_key
+        with self.lock:
+            self.attempts[idempotency_key] += 1
+            first = self.attempts[idempotency_key] == 1
+            if idempotency_key in self.paid:
+                self.answers["paid (again)"] += 1
+                return PayoutResult(PAID, "", reference)
+        roll = self._roll(idempotency_key)
+        with self.lock:
+            if account.endswith("0002"):
+                self.answers["refused"] += 1
+                return PayoutResult(FAILED, "account_closed", reference)
+            if first and roll < 0.1:
+                self.answers["timed out"] += 1
+                raise TimeoutError("the bank did not answer (nothing paid)")
+            self.paid[idempotency_key] = amount
+            self.answers["timed out after paying" if first and roll < 0.2 else "paid"] += 1
+        if first and roll < 0.2:
+            raise TimeoutError("the bank did not answer (the payout was made)")
+        return PayoutResult(PAID, "", reference)
+
+
+def bank() -> type[SimulatedBank]:
+    """The payout gateway class the service uses (see ``network``)."""
+    from django.utils.module_loading import import_string
+
+    return import_string(os.environ["BNPL_PAYOUT_GATEWAY"])
+
+
 # --- The world and its operations -------------------------------------------------------------
 
 
@@ -224,6 +295,8 @@ class World:
     operator: object
     today: date
     refunds_seen: int = 0
+    # When each business day ended, for the settlement (see ``settlement_clock``).
+    day_ends: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -257,8 +330,15 @@ class Round:
 CREDIT_LIMITS = (Decimal("800.00"), Decimal("2000.00"), Decimal("100000.00"))
 
 
+# The merchants' payout accounts at the start; the bank refuses the one ending 0002.
+PAYOUT_ACCOUNTS = ("DE89370400440532013000", "123450002", "987650001")
+
+
 def make_world(rng: random.Random) -> World:
+    from django.db import transaction
+
     from accounts.models import User
+    from accounts.services import merchant_payout_account_set
 
     def user(role: str, n: int, card: str) -> User:
         return User.objects.create_user(
@@ -276,6 +356,12 @@ def make_world(rng: random.Random) -> World:
         )
 
     merchants = [user(User.Role.MERCHANT, n, "") for n in range(3)]
+    operator = user(User.Role.OPERATOR, 0, "")
+    # Payout accounts: one the bank pays, one it refuses (ending 0002), and one more it pays;
+    # the ``payout_account`` operation switches them (and removes them now and then).
+    for merchant, account in zip(merchants, PAYOUT_ACCOUNTS, strict=True):
+        with transaction.atomic():
+            merchant_payout_account_set(merchant=merchant, account=account, name="Sim Shop", changed_by=operator)
     # Three prices: the default, one of the merchant's own, and none at all (no fee legs).
     for merchant, (percent, fixed) in zip(
         merchants, [(None, None), (Decimal("2.75"), Decimal("0.49")), (Decimal("0"), Decimal("0"))], strict=True
@@ -283,16 +369,48 @@ def make_world(rng: random.Random) -> World:
         User.objects.filter(pk=merchant.pk).update(fee_percent=percent, fee_fixed=fixed)
     # One customer in five has a card the network always declines.
     customers = [user(User.Role.CUSTOMER, n, "0002" if n % 5 == 4 else f"{1000 + n:04d}") for n in range(15)]
-    operator = user(User.Role.OPERATOR, 0, "")
     return World(merchants=merchants, customers=customers, operator=operator, today=date(2026, 3, 1))
 
 
+def settlement_clock(world: World) -> None:
+    """The settlement's business days follow the simulation's clock (``world.today``, the
+    day the sweep and autopay see), and a day ends in real time when the first round on it
+    (or after it) starts: the settlement services are given these two in place of the real
+    ones (``business_today`` and ``business_day_end``, in this process only).
+
+    So each round's settlement runs (of today, of yesterday, two at once) settle days whose
+    cutoff no operation straddles (nothing runs between rounds), and the postings a round
+    makes belong to the next day the clock moves to: as the clock moves on, a merchant is
+    settled again and again, with the refunds of plans settled days before (negative lines,
+    negative nets carried) and the money of payouts the bank refused coming back."""
+    from settlements import selectors
+    from settlements.services import settle
+
+    real_end = selectors.business_day_end
+
+    def business_day_end(day: date):
+        ended = [instant for ended_day, instant in world.day_ends.items() if ended_day >= day]
+        return min(ended) if ended else real_end(day)
+
+    settle.business_today = lambda: world.today
+    settle.business_day_end = business_day_end
+
+
 def draw_round(rng: random.Random, number: int, world: World, args) -> Round:
-    """The round's operations, from the generator alone; new plans first, on the hot slots."""
+    """The round's operations, from the generator alone; new plans first, on the hot slots.
+    One hot plan is a settled one when there is any, so that its refunds come after its
+    settlement (a negative line in a later one)."""
     from bnpl.models import Plan
+    from settlements.models import SettlementLine
 
     active = list(Plan.objects.filter(status=Plan.Status.ACTIVE).order_by("id").values_list("id", flat=True))
     hot = rng.sample(active, min(len(active), args.hot_plans)) if active else []
+    settled = sorted(
+        set(active)
+        & set(SettlementLine.objects.filter(type=SettlementLine.Type.CAPTURE).values_list("plan_id", flat=True))
+    )
+    if hot and settled and not set(hot) & set(settled):
+        hot[0] = rng.choice(settled)
     hot_customers = set(Plan.objects.filter(pk__in=hot).values_list("customer_id", flat=True))
     offers = {}
     for status in (Plan.Status.PENDING, Plan.Status.AUTHORIZED):
@@ -343,6 +461,11 @@ def run_operation(operation: Operation, round_: Round, world: World) -> str:
     if operation.kind in CONSENT:
         try:
             return consent_operation(operation, round_, world)
+        except DomainError as refused:
+            return f"refused {refused.status_code} {refused.code}"
+    if operation.kind in SETTLEMENT:
+        try:
+            return settlement_operation(operation, world)
         except DomainError as refused:
             return f"refused {refused.status_code} {refused.code}"
     plan = None
@@ -422,6 +545,86 @@ def run_operation(operation: Operation, round_: Round, world: World) -> str:
 
 
 CONSENT = ("offer", "confirm", "decline", "capture", "void", "expire")
+SETTLEMENT = ("settle", "payout_send", "payout_reconcile", "payout_account")
+
+
+def settlement_operation(operation: Operation, world: World) -> str:
+    """A settlement run (today's day, yesterday's, or two at once: the same day twice, or
+    yesterday and today), a payout sent (again) or the payouts reconciled, or a merchant's
+    payout account switched. The bank's timeouts are an outcome; refusals propagate."""
+    from django.db import transaction
+
+    from accounts.services import merchant_payout_account_set
+    from settlements.models import Payout
+    from settlements.services.payouts import payout_send, payouts_reconcile
+    from settlements.services.settle import settle_merchants
+
+    a, b, c = operation.picks
+    if operation.kind == "settle":
+        yesterday = world.today - timedelta(days=1)
+        days = (
+            [world.today]
+            if a < 0.5
+            else [yesterday]
+            if a < 0.7
+            else [world.today, world.today if b < 0.5 else yesterday]
+        )
+        # One chunk per merchant now and then: the chunks of two runs interleave.
+        chunk = 1 if c < 0.5 else None
+        runs = together([lambda day=day: settle_merchants(day=day, chunk_merchants=chunk) for day in days])
+        return "settled " + "; ".join(
+            f"{run.business_date}: {run.settlements_created} settlements, {run.payouts_created} payouts" for run in runs
+        )
+    if operation.kind == "payout_send":
+        # Mostly one still pending; now and then any (sending a settled one changes nothing).
+        rows = Payout.objects.order_by("id")
+        pending = list(rows.filter(status=Payout.Status.PENDING).values_list("pk", flat=True))
+        ids = pending if pending and b < 0.8 else list(rows.values_list("pk", flat=True)[:200])
+        if not ids:
+            return "no payout to send"
+        try:
+            return f"payout {payout_send(payout_id=ids[int(a * len(ids))]).status}"
+        except TimeoutError:
+            return "payout timed out: pending"
+    if operation.kind == "payout_reconcile":
+        return f"payouts reconciled {payouts_reconcile(older_than_minutes=0)}"
+    merchant = world.merchants[int(a * len(world.merchants))]
+    account = ("DE89370400440532013000", "123450002", "987650001", "")[int(b * 4)]
+    with transaction.atomic():
+        merchant_payout_account_set(
+            merchant=merchant, account=account, name="Sim Shop" if account else "", changed_by=world.operator
+        )
+    return f"payout account {'removed' if not account else 'set to *' + account[-4:]}"
+
+
+def together(calls: list) -> list:
+    """Run ``calls`` on threads released together (one call: here); their results, or the
+    first error raised."""
+    from django.db import connections
+
+    if len(calls) == 1:
+        return [calls[0]()]
+    barrier = threading.Barrier(len(calls))
+    results: list = [None] * len(calls)
+
+    def target(index: int) -> None:
+        try:
+            barrier.wait()
+            results[index] = calls[index]()
+        except Exception as exc:
+            results[index] = exc
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=target, args=(i,)) for i in range(len(calls))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for result in results:
+        if isinstance(result, Exception):
+            raise result
+    return results
 
 
 def consent_operation(operation: Operation, round_: Round, world: World) -> str:
@@ -562,11 +765,14 @@ def play(round_: Round, world: World, threads: int) -> list[str]:
 
 def settle_pending() -> None:
     """Finish every payment left PENDING, with its own key (the network answers a key it
-    timed out on at the next attempt), and every payout left pending."""
+    timed out on at the next attempt), every refund payout left pending, and every merchant
+    payout left PENDING (the bank too answers a key at its next attempt)."""
     from payments.models import Payment
     from payments.services import payments_reconcile
     from refunds.models import Refund
     from refunds.services import refund_payout
+    from settlements.models import Payout
+    from settlements.services.payouts import payouts_reconcile
 
     for _ in range(3):
         if not Payment.objects.filter(status=Payment.Status.PENDING).exists():
@@ -574,6 +780,10 @@ def settle_pending() -> None:
         payments_reconcile(older_than_minutes=0)
     for refund_id in Refund.objects.filter(payout_status=Refund.PayoutStatus.PENDING).values_list("pk", flat=True):
         refund_payout(refund_id=refund_id)
+    for _ in range(3):
+        if not Payout.objects.filter(status=Payout.Status.PENDING).exists():
+            break
+        payouts_reconcile(older_than_minutes=0)
 
 
 def breaches() -> list[str]:
@@ -637,6 +847,95 @@ def breaches() -> list[str]:
     for plan_id, amount in sorted(went_back.items()):
         if amount > came_in.get(plan_id, Decimal(0)):
             found.append(f"plan {plan_id}: {amount} went back to the customer, {came_in.get(plan_id, 0)} came in")
+    return found
+
+
+def settlement_breaches(bank_paid: dict[str, Decimal]) -> list[str]:
+    """The settlements' and payouts' own invariants, beside invariant 7 (``check_ledger``):
+
+    - every captured plan is in at most one capture line, and no other plan in any;
+    - once a run for day D has finished, every plan activated before D's end (the clock's,
+      see ``settlement_clock``) is in exactly one capture line;
+    - no payout is paid twice: one PAYOUT entry and one ``payout.paid`` event per PAID
+      payout, none for a FAILED or PENDING one (which has one ``payout.failed``, or none);
+    - per merchant and currency, the PAID payouts sum to minus the payout clearing postings
+      of that merchant;
+    - the bank's records (``bank_paid``: idempotency key -> amount paid) are the PAID payouts,
+      each with its amount; and no payout is still PENDING after the reconciliation."""
+    from django.db.models import Sum
+
+    from bnpl.models import Plan
+    from core.money import to_money
+    from events.models import Event
+    from ledger.accounts import PAYOUT_CLEARING
+    from ledger.models import JournalEntry, Posting
+    from settlements.models import ZERO, Payout, SettlementLine, SettlementRun
+    from settlements.services import settle
+
+    found = []
+    captures = Counter(
+        SettlementLine.objects.filter(type=SettlementLine.Type.CAPTURE).values_list("plan_id", flat=True)
+    )
+    statuses = dict(Plan.objects.filter(pk__in=list(captures)).values_list("pk", "status"))
+    for plan_id, lines in sorted(captures.items()):
+        if lines > 1:
+            found.append(f"plan {plan_id} is in {lines} capture lines")
+        if statuses.get(plan_id) not in OWED:
+            found.append(f"plan {plan_id} is {statuses.get(plan_id)} and in a capture line")
+    for run in SettlementRun.objects.filter(finished_at__isnull=True):
+        found.append(
+            f"settlement run {run.pk} of {run.business_date} never finished ({run.chunks_done}/{run.chunks_total})"
+        )
+    days = set(SettlementRun.objects.filter(finished_at__isnull=False).values_list("business_date", flat=True))
+    if days:
+        cutoff = max(settle.business_day_end(day) for day in days)
+        missed = Plan.objects.filter(status__in=OWED, activated_at__lt=cutoff).exclude(pk__in=list(captures))
+        for pk, activated in missed.values_list("pk", "activated_at")[:10]:
+            found.append(f"plan {pk} activated at {activated}, before {cutoff} (a day settled), is in no capture line")
+    memo = re.compile(r"Payout (\d+) of settlement")
+    entries = Counter(
+        int(match.group(1))
+        for text in JournalEntry.objects.filter(kind=JournalEntry.Kind.PAYOUT).values_list("memo", flat=True)
+        if (match := memo.match(text))
+    )
+    events = Counter(
+        Event.objects.filter(type__in=(Event.Type.PAYOUT_PAID, Event.Type.PAYOUT_FAILED)).values_list(
+            "data__payout_id", "type"
+        )
+    )
+    paid_by_merchant: dict[tuple[int, str], Decimal] = defaultdict(lambda: ZERO)
+    payouts = {}
+    for pk, status, merchant, currency, amount in Payout.objects.values_list(
+        "pk", "status", "merchant_id", "currency", "amount"
+    ):
+        payouts[pk] = (status, amount)
+        paid = status == Payout.Status.PAID
+        if paid:
+            paid_by_merchant[(merchant, currency)] += amount
+        if status == Payout.Status.PENDING:
+            found.append(f"payout {pk} still PENDING after the reconciliation")
+        wanted = (int(paid), int(paid), int(status == Payout.Status.FAILED))
+        got = (entries[pk], events[(pk, Event.Type.PAYOUT_PAID)], events[(pk, Event.Type.PAYOUT_FAILED)])
+        if got != wanted:
+            found.append(
+                f"payout {pk} is {status} with {got} (PAYOUT entries, paid events, failed events), wanted {wanted}"
+            )
+    for pk in sorted(entries.keys() - payouts.keys()):
+        found.append(f"a PAYOUT entry names payout {pk}, which does not exist")
+    cleared = {
+        (party, currency): to_money(total)
+        for party, currency, total in Posting.objects.filter(account__code=PAYOUT_CLEARING)
+        .values_list("party_id", "currency")
+        .annotate(total=Sum("amount"))
+        .order_by()
+    }
+    for merchant, currency in sorted(set(paid_by_merchant) | set(cleared), key=str):
+        paid, posted = paid_by_merchant.get((merchant, currency), ZERO), cleared.get((merchant, currency), ZERO)
+        if paid != -posted:
+            found.append(f"merchant {merchant}: payouts PAID {paid} {currency}, its payout clearing postings {posted}")
+    booked = {f"payout_{pk}": amount for pk, (status, amount) in payouts.items() if status == Payout.Status.PAID}
+    if bank_paid != booked:
+        found.append(f"the bank paid {bank_paid}, the payouts booked as PAID are {booked}")
     return found
 
 
@@ -756,6 +1055,36 @@ def consent_breaches() -> list[str]:
     return found
 
 
+def settlement_figures() -> str:
+    """What the settlement runs made: settlements, lines by type, refunds of plans settled in
+    an earlier settlement, negative nets carried, payouts by status."""
+    from settlements.models import Payout, Settlement, SettlementLine, SettlementRun
+
+    lines = Counter(SettlementLine.objects.values_list("type", flat=True))
+    # A refund line whose plan's capture line is in an earlier settlement (by id).
+    refunds_after = sum(
+        1
+        for settlement, plan in SettlementLine.objects.filter(type=SettlementLine.Type.REFUND).values_list(
+            "settlement_id", "plan_id"
+        )
+        if SettlementLine.objects.filter(
+            type=SettlementLine.Type.CAPTURE, plan_id=plan, settlement_id__lt=settlement
+        ).exists()
+    )
+    negative = SettlementLine.objects.filter(type=SettlementLine.Type.CARRIED, net__lt=0).count()
+    payouts = Counter(Payout.objects.values_list("status", flat=True))
+    return (
+        f"{SettlementRun.objects.count()} runs, {Settlement.objects.count()} settlements"
+        f" ({Settlement.objects.filter(net__lt=0).count()} negative); lines "
+        + ", ".join(f"{kind} {n}" for kind, n in sorted(lines.items()))
+        + f"; {refunds_after} refund lines of plans settled before, {negative} negative nets carried;"
+        f" payouts "
+        + ", ".join(f"{status} {n}" for status, n in sorted(payouts.items()))
+        + "; the bank answered "
+        + ", ".join(f"{answer} {n}" for answer, n in sorted(bank().answers.items()))
+    )
+
+
 def outcome_class(outcome: str) -> str:
     """An outcome without its ids and amounts, to count outcomes alike together."""
     words = re.sub(r"\(clock at [^)]*\)", "", outcome)
@@ -765,11 +1094,15 @@ def outcome_class(outcome: str) -> str:
 def main(argv=None) -> int:
     args = parse_args(argv)
     setup_django(args.database_url)
+    from django.utils import timezone
+
     from bnpl.models import Plan
 
     network().reset(args.seed)
+    bank().reset(args.seed)
     rng = random.Random(args.seed)  # noqa: S311 - a replayable simulation, not a secret  # nosec B311
     world = make_world(rng)
+    settlement_clock(world)
     print(
         f"Money simulation: seed {args.seed}, {args.threads} threads, {args.operations} operations a round", flush=True
     )
@@ -779,10 +1112,12 @@ def main(argv=None) -> int:
     outcomes: dict[str, Counter] = defaultdict(Counter)
     while (args.rounds is None or number < args.rounds) and (deadline is None or time.monotonic() < deadline):
         number += 1
+        # The clock's day, if new, ends now (nothing runs between rounds): see settlement_clock.
+        world.day_ends.setdefault(world.today, timezone.now())
         round_ = draw_round(rng, number, world, args)
         errors = play(round_, world, args.threads)
         settle_pending()
-        found = errors + breaches() + consent_breaches()
+        found = errors + breaches() + consent_breaches() + settlement_breaches(bank().paid)
         operations += len(round_.operations)
         for operation in round_.operations:
             kinds[operation.kind] += 1
@@ -805,6 +1140,7 @@ def main(argv=None) -> int:
         f"({Plan.objects.count()} plans, business day {world.today}); 0 breaches"
     )
     print("Operations:", ", ".join(f"{kind} {count}" for kind, count in sorted(kinds.items())))
+    print("Settlements:", settlement_figures())
     print("Outcomes:")
     for kind, counts in sorted(outcomes.items()):
         print(f"  {kind}: " + ", ".join(f"{label} {n}" for label, n in counts.most_common()))
