@@ -19,6 +19,7 @@ from django_celery_beat.models import PeriodicTask
 
 from ledger.models import JournalEntry, LedgerCheckRun, Posting
 from payments.services import payment_attempt
+from refunds.models import Refund
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
@@ -98,6 +99,21 @@ def test_the_books_keep_every_row_when_the_ledger_takes_them_over(make_plan, cus
     assert all(before.values())
 
     call_command("migrate", verbosity=0)
+    # The refund the entry written before the move records (invariant 7 reads what refunds took
+    # from the merchant's payable off the refunds).
+    Refund.objects.create(
+        plan=plan,
+        merchant_id=plan.merchant_id,
+        customer=customer,
+        requested_by_id=plan.merchant_id,
+        transaction_id="rf-before-the-move",
+        amount=Decimal("5.00"),
+        currency="USD",
+        status=Refund.Status.APPROVED,
+        payout_amount=Decimal("5.00"),
+        payout_status=Refund.PayoutStatus.CREDITED,
+        payout_method=Refund.PayoutMethod.CREDIT,
+    )
 
     assert {table: _rows(table) for table in TABLES} == before
     assert JournalEntry.objects.count() == len(before["payments_journalentry"])
