@@ -24,7 +24,16 @@ _MONEY = DecimalField(max_digits=14, decimal_places=2)
 # Plans that hold money (installments, postings): those that became ACTIVE. An offer never
 # taken (pending, authorized, declined, expired, voided) holds none.
 MONEY_STATUSES = (Plan.Status.ACTIVE, Plan.Status.COMPLETED, Plan.Status.CANCELLED)
-MONEY_FIELDS = ("total_revenue", "outstanding", "overdue_amount", "refunds_total")
+MONEY_FIELDS = (
+    "total_revenue",
+    "outstanding",
+    "overdue_amount",
+    "refunds_total",
+    "processed_total",
+    "merchant_fees_total",
+    "late_fees_total",
+    "payouts_total",
+)
 EMPTY = {"outstanding": ZERO, "overdue_installments": 0, "overdue_amount": ZERO}
 
 
@@ -110,28 +119,44 @@ def in_one_currency(by_currency: list[dict], fields: tuple[str, ...]) -> dict:
     return {"currency": single.get("currency"), **{name: single.get(name) for name in fields}}
 
 
-def merchant_dashboard(*, plans, today: date | None = None) -> dict:
-    """The analytics dashboard for ``plans``: money in and out from the ledger, the rest from
-    the plans; each amount per currency (``by_currency``), and at the top level for the one
-    currency when there is only one (None when there are several). Six queries."""
-    from ledger.accounts import GATEWAY_CLEARING, MERCHANT_FEE_INCOME, MERCHANT_PAYABLE
-    from ledger.selectors import posted_totals
+# The dashboard's names for the ledger's money totals (ledger.selectors.MONEY_TOTALS).
+LEDGER_FIELDS = {
+    "total_revenue": "collected",
+    "refunds_total": "refunded",
+    "processed_total": "processed",
+    "merchant_fees_total": "merchant_fees",
+    "late_fees_total": "late_fees",
+    "payouts_total": "paid_out",
+}
 
-    revenue = posted_totals(kinds=["PAYMENT"], accounts=[GATEWAY_CLEARING], plans=plans)
-    # What refunds took off the merchants' payable, with the fee share a refund gave back
-    # (BNPL_REFUND_RETURNS_FEE) added again: it moves fee income to the payable in the
-    # refund's own entry, and is no part of the amount refunded.
-    refunds = posted_totals(
-        kinds=["REFUND_APPLIED", "REFUND_PAYOUT"], accounts=[MERCHANT_PAYABLE, MERCHANT_FEE_INCOME], plans=plans
-    )
+
+def merchant_dashboard(*, plans, merchant=None, today: date | None = None) -> dict:
+    """The analytics dashboard for ``plans`` and the payouts of ``merchant`` (every merchant's
+    when None): money in and out from the ledger, the rest from the plans; each amount per
+    currency (``by_currency``), and at the top level for the one currency when there is only
+    one (None when there are several). Five queries.
+
+    From the ledger (``ledger.selectors.MONEY_TOTALS``): ``total_revenue`` collected through
+    payments; ``processed_total`` the totals of plans that became ACTIVE; ``refunds_total``
+    approved refunds taken off unpaid installments, credited or paid back to the card;
+    ``merchant_fees_total`` merchants' fees less those refunds gave back; ``late_fees_total``
+    late fees charged less those waived (kept apart from the merchants' fees: customers pay
+    them); ``payouts_total`` payouts paid to the merchant's bank account."""
+    from ledger.selectors import money_totals
+
+    money = money_totals(plans=plans, merchant_id=merchant.pk if merchant is not None else None)
     figures = plan_figures(plans=plans, today=today)
     rows = {row["currency"]: row for row in figures.pop("by_currency")}
     # Postings belong to plans that became ACTIVE, whose currencies are already listed (a plan
-    # never goes back); should one not be, its money is still shown rather than dropped.
-    for currency in set(revenue) | set(refunds):
+    # never goes back), or to payouts of their money; should one not be, its money is still
+    # shown rather than dropped.
+    for currency in money:
         rows.setdefault(currency, {"currency": currency, **EMPTY})
     by_currency = [
-        {**rows[currency], "total_revenue": revenue.get(currency, ZERO), "refunds_total": refunds.get(currency, ZERO)}
+        {
+            **rows[currency],
+            **{field: money.get(currency, {}).get(total, ZERO) for field, total in LEDGER_FIELDS.items()},
+        }
         for currency in sorted(rows)
     ]
     return {**figures, **in_one_currency(by_currency, MONEY_FIELDS), "by_currency": by_currency}

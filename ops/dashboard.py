@@ -1,9 +1,10 @@
 """The health dashboard: components to anyone, figures to signed-in operators, as HTML or JSON.
 
-Components (database, Redis, Celery worker, last sweep, ledger check) say whether the service
-works and are public: a load balancer, a status page or a person checking may read them.
-Figures (users, debt users, plans, overdue installments, refunds, failed payments, events and
-30 days of volumes) describe the business and go only to an operator, signed in by session
+Components (database, Redis, Celery worker, last sweep, ledger check, last settlement) say
+whether the service works and are public: a load balancer, a status page or a person checking
+may read them. Figures (users, debt users, plans, overdue installments, refunds, failed
+payments, events, 30 days of volumes, and the money per currency: processed, refunded,
+merchant fees, late fees, paid out) describe the business and go only to an operator, signed in by session
 (the admin's login) or by bearer token (the API's). Anyone else gets ``"figures": null`` and a
 ``figures_note`` saying who may see them; the aggregates are not even computed for them.
 
@@ -18,7 +19,7 @@ from datetime import UTC, date, datetime, timedelta
 from django.conf import settings
 from django.contrib.auth.models import AnonymousUser
 from django.db import DatabaseError
-from django.db.models import Count
+from django.db.models import Count, Q
 from django.db.models.functions import TruncDate
 from django.http import JsonResponse
 from django.shortcuts import render
@@ -81,6 +82,55 @@ def _last_ledger_check() -> dict:
     return {"status": "ok" if run.ok else "failed", "at": run.checked_at.isoformat(), "breaches": run.breach_count}
 
 
+def _last_settlement() -> dict:
+    """The latest settlement run: its business day, whether it finished, what it made, and
+    the payouts that want someone's attention (failed and not yet taken into a settlement,
+    still waiting for the payout gateway). Two queries."""
+    from bnpl.schedule import business_today
+    from settlements.models import Payout, SettlementLine, SettlementRun
+
+    run = SettlementRun.objects.order_by("-id").first()
+    if run is None:
+        return {"status": "never"}
+    # A failed payout's money goes with the merchant's next settlement (an adjustment line);
+    # until then the merchant is owed it, and its account may need fixing.
+    taken_back = SettlementLine.objects.filter(type=SettlementLine.Type.ADJUSTMENT, source_payout__isnull=False)
+    payouts = Payout.objects.aggregate(
+        failed=Count(
+            "id",
+            filter=Q(status=Payout.Status.FAILED) & ~Q(pk__in=taken_back.values("source_payout_id")),
+        ),
+        pending=Count("id", filter=Q(status=Payout.Status.PENDING)),
+    )
+    if run.finished_at is None:
+        status = "running"
+    elif payouts["failed"]:
+        status = "attention"
+    elif run.business_date < business_today() - timedelta(days=2):
+        # The beat settles yesterday just after midnight: an older latest day is a day missed.
+        status = "stale"
+    else:
+        status = "ok"
+    return {
+        "status": status,
+        "business_date": run.business_date.isoformat(),
+        "at": run.started_at.isoformat(),
+        "finished": run.finished_at is not None,
+        **({"finished_at": run.finished_at.isoformat()} if run.finished_at else {}),
+        "settlements": run.settlements_created,
+        "payouts": run.payouts_created,
+        "payouts_failed": payouts["failed"],
+        "payouts_pending": payouts["pending"],
+    }
+
+
+def _money() -> list[dict]:
+    """The ledger's money totals per currency (``ledger.selectors.MONEY_TOTALS``): one query."""
+    from ledger.selectors import money_totals
+
+    return [{"currency": currency, **amounts} for currency, amounts in money_totals().items()]
+
+
 def _figures() -> dict:
     from accounts.models import User
     from bnpl.analytics import plan_figures
@@ -117,6 +167,7 @@ def _figures() -> dict:
         "events_pending": Event.objects.filter(delivery_status=Event.Delivery.PENDING).count(),
         "events_failed": Event.objects.filter(delivery_status=Event.Delivery.FAILED).count(),
         "daily": [{"day": d.isoformat(), **per_day.get(d, {"plans": 0, "payments": 0})} for d in days],
+        "money": _money(),
     }
 
 
@@ -136,6 +187,16 @@ DETAIL_LABELS = {  # the others read well as their keys in words ("marked_overdu
     "latency_ms": "latency (ms)",
     "duration_ms": "duration (ms)",
     "marked_debt": "marked debt users",
+    "payouts_failed": "failed payouts to see to",
+    "payouts_pending": "payouts awaiting the bank",
+}
+# The money figures' names, in words (the JSON keeps the keys).
+MONEY_LABELS = {
+    "processed": "processed (plans captured)",
+    "refunded": "refunded",
+    "merchant_fees": "merchant fees, net of refunds",
+    "late_fees": "late fees, net of waivers",
+    "paid_out": "paid out to merchants",
 }
 FIGURES_NOTE = (
     "Figures are shown to signed-in operators only: sign in to the admin, or send an operator's bearer token."
@@ -167,6 +228,7 @@ def health_snapshot(*, figures: bool = True) -> tuple[dict, bool]:
             components["celery"] = _celery(broker_up=components.get("broker", {}).get("status") != "down")
             components["last_sweep"] = _last_sweep()
             components["ledger_check"] = _last_ledger_check()
+            components["last_settlement"] = _last_settlement()
             numbers = _figures() if figures else None
         except DatabaseError:
             healthy = False
@@ -238,6 +300,8 @@ def _components_for_page(components: dict) -> list[dict]:
             if key == "status":
                 continue
             shown = _when(value) if isinstance(value, str) and (key == "at" or key.endswith("_at")) else value
+            if isinstance(value, bool):
+                shown = "yes" if value else "no"
             details.append({"key": key, "label": _words(key, DETAIL_LABELS, title=False), "value": shown})
         cards.append(
             {
@@ -325,6 +389,13 @@ def _page_context(snapshot: dict, *, operator: bool) -> dict:
         context["plans"] = _labelled(figures["plans_by_status"], Plan.Status.choices)
         context["refunds"] = _labelled(figures["refunds_by_status"], Refund.Status.choices)
         context["chart"] = _chart(figures["daily"])
+        context["money"] = [
+            {
+                "currency": row["currency"],
+                "rows": [{"key": key, "label": label, "amount": row[key]} for key, label in MONEY_LABELS.items()],
+            }
+            for row in figures["money"]
+        ]
     return context
 
 

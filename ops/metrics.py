@@ -79,6 +79,7 @@ class BusinessCollector:
             "Ledger checks that found a breach.",
             value=LedgerCheckRun.objects.filter(ok=False).count(),
         )
+        yield from money_series()
         events = dict(
             Event.objects.values("delivery_status").annotate(n=Count("id")).values_list("delivery_status", "n")
         )
@@ -88,6 +89,41 @@ class BusinessCollector:
         yield CounterMetricFamily(
             "merchant_events_failed", "Merchant events given up on.", value=events.get(Event.Delivery.FAILED, 0)
         )
+
+
+# The ledger's money totals as series, per currency (amounts in the currency's units). Those
+# that only grow are counters; the fees fall when a refund gives a fee share back or a late
+# fee is waived, so they are gauges.
+MONEY_SERIES = (
+    ("processed", CounterMetricFamily, "money_processed", "Totals of plans that became ACTIVE (captured)."),
+    (
+        "refunded",
+        CounterMetricFamily,
+        "money_refunded",
+        "Approved refunds: taken off unpaid installments, credited, or paid back to the card.",
+    ),
+    (
+        "merchant_fees",
+        GaugeMetricFamily,
+        "merchant_fees_earned",
+        "Merchant fees charged, less the fee share refunds gave back.",
+    ),
+    ("late_fees", GaugeMetricFamily, "late_fees_earned", "Late fees charged to customers, less those waived."),
+    ("paid_out", CounterMetricFamily, "money_paid_out", "Payouts paid to merchants' bank accounts."),
+)
+
+
+def money_series():
+    """The money series of ``MONEY_SERIES``, a sample per currency: one query on the ledger."""
+    from ledger.selectors import money_totals
+
+    totals = money_totals()
+    for name, family, series, documentation in MONEY_SERIES:
+        metric = family(series, documentation, labels=["currency"])
+        for currency, amounts in totals.items():
+            # A sample is a float64 by Prometheus's format: exact to the cent far past any total here.
+            metric.add_metric([currency], float(amounts[name]))
+        yield metric
 
 
 REGISTRY.register(BusinessCollector())

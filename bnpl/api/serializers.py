@@ -272,13 +272,28 @@ PlansByStatusOut = type(
 )
 
 
+# The money totals the books hold (ledger.selectors.MONEY_TOTALS), in words.
+REFUNDED = (
+    "Approved refunds: taken off unpaid installments, credited to the customer, or paid back to the card "
+    "(counted once paid)."
+)
+PROCESSED = "Totals of the plans that became ACTIVE (captured)."
+MERCHANT_FEES = "Merchant fees charged on those plans, less the fee share refunds gave back."
+LATE_FEES = "Late fees charged to customers, less those waived (apart from the merchant fees)."
+PAID_OUT = "Payouts paid to the merchant's bank account (every merchant's, for an operator's whole view)."
+
+
 class CurrencyAnalyticsOut(serializers.Serializer):
     currency = serializers.CharField()
     total_revenue = serializers.DecimalField(**AMOUNT, help_text="Collected through successful payments.")
     outstanding = serializers.DecimalField(**AMOUNT, help_text="Unpaid installments and late fees due.")
     overdue_installments = serializers.IntegerField(min_value=0)
     overdue_amount = serializers.DecimalField(**AMOUNT)
-    refunds_total = serializers.DecimalField(**AMOUNT, help_text="Approved refunds: applied and paid back.")
+    refunds_total = serializers.DecimalField(**AMOUNT, help_text=REFUNDED)
+    processed_total = serializers.DecimalField(**AMOUNT, help_text=PROCESSED)
+    merchant_fees_total = serializers.DecimalField(**AMOUNT, help_text=MERCHANT_FEES)
+    late_fees_total = serializers.DecimalField(**AMOUNT, help_text=LATE_FEES)
+    payouts_total = serializers.DecimalField(**AMOUNT, help_text=PAID_OUT)
 
 
 class AnalyticsOut(serializers.Serializer):
@@ -304,9 +319,11 @@ class AnalyticsOut(serializers.Serializer):
         help_text="Share of installments paid on time among those that have fallen due (cancelled ones left out), "
         "in every currency.",
     )
-    refunds_total = serializers.DecimalField(
-        **AMOUNT, allow_null=True, help_text="Approved refunds: applied and paid back." + ONE_CURRENCY
-    )
+    refunds_total = serializers.DecimalField(**AMOUNT, allow_null=True, help_text=REFUNDED + ONE_CURRENCY)
+    processed_total = serializers.DecimalField(**AMOUNT, allow_null=True, help_text=PROCESSED + ONE_CURRENCY)
+    merchant_fees_total = serializers.DecimalField(**AMOUNT, allow_null=True, help_text=MERCHANT_FEES + ONE_CURRENCY)
+    late_fees_total = serializers.DecimalField(**AMOUNT, allow_null=True, help_text=LATE_FEES + ONE_CURRENCY)
+    payouts_total = serializers.DecimalField(**AMOUNT, allow_null=True, help_text=PAID_OUT + ONE_CURRENCY)
     plans_by_status = PlansByStatusOut()
     by_currency = CurrencyAnalyticsOut(
         many=True,

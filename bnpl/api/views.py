@@ -457,6 +457,10 @@ ANALYTICS_IN_USD = {
     "overdue_installments": 2,
     "overdue_amount": "200.00",
     "refunds_total": "80.00",
+    "processed_total": "5200.00",
+    "merchant_fees_total": "212.50",
+    "late_fees_total": "20.00",
+    "payouts_total": "4600.00",
 }
 ANALYTICS_EXAMPLE = {
     "currency": "USD",
@@ -467,6 +471,10 @@ ANALYTICS_EXAMPLE = {
     "overdue_by_bucket": {"1-30": 2, "31-60": 0, "61-90": 0, "90+": 0},
     "success_rate": 0.9,
     "refunds_total": "80.00",
+    "processed_total": "5200.00",
+    "merchant_fees_total": "212.50",
+    "late_fees_total": "20.00",
+    "payouts_total": "4600.00",
     "plans_by_status": dict.fromkeys(Plan.Status.values, 0) | {"PENDING": 2, "ACTIVE": 12, "COMPLETED": 3},
     "by_currency": [ANALYTICS_IN_USD],
 }
@@ -480,8 +488,9 @@ class AnalyticsView(APIView):
         summary="Merchant analytics: a merchant's own plans; an operator's all or one merchant's",
         description=(
             "Amounts in different currencies are never added together: `by_currency` has the amounts of each "
-            "currency the plans that became ACTIVE are in. The top-level `total_revenue`, `outstanding`, "
-            "`overdue_amount` and `refunds_total` are those of `currency` when there is one currency only (the "
+            "currency the plans that became ACTIVE are in. The top-level amounts (`total_revenue`, `outstanding`, "
+            "`overdue_amount`, `refunds_total`, `processed_total`, `merchant_fees_total`, `late_fees_total`, "
+            "`payouts_total`) are those of `currency` when there is one currency only (the "
             "default currency, all zero, when no plan became ACTIVE), and null when there are several. Counts "
             "(`overdue_installments`, `overdue_by_bucket`, `success_rate`, `plans_by_status`) cover every currency."
         ),
@@ -492,17 +501,18 @@ class AnalyticsView(APIView):
     def get(self, request: Request) -> Response:
         query = AnalyticsQueryIn(data=request.query_params)
         query.is_valid(raise_exception=True)  # a 400 naming merchant_id, not a NUL sent to PostgreSQL
-        plans = Plan.objects.all()
+        plans, merchant = Plan.objects.all(), None
         if request.user.is_merchant:
-            plans = plans.filter(merchant=request.user)
+            merchant = request.user
         elif merchant_id := query.validated_data.get("merchant_id"):
             merchant = User.objects.filter(user_id=merchant_id, role=User.Role.MERCHANT).first()
             if merchant is None:
                 raise Http404("No merchant has this user_id.")
+        if merchant is not None:
             plans = plans.filter(merchant=merchant)
         # Aggregates over many rows that may lag a little: the replica's work, when there is one.
         with reading_from_replica():
-            return Response(AnalyticsOut(merchant_dashboard(plans=plans)).data)
+            return Response(AnalyticsOut(merchant_dashboard(plans=plans, merchant=merchant)).data)
 
 
 SPENDING_POWER_EXAMPLE = {

@@ -17,7 +17,24 @@ from refunds.services import refund_request, refund_status_apply
 pytestmark = pytest.mark.django_db
 
 DASHBOARD = "/api/v1/analytics/dashboard/"
-MONEY = ("total_revenue", "outstanding", "overdue_amount", "refunds_total")
+MONEY = (
+    "total_revenue",
+    "outstanding",
+    "overdue_amount",
+    "refunds_total",
+    "processed_total",
+    "merchant_fees_total",
+    "late_fees_total",
+    "payouts_total",
+)
+TOTALS = (
+    "total_revenue",
+    "processed_total",
+    "refunds_total",
+    "merchant_fees_total",
+    "late_fees_total",
+    "payouts_total",
+)
 
 
 @pytest.fixture
@@ -54,6 +71,10 @@ def test_merchant_dashboard_matches_the_hand_computed_figures(as_user, books):
         "overdue_installments": 1,  # B #2
         "overdue_amount": "25.00",
         "refunds_total": "50.00",
+        "processed_total": "500.00",  # A and B
+        "merchant_fees_total": "20.60",  # 16.30 + 4.30: the refund gave none back (BNPL_REFUND_RETURNS_FEE off)
+        "late_fees_total": "0.00",
+        "payouts_total": "0.00",  # nothing settled
     }
     assert body == {
         **usd,  # one currency: the top-level amounts are its own
@@ -83,6 +104,10 @@ def test_amounts_in_two_currencies_are_never_added_together(as_user, books, make
             "overdue_installments": 0,  # #2 falls due in about twenty days
             "overdue_amount": "0.00",
             "refunds_total": "0.00",
+            "processed_total": "800.00",
+            "merchant_fees_total": "32.30",
+            "late_fees_total": "0.00",
+            "payouts_total": "0.00",
         },
         {
             "currency": "USD",
@@ -91,6 +116,10 @@ def test_amounts_in_two_currencies_are_never_added_together(as_user, books, make
             "overdue_installments": 1,
             "overdue_amount": "25.00",
             "refunds_total": "50.00",
+            "processed_total": "500.00",
+            "merchant_fees_total": "20.60",
+            "late_fees_total": "0.00",
+            "payouts_total": "0.00",
         },
     ]
     # Counts are not money: they cover both currencies.
@@ -166,3 +195,67 @@ def test_a_merchant_id_with_a_nul_is_a_400_naming_it(as_user, operator):
 
 def test_a_blank_merchant_id_still_means_every_merchant(as_user, operator):
     assert as_user(operator).get(DASHBOARD, {"merchant_id": ""}).status_code == 200
+
+
+@pytest.fixture
+def money_moved(make_plan, operator, settings, eager_tasks, django_capture_on_commit_callbacks):
+    """A merchant's plans through capture, payment, a credited refund giving its fee share back,
+    late fees (one waived) and a settlement paid out; another merchant's settled plan beside."""
+    from bnpl.models import LateFee
+    from bnpl.services.installments import late_fee_waive
+    from settlements.tests.factories import settled
+
+    settings.BNPL_REFUND_RETURNS_FEE = True
+    today = business_today()
+    merchant, other = MerchantFactory(payout=True), MerchantFactory(payout=True)
+    first = make_plan(merchant=merchant, total="400.00")  # fee 16.30
+    make_plan(merchant=other, total="200.00")  # fee 8.30
+    with django_capture_on_commit_callbacks(execute=True):  # the payouts go once the settlement commits
+        settled()  # paid out: 400.00 - 16.30 = 383.70, and 200.00 - 8.30 = 191.70
+    # Settled before these: two plans bought 45 days ago, each overdue with late fees.
+    late = [make_plan(merchant=merchant, total="100.00", purchase_date=today - timedelta(days=45)) for _ in range(2)]
+    overdue_sweep(late_fees=True)
+    waived = LateFee.objects.filter(plan=late[1]).first()
+    late_fee_waive(fee_id=waived.pk, operator=operator, reason="Goodwill")
+    payment_collect(plan_id=first.pk, installment_id=first.installments.get(sequence=1).pk, payer=first.customer)
+    # 350.00 refunded on the 400.00 plan, 100.00 paid: 300.00 off the unpaid, 50.00 credited.
+    refund, _ = refund_request(
+        plan_id=first.pk,
+        transaction_id="credit-1",
+        amount=Decimal("350.00"),
+        reason="",
+        requester=merchant,
+        payout_method="credit",
+    )
+    refund_status_apply(refund_id=refund.pk, status="APPROVED", source="operator", actor=operator)
+    return merchant
+
+
+def test_money_totals_are_the_books_per_merchant_and_for_the_platform(as_user, money_moved, operator):
+    from bnpl.models import LateFee
+
+    merchant = money_moved
+    assert sorted(LateFee.objects.filter(plan__merchant=merchant).values_list("amount", "status")) == [
+        (Decimal("10.00"), "DUE"),
+        (Decimal("10.00"), "WAIVED"),
+    ]
+
+    mine = as_user(merchant).get(DASHBOARD).json()
+    everyone = as_user(operator).get(DASHBOARD).json()
+
+    assert {name: mine["by_currency"][0][name] for name in TOTALS} == {
+        "total_revenue": "100.00",  # the first plan's first installment
+        "processed_total": "600.00",  # 400.00 + 100.00 + 100.00
+        "refunds_total": "350.00",  # 300.00 applied + 50.00 credited
+        # 16.30 + 4.30 + 4.30 less the refund's share of 16.30: 16.30 * 350 / 400 = 14.26
+        "merchant_fees_total": "10.64",
+        # A first fee of 10.00 on each late plan, less the one waived; never among the merchant fees.
+        "late_fees_total": "10.00",
+        "payouts_total": "383.70",  # the first plan, settled and paid; the other merchant's is not here
+    }
+    assert {name: mine[name] for name in TOTALS} == {name: mine["by_currency"][0][name] for name in TOTALS}
+    assert everyone["processed_total"] == "800.00"
+    assert everyone["merchant_fees_total"] == "18.94"  # 10.64 + 8.30
+    assert everyone["payouts_total"] == "575.40"  # 383.70 + 191.70
+    one = as_user(operator).get(DASHBOARD, {"merchant_id": merchant.user_id}).json()
+    assert {name: one[name] for name in TOTALS} == {name: mine[name] for name in TOTALS}

@@ -4,6 +4,7 @@ from datetime import date, timedelta
 import pytest
 from django.contrib.auth.models import AnonymousUser
 from django.db import connection
+from django.db.models import F
 from django.template.loader import render_to_string
 from django.test import Client, RequestFactory
 from django.test.utils import CaptureQueriesContext
@@ -250,3 +251,125 @@ def test_the_dashboard_shows_the_broker_as_the_app_publishes_to_it(api_client, b
     assert data["components"]["celery"] == {"status": "down", "error": "broker unreachable"}
     page = api_client.get("/api/v1/health/", HTTP_ACCEPT="text/html").content.decode()
     assert "Broker" in page
+
+
+@pytest.fixture
+def settlement_day(make_plan, eager_tasks, django_capture_on_commit_callbacks):
+    """A settled day: one merchant paid (100.00 USD, fee 4.30), one whose account is closed
+    (its payout of 200.00 EUR less 8.30 fails)."""
+    from django.db import transaction
+
+    from accounts.services import merchant_payout_account_set
+    from settlements.tests.factories import settled
+
+    paid, closed = MerchantFactory(payout=True), MerchantFactory(payout=True)
+    with transaction.atomic():
+        merchant_payout_account_set(merchant=closed, account="123450002", name="Shop", changed_by=closed)
+    make_plan(merchant=paid, total="100.00")
+    make_plan(merchant=closed, total="200.00", currency="EUR")
+    with django_capture_on_commit_callbacks(execute=True):
+        return settled()
+
+
+def test_the_last_settlement_is_a_component_for_anyone(api_client, settlement_day):
+    assert settlement_day.finished_at is not None
+
+    data = api_client.get("/api/v1/health/?format=json").json()
+    page = api_client.get("/api/v1/health/", HTTP_ACCEPT="text/html").content.decode()
+
+    assert data["components"]["last_settlement"] == {
+        "status": "attention",  # a payout failed and no settlement has taken its money back yet
+        "business_date": business_today().isoformat(),
+        "at": settlement_day.started_at.isoformat(),
+        "finished": True,
+        "finished_at": settlement_day.finished_at.isoformat(),
+        "settlements": 2,
+        "payouts": 2,
+        "payouts_failed": 1,
+        "payouts_pending": 0,
+    }
+    assert data["figures"] is None
+    assert "<h3>Last settlement</h3>" in page
+    assert '<dd data-detail="finished">yes</dd>' in page
+    assert "<dt>failed payouts to see to</dt>" in page
+    assert 'id="money"' not in page
+
+
+def test_the_last_settlement_says_never_running_stale_or_ok(
+    api_client, make_plan, eager_tasks, django_capture_on_commit_callbacks
+):
+    from settlements.models import SettlementRun
+    from settlements.tests.factories import settled
+
+    def status():
+        return api_client.get("/api/v1/health/?format=json").json()["components"]["last_settlement"]["status"]
+
+    assert api_client.get("/api/v1/health/?format=json").json()["components"]["last_settlement"] == {"status": "never"}
+    make_plan(merchant=MerchantFactory(payout=True), total="100.00")
+    with django_capture_on_commit_callbacks(execute=True):
+        settled()
+    assert status() == "ok"
+    # The run's own row, as a worker would leave it: chunks still out, or an old day.
+    SettlementRun.objects.update(finished_at=None)
+    assert status() == "running"
+    SettlementRun.objects.update(finished_at=F("started_at"), business_date=business_today() - timedelta(days=3))
+    assert status() == "stale"  # the beat settles yesterday each night: a day was missed
+    SettlementRun.objects.update(business_date=business_today() - timedelta(days=2))
+    assert status() == "ok"  # just after midnight, before the night's run
+
+
+def test_an_operator_sees_the_money_per_currency_on_the_page_and_in_json(operator_client, settlement_day):
+    page, data = page_and_json(operator_client)
+
+    assert data["figures"]["money"] == [
+        {
+            "currency": "EUR",
+            "collected": "0.00",
+            "processed": "200.00",
+            "refunded": "0.00",
+            "merchant_fees": "8.30",
+            "late_fees": "0.00",
+            "paid_out": "0.00",  # its payout failed: nothing left the books
+        },
+        {
+            "currency": "USD",
+            "collected": "0.00",
+            "processed": "100.00",
+            "refunded": "0.00",
+            "merchant_fees": "4.30",
+            "late_fees": "0.00",
+            "paid_out": "95.70",
+        },
+    ]
+    shown = dict(re.findall(r'data-money="([^"]+)">([^<]+)<', page))
+    assert shown == {
+        f"{row['currency']}_{key}": row[key]
+        for row in data["figures"]["money"]
+        for key in ("processed", "refunded", "merchant_fees", "late_fees", "paid_out")
+    }
+    assert "<dt>merchant fees, net of refunds</dt>" in page
+
+
+def test_the_dashboard_reads_a_fixed_number_of_queries_whatever_the_rows(
+    api_client, operator_client, settlement_day, make_plan, eager_tasks, django_capture_on_commit_callbacks
+):
+    def queries(client) -> int:
+        with CaptureQueriesContext(connection) as captured:
+            assert client.get("/api/v1/health/?format=json").status_code == 200
+        return len(captured.captured_queries)
+
+    operator, anonymous = queries(operator_client), queries(api_client)
+    # More of everything the dashboard reads: a currency, plans, a second run, another payout.
+    merchant = MerchantFactory(payout=True)
+    for currency in ("UZS", "USD", "EUR"):
+        make_plan(merchant=merchant, total="300.00", currency=currency)
+    from settlements.models import SettlementRun
+    from settlements.tests.factories import settled
+
+    with django_capture_on_commit_callbacks(execute=True):
+        settled()
+    assert SettlementRun.objects.count() == 2
+
+    assert queries(operator_client) == operator
+    assert queries(api_client) == anonymous
+    assert anonymous < operator

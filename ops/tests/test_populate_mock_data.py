@@ -1,11 +1,15 @@
+from decimal import Decimal
+
 import pytest
 from django.core.management import call_command
 
 from accounts.models import User
 from bnpl.models import Installment, LateFee, Plan
+from bnpl.schedule import business_today
 from events.models import Event, Notification
 from payments.models import Payment
 from refunds.models import Refund
+from settlements.models import Payout, Settlement, SettlementRun
 
 pytestmark = pytest.mark.django_db
 
@@ -101,3 +105,40 @@ def test_scale_creates_customers_with_plans_in_bulk_idempotently():
     assert set(Plan.objects.filter(merchant_reference__startswith="scale-").values_list("status", flat=True)) == {
         "ACTIVE"
     }
+
+
+def test_merchant_001_has_a_settled_day_paid_out_once(as_user):
+    call_command("populate_mock_data")
+    call_command("populate_mock_data")
+
+    merchant = User.objects.get(user_id="merchant-001")
+    settlement = Settlement.objects.get(merchant=merchant)
+    # Gross: 1200.00 + 180.00 + 800.00 + 300.00 captured, less the 20.00 refund approved (the
+    # pending one waits); fees 4.00 % + 0.30 each: 48.30 + 7.50 + 32.30 + 12.30.
+    assert (settlement.business_date, settlement.gross, settlement.fees, settlement.net) == (
+        business_today(),
+        Decimal("2460.00"),
+        Decimal("100.40"),
+        Decimal("2359.60"),
+    )
+    assert sorted(settlement.lines.values_list("type", flat=True)) == ["capture"] * 4 + ["refund"]
+    payout = Payout.objects.get()
+    assert (payout.settlement_id, payout.status, payout.amount, payout.account_masked) == (
+        settlement.pk,
+        "PAID",
+        Decimal("2359.60"),
+        "DE89**************3000",
+    )
+    assert not payout.account_masked.endswith("0002")  # the fake gateway's failing accounts
+    assert SettlementRun.objects.count() == 1
+    client = as_user(merchant)
+    assert client.get("/api/v1/settlements/").json()["count"] == 1
+    assert client.get("/api/v1/payouts/").json()["results"][0]["status"] == "PAID"
+    assert client.get("/api/v1/analytics/dashboard/").json()["payouts_total"] == "2359.60"
+
+
+def test_scale_data_is_left_unsettled():
+    call_command("populate_mock_data", "--scale", "5")
+
+    assert not Settlement.objects.filter(lines__plan__merchant_reference__startswith="scale-").exists()
+    assert Settlement.objects.count() == 1

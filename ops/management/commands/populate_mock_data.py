@@ -6,8 +6,10 @@ pending and an approved refund) and ``usr-002``'s, whose card is declined (a fai
 payment); an offer still waiting for ``usr-001`` to confirm it, and a manual-capture plan
 ``usr-001`` confirmed that waits for merchant-001 to capture it (AUTHORIZED). The one plan
 bought in the past, ``debt-user-001``'s, is made in the back office (ACTIVE at once, by the
-operator): it is overdue with a late fee and makes its customer a DEBT_USER. So the portal,
-the dashboard, the admin and the analytics all show something. ``--scale N`` adds N
+operator): it is overdue with a late fee and makes its customer a DEBT_USER. merchant-001 has
+a payout account (an IBAN the fake payout gateway pays), and its day is settled and paid out
+once, the first time. So the portal, the dashboard, the admin, the analytics and the
+settlements all show something. ``--scale`` plans are made after that and left unsettled. ``--scale N`` adds N
 customers with one ACTIVE plan each, inserted in bulk, for benchmarks. It lives in ``ops``,
 the roof of the dependency chain, because it touches every app.
 """
@@ -35,6 +37,9 @@ from payments.models import Payment
 from payments.services import PaymentDeclined, payment_collect
 from refunds.models import Refund
 from refunds.services import refund_request, refund_status_apply
+from settlements.models import Payout, Settlement
+from settlements.services.payouts import payout_send
+from settlements.services.settle import settle_merchants
 
 DEMO_PASSWORD = "demo12345"  # noqa: S105 - demo data, refused when DEBUG=False  # nosec B105
 OPERATOR_USERNAME = "admin"
@@ -117,6 +122,7 @@ class Command(BaseCommand):
         # for the demo whatever the setting says).
         overdue_sweep(late_fees=True)
         self._ensure_activity()
+        self._ensure_settlement()
         ledger_check()  # so the dashboard shows a ledger check from the start
         self.stdout.write(
             self.style.SUCCESS(f"Demo users created: {', '.join(created) or 'none'}; demo plans created: {plans}.")
@@ -219,6 +225,21 @@ class Command(BaseCommand):
             reason="Returned",
             requester=merchant,
         )
+
+    @staticmethod
+    def _ensure_settlement() -> None:
+        """merchant-001's first settlement, paid out, once: today's business day (the demo's
+        money is all posted today, and a day is settled up to its end), made by the settlement
+        service as the nightly job makes it. The payout is sent here rather than left to a
+        worker, so the demo shows it PAID whether a worker runs or not (sent twice, it is paid
+        once: the same idempotency key, the answer applied once)."""
+        merchant = User.objects.get(user_id=MERCHANT_ID)
+        if Settlement.objects.filter(merchant=merchant).exists():
+            return
+        run = settle_merchants(day=business_today())
+        pending = Payout.objects.filter(settlement__run=run, status=Payout.Status.PENDING).order_by("pk")
+        for payout_id in pending.values_list("pk", flat=True):
+            payout_send(payout_id=payout_id)
 
     def _scale(self, count: int) -> None:
         """``count`` customers ``scale-0000001``… with one plan each, bought up to 120 days
