@@ -12,7 +12,7 @@ from collections import defaultdict
 from decimal import Decimal
 
 from django.db.models import Case, DecimalField, F, Q, Sum, Value, When
-from django.db.models.functions import Coalesce
+from django.db.models.functions import Coalesce, Round
 
 from bnpl.models import Plan
 from core.money import to_money
@@ -119,8 +119,11 @@ def _lines_match_sources() -> list[str]:
         .values_list("pk", "plan_id")[:MAX_LISTED]
     )
     found = [f"settlement line {line} does not match plan {plan}" for line, plan in wrong_captures]
+    # Rounded as the settlement's total was (SQLite sums in floating point).
     wrong_totals = (
-        Settlement.objects.annotate(lines_net=Coalesce(Sum("lines__net"), Value(ZERO), output_field=MONEY))
+        Settlement.objects.annotate(
+            lines_net=Round(Coalesce(Sum("lines__net"), Value(ZERO), output_field=MONEY), 2, output_field=MONEY)
+        )
         .exclude(net=F("lines_net"))
         .values_list("pk", "net", "lines_net")[:MAX_LISTED]
     )

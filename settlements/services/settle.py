@@ -210,6 +210,11 @@ def _settle(*, run: SettlementRun, first: int, last: int, now) -> list[tuple[Set
         if not new_ids:
             return []
         new, new_args = _in(new_ids)
+        # Every amount computed here is ROUND(..., 2): SQLite does this arithmetic in binary
+        # floating point (287.70 - 0 + 95.70 ... is 687.0999999999999), and a total stored so
+        # would fail the comparisons made in SQL later (a payout against its settlement's net,
+        # a remainder against zero). Rounded, it is stored as the value Python writes for the
+        # same amount. PostgreSQL's numeric is exact: there it changes nothing.
         columns = (
             "settlement_id, type, plan_id, refund_id, source_settlement_id, source_payout_id, merchant_reference,"
             " gross, fee, net, currency, posted_at"
@@ -219,7 +224,7 @@ def _settle(*, run: SettlementRun, first: int, last: int, now) -> list[tuple[Set
             f"""
             INSERT INTO {_L} ({columns})
             SELECT s.id, %s, p.id, NULL, NULL, NULL, p.merchant_reference, p.total_amount,
-                   COALESCE(p.merchant_fee, 0), p.total_amount - COALESCE(p.merchant_fee, 0), p.currency,
+                   COALESCE(p.merchant_fee, 0), ROUND(p.total_amount - COALESCE(p.merchant_fee, 0), 2), p.currency,
                    COALESCE(p.activated_at, p.created_at)
             FROM {_S} s JOIN {_PLAN} p ON p.merchant_id = s.merchant_id AND p.currency = s.currency
             WHERE s.id IN ({new}) AND p.status IN ({captured}) AND COALESCE(p.activated_at, p.created_at) < %s
@@ -233,7 +238,8 @@ def _settle(*, run: SettlementRun, first: int, last: int, now) -> list[tuple[Set
         for kind, gross, fee, only in (
             (
                 SettlementLine.Type.REFUND,
-                f"-(r.applied_amount + CASE WHEN r.payout_status IN ({taken}) THEN r.payout_amount ELSE 0 END)",
+                "ROUND(-(r.applied_amount"
+                f" + CASE WHEN r.payout_status IN ({taken}) THEN r.payout_amount ELSE 0 END), 2)",
                 "0",
                 "",
             ),
@@ -243,7 +249,7 @@ def _settle(*, run: SettlementRun, first: int, last: int, now) -> list[tuple[Set
                 f"""
                 INSERT INTO {_L} ({columns})
                 SELECT s.id, %s, r.plan_id, r.id, NULL, NULL, r.merchant_reference, {gross}, {fee},
-                       ({gross}) - ({fee}), r.currency, r.updated_at
+                       ROUND(({gross}) - ({fee}), 2), r.currency, r.updated_at
                 FROM {_S} s JOIN {_REFUND} r ON r.merchant_id = s.merchant_id AND r.currency = s.currency
                 WHERE s.id IN ({new}) AND r.status = %s AND r.payout_status IN ({final}) AND r.updated_at < %s
                   {only}
@@ -268,7 +274,7 @@ def _settle(*, run: SettlementRun, first: int, last: int, now) -> list[tuple[Set
             SELECT n.id, x.type, NULL, NULL, x.source_id, x.payout_id, '', x.net, 0, x.net, n.currency, x.posted_at
             FROM {_S} n JOIN (
               SELECT s.merchant_id, s.currency, s.id AS source_id, NULL AS payout_id, %s AS type,
-                     s.net - COALESCE(po.amount, 0) AS net, s.created_at AS posted_at
+                     ROUND(s.net - COALESCE(po.amount, 0), 2) AS net, s.created_at AS posted_at
               FROM {_S} s LEFT JOIN {_P} po ON po.settlement_id = s.id
               WHERE s.merchant_id BETWEEN %s AND %s AND s.id NOT IN ({new}) AND (po.status IS NULL OR po.status <> %s)
                 AND NOT EXISTS (SELECT 1 FROM {_L} l WHERE l.source_settlement_id = s.id)
@@ -298,7 +304,8 @@ def _settle(*, run: SettlementRun, first: int, last: int, now) -> list[tuple[Set
         cursor.execute(
             f"""
             UPDATE {_S} SET gross = t.gross, fees = t.fees, net = t.net, line_count = t.lines
-            FROM (SELECT settlement_id, SUM(gross) AS gross, SUM(fee) AS fees, SUM(net) AS net, COUNT(*) AS lines
+            FROM (SELECT settlement_id, ROUND(SUM(gross), 2) AS gross, ROUND(SUM(fee), 2) AS fees,
+                         ROUND(SUM(net), 2) AS net, COUNT(*) AS lines
                   FROM {_L} WHERE settlement_id IN ({new}) GROUP BY settlement_id) t
             WHERE {_S}.id = t.settlement_id
             """,  # noqa: S608  # nosec B608

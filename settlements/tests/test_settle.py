@@ -7,6 +7,7 @@ import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import transaction
+from django.db.models import F
 
 from accounts.services import merchant_payout_account_set
 from accounts.tests.factories import MerchantFactory, UserFactory
@@ -69,6 +70,21 @@ def test_a_day_of_captures_is_one_settlement_with_a_line_each_and_is_paid_out():
     created = Event.objects.get(merchant=merchant, type="settlement.created")
     assert created.data["net"] == "575.40"
     assert created.data["payout"]["amount"] == "575.40"
+    assert ledger_check(record=False).ok
+
+
+def test_amounts_summed_in_sql_are_whole_cents_in_the_database():
+    """287.70 + 95.70 + 383.70 is 767.0999999999999 in floating point (SQLite's arithmetic):
+    stored so, the paid payout of 767.10 would compare above its settlement's net in SQL."""
+    merchant = MerchantFactory(payout=True)
+    for total in ("300.00", "100.00", "400.00"):
+        plan_originated(total=total, merchant=merchant)
+
+    settled()
+
+    settlement = settlement_of(merchant)
+    assert Settlement.objects.filter(pk=settlement.pk, net=D("767.10"), fees=D("32.90"), gross=D("800.00")).exists()
+    assert Payout.objects.filter(settlement=settlement, status="PAID", amount=F("settlement__net")).exists()
     assert ledger_check(record=False).ok
 
 
