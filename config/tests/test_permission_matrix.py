@@ -4,10 +4,10 @@ foreign one, answers exactly the status the table below says (DESIGN §5).
 Two disjoint worlds, made through the services: in world A ``customer`` bought from
 ``merchant``, in world B ``other customer`` from ``other merchant``. Each world has a
 plan with installments, a payment, a pending refund, a late fee, a credit-balance
-movement and a merchant event. A role's *own* object is its world's, the *foreign* one
-the other world's; the anonymous caller and the operator (who sees everything) are tried
-on world A's. A table cell is a pair ``(own, foreign)`` where an object is involved,
-else one status.
+movement, a merchant event, and the day settled with its payout paid. A role's *own*
+object is its world's, the *foreign* one the other world's; the anonymous caller and the
+operator (who sees everything) are tried on world A's. A table cell is a pair
+``(own, foreign)`` where an object is involved, else one status.
 
 The worlds are made once for the module; each cell runs in a savepoint rolled back
 after it, so a cell that pays, refunds or waives leaves nothing behind for the next. An
@@ -54,6 +54,9 @@ from payments.selectors import credit_transactions_for
 from payments.services import payment_collect
 from refunds.models import Refund
 from refunds.services import refund_request, refund_status_apply
+from settlements.models import Payout, Settlement
+from settlements.services.payouts import payout_send
+from settlements.tests.factories import settled
 
 ROLES = ("anonymous", "customer", "other_customer", "merchant", "other_merchant", "operator")
 PARTIES = ("customer", "other_customer", "merchant", "other_merchant")
@@ -79,6 +82,8 @@ class Side:
     event: Event
     offer: Plan  # PENDING: awaiting its customer
     authorization: Plan  # AUTHORIZED: awaiting its merchant's capture
+    settlement: Settlement  # the merchant's day, settled
+    payout: Payout  # its payout, paid
 
     def placeholders(self) -> dict:
         return {
@@ -93,6 +98,8 @@ class Side:
             "event": self.event.public_id,
             "offer": self.offer.pk,
             "authorization": self.authorization.pk,
+            "settlement": self.settlement.pk,
+            "payout": self.payout.pk,
         }
 
 
@@ -123,7 +130,7 @@ class World:
 def _side(tag: str, operator: User) -> tuple[User, User, Plan, Plan, Plan, Payment, Refund]:
     """A customer and a merchant, and what they did together (late fees come with the sweep)."""
     customer = UserFactory(card_number="4111111111111111", credit_limit=Decimal("10000.00"))
-    merchant = MerchantFactory()
+    merchant = MerchantFactory(payout=True)  # a bank account: its settled day is paid out
     merchant_webhook_secret_rotate(merchant=merchant)
 
     plan = plan_create(customer=customer, merchant=merchant, total_amount=Decimal("300.00"), installment_count=3)
@@ -160,6 +167,11 @@ def build_world() -> World:
     operator = OperatorFactory()
     made = {tag: _side(tag, operator) for tag in ("a", "b")}
     overdue_sweep(late_fees=True)
+    # Today's captures and refunds, settled; each merchant's payout sent (the worlds' outer
+    # transaction never commits, so nothing sends it after a commit).
+    settled()
+    for payout in Payout.objects.order_by("pk"):
+        payout_send(payout_id=payout.pk)
     sides = {}
     for tag, (customer, merchant, plan, late, _credited, payment, refund) in made.items():
         # Pay what is overdue (the fees stay due): the customer is NORMAL again and may buy.
@@ -186,6 +198,8 @@ def build_world() -> World:
                 )[0].pk,
                 customer=customer,
             ),
+            settlement=Settlement.objects.get(merchant=merchant),
+            payout=Payout.objects.get(merchant=merchant, status=Payout.Status.PAID),
         )
     users = [operator] + [user for side in sides.values() for user in (side.customer, side.merchant)]
     tokens = {user.pk: str(RefreshToken.for_user(user).access_token) for user in users}
@@ -309,13 +323,14 @@ Status = int | tuple[int, int]
 class Row:
     method: str
     path: str  # placeholders: {user} {plan} {installment} {payment} {refund} {late_fee} {credit} {event}
-    # {offer} {authorization}
+    # {offer} {authorization} {settlement} {payout}
     expect: dict[str, Status]
     body: Body | None = None
     via: str = "jwt"  # "jwt": a bearer token; "session": logged in (admin); "webhook": signed by the caller
     object_in_body: bool = False  # the object is named in the body, not the path
     page: bool = False  # a page for people: a form's body, and its errors are pages too (HTML)
     lists: tuple[str, str] | None = None  # a list: (placeholder, result field) of the objects it shows
+    accept: str | None = None  # asks for another representation than JSON (Accept), e.g. the CSV file
 
     @property
     def about_an_object(self) -> bool:
@@ -458,6 +473,20 @@ TABLE: list[Row] = [
           lists=("event", "id")),
     *rows("GET HEAD",         "/api/v1/events/{event}/",                 401,   NO,    NO,    MINE,  MINE,  200),
     *rows("OPTIONS",          "/api/v1/events/{event}/",                 401,   NO,    NO,    OK2,   OK2,   200),
+    # Settlements and payouts: merchants their own, operators all, customers none; a
+    # settlement's lines as JSON pages or as the CSV file, refused alike (as problems).
+    *rows("GET HEAD OPTIONS", "/api/v1/settlements/",                    401,   403,   403,   200,   200,   200,
+          lists=("settlement", "id")),
+    *rows("GET HEAD",         "/api/v1/settlements/{settlement}/",       401,   NO,    NO,    MINE,  MINE,  200),
+    *rows("OPTIONS",          "/api/v1/settlements/{settlement}/",       401,   NO,    NO,    OK2,   OK2,   200),
+    *rows("GET HEAD",         "/api/v1/settlements/{settlement}/lines/", 401,   NO,    NO,    MINE,  MINE,  200),
+    *rows("GET HEAD",         "/api/v1/settlements/{settlement}/lines/", 401,   NO,    NO,    MINE,  MINE,  200,
+          accept="text/csv"),
+    *rows("OPTIONS",          "/api/v1/settlements/{settlement}/lines/", 401,   NO,    NO,    OK2,   OK2,   200),
+    *rows("GET HEAD OPTIONS", "/api/v1/payouts/",                        401,   403,   403,   200,   200,   200,
+          lists=("payout", "id")),
+    *rows("GET HEAD",         "/api/v1/payouts/{payout}/",               401,   NO,    NO,    MINE,  MINE,  200),
+    *rows("OPTIONS",          "/api/v1/payouts/{payout}/",               401,   NO,    NO,    OK2,   OK2,   200),
 ]
 # fmt: on
 
@@ -484,7 +513,7 @@ class Cell:
 
     @property
     def id(self) -> str:
-        return ":".join(filter(None, (self.row.method, self.row.path, self.role, self.target)))
+        return ":".join(filter(None, (self.row.method, self.row.path, self.row.accept, self.role, self.target)))
 
 
 def cells_of(row: Row) -> list[Cell]:
@@ -503,7 +532,8 @@ def cells_of(row: Row) -> list[Cell]:
 ALL_ROWS = TABLE + admin_rows()
 CELLS = [cell for row in ALL_ROWS for cell in cells_of(row)]
 # Raised or lowered with the table, on purpose: the count is reported by CI.
-EXPECTED_CELLS = 1056  # + the merchant pricing changes admin list, + the four settlements admin lists
+EXPECTED_CELLS = 1202  # + the merchant pricing changes admin list, + the four settlements admin lists,
+# + settlements (their lines as JSON and as CSV) and payouts
 
 
 # --- Calling ---------------------------------------------------------------------------------
@@ -531,6 +561,8 @@ def call(world: World, clients: dict, cell: Cell):
         headers["HTTP_AUTHORIZATION"] = f"Bearer {world.tokens[actor.pk]}"
     if actor is not None and row.via == "session":
         client.force_login(actor)  # a session row of this cell's own, rolled back with it
+    if row.accept:
+        headers["HTTP_ACCEPT"] = row.accept
     if row.page:  # a form, as a browser sends it
         path = row.path.format(**side.placeholders())
         body = urlencode(row.body(side, actor)) if row.body else ""
@@ -557,6 +589,8 @@ def test_cell(world, clients, cell, db):
     elif response.status_code >= 400 and cell.row.method != "HEAD":
         assert response["Content-Type"].startswith("application/problem+json"), response["Content-Type"]
         assert json.loads(response.content)["status"] == response.status_code
+    elif response.status_code == 200 and cell.row.accept:
+        assert response["Content-Type"].startswith(cell.row.accept), response["Content-Type"]  # what was asked for
     if cell.row.lists and cell.row.method == "GET" and response.status_code == 200:
         # A list shows what is in scope: your world's object, never the other's; all to operators.
         placeholder, field = cell.row.lists
