@@ -108,24 +108,26 @@ def problems(*statuses: int) -> dict:
     }
 
 
-def list_retrieve_schema(*, name: str, plural: str, serializer, example: dict):
+def list_retrieve_schema(*, name: str, plural: str, serializer, example: dict, roles_only: bool = False):
     """``extend_schema_view`` for a read-only resource: the paginated list and the detail,
-    with an example each and the problems they can answer.
+    with an example each and the problems they can answer (``roles_only``: some roles may
+    not read it at all, a 403).
 
     The list's example is one item: drf-spectacular wraps a list operation's example in
     the paginator's page itself (``count``, ``next``, ``previous``, ``results``), so a page
     given here would be documented as a page nested in a page."""
+    forbidden = (403,) if roles_only else ()
     return extend_schema_view(
         list=extend_schema(
             operation_id=f"{name}_list",
             summary=f"{plural} in your scope",
-            responses={200: serializer(many=True), **problems(400, 401, 404)},
+            responses={200: serializer(many=True), **problems(400, 401, *forbidden, 404)},
             examples=[OpenApiExample("Page", value=example, response_only=True)],
         ),
         retrieve=extend_schema(
             operation_id=f"{name}_retrieve",
             summary=f"One of the {plural.lower()} in your scope",
-            responses={200: serializer, **problems(401, 404)},
+            responses={200: serializer, **problems(401, *forbidden, 404)},
             examples=[OpenApiExample("One", value=example, response_only=True)],
         ),
     )

@@ -18,13 +18,15 @@ class SettlementOut(serializers.Serializer):
     line_count = serializers.IntegerField()
     cutoff_at = serializers.DateTimeField(help_text="Everything posted before this instant and not settled before.")
     # Flat rather than a nullable object: OpenAPI 3.0 has no valid form for a nullable reference.
-    payout_id = serializers.IntegerField(source="payout.id", allow_null=True, default=None)
-    payout_amount = serializers.DecimalField(**AMOUNT, source="payout.amount", allow_null=True, default=None)
+    # No default: a settlement without a payout reads as null (DRF's lookup of a missing
+    # one-to-one), and the fields stay required in the schema, so clients need not expect
+    # them absent.
+    payout_id = serializers.IntegerField(source="payout.id", allow_null=True)
+    payout_amount = serializers.DecimalField(**AMOUNT, source="payout.amount", allow_null=True)
     # A string, not the enum: a nullable enum reference is not valid OpenAPI 3.0 either.
     payout_status = serializers.CharField(
         source="payout.status",
         allow_null=True,
-        default=None,
         help_text="`PENDING`, `PAID` or `FAILED`; null when nothing was paid out (a net not positive, carried; "
         "or no bank account on file).",
     )

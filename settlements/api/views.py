@@ -16,7 +16,6 @@ from rest_framework.response import Response
 
 from accounts.models import User
 from accounts.permissions import HasRole
-from core.pagination import PagePagination
 from core.schema import list_retrieve_schema, problems
 from settlements.api.serializers import PayoutOut, SettlementLineOut, SettlementOut
 from settlements.models import Payout, Settlement
@@ -50,6 +49,16 @@ LINE_EXAMPLE = {
     "currency": "USD",
     "posted_at": "2026-12-03T10:15:00Z",
 }
+CSV_EXAMPLE = (
+    "settlement_id,business_date,line_id,type,plan_id,merchant_reference,refund_id,gross,fee,net,currency,posted_at\r\n"
+    "3,2026-12-03,41,capture,7,order-1001,,500.00,20.30,479.70,USD,2026-12-03T10:15:00+00:00\r\n"
+    "3,2026-12-03,42,refund,7,,5,-100.00,0.00,-100.00,USD,2026-12-03T16:40:00+00:00\r\n"
+)
+LINES_ANSWER = (
+    "The lines in id order: as JSON, a page of them; as CSV (`?format=csv` or `Accept: text/csv`), the "
+    "settlement file, sent as an attachment (`Content-Disposition`), whole: a header row, then one row per "
+    "line. Amounts have two decimals and are signed from the merchant's side (`net = gross - fee`)."
+)
 PAYOUT_EXAMPLE = {
     "id": 2,
     "settlement_id": 3,
@@ -113,7 +122,9 @@ def _visible(queryset, pk: str | None):
     return found
 
 
-@list_retrieve_schema(name="settlements", plural="Settlements", serializer=SettlementOut, example=SETTLEMENT_EXAMPLE)
+@list_retrieve_schema(
+    name="settlements", plural="Settlements", serializer=SettlementOut, example=SETTLEMENT_EXAMPLE, roles_only=True
+)
 class SettlementViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     """A merchant's daily settlements per currency (its own), or every merchant's (operators)."""
 
@@ -132,6 +143,8 @@ class SettlementViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewse
     @extend_schema(
         operation_id="settlements_lines",
         summary="A settlement's lines: JSON pages, or the whole file as CSV",
+        description="What the settlement is made of, one line per capture, refund, fee given back, failed payout "
+        "returned (adjustment) or earlier remainder (carried).",
         parameters=[
             OpenApiParameter(
                 "format",
@@ -141,32 +154,38 @@ class SettlementViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewse
             ),
             OpenApiParameter("page", OpenApiTypes.INT, description="JSON only: the page number."),
             OpenApiParameter("page_size", OpenApiTypes.INT, description="JSON only: lines per page (at most 100)."),
+            OpenApiParameter(
+                "Content-Disposition",
+                OpenApiTypes.STR,
+                location=OpenApiParameter.HEADER,
+                response=[200],
+                description='CSV only: `attachment; filename="settlement-<business_date>-<currency>-<id>.csv"`.',
+            ),
         ],
         responses={
-            (200, "application/json"): SettlementLineOut(many=True),
-            (200, "text/csv"): OpenApiResponse(
-                OpenApiTypes.STR,
-                description="The settlement file: a header row, then one row per line (`settlement_id`, "
-                "`business_date`, `line_id`, `type`, `plan_id`, `merchant_reference`, `refund_id`, `gross`, "
-                "`fee`, `net`, `currency`, `posted_at`).",
-            ),
+            (200, "application/json"): OpenApiResponse(SettlementLineOut(many=True), description=LINES_ANSWER),
+            (200, "text/csv"): OpenApiResponse(OpenApiTypes.STR, description=LINES_ANSWER),
             **problems(401, 403, 404),
         },
-        examples=[OpenApiExample("Line", value=LINE_EXAMPLE, response_only=True, media_type="application/json")],
+        examples=[
+            OpenApiExample("Line", value=LINE_EXAMPLE, response_only=True, media_type="application/json"),
+            OpenApiExample("File", value=CSV_EXAMPLE, response_only=True, media_type="text/csv"),
+        ],
     )
-    @action(detail=True, methods=["get"], renderer_classes=[JSONRenderer, CsvRenderer], pagination_class=None)
+    # The JSON answer is a page (the schema says so through the pagination class); the
+    # settlement filters of the list do not apply to one settlement's lines.
+    @action(detail=True, methods=["get"], renderer_classes=[JSONRenderer, CsvRenderer], filter_backends=[])
     def lines(self, request: Request, pk: str | None = None):
         settlement = _visible(self.get_queryset(), pk)
         if request.accepted_renderer.format == "csv":
             response = StreamingHttpResponse(settlement_csv_rows(settlement), content_type="text/csv; charset=utf-8")
             response["Content-Disposition"] = f'attachment; filename="{settlement_csv_filename(settlement)}"'
             return response
-        paginator = PagePagination()
-        page = paginator.paginate_queryset(settlement_lines(settlement), request, view=self)
-        return paginator.get_paginated_response(SettlementLineOut(page, many=True).data)
+        page = self.paginate_queryset(settlement_lines(settlement))
+        return self.get_paginated_response(SettlementLineOut(page, many=True).data)
 
 
-@list_retrieve_schema(name="payouts", plural="Payouts", serializer=PayoutOut, example=PAYOUT_EXAMPLE)
+@list_retrieve_schema(name="payouts", plural="Payouts", serializer=PayoutOut, example=PAYOUT_EXAMPLE, roles_only=True)
 class PayoutViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     """Money sent to merchants' bank accounts: ``PENDING`` → ``PAID`` or ``FAILED``."""
 
