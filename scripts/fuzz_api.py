@@ -4,7 +4,11 @@
 What it does, start to end:
 
 - a PostgreSQL database and a Redis database of its own (``--database-url``,
-  ``--redis-url``; both emptied first), migrated and seeded with ``populate_mock_data``;
+  ``--redis-url``; both emptied first), migrated and seeded with ``populate_mock_data``,
+  then the day settled (``seed_settlements``): merchant-001's settlement with its lines and
+  a PAID payout, and a second merchant's whose payout the bank refused (FAILED), so the
+  settlements and payouts operations answer with real rows (their ids reach the fuzzer
+  through the list responses and the links inferred between operations);
 - the service as in production: gunicorn (``config/gunicorn.py``, ``DEBUG=False``) on a
   free port of 127.0.0.1, no Celery worker (queued tasks stay in the queue and are purged
   at the end, so nothing is delivered anywhere), throttle rates set high so that the
@@ -61,6 +65,10 @@ ROLES = {
     "customer": ("usr-001", "demo12345"),
     "anonymous": None,
 }
+# The merchant seed_settlements adds: its bank account ends in 0002, which the fake payout
+# gateway refuses (account_closed).
+FAILING_MERCHANT = "merchant-fuzz-002"
+FAILING_ACCOUNT = "123450002"
 PHASES = ("examples", "coverage", "fuzzing", "stateful")
 # Anonymously nearly every operation is a 401 whatever the input, and the public ones
 # (register, token, refresh, the webhook) are fuzzed in full in the other passes, which do
@@ -135,10 +143,55 @@ def prepare(args) -> None:
     create_empty(args.database_url)
     redis.Redis.from_url(args.redis_url).flushdb()
     seed_env = service_env(args, debug=True)
-    for command in (["migrate", "--noinput", "-v0"], ["populate_mock_data"]):
+    seed = "from scripts.fuzz_api import seed_settlements; seed_settlements()"
+    for command in (["migrate", "--noinput", "-v0"], ["populate_mock_data"], ["shell", "-c", seed]):
         subprocess.run(  # noqa: S603 - our own manage.py  # nosec B603
             [sys.executable, "manage.py", *command], cwd=ROOT, env=seed_env, check=True, capture_output=True
         )
+
+
+def seed_settlements() -> None:
+    """Settle today for every merchant after ``populate_mock_data`` (in ``manage.py shell``),
+    with a second merchant whose bank refuses its payout: merchant-001 gets a settlement of
+    its captures and approved refund, PAID to its account, and ``merchant-fuzz-002`` one
+    whose payout is FAILED (``account_closed``). Each payout is sent here: no worker runs."""
+    from decimal import Decimal
+
+    from django.db import transaction
+
+    from accounts.models import User
+    from accounts.services import merchant_payout_account_set, user_register
+    from bnpl.schedule import business_today
+    from bnpl.services.origination import plan_create
+    from ops.management.commands.populate_mock_data import DEMO_PASSWORD, OPERATOR_USERNAME
+    from settlements.models import Payout
+    from settlements.services.payouts import payout_send
+    from settlements.services.settle import settle_merchants
+
+    with transaction.atomic():
+        merchant = user_register(
+            username=FAILING_MERCHANT,
+            user_id=FAILING_MERCHANT,
+            password=DEMO_PASSWORD,
+            role=User.Role.MERCHANT,
+            full_name="Closed Account Shop",
+            phone_number="+998712000002",
+            email=f"{FAILING_MERCHANT}@example.com",
+        )
+        merchant_payout_account_set(
+            merchant=merchant, account=FAILING_ACCOUNT, name="Closed Account Shop", changed_by=merchant
+        )
+        plan_create(
+            customer=User.objects.get(user_id="usr-001"),
+            merchant=merchant,
+            total_amount=Decimal("250.00"),
+            installment_count=2,
+            merchant_reference="fuzz-closed-account",
+            created_by=User.objects.get(username=OPERATOR_USERNAME),
+        )
+    settle_merchants(day=business_today())
+    for payout in Payout.objects.filter(status=Payout.Status.PENDING).order_by("pk"):
+        payout_send(payout_id=payout.pk)
 
 
 def start_gunicorn(args, log: Path) -> subprocess.Popen:
