@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 from datetime import date, timedelta
+from decimal import Decimal
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -21,10 +22,15 @@ from typing import Any
 import httpx
 import pytest
 from django.core.management import call_command
+from django.db import transaction
 
+from accounts.services import merchant_payout_account_set
 from accounts.tests.factories import DEFAULT_PASSWORD, MerchantFactory, OperatorFactory, UserFactory
 from bnpl.tests.factories import late_fee_charged, plan_originated
 from core.signatures import signature_header
+from settlements.models import Payout
+from settlements.services.payouts import payout_send
+from settlements.tests.factories import settled
 
 PACKAGE = "bnpl_client"
 BIN = Path(sys.executable).parent
@@ -308,9 +314,9 @@ def test_every_operation_answers_its_documented_type(api, generated, live_server
     settings.BNPL_PAYMENT_GATEWAY = "payments.gateways.FakeGateway"
     called: set[str] = set()
 
-    def call(operation_id: str, status: int, expected: Any, *args: Any, **kwargs: Any) -> Any:
+    def call(operation_id: str, code: int, expected: Any, *args: Any, **kwargs: Any) -> Any:
         answer = operations[operation_id].sync_detailed(*args, **kwargs)
-        assert answer.status_code == status, (operation_id, answer.content)
+        assert answer.status_code == code, (operation_id, answer.content)
         if expected is None:
             assert answer.parsed is None, (operation_id, answer.parsed)
         else:
@@ -536,6 +542,59 @@ def test_every_operation_answers_its_documented_type(api, generated, live_server
         body=models.LateFeeWaiveInRequest(reason="First time"),
     )
     assert waived.status == models.LateFeeOutStatusEnum.WAIVED
+
+    # The day settled: the merchant's captures and refunds, paid out to the account it set
+    # above; a merchant whose bank refuses the payout (an account ending 0002); one with no
+    # account, settled and not paid. Payouts are sent here (no worker runs in this test).
+    refused = MerchantFactory()
+    with transaction.atomic():
+        merchant_payout_account_set(merchant=refused, account="123450002", name="Closed Shop", changed_by=refused)
+    unpaid = MerchantFactory()
+    for other in (refused, unpaid):
+        plan_originated(total="100.00", merchant=other)
+    settled()
+    for pending in Payout.objects.filter(status=Payout.Status.PENDING):
+        payout_send(payout_id=pending.pk)
+    settlements = call("settlements_list", 200, models.PaginatedSettlementOutList, client=as_merchant, currency="USD")
+    assert [s.merchant_id for s in settlements.results] == [merchant.user_id]
+    settlement = call("settlements_retrieve", 200, models.SettlementOut, settlements.results[0].id, client=as_merchant)
+    assert (settlement.payout_status, settlement.payout_amount) == ("PAID", settlement.net)
+    lines = call("settlements_lines", 200, models.PaginatedSettlementLineOutList, settlement.id, client=as_merchant)
+    assert lines.count == settlement.line_count
+    assert {line.type_ for line in lines.results} >= {
+        models.SettlementLineOutTypeEnum.CAPTURE,
+        models.SettlementLineOutTypeEnum.REFUND,
+    }
+    assert sum(Decimal(line.net) for line in lines.results) == Decimal(settlement.net)
+    # The settlement file: the typed function parses a 200 as JSON only (the generator reads
+    # one media type per status), so the file comes through the client's own httpx client,
+    # with its token.
+    with pytest.raises(json.JSONDecodeError):
+        operations["settlements_lines"].sync_detailed(
+            settlement.id, client=as_merchant, format_=models.SettlementsLinesFormat.CSV
+        )
+    csv_file = as_merchant.get_httpx_client().get(
+        f"/api/v1/settlements/{settlement.id}/lines/", params={"format": "csv"}
+    )
+    assert (csv_file.status_code, csv_file.headers["content-type"]) == (200, "text/csv; charset=utf-8")
+    assert f"settlement-{settlement.business_date}-USD-{settlement.id}.csv" in csv_file.headers["content-disposition"]
+    assert len(csv_file.text.splitlines()) == 1 + settlement.line_count
+    paid = call("payouts_retrieve", 200, models.PayoutOut, settlement.payout_id, client=as_merchant)
+    assert (paid.status, paid.amount, paid.account) == (
+        models.SettlementPayoutStatusEnum.PAID,
+        settlement.net,
+        "GB82**************5432",
+    )
+    failed = call(
+        "payouts_list", 200, models.PaginatedPayoutOutList, client=as_operator, status=models.PayoutsListStatus.FAILED
+    )
+    assert [(p.merchant_id, p.failure_code, p.amount) for p in failed.results] == [
+        (refused.user_id, "account_closed", "95.70")
+    ]
+    not_paid = call(
+        "settlements_list", 200, models.PaginatedSettlementOutList, client=as_operator, merchant_id=unpaid.user_id
+    )
+    assert [(s.net, s.payout_id, s.payout_status) for s in not_paid.results] == [("95.70", None, None)]
 
     for client in (as_merchant, as_customer, as_late, as_operator):
         client.get_httpx_client().close()
