@@ -4,11 +4,11 @@
 What it does, start to end:
 
 - a PostgreSQL database and a Redis database of its own (``--database-url``,
-  ``--redis-url``; both emptied first), migrated and seeded with ``populate_mock_data``,
-  then the day settled (``seed_settlements``): merchant-001's settlement with its lines and
-  a PAID payout, and a second merchant's whose payout the bank refused (FAILED), so the
-  settlements and payouts operations answer with real rows (their ids reach the fuzzer
-  through the list responses and the links inferred between operations);
+  ``--redis-url``; both emptied first), migrated and seeded with ``populate_mock_data``
+  (merchant-001's day settled, its payout PAID), then ``seed_settlements``: a second
+  merchant whose payout the bank refuses (FAILED). So the settlements and payouts
+  operations answer with real rows (their ids reach the fuzzer through the list responses
+  and the links inferred between operations);
 - the service as in production: gunicorn (``config/gunicorn.py``, ``DEBUG=False``) on a
   free port of 127.0.0.1, no Celery worker (queued tasks stay in the queue and are purged
   at the end, so nothing is delivered anywhere), throttle rates set high so that the
@@ -151,10 +151,11 @@ def prepare(args) -> None:
 
 
 def seed_settlements() -> None:
-    """Settle today for every merchant after ``populate_mock_data`` (in ``manage.py shell``),
-    with a second merchant whose bank refuses its payout: merchant-001 gets a settlement of
-    its captures and approved refund, PAID to its account, and ``merchant-fuzz-002`` one
-    whose payout is FAILED (``account_closed``). Each payout is sent here: no worker runs."""
+    """After ``populate_mock_data``, which settles merchant-001's day and pays it out (in
+    ``manage.py shell``): a second merchant, ``merchant-fuzz-002``, with a sale and a bank
+    account its bank has closed, settled today, its payout FAILED (``account_closed``).
+    Settling today again takes only what is not settled yet. Each payout is sent here: no
+    worker runs."""
     from decimal import Decimal
 
     from django.db import transaction
