@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 # One Redis database per benchmark, each flushed by its script: none may be another's, nor
 # the tests' own (REDIS_URL's).
-_REDIS_DBS = {"sweep": 12, "autopay": 13, "http": 14, "soak": 15}
+_REDIS_DBS = {"settle": 3, "sweep": 12, "autopay": 13, "http": 14, "soak": 15}
 
 
 def smoke_database_url(name: str) -> str:
