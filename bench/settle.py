@@ -48,24 +48,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.autopay import (  # noqa: E402
-    add_run_arguments,
-    checks_table,
-    close_connections,
-    database_name,
-    error_lines,
-    no_other_worker,
-    origination_params,
-    origination_sql,
-    queue_idle,
-    scalar,
-    seeded_template,
-    start_worker,
-    stop_worker,
-    wait_ready,
-    wait_until,
-    worker_env,
-)
+from bench import autopay as shared  # noqa: E402 - the benchmarks' shared helpers
 from bench.machine import CpuWatch, machine_line, ratio_or_refusal  # noqa: E402
 from bench.sweep import fresh_copy  # noqa: E402
 
@@ -82,7 +65,7 @@ def parse_args() -> argparse.Namespace:
         "--failing-every", type=int, default=50, help="every N-th merchant's account is refused (0: none)"
     )
     parser.add_argument("--chunk-merchants", type=int, default=100, help="merchants per chunk (one task each)")
-    add_run_arguments(parser, "SETTLE", "bnpl_bench_settle", redis_db=7)
+    shared.add_run_arguments(parser, "SETTLE", "bnpl_bench_settle", redis_db=7)
     parser.add_argument("--stall-seconds", type=float, default=180, help="give up when nothing moves this long")
     args = parser.parse_args()
     args.workers = [int(n) for n in args.workers.split(",") if n.strip()]
@@ -137,7 +120,7 @@ def seed(args, day) -> None:
         ledger_accounts()
         with connection.cursor() as cursor:
             cursor.execute(
-                SEED_SQL + origination_sql(),
+                SEED_SQL + shared.origination_sql(),
                 {
                     "merchants": args.merchants,
                     "customers": max(args.plans // 10, 1),
@@ -152,7 +135,7 @@ def seed(args, day) -> None:
                     "currency": settings.BNPL_DEFAULT_CURRENCY,
                     "day": day,
                     "activated": business_day_end(day) - timedelta(hours=6),
-                    **origination_params(),
+                    **shared.origination_params(),
                 },
             )
     with connection.cursor() as cursor:
@@ -306,14 +289,14 @@ def settle_with_workers(workers: int, args) -> dict:
     from settlements.models import Payout, SettlementRun
     from settlements.services.settle import settle_merchants
 
-    no_other_worker()
-    log_path = Path(tempfile.gettempdir()) / f"{database_name(args.database_url)}_worker_{workers}.log"
-    process, name = start_worker(
-        workers, worker_env(args.database_url, args.redis_url), log_path, prefix="bench-settle"
+    shared.no_other_worker()
+    log_path = Path(tempfile.gettempdir()) / f"{shared.database_name(args.database_url)}_worker_{workers}.log"
+    process, name = shared.start_worker(
+        workers, shared.worker_env(args.database_url, args.redis_url), log_path, prefix="bench-settle"
     )
     try:
-        wait_ready(process, name, log_path)
-        watch = CpuWatch(database_name(args.database_url)).start()
+        shared.wait_ready(process, name, log_path)
+        watch = CpuWatch(shared.database_name(args.database_url)).start()
         started, wall = time.perf_counter(), timezone.now()
         run = settle_merchants(fan_out=True, chunk_merchants=args.chunk_merchants)
         print(f"  {workers} worker process(es): published {run.chunks_total} chunk tasks", flush=True)
@@ -326,23 +309,25 @@ def settle_with_workers(workers: int, args) -> dict:
             pending = Payout.objects.filter(status=Payout.Status.PENDING).count()
             return pending == 0, pending
 
-        settled_s = wait_until(settled, "every chunk done", args.stall_seconds, started, POLL_SECONDS) - started
-        wait_until(paid_out, "no payout PENDING", args.stall_seconds, started, POLL_SECONDS)
+        settled_s = shared.wait_until(settled, "every chunk done", args.stall_seconds, started, POLL_SECONDS) - started
+        shared.wait_until(paid_out, "no payout PENDING", args.stall_seconds, started, POLL_SECONDS)
         # The last payout's answer was applied when its finished_at was stamped, just before its commit.
         last = Payout.objects.aggregate(last=Max("finished_at"))["last"] or wall
         paid_s = max((last - wall).total_seconds(), settled_s)
-        drained_s = wait_until(queue_idle(args.redis_url), "the queue to drain", args.stall_seconds, started)
+        drained_s = shared.wait_until(
+            shared.queue_idle(args.redis_url), "the queue to drain", args.stall_seconds, started
+        )
         drained_s -= started
         watch.stop()
     finally:
-        stop_worker(process)
+        shared.stop_worker(process)
     return {
         "settled_s": settled_s,
         "paid_s": paid_s,
         "drained_s": drained_s,
         "chunks": run.chunks_total,
         "watch": watch,
-        "errors": error_lines(log_path),
+        "errors": shared.error_lines(log_path),
     }
 
 
@@ -378,7 +363,7 @@ CHECKS_SQL = {
 
 
 def rows_written(seeded: dict[str, int]) -> int:
-    return sum(scalar(sql) - seeded.get(label, 0) for label, sql in ROWS_SQL.items())
+    return sum(shared.scalar(sql) - seeded.get(label, 0) for label, sql in ROWS_SQL.items())
 
 
 def checks(args) -> dict[str, tuple[object, object]]:
@@ -406,7 +391,7 @@ def checks(args) -> dict[str, tuple[object, object]]:
         "payout.failed events": refused,
         "PAYOUT entries": args.merchants - refused,
     }
-    found = {label: (scalar(sql), expected.get(label, 0)) for label, sql in CHECKS_SQL.items()}
+    found = {label: (shared.scalar(sql), expected.get(label, 0)) for label, sql in CHECKS_SQL.items()}
     report = LedgerReport()
     breaches = payable_matches_settlements(report) + payouts_within_settled(report)
     for breach in breaches[:5]:
@@ -429,13 +414,13 @@ def main() -> None:
             f"account the fake bank refuses) in {time.perf_counter() - started:.1f} s",
             flush=True,
         )
-        return day, {label: scalar(sql) for label, sql in ROWS_SQL.items()}
+        return day, {label: shared.scalar(sql) for label, sql in ROWS_SQL.items()}
 
     print(machine_line(), flush=True)
-    seed_url, (day, seeded_rows) = seeded_template(args.database_url, args.redis_url, seeded)
+    seed_url, (day, seeded_rows) = shared.seeded_template(args.database_url, args.redis_url, seeded)
 
     fresh_copy(args, seed_url)
-    watch = CpuWatch(database_name(args.database_url)).start()
+    watch = CpuWatch(shared.database_name(args.database_url)).start()
     bare = bare_script(day)
     watch.stop()
     bare |= {"watch": watch, "rows": rows_written(seeded_rows), "checks": checks(args), "errors": []}
@@ -456,7 +441,7 @@ def main() -> None:
             f"{result['watch'].describe()}",
             flush=True,
         )
-    close_connections()
+    shared.close_connections()
     print(machine_line(), flush=True)
     ok = report(args, bare, runs)
     print()
@@ -479,29 +464,27 @@ def report(args, bare: dict, runs: dict[int, dict]) -> bool:
         f"| bare SQL script | {bare['settle_s']:.3f} | 1.00x | {bare_paid:.3f} | 1.00x | | {bare['rows']:,} "
         f"| {bare['watch'].other_cores or 0:.2f} |"
     )
+    ratios = {}
     for workers, r in runs.items():
         watches = [bare["watch"], r["watch"]]
+        settled = ratio_or_refusal(r["settled_s"] / bare["settle_s"], watches)
+        paid = ratio_or_refusal(r["paid_s"] / bare_paid, watches)
+        ratios[workers] = settled, paid
         print(
-            f"| settle_merchants(fan_out=True), {workers} worker process(es) | {r['settled_s']:.3f} "
-            f"| {ratio_or_refusal(r['settled_s'] / bare['settle_s'], watches)} | {r['paid_s']:.3f} "
-            f"| {ratio_or_refusal(r['paid_s'] / bare_paid, watches)} | {r['drained_s']:.3f} | {r['rows']:,} "
+            f"| settle_merchants(fan_out=True), {workers} worker process(es) | {r['settled_s']:.3f} | {settled} "
+            f"| {r['paid_s']:.3f} | {paid} | {r['drained_s']:.3f} | {r['rows']:,} "
             f"| {r['watch'].other_cores or 0:.2f} |"
         )
     print()
-    for workers, r in runs.items():
-        watches = [bare["watch"], r["watch"]]
-        print(
-            f"ratio settled, {workers} worker process(es) / bare: "
-            f"{ratio_or_refusal(r['settled_s'] / bare['settle_s'], watches)} (target <= 1.5x); "
-            f"paid out: {ratio_or_refusal(r['paid_s'] / bare_paid, watches)}"
-        )
+    for workers, (settled, paid) in ratios.items():
+        print(f"ratio settled, {workers} worker process(es) / bare: {settled} (target <= 1.5x); paid out: {paid}")
     first = next(iter(runs))
     for workers, r in runs.items():
         if workers != first:
             faster = runs[first]["settled_s"] / r["settled_s"]
             watches = [runs[first]["watch"], r["watch"]]
             print(f"ratio {workers} workers / {first}: {ratio_or_refusal(faster, watches)} faster to settled")
-    return checks_table({"bare SQL": bare} | {f"{w} worker(s)": r for w, r in runs.items()})
+    return shared.checks_table({"bare SQL": bare} | {f"{w} worker(s)": r for w, r in runs.items()})
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 
 import pytest
 
-from config.tests.bench_runs import bench_run, smoke_database_url, smoke_redis_url
+from config.tests.bench_runs import bench_passed, bench_run, smoke_database_url, smoke_redis_url
 
 
 @pytest.mark.postgres
@@ -13,11 +13,13 @@ def test_bench_settle_runs_with_one_and_two_workers_beside_the_bare_script():
         *("--database-url", smoke_database_url("bnpl_bench_settle_smoke"), "--redis-url", smoke_redis_url("settle")),
     )
 
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    assert "machine: " in result.stdout
-    assert "| bare SQL script |" in result.stdout
-    assert "| settle_merchants(fan_out=True), 1 worker process(es) |" in result.stdout
-    assert "| settle_merchants(fan_out=True), 2 worker process(es) |" in result.stdout
-    assert "ratio settled, 2 worker process(es) / bare:" in result.stdout
-    assert "| payouts FAILED | 3 | 3 | 3 | 3 |" in result.stdout
-    assert "all checks passed" in result.stdout
+    bench_passed(
+        result,
+        "machine: ",
+        "| bare SQL script |",
+        "| settle_merchants(fan_out=True), 1 worker process(es) |",
+        "| settle_merchants(fan_out=True), 2 worker process(es) |",
+        "ratio settled, 2 worker process(es) / bare:",
+        "| payouts FAILED | 3 | 3 | 3 | 3 |",
+        "all checks passed",
+    )
