@@ -8,8 +8,9 @@ with ``--merchants`` merchants, each with a payout account (an IBAN; every
 and ``--plans`` plans of 100.00 spread evenly over them: captured (ACTIVE, activated
 yesterday, business time), each charged the default merchant fee (4.30) and with its
 origination entry in the ledger (customer receivable, merchant payable, fee income), so
-each merchant's payable is what its settlement pays out. Then, each on a fresh copy of the
-seed, one after the other in one go:
+each merchant's payable is what its settlement pays out; and the day before, settled and
+paid out (one plan of each merchant whose account is paid), so that the measured day is not
+the first. Then, each on a fresh copy of the seed, one after the other in one go:
 
 - **bare SQL script**: in one transaction, the day's settlements with their totals, a
   capture line per plan, a PENDING payout per settlement (the payable read from the ledger,
@@ -17,7 +18,8 @@ seed, one after the other in one go:
   in a second transaction, the payouts' answers (PAID, or FAILED for the refused
   accounts, with the fake gateway's reference), a PAYOUT journal entry with its two
   postings per PAID payout, and the ``payout.paid`` / ``payout.failed`` events. It knows
-  the database holds no earlier settlement, so it checks for none (no anti-joins).
+  the earlier day left nothing to carry, so it checks for nothing settled before (no
+  anti-joins).
 - **the settlement** with each worker count in ``--workers``: ``settle_merchants(
   fan_out=True)`` records the run and its chunks of ``--chunk-merchants`` merchants and
   publishes a task per chunk to ``celery worker --pool=prefork --concurrency=N``; each chunk
@@ -101,6 +103,13 @@ SELECT c.ids[1 + g %% %(customers)s], m.ids[1 + g %% %(merchants)s], %(total)s, 
        'ACTIVE', 'order-' || g, %(day)s, %(activated)s, %(activated)s, %(activated)s
 FROM generate_series(0, %(plans)s - 1) AS g CROSS JOIN m CROSS JOIN c ORDER BY g;
 
+-- The day before: one plan of each merchant whose account is paid, settled in the seed.
+INSERT INTO bnpl_plan (customer_id, merchant_id, total_amount, merchant_fee, currency, installment_count, frequency,
+    status, merchant_reference, purchase_date, activated_at, created_at, updated_at)
+SELECT (SELECT min(id) FROM accounts_user WHERE role = 'CUSTOMER'), u.id, %(total)s, %(fee)s, %(currency)s, 4,
+       'MONTHLY', 'ACTIVE', 'earlier-' || u.id, %(day)s::date - 1, %(earlier)s, %(earlier)s, %(earlier)s
+FROM accounts_user u WHERE u.role = 'MERCHANT' AND u.payout_account_kind = %(iban_kind)s ORDER BY u.id;
+
 """
 
 
@@ -135,10 +144,16 @@ def seed(args, day) -> None:
                     "currency": settings.BNPL_DEFAULT_CURRENCY,
                     "day": day,
                     "activated": business_day_end(day) - timedelta(hours=6),
+                    "earlier": business_day_end(day - timedelta(days=1)) - timedelta(hours=6),
                     **shared.origination_params(),
                 },
             )
+    # The day before settled and paid (as the bare script does it): the measured day is not
+    # the first, whose empty tables would give the statements other plans than a day in
+    # production has (a lookup cached while the settlements table was empty scans it).
+    bare_script(day - timedelta(days=1))
     with connection.cursor() as cursor:
+        cursor.execute("UPDATE events_event SET delivery_status = 'NO_ENDPOINT'")  # as the relay marks them
         cursor.execute("VACUUM (FREEZE, ANALYZE)")  # every copy starts with settled pages and statistics
 
 
@@ -151,6 +166,7 @@ WITH made AS (
   SELECT p.merchant_id, p.currency, %(day)s, %(cutoff)s, sum(p.total_amount), sum(COALESCE(p.merchant_fee, 0)),
          sum(p.total_amount - COALESCE(p.merchant_fee, 0)), count(*), %(run)s, %(now)s
   FROM bnpl_plan p WHERE p.status = ANY(%(captured)s) AND COALESCE(p.activated_at, p.created_at) < %(cutoff)s
+    AND COALESCE(p.activated_at, p.created_at) >= %(since)s
   GROUP BY p.merchant_id, p.currency
   RETURNING id, merchant_id, currency
 )
@@ -159,7 +175,8 @@ INSERT INTO settlements_settlementline (settlement_id, type, plan_id, merchant_r
 SELECT m.id, 'capture', p.id, p.merchant_reference, p.total_amount, COALESCE(p.merchant_fee, 0),
        p.total_amount - COALESCE(p.merchant_fee, 0), p.currency, COALESCE(p.activated_at, p.created_at)
 FROM made m JOIN bnpl_plan p ON p.merchant_id = m.merchant_id AND p.currency = m.currency
-WHERE p.status = ANY(%(captured)s) AND COALESCE(p.activated_at, p.created_at) < %(cutoff)s;
+WHERE p.status = ANY(%(captured)s) AND COALESCE(p.activated_at, p.created_at) < %(cutoff)s
+  AND COALESCE(p.activated_at, p.created_at) >= %(since)s;
 
 WITH accounts AS (
   SELECT * FROM unnest(%(merchant_ids)s::bigint[], %(masked)s::text[]) AS a(merchant_id, masked)
@@ -252,6 +269,7 @@ def bare_script(day) -> dict:
                 common
                 | {
                     "cutoff": business_day_end(day),
+                    "since": business_day_end(day - timedelta(days=1)),
                     "run": run.pk,
                     "captured": [str(status) for status in CAPTURED],
                     "merchant_ids": [m.pk for m in merchants],
@@ -366,8 +384,12 @@ def rows_written(seeded: dict[str, int]) -> int:
     return sum(shared.scalar(sql) - seeded.get(label, 0) for label, sql in ROWS_SQL.items())
 
 
-def checks(args) -> dict[str, tuple[object, object]]:
-    """What a run left behind: ``{check: (found, expected)}``, invariant 7 included."""
+def checks_found() -> dict[str, object]:
+    return {label: shared.scalar(sql) for label, sql in CHECKS_SQL.items()}
+
+
+def checks(args, seeded: dict[str, object]) -> dict[str, tuple[object, object]]:
+    """What a run added to the seed: ``{check: (found, expected)}``, invariant 7 included."""
     from ledger.checks import LedgerReport
     from settlements.checks import payable_matches_settlements, payouts_within_settled
 
@@ -391,7 +413,7 @@ def checks(args) -> dict[str, tuple[object, object]]:
         "payout.failed events": refused,
         "PAYOUT entries": args.merchants - refused,
     }
-    found = {label: (shared.scalar(sql), expected.get(label, 0)) for label, sql in CHECKS_SQL.items()}
+    found = {label: (value - seeded[label], expected.get(label, 0)) for label, value in checks_found().items()}
     report = LedgerReport()
     breaches = payable_matches_settlements(report) + payouts_within_settled(report)
     for breach in breaches[:5]:
@@ -414,16 +436,16 @@ def main() -> None:
             f"account the fake bank refuses) in {time.perf_counter() - started:.1f} s",
             flush=True,
         )
-        return day, {label: shared.scalar(sql) for label, sql in ROWS_SQL.items()}
+        return day, {label: shared.scalar(sql) for label, sql in ROWS_SQL.items()}, checks_found()
 
     print(machine_line(), flush=True)
-    seed_url, (day, seeded_rows) = shared.seeded_template(args.database_url, args.redis_url, seeded)
+    seed_url, (day, seeded_rows, seeded_checks) = shared.seeded_template(args.database_url, args.redis_url, seeded)
 
     fresh_copy(args, seed_url)
     watch = CpuWatch(shared.database_name(args.database_url)).start()
     bare = bare_script(day)
     watch.stop()
-    bare |= {"watch": watch, "rows": rows_written(seeded_rows), "checks": checks(args), "errors": []}
+    bare |= {"watch": watch, "rows": rows_written(seeded_rows), "checks": checks(args, seeded_checks), "errors": []}
     print(
         f"  bare SQL script: settled in {bare['settle_s']:.3f} s, paid out {bare['payout_s']:.3f} s later; "
         f"{watch.describe()}",
@@ -434,7 +456,7 @@ def main() -> None:
     for workers in args.workers:
         fresh_copy(args, seed_url)
         result = runs[workers] = settle_with_workers(workers, args)
-        result |= {"rows": rows_written(seeded_rows), "checks": checks(args)}
+        result |= {"rows": rows_written(seeded_rows), "checks": checks(args, seeded_checks)}
         print(
             f"  {workers} worker process(es): settled after {result['settled_s']:.3f} s, paid out after "
             f"{result['paid_s']:.3f} s, queue drained after {result['drained_s']:.3f} s; "
