@@ -138,6 +138,20 @@ def setup_django(url: str, redis_url: str) -> None:
     call_command("migrate", verbosity=0)
 
 
+def seeded_template(url: str, redis_url: str, seed):
+    """The seed every run is copied from: a new database at ``url`` (Django set up on it),
+    filled by ``seed()``, then renamed ``<name>_seed`` (the ledger is append-only, so a copy
+    is the reset). Returns the seed's URL and what ``seed()`` returned."""
+    seed_url = with_database(url, database_name(url) + "_seed")
+    admin(seed_url, f'DROP DATABASE IF EXISTS "{database_name(seed_url)}" WITH (FORCE)')
+    create_empty(url)
+    setup_django(url, redis_url)
+    seeded = seed()
+    close_connections()
+    admin(url, f'ALTER DATABASE "{database_name(url)}" RENAME TO "{database_name(seed_url)}"')
+    return seed_url, seeded
+
+
 # One set-based pass: a merchant without webhook URL; customers with autopay on and a card
 # the fake gateway charges (last 4 digits 1111), no email or phone; one plan each whose
 # first installment is due today; each plan's origination entry (what
@@ -167,21 +181,26 @@ FROM bnpl_plan p CROSS JOIN unnest(%(dues)s::date[]) WITH ORDINALITY AS d(due_da
 ORDER BY p.id, d.sequence;
 
 """
-# Each plan's origination entry, as bnpl.services.origination.origination_legs posts it (the customer
-# owes the total, the merchant is owed it; the plans are seeded as charged no merchant fee, their
-# merchant_fee empty, so there are no fee legs), written by the ledger's SQL (ledger.sql):
-# appended to the seeds of the benchmarks. ``{ledger_post}`` is filled in by origination_sql().
+# Each plan's origination entry, as bnpl.services.origination.origination_legs posts it: the
+# customer owes the total, the merchant is owed it less the plan's merchant fee, which is the
+# platform's income (a plan seeded with merchant_fee empty has no fee legs), written by the
+# ledger's SQL (ledger.sql): appended to the seeds of the benchmarks, with the parameters of
+# origination_params(). ``{ledger_post}`` is filled in by origination_sql().
 ORIGINATION_SQL = """
 WITH entry AS (
   SELECT p.id AS entry_key, %(kind)s AS kind, 'Plan ' || p.id || ' originated' AS memo, p.id AS plan_id,
          now() AS created_at
   FROM bnpl_plan p ORDER BY p.id
 ), legs AS (
-  SELECT p.id AS entry_key, a.id AS account_id,
-         CASE WHEN a.code = %(receivable)s THEN p.total_amount ELSE -p.total_amount END AS amount, p.currency,
-         p.id AS plan_id, CASE WHEN a.code = %(receivable)s THEN p.customer_id ELSE p.merchant_id END AS party_id,
-         a.code AS leg_order
-  FROM bnpl_plan p CROSS JOIN payments_ledgeraccount a WHERE a.code IN (%(receivable)s, %(payable)s)
+  SELECT p.id AS entry_key, a.id AS account_id, x.amount, p.currency, p.id AS plan_id, x.party_id, x.leg_order
+  FROM bnpl_plan p CROSS JOIN LATERAL (VALUES
+    (%(receivable)s, p.total_amount, p.customer_id, 1),
+    (%(payable)s, -p.total_amount, p.merchant_id, 2),
+    (%(payable)s, p.merchant_fee, p.merchant_id, 3),
+    (%(fee_income)s, -p.merchant_fee, p.merchant_id, 4)
+  ) AS x(code, amount, party_id, leg_order)
+  JOIN payments_ledgeraccount a ON a.code = x.code
+  WHERE x.amount <> 0
 ), {ledger_post}
 SELECT count(*) FROM ledger_entries;
 """
@@ -194,6 +213,19 @@ def origination_sql() -> str:
     return ORIGINATION_SQL.replace("{ledger_post}", ledger_post_ctes(entries="entry", legs="legs"))
 
 
+def origination_params() -> dict[str, str]:
+    """ORIGINATION_SQL's parameters: the entry's kind and the accounts' codes."""
+    from ledger.accounts import CUSTOMER_RECEIVABLE, MERCHANT_FEE_INCOME, MERCHANT_PAYABLE
+    from ledger.models import JournalEntry
+
+    return {
+        "kind": JournalEntry.Kind.ORIGINATION.value,
+        "receivable": CUSTOMER_RECEIVABLE,
+        "payable": MERCHANT_PAYABLE,
+        "fee_income": MERCHANT_FEE_INCOME,
+    }
+
+
 def seed(customers: int, today) -> None:
     """The customers, plans, installments and origination entries, vacuumed and frozen."""
     from datetime import timedelta
@@ -203,8 +235,7 @@ def seed(customers: int, today) -> None:
 
     from bnpl.models import Plan
     from bnpl.schedule import due_dates
-    from ledger.accounts import CUSTOMER_RECEIVABLE, MERCHANT_PAYABLE, ledger_accounts
-    from ledger.models import JournalEntry
+    from ledger.accounts import ledger_accounts
 
     frequency = Plan.Frequency.BIWEEKLY.value  # exact dates: the first one is today, whatever the month
     purchase = today - timedelta(weeks=2)
@@ -224,9 +255,7 @@ def seed(customers: int, today) -> None:
                     "frequency": frequency,
                     "purchase": purchase,
                     "dues": dues,
-                    "kind": JournalEntry.Kind.ORIGINATION.value,
-                    "receivable": CUSTOMER_RECEIVABLE,
-                    "payable": MERCHANT_PAYABLE,
+                    **origination_params(),
                 },
             )
     with connection.cursor() as cursor:
@@ -326,7 +355,7 @@ def error_lines(path: Path) -> list[str]:
     return [line for line in path.read_text(errors="replace").splitlines() if any(m in line for m in markers)]
 
 
-def wait_until(done, what: str, stall_seconds: float, started: float) -> float:
+def wait_until(done, what: str, stall_seconds: float, started: float, poll: float = POLL_SECONDS) -> float:
     """Poll ``done()`` (``(finished, progress)``) until finished; the time it was seen so.
 
     Prints the progress every minute; SystemExit when it has not changed for ``stall_seconds``.
@@ -344,7 +373,7 @@ def wait_until(done, what: str, stall_seconds: float, started: float) -> float:
         if now - shown >= PROGRESS_SECONDS:
             print(f"    {now - started:7.0f} s: waiting for {what}, at {progress}", flush=True)
             shown = now
-        time.sleep(POLL_SECONDS)
+        time.sleep(poll)
 
 
 def queue_idle(redis_url: str):
@@ -457,38 +486,41 @@ def report(results: dict[int, dict], target: int) -> bool:
                 f"ratio {workers} workers / {first} worker: {base['paid_s'] / r['paid_s']:.2f}x charges/s "
                 f"until all PAID, {base['done_s'] / r['done_s']:.2f}x until the queue is drained"
             )
-    print()
-    print("| check | " + " | ".join(f"{w} worker(s)" for w in results) + " | expected |")
-    print("|---|" + "---:|" * len(results) + "---:|")
-    ok = True
-    for label, (_, expected) in base["checks"].items():
-        values = [r["checks"][label][0] for r in results.values()]
-        ok &= all(value == expected for value in values)
-        print(f"| {label} | " + " | ".join(str(v) for v in values) + f" | {expected} |")
-    print("| worker log lines at ERROR | " + " | ".join(str(len(r["errors"])) for r in results.values()) + " | 0 |")
-    ok &= not any(r["errors"] for r in results.values())
+    ok = checks_table({f"{w} worker(s)": r for w, r in results.items()})
     print()
     print("all checks passed" if ok else "SOME CHECKS FAILED")
     return ok
 
 
+def checks_table(results: dict[str, dict]) -> bool:
+    """Print a table of each run's checks (``run["checks"]``: ``{check: (found, expected)}``)
+    and of its worker log's error lines (``run["errors"]``); True when all are as expected."""
+    runs = list(results.values())
+    print()
+    print("| check | " + " | ".join(results) + " | expected |")
+    print("|---|" + "---:|" * len(runs) + "---:|")
+    ok = True
+    for label, (_, expected) in runs[0]["checks"].items():
+        values = [r["checks"][label][0] for r in runs]
+        ok &= all(value == expected for value in values)
+        print(f"| {label} | " + " | ".join(str(v) for v in values) + f" | {expected} |")
+    print("| worker log lines at ERROR | " + " | ".join(str(len(r["errors"])) for r in runs) + " | 0 |")
+    return ok and not any(r["errors"] for r in runs)
+
+
 def main() -> None:
     args = parse_args()
-    seed_url = with_database(args.database_url, database_name(args.database_url) + "_seed")
-    admin(seed_url, f'DROP DATABASE IF EXISTS "{database_name(seed_url)}" WITH (FORCE)')
-    create_empty(args.database_url)
-    setup_django(args.database_url, args.redis_url)
-    from bnpl.schedule import business_today
 
-    today = business_today()
-    started = time.perf_counter()
-    seed(args.rows, today)
-    close_connections()
-    # The seeded database becomes the template every run is copied from.
-    admin(
-        args.database_url, f'ALTER DATABASE "{database_name(args.database_url)}" RENAME TO "{database_name(seed_url)}"'
-    )
-    print(f"seeded {args.rows:,} customers with an installment due {today} in {time.perf_counter() - started:.1f} s")
+    def seeded():
+        from bnpl.schedule import business_today
+
+        today, started = business_today(), time.perf_counter()
+        seed(args.rows, today)
+        seconds = time.perf_counter() - started
+        print(f"seeded {args.rows:,} customers with an installment due {today} in {seconds:.1f} s")
+        return today
+
+    seed_url, today = seeded_template(args.database_url, args.redis_url, seeded)
 
     results = {workers: run(workers, args, seed_url, args.rows, today) for workers in args.workers}
     if not report(results, args.rows):

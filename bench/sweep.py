@@ -36,20 +36,20 @@ sys.path.insert(0, str(ROOT))
 from bench.autopay import (  # noqa: E402
     add_run_arguments,
     admin,
+    checks_table,
     close_connections,
     copy_seed,
-    create_empty,
     database_name,
     error_lines,
     no_other_worker,
+    origination_params,
     origination_sql,
     redis_client,
     scalar,
-    setup_django,
+    seeded_template,
     start_worker,
     stop_worker,
     wait_ready,
-    with_database,
     worker_env,
 )
 
@@ -100,8 +100,7 @@ def seed(rows: int, today) -> None:
     """The users, plans, installments and origination entries, set-based; vacuumed and analysed."""
     from django.db import connection, transaction
 
-    from ledger.accounts import CUSTOMER_RECEIVABLE, MERCHANT_PAYABLE, ledger_accounts
-    from ledger.models import JournalEntry
+    from ledger.accounts import ledger_accounts
 
     plans = rows // 4
     customers = max(plans * 2 // 5, 1)
@@ -114,9 +113,7 @@ def seed(rows: int, today) -> None:
                     "customers": customers,
                     "plans": plans,
                     "today": today,
-                    "kind": JournalEntry.Kind.ORIGINATION.value,
-                    "receivable": CUSTOMER_RECEIVABLE,
-                    "payable": MERCHANT_PAYABLE,
+                    **origination_params(),
                 },
             )
     with connection.cursor() as cursor:
@@ -255,20 +252,16 @@ def checks(past_due: int, debtors: int) -> dict[str, tuple[object, object]]:
 
 def main() -> None:
     args = parse_args()
-    seed_url = with_database(args.database_url, database_name(args.database_url) + "_seed")
-    admin(seed_url, f'DROP DATABASE IF EXISTS "{database_name(seed_url)}" WITH (FORCE)')
-    create_empty(args.database_url)
-    setup_django(args.database_url, args.redis_url)
-    from bnpl.schedule import business_today
 
-    today = business_today()
-    started = time.perf_counter()
-    seed(args.rows, today)
-    close_connections()
-    admin(
-        args.database_url, f'ALTER DATABASE "{database_name(args.database_url)}" RENAME TO "{database_name(seed_url)}"'
-    )
-    print(f"seeded {args.rows:,} installments in {time.perf_counter() - started:.1f} s", flush=True)
+    def seeded():
+        from bnpl.schedule import business_today
+
+        today, started = business_today(), time.perf_counter()
+        seed(args.rows, today)
+        print(f"seeded {args.rows:,} installments in {time.perf_counter() - started:.1f} s", flush=True)
+        return today
+
+    seed_url, today = seeded_template(args.database_url, args.redis_url, seeded)
 
     fresh_copy(args, seed_url)
     bare_s, past_due = bare_update(today)
@@ -311,16 +304,7 @@ def main() -> None:
         if workers != first:
             print(f"\nratio {workers} workers / {first}: {sweeps[first]['seconds'] / r['seconds']:.2f}x faster")
 
-    print()
-    print("| check | " + " | ".join(f"{w} worker(s)" for w in sweeps) + " | expected |")
-    print("|---|" + "---:|" * len(sweeps) + "---:|")
-    ok = True
-    for label, (_, expected) in sweeps[first]["checks"].items():
-        values = [r["checks"][label][0] for r in sweeps.values()]
-        ok &= all(value == expected for value in values)
-        print(f"| {label} | " + " | ".join(str(v) for v in values) + f" | {expected} |")
-    print("| worker log lines at ERROR | " + " | ".join(str(len(r["errors"])) for r in sweeps.values()) + " | 0 |")
-    ok &= not any(r["errors"] for r in sweeps.values())
+    ok = checks_table({f"{w} worker(s)": r for w, r in sweeps.items()})
     print()
     print("all checks passed" if ok else "SOME CHECKS FAILED")
     if not ok:

@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 # One Redis database per benchmark, each flushed by its script: none may be another's, nor
 # the tests' own (REDIS_URL's).
-_REDIS_DBS = {"sweep": 12, "autopay": 13, "http": 14, "soak": 15}
+_REDIS_DBS = {"settle": 3, "sweep": 12, "autopay": 13, "http": 14, "soak": 15}
 
 
 def smoke_database_url(name: str) -> str:
@@ -39,3 +39,12 @@ def bench_run(*args: str, env: dict[str, str] | None = None) -> subprocess.Compl
         timeout=300,
         check=False,
     )
+
+
+def bench_passed(result: subprocess.CompletedProcess, *lines: str) -> None:
+    """Assert that a benchmark's run exited 0 and printed each of ``lines`` (the end of its
+    output shown otherwise)."""
+    output = result.stdout[-3000:] + result.stderr[-3000:]
+    assert result.returncode == 0, output
+    missing = [line for line in lines if line not in result.stdout]
+    assert not missing, f"missing {missing}:\n{output}"

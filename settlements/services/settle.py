@@ -219,7 +219,10 @@ def _settle(*, run: SettlementRun, first: int, last: int, now) -> list[tuple[Set
             "settlement_id, type, plan_id, refund_id, source_settlement_id, source_payout_id, merchant_reference,"
             " gross, fee, net, currency, posted_at"
         )
-        # Captured plans.
+        # Captured plans. The chunk's merchant range is repeated on the plans and refunds (the
+        # settlements are all in it): the planner, which cannot see how few rows the new
+        # settlements join, then reads the chunk's rows by the merchant index instead of
+        # hashing every plan there is for every chunk.
         cursor.execute(
             f"""
             INSERT INTO {_L} ({columns})
@@ -227,11 +230,20 @@ def _settle(*, run: SettlementRun, first: int, last: int, now) -> list[tuple[Set
                    COALESCE(p.merchant_fee, 0), ROUND(p.total_amount - COALESCE(p.merchant_fee, 0), 2), p.currency,
                    COALESCE(p.activated_at, p.created_at)
             FROM {_S} s JOIN {_PLAN} p ON p.merchant_id = s.merchant_id AND p.currency = s.currency
-            WHERE s.id IN ({new}) AND p.status IN ({captured}) AND COALESCE(p.activated_at, p.created_at) < %s
+            WHERE s.id IN ({new}) AND p.merchant_id BETWEEN %s AND %s AND p.status IN ({captured})
+              AND COALESCE(p.activated_at, p.created_at) < %s
               AND NOT EXISTS (SELECT 1 FROM {_L} l WHERE l.plan_id = p.id AND l.type = %s)
             ON CONFLICT DO NOTHING
             """,  # noqa: S608  # nosec B608
-            [SettlementLine.Type.CAPTURE, *new_args, *captured_args, p["cutoff"], SettlementLine.Type.CAPTURE],
+            [
+                SettlementLine.Type.CAPTURE,
+                *new_args,
+                p["first"],
+                p["last"],
+                *captured_args,
+                p["cutoff"],
+                SettlementLine.Type.CAPTURE,
+            ],
         )
         # Refunds: what each took from the payable; and the merchant fee it gave back.
         taken, taken_args = _in(REFUND_TAKEN)
@@ -251,8 +263,8 @@ def _settle(*, run: SettlementRun, first: int, last: int, now) -> list[tuple[Set
                 SELECT s.id, %s, r.plan_id, r.id, NULL, NULL, r.merchant_reference, {gross}, {fee},
                        ROUND(({gross}) - ({fee}), 2), r.currency, r.updated_at
                 FROM {_S} s JOIN {_REFUND} r ON r.merchant_id = s.merchant_id AND r.currency = s.currency
-                WHERE s.id IN ({new}) AND r.status = %s AND r.payout_status IN ({final}) AND r.updated_at < %s
-                  {only}
+                WHERE s.id IN ({new}) AND r.merchant_id BETWEEN %s AND %s AND r.status = %s
+                  AND r.payout_status IN ({final}) AND r.updated_at < %s {only}
                   AND NOT EXISTS (SELECT 1 FROM {_L} l WHERE l.refund_id = r.id AND l.type = %s)
                 ON CONFLICT DO NOTHING
                 """,  # noqa: S608  # nosec B608
@@ -260,6 +272,8 @@ def _settle(*, run: SettlementRun, first: int, last: int, now) -> list[tuple[Set
                     kind,
                     *(taken_args if kind == SettlementLine.Type.REFUND else []) * 2,
                     *new_args,
+                    p["first"],
+                    p["last"],
                     Refund.Status.APPROVED,
                     *final_args,
                     p["cutoff"],
