@@ -30,11 +30,11 @@ def settlement_chunk_task(self, chunk_id: int) -> bool:
 
 # No retry on the gateway's errors: the payout stays PENDING and the reconcile task asks again.
 @shared_task(bind=True, acks_late=True, autoretry_for=(OperationalError,), retry_backoff=True, max_retries=5)
-def payout_send_task(self, payout_id: int) -> str:
-    """Send one payout through the payout gateway and apply its answer, once."""
-    from settlements.services.payouts import payout_send
+def payouts_send_task(self, payout_ids: list[int]) -> int:
+    """Send a settlement chunk's payouts through the payout gateway and apply each answer, once."""
+    from settlements.services.payouts import payouts_send_each
 
-    return payout_send(payout_id=payout_id).status
+    return payouts_send_each(payout_ids)
 
 
 @shared_task(bind=True, acks_late=True, autoretry_for=(OperationalError,), retry_backoff=True, max_retries=5)

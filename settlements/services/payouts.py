@@ -83,6 +83,21 @@ def payout_apply(*, payout_id: int, result: PayoutResult) -> Payout:
     return payout
 
 
+def payouts_send_each(payout_ids: list[int]) -> int:
+    """Send each payout, one after the other; a gateway that raises for one (a timeout)
+    leaves it PENDING for ``payouts_reconcile`` and goes on with the next. Returns how many
+    were settled (PAID or FAILED)."""
+    settled = 0
+    for payout_id in payout_ids:
+        try:
+            payout = payout_send(payout_id=payout_id)
+        except Exception:
+            logger.exception("Payout %s not settled; the reconcile task will ask again", payout_id)
+            continue
+        settled += payout.status != Payout.Status.PENDING
+    return settled
+
+
 def payouts_reconcile(*, older_than_minutes: int | None = None, limit: int = 500) -> int:
     """Send again the payouts PENDING for longer than ``older_than_minutes`` (a lost task, a
     gateway that timed out): the same key, so each is paid at most once. Returns how many
@@ -90,15 +105,7 @@ def payouts_reconcile(*, older_than_minutes: int | None = None, limit: int = 500
     minutes = settings.BNPL_PAYOUT_RECONCILE_MINUTES if older_than_minutes is None else older_than_minutes
     since = timezone.now() - timedelta(minutes=minutes)
     stuck = Payout.objects.filter(status=Payout.Status.PENDING, created_at__lte=since).order_by("created_at")
-    settled = 0
-    for payout_id in stuck.values_list("pk", flat=True)[:limit]:
-        try:
-            payout = payout_send(payout_id=payout_id)
-        except Exception:
-            logger.exception("Payout %s still not settled", payout_id)
-            continue
-        settled += payout.status != Payout.Status.PENDING
-    return settled
+    return payouts_send_each(list(stuck.values_list("pk", flat=True)[:limit]))
 
 
 def payout_event_data(payout: Payout) -> dict:

@@ -11,7 +11,8 @@ second finds the day settled (the unique merchant, day and currency) or the line
 What a line is (signed from the merchant's side, ``net = gross - fee``):
 - ``capture``: a plan that became ACTIVE: its total, the merchant's fee, the rest;
 - ``refund``: an approved refund, once its payback to the customer is done (paid, credited,
-  nothing to pay back, or failed): minus what it took from the payable;
+  nothing to pay back, or failed): minus what it took from the payable (its reference: the
+  refund's own, given by the merchant's webhook, else its plan's);
 - ``fee``: the merchant fee a refund gave back (``BNPL_REFUND_RETURNS_FEE``);
 - ``carried``: what an earlier settlement left unpaid (a negative net, a payout capped at
   the payable), once its payout is no longer pending;
@@ -31,8 +32,9 @@ from django.utils import timezone
 from accounts.models import User
 from bnpl.models import Plan
 from bnpl.schedule import business_today
+from core.db import postgresql
 from core.money import to_money
-from core.tasks import enqueue_many
+from core.tasks import enqueue, enqueue_many
 from events.models import Event
 from events.services import events_record_many
 from ledger.selectors import payable_balances
@@ -121,17 +123,14 @@ def settlement_chunk(*, chunk_id: int) -> bool:
 
 
 def payouts_send(payout_ids: list[int]) -> None:
-    """Send the payouts through the gateway: by the workers, or here when there are none
+    """Send a chunk's payouts through the gateway: one task for them all (a publish per
+    payout cost the chunk more than its statements), or here when there are no workers
     (eager mode, broker down); the reconcile task takes any left PENDING."""
-    from settlements.services.payouts import payout_send
-    from settlements.tasks import payout_send_task
+    from settlements.services.payouts import payouts_send_each
+    from settlements.tasks import payouts_send_task
 
-    if not enqueue_many(payout_send_task, [(pk,) for pk in payout_ids]):
-        for pk in payout_ids:
-            try:
-                payout_send(payout_id=pk)
-            except Exception:
-                logger.exception("Payout %s not sent; the reconcile task will", pk)
+    if not enqueue(payouts_send_task, payout_ids):
+        payouts_send_each(payout_ids)
 
 
 def _in(values) -> tuple[str, list]:
@@ -142,6 +141,11 @@ def _in(values) -> tuple[str, list]:
 def _settle(*, run: SettlementRun, first: int, last: int, now) -> list[tuple[Settlement, Payout | None]]:
     """The chunk's statements: lock the merchants, make the day's settlements, their lines,
     their totals and payouts, and record their events."""
+    if postgresql():
+        # Foreign keys checked as each statement writes, not at the commit: the commit then
+        # holds the run's row (taken last, shared by every chunk) for no check at all.
+        with connection.cursor() as cursor:
+            cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
     merchants = merchants_lock(first=first, last=last)
     if not merchants:
         return []
@@ -260,9 +264,11 @@ def _settle(*, run: SettlementRun, first: int, last: int, now) -> list[tuple[Set
             cursor.execute(
                 f"""
                 INSERT INTO {_L} ({columns})
-                SELECT s.id, %s, r.plan_id, r.id, NULL, NULL, r.merchant_reference, {gross}, {fee},
+                SELECT s.id, %s, r.plan_id, r.id, NULL, NULL,
+                       COALESCE(NULLIF(r.merchant_reference, ''), rp.merchant_reference), {gross}, {fee},
                        ROUND(({gross}) - ({fee}), 2), r.currency, r.updated_at
                 FROM {_S} s JOIN {_REFUND} r ON r.merchant_id = s.merchant_id AND r.currency = s.currency
+                JOIN {_PLAN} rp ON rp.id = r.plan_id
                 WHERE s.id IN ({new}) AND r.merchant_id BETWEEN %s AND %s AND r.status = %s
                   AND r.payout_status IN ({final}) AND r.updated_at < %s {only}
                   AND NOT EXISTS (SELECT 1 FROM {_L} l WHERE l.refund_id = r.id AND l.type = %s)

@@ -130,6 +130,7 @@ def test_what_is_not_yet_active_is_not_settled_and_a_plan_of_a_later_day_waits()
 def test_a_refund_after_the_settlement_is_a_negative_line_next_time_and_a_negative_net_is_carried():
     merchant = MerchantFactory(payout=True)
     plan = plan_originated(total="100.00", merchant=merchant)
+    Plan.objects.filter(pk=plan.pk).update(merchant_reference="order-7")
     settled()  # 95.70 paid out
     refund = refund_requested(plan, "40.00", status=Refund.Status.APPROVED)
     assert refund.payout_status == "NONE"  # all of it lowered unpaid installments
@@ -143,6 +144,7 @@ def test_a_refund_after_the_settlement_is_a_negative_line_next_time_and_a_negati
         settle_merchants(day=tomorrow)
         later = settlement_of(merchant, day=tomorrow)
     line = later.lines.get()
+    assert line.merchant_reference == "order-7"  # the refund has none of its own: its plan's
     assert (line.type, line.refund_id, line.gross, line.fee, line.net) == (
         "refund",
         refund.pk,
