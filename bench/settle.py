@@ -23,8 +23,9 @@ the first. Then, each on a fresh copy of the seed, one after the other in one go
 - **the settlement** with each worker count in ``--workers``: ``settle_merchants(
   fan_out=True)`` records the run and its chunks of ``--chunk-merchants`` merchants and
   publishes a task per chunk to ``celery worker --pool=prefork --concurrency=N``; each chunk
-  commits its settlements, lines, totals, payouts and events, then publishes a task per
-  payout (the gateway call, then the answer applied under the payout's lock). Timed until
+  commits its settlements, lines, totals, payouts and events, then publishes one task for
+  its payouts (for each, the gateway call, then the answer applied under the payout's
+  lock). Timed until
   the run is closed by its last chunk (**settled**), until no payout is PENDING (**paid
   out**) and until the queue is drained (the events' relay too).
 

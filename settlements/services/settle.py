@@ -59,6 +59,8 @@ REFUND_FINAL = (
     Refund.PayoutStatus.CREDITED,
     Refund.PayoutStatus.FAILED,
 )
+# What the chunk reads back of its settlements (their payouts and events need no more).
+SETTLEMENT_READ = ("id", "merchant_id", "currency", "business_date", "gross", "fees", "net", "line_count")
 # Of a refund's payback, what left the payable (a failed one stayed in it).
 REFUND_TAKEN = (Refund.PayoutStatus.PAID, Refund.PayoutStatus.CREDITED)
 
@@ -109,7 +111,9 @@ def settlement_chunk(*, chunk_id: int) -> bool:
         made = _settle(run=run, first=chunk.first_merchant_id, last=chunk.last_merchant_id, now=now)
         chunk.done_at, chunk.settlements_created = now, len(made)
         chunk.save(update_fields=["done_at", "settlements_created"])
-        run = SettlementRun.objects.select_for_update().get(pk=run.pk)
+        # no_key: the chunks' settlements point at the run, and each insert took a key-share
+        # lock on its row; a plain FOR UPDATE would wait for every other chunk's commit.
+        run = SettlementRun.objects.select_for_update(no_key=True).get(pk=run.pk)
         run.chunks_done += 1
         run.settlements_created += len(made)
         run.payouts_created += sum(1 for _, payout in made if payout)
@@ -160,95 +164,89 @@ def _settle(*, run: SettlementRun, first: int, last: int, now) -> list[tuple[Set
     captured, captured_args = _in(CAPTURED)
     final, final_args = _in(REFUND_FINAL)
     pending = Payout.Status.PENDING
+    # The captured plans of the chunk's merchants not settled yet: the day's settlements are
+    # made for them (with the refunds and remainders), and their capture lines from them.
+    due = f"""
+        SELECT p.id, p.merchant_id, p.currency, p.merchant_reference, p.total_amount,
+               COALESCE(p.merchant_fee, 0) AS fee, COALESCE(p.activated_at, p.created_at) AS posted_at
+        FROM {_PLAN} p
+        WHERE p.merchant_id BETWEEN %s AND %s AND p.status IN ({captured})
+          AND COALESCE(p.activated_at, p.created_at) < %s
+          AND NOT EXISTS (SELECT 1 FROM {_L} l WHERE l.plan_id = p.id AND l.type = %s)"""  # noqa: S608  # nosec B608
+    due_args = [p["first"], p["last"], *captured_args, p["cutoff"], SettlementLine.Type.CAPTURE]
+    make_settlements = f"""
+        INSERT INTO {_S} (merchant_id, currency, business_date, cutoff_at, gross, fees, net, line_count,
+                          run_id, created_at)
+        SELECT DISTINCT x.merchant_id, x.currency, %s, %s, 0, 0, 0, 0, %s, %s FROM (
+          SELECT merchant_id, currency FROM due
+          UNION
+          SELECT r.merchant_id, r.currency FROM {_REFUND} r
+          WHERE r.merchant_id BETWEEN %s AND %s AND r.status = %s AND r.payout_status IN ({final})
+            AND r.updated_at < %s
+            AND NOT EXISTS (SELECT 1 FROM {_L} l WHERE l.refund_id = r.id AND l.type = %s)
+          UNION
+          SELECT s.merchant_id, s.currency FROM {_S} s
+          JOIN {_USER} u ON u.id = s.merchant_id
+          LEFT JOIN {_P} po ON po.settlement_id = s.id
+          WHERE s.merchant_id BETWEEN %s AND %s AND u.payout_account_kind <> ''
+            AND (po.status IS NULL OR po.status <> %s)
+            AND s.net - COALESCE(CASE WHEN po.status = %s THEN po.amount END, 0) > 0
+            AND NOT EXISTS (SELECT 1 FROM {_L} l WHERE l.source_settlement_id = s.id)
+        ) x
+        WHERE true
+        ON CONFLICT DO NOTHING
+        RETURNING id, merchant_id, currency"""  # noqa: S608  # nosec B608
+    make_args = [
+        ops.adapt_datefield_value(run.business_date),
+        p["cutoff"],
+        run.pk,
+        p["now"],
+        p["first"],
+        p["last"],
+        Refund.Status.APPROVED,
+        *final_args,
+        p["cutoff"],
+        SettlementLine.Type.REFUND,
+        p["first"],
+        p["last"],
+        pending,
+        Payout.Status.PAID,
+    ]
+    # Every amount computed here is ROUND(..., 2): SQLite does this arithmetic in binary
+    # floating point (287.70 - 0 + 95.70 ... is 687.0999999999999), and a total stored so
+    # would fail the comparisons made in SQL later (a payout against its settlement's net,
+    # a remainder against zero). Rounded, it is stored as the value Python writes for the
+    # same amount. PostgreSQL's numeric is exact: there it changes nothing.
+    columns = (
+        "settlement_id, type, plan_id, refund_id, source_settlement_id, source_payout_id, merchant_reference,"
+        " gross, fee, net, currency, posted_at"
+    )
+    capture_lines = f"""
+        INSERT INTO {_L} ({columns})
+        SELECT m.id, %s, d.id, NULL, NULL, NULL, d.merchant_reference, d.total_amount, d.fee,
+               ROUND(d.total_amount - d.fee, 2), d.currency, d.posted_at
+        FROM due d JOIN made m ON m.merchant_id = d.merchant_id AND m.currency = d.currency
+        WHERE true
+        ON CONFLICT DO NOTHING"""  # noqa: S608  # nosec B608
     with connection.cursor() as cursor:
-        cursor.execute(
-            f"""
-            INSERT INTO {_S} (merchant_id, currency, business_date, cutoff_at, gross, fees, net, line_count,
-                              run_id, created_at)
-            SELECT DISTINCT due.merchant_id, due.currency, %s, %s, 0, 0, 0, 0, %s, %s FROM (
-              SELECT p.merchant_id, p.currency FROM {_PLAN} p
-              WHERE p.merchant_id BETWEEN %s AND %s AND p.status IN ({captured})
-                AND COALESCE(p.activated_at, p.created_at) < %s
-                AND NOT EXISTS (SELECT 1 FROM {_L} l WHERE l.plan_id = p.id AND l.type = %s)
-              UNION
-              SELECT r.merchant_id, r.currency FROM {_REFUND} r
-              WHERE r.merchant_id BETWEEN %s AND %s AND r.status = %s AND r.payout_status IN ({final})
-                AND r.updated_at < %s
-                AND NOT EXISTS (SELECT 1 FROM {_L} l WHERE l.refund_id = r.id AND l.type = %s)
-              UNION
-              SELECT s.merchant_id, s.currency FROM {_S} s
-              JOIN {_USER} u ON u.id = s.merchant_id
-              LEFT JOIN {_P} po ON po.settlement_id = s.id
-              WHERE s.merchant_id BETWEEN %s AND %s AND u.payout_account_kind <> ''
-                AND (po.status IS NULL OR po.status <> %s)
-                AND s.net - COALESCE(CASE WHEN po.status = %s THEN po.amount END, 0) > 0
-                AND NOT EXISTS (SELECT 1 FROM {_L} l WHERE l.source_settlement_id = s.id)
-            ) due
-            WHERE true
-            ON CONFLICT DO NOTHING
-            RETURNING id
-            """,  # noqa: S608 - table names from the models, values as parameters  # nosec B608
-            [
-                ops.adapt_datefield_value(run.business_date),
-                p["cutoff"],
-                run.pk,
-                p["now"],
-                p["first"],
-                p["last"],
-                *captured_args,
-                p["cutoff"],
-                SettlementLine.Type.CAPTURE,
-                p["first"],
-                p["last"],
-                Refund.Status.APPROVED,
-                *final_args,
-                p["cutoff"],
-                SettlementLine.Type.REFUND,
-                p["first"],
-                p["last"],
-                pending,
-                Payout.Status.PAID,
-            ],
-        )
-        new_ids = [row[0] for row in cursor.fetchall()]
+        if postgresql():
+            # One statement: the plans are read once, for the settlements and their lines.
+            statement = f"WITH due AS MATERIALIZED ({due}), made AS ({make_settlements}), captured AS ({capture_lines})"
+            statement += " SELECT id FROM made"
+            cursor.execute(statement, [*due_args, *make_args, SettlementLine.Type.CAPTURE])
+            new_ids = [row[0] for row in cursor.fetchall()]
+        else:
+            # SQLite has no INSERT in a WITH: the settlements, then their capture lines.
+            cursor.execute(f"WITH due AS ({due}) {make_settlements}", [*due_args, *make_args])
+            new_ids = [row[0] for row in cursor.fetchall()]
+            if new_ids:
+                made, made_args = _in(new_ids)
+                settlements = f"SELECT id, merchant_id, currency FROM {_S} WHERE id IN ({made})"  # noqa: S608  # nosec B608
+                statement = f"WITH due AS ({due}), made AS ({settlements}) {capture_lines}"
+                cursor.execute(statement, [*due_args, *made_args, SettlementLine.Type.CAPTURE])
         if not new_ids:
             return []
         new, new_args = _in(new_ids)
-        # Every amount computed here is ROUND(..., 2): SQLite does this arithmetic in binary
-        # floating point (287.70 - 0 + 95.70 ... is 687.0999999999999), and a total stored so
-        # would fail the comparisons made in SQL later (a payout against its settlement's net,
-        # a remainder against zero). Rounded, it is stored as the value Python writes for the
-        # same amount. PostgreSQL's numeric is exact: there it changes nothing.
-        columns = (
-            "settlement_id, type, plan_id, refund_id, source_settlement_id, source_payout_id, merchant_reference,"
-            " gross, fee, net, currency, posted_at"
-        )
-        # Captured plans. The chunk's merchant range is repeated on the plans and refunds (the
-        # settlements are all in it): the planner, which cannot see how few rows the new
-        # settlements join, then reads the chunk's rows by the merchant index instead of
-        # hashing every plan there is for every chunk.
-        cursor.execute(
-            f"""
-            INSERT INTO {_L} ({columns})
-            SELECT s.id, %s, p.id, NULL, NULL, NULL, p.merchant_reference, p.total_amount,
-                   COALESCE(p.merchant_fee, 0), ROUND(p.total_amount - COALESCE(p.merchant_fee, 0), 2), p.currency,
-                   COALESCE(p.activated_at, p.created_at)
-            FROM {_S} s JOIN {_PLAN} p ON p.merchant_id = s.merchant_id AND p.currency = s.currency
-            WHERE s.id IN ({new}) AND p.merchant_id BETWEEN %s AND %s AND p.status IN ({captured})
-              AND COALESCE(p.activated_at, p.created_at) < %s
-              AND NOT EXISTS (SELECT 1 FROM {_L} l WHERE l.plan_id = p.id AND l.type = %s)
-            ON CONFLICT DO NOTHING
-            """,  # noqa: S608  # nosec B608
-            [
-                SettlementLine.Type.CAPTURE,
-                *new_args,
-                p["first"],
-                p["last"],
-                *captured_args,
-                p["cutoff"],
-                SettlementLine.Type.CAPTURE,
-            ],
-        )
         # Refunds: what each took from the payable; and the merchant fee it gave back.
         taken, taken_args = _in(REFUND_TAKEN)
         for kind, gross, fee, only in (
@@ -334,7 +332,14 @@ def _settle(*, run: SettlementRun, first: int, last: int, now) -> list[tuple[Set
         # A day whose every line another run took first (it cannot, with the merchants
         # locked; kept so an empty settlement is never left).
         cursor.execute(f"DELETE FROM {_S} WHERE id IN ({new}) AND line_count = 0", new_args)  # noqa: S608  # nosec B608
-    made = list(Settlement.objects.filter(pk__in=new_ids).select_related("merchant").order_by("pk"))
+    # Of the merchant only its account (decrypting the user's other encrypted columns cost
+    # the chunk more than its payouts).
+    made = list(
+        Settlement.objects.filter(pk__in=new_ids)
+        .select_related("merchant")
+        .only(*SETTLEMENT_READ, "merchant__payout_account", "merchant__payout_account_kind")
+        .order_by("pk")
+    )
     payouts = _payouts_make(made, now=now)
     events_record_many(
         events=[

@@ -14,21 +14,18 @@ from accounts.tests.factories import MerchantFactory
 from bnpl.models import Plan
 from bnpl.schedule import business_today
 from bnpl.tests.factories import plan_originated
-from core.db import postgresql
 from refunds.models import Refund
 from refunds.tests.factories import refund_requested
 from settlements.models import Payout, SettlementChunk, SettlementLine, SettlementRun
 from settlements.services.settle import settlement_chunk
 from settlements.tests.factories import settled
 
-
 # The chunk locked, its merchants locked; the settlements (INSERT … RETURNING), their
 # capture, refund, fee and carried/adjustment lines, their totals, empty ones dropped, read
 # back; the payable, the payouts on their way, the payouts, the events; the chunk saved,
-# the run locked and saved; on PostgreSQL also the foreign keys checked as each statement
-# writes (SET CONSTRAINTS), not at the commit.
-def queries_per_chunk() -> int:
-    return 18 if postgresql() else 17
+# the run locked and saved. On PostgreSQL the settlements and their capture lines are one
+# statement, and the foreign keys are checked as each statement writes (SET CONSTRAINTS).
+QUERIES_PER_CHUNK = 17
 
 
 def _merchants_with_a_day_to_settle(size: int) -> SettlementChunk:
@@ -74,4 +71,4 @@ def test_a_chunk_takes_the_same_queries_whatever_it_settles(size, settings, djan
     assert lines.filter(type="capture").count() == size * size
     assert Payout.objects.filter(settlement__business_date=business_today()).count() == size
     statements = [q["sql"] for q in queries.captured_queries if not q["sql"].startswith(("SAVEPOINT", "RELEASE"))]
-    assert len(statements) == queries_per_chunk(), "\n".join(statements)
+    assert len(statements) == QUERIES_PER_CHUNK, "\n".join(statements)
