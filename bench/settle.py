@@ -67,7 +67,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--failing-every", type=int, default=50, help="every N-th merchant's account is refused (0: none)"
     )
-    parser.add_argument("--chunk-merchants", type=int, default=100, help="merchants per chunk (one task each)")
+    parser.add_argument("--chunk-merchants", type=int, default=250, help="merchants per chunk (one task each)")
     shared.add_run_arguments(parser, "SETTLE", "bnpl_bench_settle", redis_db=7)
     parser.add_argument("--stall-seconds", type=float, default=180, help="give up when nothing moves this long")
     args = parser.parse_args()

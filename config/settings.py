@@ -283,7 +283,7 @@ BNPL_REFUND_RETURNS_FEE = config("BNPL_REFUND_RETURNS_FEE", default=False, cast=
 # Settlements and payouts (DESIGN §6): merchants per settlement task (workers take chunks side
 # by side), the payout gateway (a dotted path; the fake fails accounts ending 0002), and how
 # long a payout may wait for the gateway's answer before the reconcile task asks again.
-BNPL_SETTLEMENT_CHUNK_MERCHANTS = config("BNPL_SETTLEMENT_CHUNK_MERCHANTS", default=100, cast=int)
+BNPL_SETTLEMENT_CHUNK_MERCHANTS = config("BNPL_SETTLEMENT_CHUNK_MERCHANTS", default=250, cast=int)
 BNPL_PAYOUT_GATEWAY = config("BNPL_PAYOUT_GATEWAY", default="settlements.gateways.FakePayoutGateway")
 BNPL_PAYOUT_RECONCILE_MINUTES = config("BNPL_PAYOUT_RECONCILE_MINUTES", default=10, cast=int)
 
