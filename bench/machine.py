@@ -10,6 +10,7 @@ Linux only (``/proc``); elsewhere nothing can be told and no ratio is refused.
 """
 
 import os
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -115,3 +116,101 @@ def ratio_or_refusal(value: float, watches: list[CpuWatch], suffix: str = "x") -
         worst = max(watch.other_cores for watch in busy)
         return f"refused (other processes used {worst:.2f} cores > {MAX_OTHER_CORES:.0f}; rerun)"
     return f"{value:.2f}{suffix}"
+
+
+def refusal(watches: list[CpuWatch]) -> str | None:
+    """Why a figure that depends on ``watches`` is refused (``ratio_or_refusal``'s words), or
+    None when no measurement had other processes using more than a core: for a ratio shown
+    in another form than ``1.23x`` (a percentage)."""
+    refused = ratio_or_refusal(0.0, watches)
+    return refused if refused.startswith("refused") else None
+
+
+def _descendants(processes: dict[int, tuple[int, int, str]], root: int) -> set[int]:
+    """``root`` and every process below it."""
+    children: dict[int, list[int]] = {}
+    for pid, (parent, _, _) in processes.items():
+        children.setdefault(parent, []).append(pid)
+    found, stack = {root}, [root]
+    while stack:
+        for child in children.get(stack.pop(), []):
+            found.add(child)
+            stack.append(child)
+    return found
+
+
+def _reaped_ticks(pids: set[int]) -> dict[int, int]:
+    """The CPU ticks of the ended children each of ``pids`` has waited for (cutime + cstime)."""
+    found = {}
+    for pid in pids:
+        try:
+            stat = (PROC / str(pid) / "stat").read_text()
+        except OSError:
+            continue
+        rest = stat[stat.rindex(")") + 2 :].split()
+        found[pid] = int(rest[13]) + int(rest[14])
+    return found
+
+
+@dataclass
+class TreeWatch(CpuWatch):
+    """A ``CpuWatch`` for a benchmark whose own processes end during a measurement: a wrk
+    run, a gunicorn worker recycled after its ``max_requests``, a pool process replaced, a
+    database connection closed. ``CpuWatch`` would count what they used as other processes'
+    (they are gone when it looks); this one counts
+
+    - the processes of this one's tree that ended, from the CPU time their parents
+      collected when they waited for them (less what they had used before the start);
+    - the PostgreSQL processes it counts as the benchmark's (the backends of its database)
+      that ended, up to their last sample, taken every ``sample_seconds`` by a thread.
+
+    The Redis server is shared by every database it serves, so it stays another process."""
+
+    sample_seconds: float = 0.5
+    reaped: dict[int, int] = field(default_factory=dict)
+    tree: set[int] = field(default_factory=set)
+    seen: dict[int, int] = field(default_factory=dict)
+    _done: threading.Event = field(default_factory=threading.Event)
+    _sampler: threading.Thread | None = None
+
+    def start(self) -> "TreeWatch":
+        super().start()
+        if PROC.joinpath("stat").exists():
+            self.tree = _descendants(_processes(), os.getpid())
+            self.reaped = _reaped_ticks(self.tree)
+            self._done.clear()
+            self._sampler = threading.Thread(target=self._sample, name="tree-watch", daemon=True)
+            self._sampler.start()
+        return self
+
+    def _sample(self) -> None:
+        while not self._done.wait(self.sample_seconds):
+            self._remember(_processes())
+
+    def _remember(self, processes: dict[int, tuple[int, int, str]]) -> None:
+        for pid in _ours(processes, self.database):
+            if pid in processes and processes[pid][2].startswith("postgres:"):
+                self.seen[pid] = processes[pid][1]
+
+    def stop(self) -> float | None:
+        seconds = time.perf_counter() - self.started
+        if self._sampler is not None:
+            self._done.set()
+            self._sampler.join()
+        if not PROC.joinpath("stat").exists() or seconds <= 0:
+            return None
+        busy = _busy_ticks() - self.busy
+        processes = _processes()
+        self._remember(processes)
+        ours = _ours(processes, self.database)
+        used = sum(processes[pid][1] - self.ticks.get(pid, 0) for pid in ours)
+        # What the tree's ended processes used is in their parents' counts of waited-for
+        # children, from the processes' start: what they had used before ours started is not.
+        # (Only the tree's: the PostgreSQL server's waited-for children are every database's.)
+        tree = _descendants(processes, os.getpid())
+        ended = self.tree - processes.keys()
+        used += sum(ticks - self.reaped.get(pid, 0) for pid, ticks in _reaped_ticks(tree).items())
+        used -= sum(self.ticks.get(pid, 0) + self.reaped.get(pid, 0) for pid in ended)
+        used += sum(last - self.ticks.get(pid, 0) for pid, last in self.seen.items() if pid not in processes)
+        self.other_cores = max(busy - used, 0) / os.sysconf("SC_CLK_TCK") / seconds
+        return self.other_cores

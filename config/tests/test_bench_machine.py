@@ -1,0 +1,108 @@
+"""bench/machine.py's TreeWatch: what the benchmark's own processes used counts as its own
+even when they ended during the measurement (CpuWatch counts it as other processes')."""
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from bench.machine import PROC, CpuWatch, TreeWatch, refusal
+
+pytestmark = pytest.mark.skipif(not PROC.joinpath("stat").exists(), reason="reads /proc (Linux)")
+
+# A process that uses ``seconds`` of CPU, then (with ``hold``) waits for its stdin to close.
+BURN = """
+import sys, time
+while time.process_time() < {seconds}:
+    pass
+if {hold}:
+    print("burnt", flush=True)
+    sys.stdin.read()
+"""
+
+
+def burn(seconds: float, *, hold: bool = False, **popen) -> subprocess.Popen:
+    return subprocess.Popen(  # noqa: S603 - our own interpreter with a fixed script  # nosec B603
+        [sys.executable, "-c", BURN.format(seconds=seconds, hold=hold)], **popen
+    )
+
+
+def other_seconds(watch: CpuWatch) -> float:
+    """The CPU seconds ``watch`` gave to other processes (its mean cores times its length)."""
+    return watch.other_cores * (watch.stopped - watch.started)
+
+
+def stop(*watches: CpuWatch) -> None:
+    for watch in watches:
+        watch.stop()
+        watch.stopped = time.perf_counter()
+
+
+def test_a_child_that_ends_during_the_measurement_is_ours():
+    plain, tree = CpuWatch("none").start(), TreeWatch("none").start()
+    burn(1.0).wait()
+    stop(plain, tree)
+
+    # The second of CPU the child used is other processes' for CpuWatch, ours for TreeWatch.
+    assert 0.8 <= other_seconds(plain) - other_seconds(tree) <= 1.3
+
+
+def test_what_an_ended_child_used_before_the_start_is_not_counted(tmp_path: Path):
+    child = burn(1.0, hold=True, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert child.stdout.readline() == "burnt\n"
+    plain, tree = CpuWatch("none").start(), TreeWatch("none").start()
+    # Another process's second of CPU: started through a shell that exits at once, so it is
+    # no child of ours.
+    done = tmp_path / "done"
+    script = BURN.format(seconds=1.0, hold=False) + f"open({str(done)!r}, 'w').close()\n"
+    subprocess.run(["/bin/sh", "-c", f'"{sys.executable}" -c "$0" &', script], check=True)  # noqa: S603  # nosec B603
+    child.stdin.close()
+    child.wait()
+    deadline = time.monotonic() + 30
+    while not done.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    stop(plain, tree)
+
+    assert done.exists()
+    # Both see the other process's second; TreeWatch does not take the child's second,
+    # used before the start, for the benchmark's own.
+    assert other_seconds(tree) >= 0.8
+    assert abs(other_seconds(plain) - other_seconds(tree)) <= 0.2
+
+
+@pytest.mark.postgres
+def test_a_backend_of_the_database_that_ends_during_the_measurement_is_ours():
+    import psycopg2
+    from django.db import connection
+
+    database = connection.settings_dict
+    plain, tree = CpuWatch(database["NAME"]).start(), TreeWatch(database["NAME"], sample_seconds=0.1).start()
+    backend = psycopg2.connect(
+        host=database["HOST"], port=database["PORT"] or 5432, user=database["USER"], dbname=database["NAME"]
+    )
+    with backend.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        (pid,) = cursor.fetchone()
+        cursor.execute("SELECT count(*) FROM generate_series(1, 5000000)")
+    time.sleep(0.5)  # idle: the sampler has seen all it used
+    stat = (PROC / str(pid) / "stat").read_text()
+    rest = stat[stat.rindex(")") + 2 :].split()
+    used = (int(rest[11]) + int(rest[12])) / os.sysconf("SC_CLK_TCK")  # all since the start
+    backend.close()
+    time.sleep(0.2)  # gone
+    stop(plain, tree)
+
+    assert not (PROC / str(pid)).exists()
+    assert used >= 0.2
+    assert other_seconds(plain) - other_seconds(tree) == pytest.approx(used, abs=0.15)
+
+
+def test_refusal_words_are_ratio_or_refusals():
+    quiet, busy = CpuWatch("none"), CpuWatch("none")
+    quiet.other_cores, busy.other_cores = 0.3, 1.4
+
+    assert refusal([quiet]) is None
+    assert refusal([quiet, busy]) == "refused (other processes used 1.40 cores > 1; rerun)"
