@@ -18,7 +18,10 @@ has no webhook URL (events end as NO_ENDPOINT, no HTTP). Then, for each worker c
 - stops the worker (SIGTERM) and checks the outcome: every charge SUCCEEDED, none FAILED or
   PENDING, no installment charged twice, nothing left PENDING, the ledger invariants hold.
 
-Prints the figures with the ratio to the first worker count; exits 1 if a check fails.
+Prints the figures with the ratio to the first worker count, and the machine's cores and
+load before and after; a ratio is refused when other processes used more than a core while
+one of its two runs was measured (bench.machine: rerun on a quiet machine). Exits 1 if a
+check fails.
 
     python bench/autopay.py                     # 100,000 installments, 1 and 2 workers
     python bench/autopay.py --rows 10000 --workers 1,2,4
@@ -37,6 +40,8 @@ from urllib.parse import urlparse
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from bench.machine import TreeWatch, machine_line, ratio_or_refusal  # noqa: E402
 
 AMOUNT, TOTAL, COUNT = "100.00", "400.00", 4
 POLL_SECONDS = 0.5
@@ -453,9 +458,15 @@ def run(concurrency: int, args, seed_url: str, target: int, today) -> dict:
     process, name = start_worker(concurrency, worker_env(args.database_url, args.redis_url), log_path)
     try:
         wait_ready(process, name, log_path)
+        # The worker and its pool processes are this one's children; their connections are
+        # backends of the run database.
+        watch = TreeWatch(database_name(args.database_url)).start()
         result = measure(target, today, args.redis_url, args.stall_seconds)
+        watch.stop()
     finally:
         stop_worker(process)
+    print(f"  {watch.describe()}", flush=True)
+    result["watch"] = watch
     result["checks"] = checks(target, result["published"])
     result["errors"] = error_lines(log_path)
     for line in result["errors"][:5]:
@@ -470,21 +481,26 @@ def report(results: dict[int, dict], target: int) -> bool:
     print()
     print(
         "| worker processes | installments charged | publish (s) | until all PAID (s) | charges/s "
-        f"| vs {first} | until queue drained (s) | charges/s to drained | vs {first} |"
+        f"| vs {first} | until queue drained (s) | charges/s to drained | vs {first} | other processes (cores) |"
     )
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    ratios = {}
     for workers, r in results.items():
+        watches = [base["watch"], r["watch"]]
+        paid = ratio_or_refusal(base["paid_s"] / r["paid_s"], watches)
+        done = ratio_or_refusal(base["done_s"] / r["done_s"], watches)
+        ratios[workers] = paid, done
         print(
             f"| {workers} | {r['checks']['installments PAID'][0]:,} | {r['publish_s']:.1f} | {r['paid_s']:.1f} "
-            f"| {target / r['paid_s']:.1f} | {base['paid_s'] / r['paid_s']:.2f}x | {r['done_s']:.1f} "
-            f"| {target / r['done_s']:.1f} | {base['done_s'] / r['done_s']:.2f}x |"
+            f"| {target / r['paid_s']:.1f} | {paid} | {r['done_s']:.1f} "
+            f"| {target / r['done_s']:.1f} | {done} | {r['watch'].other_cores or 0:.2f} |"
         )
     print()
-    for workers, r in results.items():
+    for workers, (paid, done) in ratios.items():
         if workers != first:
             print(
-                f"ratio {workers} workers / {first} worker: {base['paid_s'] / r['paid_s']:.2f}x charges/s "
-                f"until all PAID, {base['done_s'] / r['done_s']:.2f}x until the queue is drained"
+                f"ratio {workers} workers / {first} worker: {paid} charges/s until all PAID, "
+                f"{done} until the queue is drained"
             )
     ok = checks_table({f"{w} worker(s)": r for w, r in results.items()})
     print()
@@ -520,9 +536,11 @@ def main() -> None:
         print(f"seeded {args.rows:,} customers with an installment due {today} in {seconds:.1f} s")
         return today
 
+    print(machine_line(), flush=True)
     seed_url, today = seeded_template(args.database_url, args.redis_url, seeded)
 
     results = {workers: run(workers, args, seed_url, args.rows, today) for workers in args.workers}
+    print(machine_line(), flush=True)
     if not report(results, args.rows):
         sys.exit(1)
 

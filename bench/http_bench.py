@@ -18,6 +18,12 @@ In one run it:
 - prints requests/s, p50 and p99 latency and errors, with each endpoint's ratio to its bare
   reference, and with ``--write`` puts the table in docs/BENCHMARKS.md.
 
+Prints the machine's cores and load before and after, and for each cell the cores that
+processes other than the benchmark's used while wrk measured it (bench.machine.TreeWatch:
+the benchmark's are this process and its children, gunicorn and its workers and wrk, and
+the PostgreSQL backends of its database); a ratio is refused when either of its two cells
+had other processes using more than a core (rerun on a quiet machine).
+
     python bench/http_bench.py                       # 20 s per cell, scale 5000
     python bench/http_bench.py --seconds 2 --scale 200 --connections 16   # a smoke run
 
@@ -40,6 +46,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from bench.machine import TreeWatch, machine_line, refusal  # noqa: E402
 
 BENCH_FIELD_KEY = "bench-only-field-encryption-key-0123456789abcdef"
 BENCH_SECRET_KEY = "bench-only-secret-key-not-for-production-0123456789abcdefghijklmnop"  # noqa: S105 - a throw-away key for a local benchmark  # nosec B105
@@ -395,17 +403,21 @@ def _ms(value: str) -> float:
 
 
 def table(results: dict, connections: list[int]) -> str:
+    """The cells, each API endpoint's with its ratio to its bare reference at the same
+    connections, or the refusal of the ratio (bench.machine)."""
     lines = [
-        "| endpoint | connections | requests/s | p50 ms | p99 ms | errors | vs its bare reference |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "| endpoint | connections | requests/s | p50 ms | p99 ms | errors | vs its bare reference "
+        "| other processes (cores) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for (name, reference), by_connections in results.items():
         for c in connections:
             r = by_connections[c]
             base = results_by_name(results).get(reference, {}).get(c)
-            ratio = f"{r['rps'] / base['rps']:.0%}" if base else ""
+            ratio = (refusal([base["watch"], r["watch"]]) or f"{r['rps'] / base['rps']:.0%}") if base else ""
             lines.append(
-                f"| {name} | {c} | {r['rps']:.0f} | {r['p50']:.1f} | {r['p99']:.1f} | {r['errors']} | {ratio} |"
+                f"| {name} | {c} | {r['rps']:.0f} | {r['p50']:.1f} | {r['p99']:.1f} | {r['errors']} | {ratio} "
+                f"| {r['watch'].other_cores or 0:.2f} |"
             )
     return "\n".join(lines)
 
@@ -415,9 +427,13 @@ def results_by_name(results: dict) -> dict:
 
 
 def main() -> int:
+    from bench.autopay import database_name
+
     args = parse_args()
     if not shutil.which("wrk"):
         raise SystemExit("wrk is not installed (apt-get install wrk)")
+    before = machine_line()
+    print(before, flush=True)
     started = time.perf_counter()
     if not args.reuse:
         prepare_database(args)
@@ -437,14 +453,22 @@ def main() -> int:
                     # Not counted: the workers' first requests of a kind (connections opened,
                     # caches filled) and the load of the cell before settling.
                     wrk(args, script, c, folder, seconds=args.warmup)
-                results[(name, reference)][c] = wrk(args, script, c, folder)
+                # gunicorn and its workers, wrk and the workers' backends are this run's own.
+                watch = TreeWatch(database_name(args.database_url)).start()
+                results[(name, reference)][c] = wrk(args, script, c, folder) | {"watch": watch}
+                watch.stop()
             print(
                 f"  {name}: "
-                + ", ".join(f"{c} conns {r['rps']:.0f} req/s" for c, r in results[(name, reference)].items()),
+                + ", ".join(
+                    f"{c} conns {r['rps']:.0f} req/s ({r['watch'].describe()})"
+                    for c, r in results[(name, reference)].items()
+                ),
                 flush=True,
             )
     finally:
         stop(server)
+    after = machine_line()
+    print(after, flush=True)
     text = table(results, args.connections)
     print()
     print(text)
@@ -456,14 +480,18 @@ def main() -> int:
             f"{time.strftime('%Y-%m-%d')}: wrk (2 threads; errors are non-2xx answers, socket errors and requests "
             "unanswered within gunicorn's 30 s worker timeout) against gunicorn (`config/gunicorn.py`, "
             f"{workers} sync "
-            f"workers, `DEBUG=False`) on PostgreSQL and Redis, all on one {os.cpu_count()}-core machine; "
+            f"workers, `DEBUG=False`) on PostgreSQL and Redis, all on one {os.cpu_count()}-core machine "
+            f"(before the run {before.removeprefix('machine: ')}; after it, "
+            f"{after.split('cores, ', 1)[1]}); "
             f"{args.seconds} s per cell after {args.warmup} s not counted, "
             f"`populate_mock_data --scale {args.scale}`. Each API endpoint is compared "
             "with a bare view doing the same rows in the same process (bench/reference.py: no validation, no "
             "authentication, no serializers, no idempotency; the offer and the confirmation in plain SQL). "
             "The merchant's `POST /api/v1/plans/` is an offer (PENDING); `POST /api/v1/plans/ + /confirm/` "
             "is the offer then its customer's confirmation (ACTIVE): wrk counts both requests, so pairs per "
-            "second are half its requests per second. What was changed to get here, and the figures of "
+            "second are half its requests per second. The last column is the cores processes other than "
+            "the benchmark's used while the cell was measured (bench/machine.py); a ratio is refused when "
+            "either of its cells had more than one. What was changed to get here, and the figures of "
             "the sweep and autopay, are in docs/SCALING.md.\n\n"
         )
         path = ROOT / "docs" / "BENCHMARKS.md"

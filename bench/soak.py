@@ -41,7 +41,9 @@ In one run it:
   the keys were recorded as the answers say; no installment was marked overdue twice; the
   debt status of every customer matches its overdue installments.
 
-Prints the requests by endpoint and status, the errors by status and code, the
+Prints the machine's cores and load before and after (and the cores processes other than
+the soak's used during the traffic: bench.machine; the soak reports no ratio, so none is
+refused), the requests by endpoint and status, the errors by status and code, the
 reconciliation (checked and mismatched per kind) and the ledger check; exits 1 on any 5xx or
 unanswered request, any mismatch, any ledger breach, or any error in the servers' logs.
 
@@ -77,6 +79,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.autopay import (  # noqa: E402
     add_store_arguments,
+    database_name,
     error_lines,
     no_other_worker,
     queue_idle,
@@ -87,6 +90,7 @@ from bench.autopay import (  # noqa: E402
     wait_until,
 )
 from bench.http_bench import env_for, prepare_database, start_gunicorn, stop  # noqa: E402
+from bench.machine import TreeWatch, machine_line  # noqa: E402
 
 # Settings of the soak's servers, beside http_bench's (DEBUG off, throw-away secrets, limits lifted).
 SOAK_SETTINGS = {
@@ -1401,6 +1405,7 @@ def report(calls: list[Call], seconds: float, check: Reconciliation, ledger: tup
 def main() -> int:
     args = parse_args()
     os.environ.update(SOAK_SETTINGS, JWT_ACCESS_MINUTES=str(int(args.minutes) + 60))
+    print(machine_line(), flush=True)
     started = time.perf_counter()
     prepare_database(args)
     redis_client(args.redis_url).flushdb()
@@ -1432,6 +1437,8 @@ def main() -> int:
         world = World()
         traffic = Traffic(http_, world, merchants, customers)
         clock = Clock(world, args, failures)
+        # gunicorn, the worker and their backends are the soak's own.
+        watch = TreeWatch(database_name(args.database_url)).start()
         begin = time.monotonic()
         deadline = begin + args.minutes * 60
         threads = [
@@ -1446,6 +1453,7 @@ def main() -> int:
         seconds = time.monotonic() - begin
         clock.stop_event.set()
         clock.join()
+        watch.stop()
         print(f"traffic stopped after {seconds:.0f} s; a last sweep, then the queue drains", flush=True)
         clock.sweep()  # the last sweep, with no ageing and no traffic
         wait_until(queue_idle(args.redis_url), "the worker's queue to drain", 120, time.perf_counter())
@@ -1453,6 +1461,7 @@ def main() -> int:
         if server is not None:
             stop(server)
         stop_worker(worker)
+    print(machine_line(), flush=True)
     ledger = subprocess.run(  # our own command  # nosec B603
         [sys.executable, "manage.py", "check_ledger"],
         cwd=ROOT,
@@ -1470,6 +1479,7 @@ def main() -> int:
             f"{clock.ticks} (+1), {clock.aged} plans aged, {clock.expired} offers and authorizations expired"
         ),
         "log lines at ERROR": ", ".join(f"{n}: {len(lines)}" for n, lines in logs.items()),
+        "during the traffic": watch.describe(),
     }
     if failures:
         extra["failures"] = "\n".join(failures[:10])

@@ -3,6 +3,7 @@ run's environment, against a database and a Redis database of its own (the scrip
 the one and flush the other), never raising on failure (the test asserts on the result)."""
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +12,10 @@ from urllib.parse import urlparse
 from django.conf import settings
 
 ROOT = Path(__file__).resolve().parents[2]
+
+# What bench/machine.py prints: the machine line, and a ratio (or a percentage) or its refusal.
+MACHINE_LINE = re.compile(r"^machine: \d+ cores, load average [\d.]+ [\d.]+ [\d.]+ \(1, 5, 15 min\)$", re.MULTILINE)
+RATIO = r"(?:\d+\.\d\dx|\d+%|refused \(other processes used \d+\.\d\d cores > 1; rerun\))"
 
 # One Redis database per benchmark, each flushed by its script: none may be another's, nor
 # the tests' own (REDIS_URL's).
@@ -48,3 +53,14 @@ def bench_passed(result: subprocess.CompletedProcess, *lines: str) -> None:
     assert result.returncode == 0, output
     missing = [line for line in lines if line not in result.stdout]
     assert not missing, f"missing {missing}:\n{output}"
+
+
+def machine_and_ratios_reported(result: subprocess.CompletedProcess, *lines: str) -> None:
+    """Assert that a benchmark printed the machine line before and after its measurements,
+    and each of ``lines``: regular expressions of whole lines in which ``{ratio}`` stands for
+    a ratio, which must be a figure or a refusal (bench/machine.py), never anything else."""
+    found = MACHINE_LINE.findall(result.stdout)
+    assert len(found) >= 2, f"machine line printed {len(found)} times:\n{result.stdout[-3000:]}"
+    for line in lines:
+        pattern = re.compile("^" + line.replace("{ratio}", RATIO) + "$", re.MULTILINE)
+        assert pattern.search(result.stdout), f"no line matching {pattern.pattern}:\n{result.stdout[-3000:]}"

@@ -1,10 +1,11 @@
 """The HTTP benchmark still runs (a second per cell, tiny data, its own database)."""
 
+import re
 import shutil
 
 import pytest
 
-from config.tests.bench_runs import bench_run, smoke_database_url, smoke_redis_url
+from config.tests.bench_runs import bench_run, machine_and_ratios_reported, smoke_database_url, smoke_redis_url
 
 
 @pytest.mark.postgres
@@ -25,3 +26,18 @@ def test_bench_http_measures_every_endpoint_beside_its_bare_reference():
     # Every cell answered 2xx (the run's exit status): every confirm found its offer PENDING.
     assert "| POST /api/v1/plans/ + /confirm/ | 4 |" in result.stdout
     assert "| bare: offer + confirm rows | 4 |" in result.stdout
+    # Each API endpoint's ratio to its bare reference, or its refusal; the cores others used.
+    cell = r" \| 4 \|( [\d.]+ \|){4} {ratio} \| [\d.]+ \|"
+    machine_and_ratios_reported(
+        result,
+        *(
+            re.escape(f"| {endpoint}") + cell
+            for endpoint in (
+                "POST /api/v1/plans/",
+                "POST /api/v1/plans/ + /confirm/",
+                "GET /api/v1/plans/{id}/",
+                "GET /api/v1/debt/{user_id}/",
+                "POST /api/v1/installments/{id}/pay/",
+            )
+        ),
+    )

@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from config.tests.bench_runs import bench_run, smoke_database_url, smoke_redis_url
+from config.tests.bench_runs import bench_run, machine_and_ratios_reported, smoke_database_url, smoke_redis_url
 
 
 @pytest.mark.postgres
@@ -23,6 +23,8 @@ def test_bench_soak_reconciles_every_answer_with_the_books():
 
     assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-3000:]
     assert "SOAK PASSED" in result.stdout
+    # No ratio to refuse: the machine line before and after, the others' cores during the traffic.
+    machine_and_ratios_reported(result, r"  during the traffic: other processes used [\d.]+ cores")
     assert "ledger: manage.py check_ledger exit 0: Ledger OK" in result.stdout
     for row in (
         "| POST /api/v1/plans/ | ok |",

@@ -2,7 +2,13 @@
 
 import pytest
 
-from config.tests.bench_runs import bench_passed, bench_run, smoke_database_url, smoke_redis_url
+from config.tests.bench_runs import (
+    bench_passed,
+    bench_run,
+    machine_and_ratios_reported,
+    smoke_database_url,
+    smoke_redis_url,
+)
 
 
 @pytest.mark.postgres
@@ -22,4 +28,9 @@ def test_bench_settle_runs_with_one_and_two_workers_beside_the_bare_script():
         "ratio settled, 2 worker process(es) / bare:",
         "| payouts FAILED | 3 | 3 | 3 | 3 |",
         "all checks passed",
+    )
+    machine_and_ratios_reported(
+        result,
+        r"ratio settled, 2 worker process\(es\) / bare: {ratio} \(target <= 1\.5x\); paid out: {ratio}",
+        r"ratio 2 workers / 1: {ratio} faster to settled",
     )
