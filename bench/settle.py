@@ -52,7 +52,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench import autopay as shared  # noqa: E402 - the benchmarks' shared helpers
-from bench.machine import CpuWatch, machine_line, ratio_or_refusal  # noqa: E402
+from bench.machine import TreeWatch, machine_line, ratio_or_refusal  # noqa: E402
 from bench.sweep import fresh_copy  # noqa: E402
 
 TOTAL, FEE = Decimal("100.00"), Decimal("4.30")  # the default pricing: 4.00 % + 0.30
@@ -315,7 +315,7 @@ def settle_with_workers(workers: int, args) -> dict:
     )
     try:
         shared.wait_ready(process, name, log_path)
-        watch = CpuWatch(shared.database_name(args.database_url)).start()
+        watch = TreeWatch(shared.database_name(args.database_url)).start()
         started, wall = time.perf_counter(), timezone.now()
         run = settle_merchants(fan_out=True, chunk_merchants=args.chunk_merchants)
         print(f"  {workers} worker process(es): published {run.chunks_total} chunk tasks", flush=True)
@@ -443,7 +443,7 @@ def main() -> None:
     seed_url, (day, seeded_rows, seeded_checks) = shared.seeded_template(args.database_url, args.redis_url, seeded)
 
     fresh_copy(args, seed_url)
-    watch = CpuWatch(shared.database_name(args.database_url)).start()
+    watch = TreeWatch(shared.database_name(args.database_url)).start()
     bare = bare_script(day)
     watch.stop()
     bare |= {"watch": watch, "rows": rows_written(seeded_rows), "checks": checks(args, seeded_checks), "errors": []}
