@@ -190,9 +190,9 @@ def _customers_restore(now) -> int:
 # Who changes status, found with set operations (EXCEPT, INTERSECT), not an anti-join or a
 # semi-join: a set operation is hashed or sorted whatever the statistics say, so no plan of
 # it can loop over one side for each row of the other. The join forms went quadratic on
-# statistics older than a mass change: after a sweep had marked 100,001 installments and
-# 40,001 customers, the planner still believed in 1 overdue installment and 1 debtor and
-# scanned every overdue installment for each debtor (155 s for an idle sweep of 1,000,000
+# statistics older than a mass change: after a sweep had marked 100,000 installments and
+# 40,000 customers, the planner still believed in 1 overdue installment and 1 debtor and
+# scanned every overdue installment for each debtor (139 s for an idle sweep of 1,000,000
 # installments; docs/SCALING.md). Even a per-debtor probe (``LIMIT 1``) took the index on
 # (status, due date, plan) rather than the partial one by customer, both "1 row" to it.
 def customers_in_debt_with_nothing_overdue() -> QuerySet:
