@@ -15,9 +15,19 @@ then, one measurement after the other in one go, each on a fresh copy of the see
   every customer marked DEBT_USER). The outcome is checked: counts, no fee twice, ledger;
 - **the naive loop** on a sample of ``--sample`` past-due rows: what one writes without
   thinking in sets (load the row, save it, save its customer, create its fee, post the fee,
-  record the event, each in autocommit as a task would), timed per row and scaled to all.
+  record the event, each in autocommit as a task would), timed per row and scaled to all;
+- **stale statistics** (docs/SCALING.md): no plan may depend on statistics being fresh after
+  a mass change, and autovacuum may be off or not yet round. On a copy the sweep has just
+  run on (every past-due installment OVERDUE, its customer DEBT_USER, while the statistics
+  still say none is), without ANALYZE between: an **idle sweep** (nothing to do), and a
+  **sweep after a mass change** (half the customers in debt pay what is overdue, another
+  tenth of the installments fall past due); each timed again on the same rows after
+  ``ANALYZE`` (fresh statistics). These sweeps run in this process, one chunk after the
+  other (what ``overdue_sweep()`` without workers does); stale must stay within 2x fresh.
 
-Prints the table with the ratios (sweep vs bare UPDATE, naive vs sweep, N workers vs 1);
+Prints the machine's cores and load, the table with the ratios (sweep vs bare UPDATE,
+naive vs sweep, N workers vs 1, stale vs fresh statistics), each refused when other
+processes used more than a core while a measurement it depends on ran (bench.machine);
 exits 1 if a check fails.
 
     python bench/sweep.py                                  # 1,000,000 installments, 1 and 2 workers
@@ -52,6 +62,7 @@ from bench.autopay import (  # noqa: E402
     wait_ready,
     worker_env,
 )
+from bench.machine import CpuWatch, machine_line, ratio_or_refusal  # noqa: E402
 
 POLL_SECONDS = 0.2
 
@@ -154,6 +165,7 @@ def sweep_with_workers(workers: int, args, today) -> dict:
     process, name = start_worker(workers, env, log_path, prefix="bench-sweep")
     try:
         wait_ready(process, name, log_path)
+        watch = CpuWatch(database_name(args.database_url)).start()
         started = time.perf_counter()
         run = overdue_sweep(today=today, late_fees=True, fan_out=True, chunk_plans=args.chunk_plans)
         published = time.perf_counter() - started
@@ -164,10 +176,11 @@ def sweep_with_workers(workers: int, args, today) -> dict:
                 raise SystemExit(f"worker exited ({process.returncode}); log {log_path}")
             time.sleep(POLL_SECONDS)
         elapsed = time.perf_counter() - started
+        watch.stop()
     finally:
         stop_worker(process)
     run.refresh_from_db()
-    return {"seconds": elapsed, "publish_s": published, "run": run, "errors": error_lines(log_path)}
+    return {"seconds": elapsed, "publish_s": published, "run": run, "watch": watch, "errors": error_lines(log_path)}
 
 
 def naive_loop(today, sample: int) -> tuple[float, int]:
@@ -250,6 +263,103 @@ def checks(past_due: int, debtors: int) -> dict[str, tuple[object, object]]:
     return found
 
 
+# The mass change between two sweeps: half the customers in debt pay everything overdue
+# (their installments PAID, nothing else: the ledger is not what is measured here), and
+# another tenth of the installments fall past due.
+MASS_CHANGE_SQL = """
+UPDATE bnpl_installment SET status = 'PAID', amount_paid = amount_due, paid_at = now(), updated_at = now()
+WHERE status = 'OVERDUE' AND customer_id %% 2 = 0;
+UPDATE bnpl_installment SET due_date = %(today)s::date - 5, updated_at = now()
+WHERE status = 'UPCOMING' AND id %% 10 = 5;
+"""
+
+
+def sweep_here(args, today) -> dict:
+    """``overdue_sweep()`` without workers (its chunks one after the other in this process):
+    its time, its run and the CPU other processes took meanwhile."""
+    from bnpl.services.sweep import overdue_sweep
+
+    watch = CpuWatch(database_name(args.database_url)).start()
+    started = time.perf_counter()
+    run = overdue_sweep(today=today, late_fees=True, chunk_plans=args.chunk_plans)
+    elapsed = time.perf_counter() - started
+    watch.stop()
+    return {"seconds": elapsed, "run": run, "watch": watch}
+
+
+def analyze() -> float:
+    """ANALYZE of the whole database (what the fresh cases add): its time."""
+    from django.db import connection
+
+    started = time.perf_counter()
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE")
+    return time.perf_counter() - started
+
+
+def after_mass_change(args, seed_url: str, today) -> None:
+    """A new copy of the seed, swept once (the first mass change), then the second one."""
+    from django.db import connection
+
+    fresh_copy(args, seed_url)
+    sweep_here(args, today)
+    with connection.cursor() as cursor:
+        cursor.execute(MASS_CHANGE_SQL, {"today": today})
+
+
+def stale_cases(args, seed_url: str, today) -> dict[str, dict]:
+    """The idle sweep and the sweep after a mass change, each on the statistics left from
+    the seed and again after ANALYZE: ``{case: {"stale": …, "fresh": …}}``."""
+    cases = {}
+    fresh_copy(args, seed_url)
+    first = sweep_here(args, today)
+    print(
+        f"  sweep on the seed's statistics, no workers: {first['seconds']:.3f} s "
+        f"({first['run'].installments_marked_overdue:,} marked, {first['run'].customers_marked_debt:,} in debt)",
+        flush=True,
+    )
+    stale = sweep_here(args, today)
+    analyze_s = analyze()
+    cases["idle sweep"] = {"stale": stale, "fresh": sweep_here(args, today), "analyze_s": analyze_s}
+    after_mass_change(args, seed_url, today)
+    stale = sweep_here(args, today)
+    after_mass_change(args, seed_url, today)
+    analyze_s = analyze()
+    cases["sweep after a mass change"] = {"stale": stale, "fresh": sweep_here(args, today), "analyze_s": analyze_s}
+    for case, r in cases.items():
+        counts = ", ".join(f"{getattr(r['stale']['run'], count):,} {count}" for count in RUN_COUNTS)
+        print(
+            f"  {case} ({counts}): {r['stale']['seconds']:.3f} s on stale statistics "
+            f"({r['stale']['watch'].describe()}), "
+            f"{r['fresh']['seconds']:.3f} s after ANALYZE ({r['analyze_s']:.3f} s; {r['fresh']['watch'].describe()})",
+            flush=True,
+        )
+    return cases
+
+
+RUN_COUNTS = ("installments_marked_overdue", "late_fees_created", "customers_marked_debt", "customers_restored")
+
+
+def stale_checks(cases: dict[str, dict]) -> dict[str, dict]:
+    """Each case's outcome on stale statistics is the one on fresh statistics, and what the
+    case meant to measure: ``{case: {"checks": …, "errors": []}}``."""
+    found = {}
+    for case, r in cases.items():
+        stale, fresh = r["stale"]["run"], r["fresh"]["run"]
+        checks = {
+            f"{count} the same stale and fresh": (getattr(stale, count) == getattr(fresh, count), True)
+            for count in RUN_COUNTS
+        }
+        # Idle: nothing to do; after the mass change: some of every kind.
+        planned = (lambda n: n == 0) if case == "idle sweep" else (lambda n: n > 0)
+        checks["counts as the case plans (none idle, some of each after the change)"] = (
+            all(planned(getattr(stale, count)) for count in RUN_COUNTS),
+            True,
+        )
+        found[case] = {"checks": checks, "errors": []}
+    return found
+
+
 def main() -> None:
     args = parse_args()
 
@@ -261,50 +371,83 @@ def main() -> None:
         print(f"seeded {args.rows:,} installments in {time.perf_counter() - started:.1f} s", flush=True)
         return today
 
+    print(machine_line(), flush=True)
     seed_url, today = seeded_template(args.database_url, args.redis_url, seeded)
 
     fresh_copy(args, seed_url)
+    bare_watch = CpuWatch(database_name(args.database_url)).start()
     bare_s, past_due = bare_update(today)
+    bare_watch.stop()
     debtors = scalar("SELECT count(DISTINCT customer_id) FROM bnpl_installment WHERE status = 'OVERDUE'")
     print(f"past due: {past_due:,} installments ({past_due / args.rows:.1%}) of {debtors:,} customers", flush=True)
-    print(f"  bare UPDATE: {bare_s:.3f} s", flush=True)
+    print(f"  bare UPDATE: {bare_s:.3f} s ({bare_watch.describe()})", flush=True)
 
     sweeps = {}
     for workers in args.workers:
         fresh_copy(args, seed_url)
         result = sweeps[workers] = sweep_with_workers(workers, args, today)
         result["checks"] = checks(past_due, debtors)
-        print(f"  sweep, {workers} worker process(es): {result['seconds']:.3f} s", flush=True)
+        print(
+            f"  sweep, {workers} worker process(es): {result['seconds']:.3f} s ({result['watch'].describe()})",
+            flush=True,
+        )
 
     fresh_copy(args, seed_url)
+    naive_watch = CpuWatch(database_name(args.database_url)).start()
     naive_s, naive_rows = naive_loop(today, min(args.sample, past_due))
+    naive_watch.stop()
     naive_all = naive_s / naive_rows * past_due
-    print(f"  naive loop: {naive_rows:,} rows in {naive_s:.3f} s", flush=True)
+    print(f"  naive loop: {naive_rows:,} rows in {naive_s:.3f} s ({naive_watch.describe()})", flush=True)
+
+    cases = stale_cases(args, seed_url, today)
     close_connections()
 
     first = args.workers[0]
     print()
+    print(machine_line(), flush=True)
     print(
         f"| approach ({args.rows:,} installments, {past_due:,} past due, late fees on) | time (s) "
-        "| vs bare UPDATE | naive loop is slower by |"
+        "| vs bare UPDATE | naive loop is slower by | other processes (cores) |"
     )
-    print("|---|---:|---:|---:|")
-    print(f"| one bare set-based UPDATE of the past-due rows | {bare_s:.3f} | 1.0x | |")
+    print("|---|---:|---:|---:|---:|")
+    print(
+        f"| one bare set-based UPDATE of the past-due rows | {bare_s:.3f} | 1.0x | "
+        f"| {bare_watch.other_cores or 0:.2f} |"
+    )
     for workers, r in sweeps.items():
         chunks = r["run"].chunks_total
+        vs_bare = ratio_or_refusal(r["seconds"] / bare_s, [bare_watch, r["watch"]])
+        vs_naive = ratio_or_refusal(naive_all / r["seconds"], [naive_watch, r["watch"]], suffix="x")
         print(
             f"| sweep: {chunks} chunk tasks, {workers} worker process(es) | {r['seconds']:.3f} "
-            f"| {r['seconds'] / bare_s:.2f}x | {naive_all / r['seconds']:.0f}x |"
+            f"| {vs_bare} | {vs_naive} | {r['watch'].other_cores or 0:.2f} |"
         )
     print(
         f"| naive per-row loop, autocommit ({naive_rows:,}-row sample: {naive_s:.2f} s, scaled to "
-        f"{past_due:,}) | {naive_all:.1f} | {naive_all / bare_s:.1f}x | |"
+        f"{past_due:,}) | {naive_all:.1f} | {ratio_or_refusal(naive_all / bare_s, [bare_watch, naive_watch])} | "
+        f"| {naive_watch.other_cores or 0:.2f} |"
     )
     for workers, r in sweeps.items():
         if workers != first:
-            print(f"\nratio {workers} workers / {first}: {sweeps[first]['seconds'] / r['seconds']:.2f}x faster")
+            faster = ratio_or_refusal(sweeps[first]["seconds"] / r["seconds"], [sweeps[first]["watch"], r["watch"]])
+            print(f"\nratio {workers} workers / {first}: {faster} faster")
+
+    print()
+    print(
+        "| sweep without workers, statistics left as they were (no ANALYZE) | stale (s) | fresh, after ANALYZE (s) "
+        "| ANALYZE (s) | stale / fresh (target <= 2x) | other processes (cores) |"
+    )
+    print("|---|---:|---:|---:|---:|---:|")
+    for case, r in cases.items():
+        stale, fresh = r["stale"], r["fresh"]
+        ratio = ratio_or_refusal(stale["seconds"] / fresh["seconds"], [stale["watch"], fresh["watch"]])
+        print(
+            f"| {case} | {stale['seconds']:.3f} | {fresh['seconds']:.3f} | {r['analyze_s']:.3f} | {ratio} "
+            f"| {max(stale['watch'].other_cores or 0, fresh['watch'].other_cores or 0):.2f} |"
+        )
 
     ok = checks_table({f"{w} worker(s)": r for w, r in sweeps.items()})
+    ok &= checks_table(stale_checks(cases))
     print()
     print("all checks passed" if ok else "SOME CHECKS FAILED")
     if not ok:

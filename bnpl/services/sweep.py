@@ -6,7 +6,7 @@ from datetime import date, timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Exists, Max, Min, OuterRef
+from django.db.models import Max, Min, QuerySet
 from django.utils import timezone
 
 from accounts.models import User
@@ -143,16 +143,34 @@ def _customers_mark_debt(*, plans: tuple[int, int], now) -> int:
     A customer whose row another transaction holds (a payment, or a chunk marking it too) is
     skipped rather than waited for: a chunk never waits on a customer while it holds its
     installments, so it cannot close a deadlock; the run's close marks any one left.
+
+    Driven from the chunk's own rows: its overdue customers are read first (one table, by
+    the chunk's range of plans), then their rows by primary key. As one statement with
+    ``IN (subquery)`` the planner chose which side to loop over from the statistics, and
+    statistics older than the last mass change may make every customer the outer side.
     """
-    overdue = Installment.objects.filter(
-        status=Installment.Status.OVERDUE, plan_id__gte=plans[0], plan_id__lte=plans[1]
-    ).values("customer_id")
-    free = (
-        User.objects.select_for_update(no_key=True, skip_locked=True)
-        .filter(status=User.Status.NORMAL, pk__in=overdue)
-        .values_list("pk", flat=True)
+    overdue = set(
+        Installment.objects.filter(
+            status=Installment.Status.OVERDUE, plan_id__gte=plans[0], plan_id__lte=plans[1]
+        ).values_list("customer_id", flat=True)
     )
-    return User.objects.filter(pk__in=list(free)).update(status=User.Status.DEBT_USER, updated_at=now)
+    marked = 0
+    for ids in _batches(sorted(overdue)):
+        free = (
+            User.objects.select_for_update(no_key=True, skip_locked=True)
+            .filter(status=User.Status.NORMAL, pk__in=ids)
+            .values_list("pk", flat=True)
+        )
+        marked += User.objects.filter(pk__in=list(free)).update(status=User.Status.DEBT_USER, updated_at=now)
+    return marked
+
+
+# Ids passed to one statement at most (SQLite's limit on parameters is 32,766).
+_BATCH = 10_000
+
+
+def _batches(ids: list[int]) -> list[list[int]]:
+    return [ids[start : start + _BATCH] for start in range(0, len(ids), _BATCH)]
 
 
 def _sweep_close(run_id: int) -> None:
@@ -166,11 +184,41 @@ def _sweep_close(run_id: int) -> None:
 def _customers_restore(now) -> int:
     """Customers in debt with nothing overdue any more are NORMAL again (a payment restores
     its customer at once; this catches the rest, a refund's cancellation say)."""
-    has_overdue = Exists(Installment.objects.filter(status=Installment.Status.OVERDUE, customer_id=OuterRef("pk")))
+    return _customers_set_status(list(customers_in_debt_with_nothing_overdue()), User.Status.NORMAL, now)
+
+
+# Who changes status, found with set operations (EXCEPT, INTERSECT), not an anti-join or a
+# semi-join: a set operation is hashed or sorted whatever the statistics say, so no plan of
+# it can loop over one side for each row of the other. The join forms went quadratic on
+# statistics older than a mass change: after a sweep had marked 100,000 installments and
+# 40,000 customers, the planner still believed in 1 overdue installment and 1 debtor and
+# scanned every overdue installment for each debtor (139 s for an idle sweep of 1,000,000
+# installments; docs/SCALING.md). Even a per-debtor probe (``LIMIT 1``) took the index on
+# (status, due date, plan) rather than the partial one by customer, both "1 row" to it.
+def customers_in_debt_with_nothing_overdue() -> QuerySet:
+    """The ids of the customers DEBT_USER with no installment OVERDUE."""
+    debtors = User.objects.filter(status=User.Status.DEBT_USER).order_by().values_list("pk", flat=True)
+    return debtors.difference(_overdue_customers())
+
+
+def customers_normal_with_something_overdue() -> QuerySet:
+    """The ids of the customers NORMAL with an installment OVERDUE."""
+    normal = User.objects.filter(status=User.Status.NORMAL).order_by().values_list("pk", flat=True)
+    return normal.intersection(_overdue_customers())
+
+
+def _overdue_customers():
     return (
-        User.objects.filter(status=User.Status.DEBT_USER)
-        .exclude(has_overdue)
-        .update(status=User.Status.NORMAL, updated_at=now)
+        Installment.objects.filter(status=Installment.Status.OVERDUE).order_by().values_list("customer_id", flat=True)
+    )
+
+
+def _customers_set_status(ids: list[int], status: str, now) -> int:
+    """Set the customers ``ids`` to ``status`` by primary key (a list of constants: its plan
+    cannot depend on statistics either); those already there are left alone."""
+    return sum(
+        User.objects.filter(pk__in=batch).exclude(status=status).update(status=status, updated_at=now)
+        for batch in _batches(sorted(ids))
     )
 
 
@@ -180,9 +228,8 @@ def _sweep_finish(run: SweepRun) -> None:
     now = timezone.now()
     # The chunks marked their own customers; this catches any other one with something
     # overdue (set back by hand, or skipped by a chunk while a payment held it).
-    overdue_customers = Installment.objects.filter(status=Installment.Status.OVERDUE).values("customer_id")
-    run.customers_marked_debt += User.objects.filter(status=User.Status.NORMAL, pk__in=overdue_customers).update(
-        status=User.Status.DEBT_USER, updated_at=now
+    run.customers_marked_debt += _customers_set_status(
+        list(customers_normal_with_something_overdue()), User.Status.DEBT_USER, now
     )
     run.finished_at = now
     run.duration_ms = int((now - run.started_at).total_seconds() * 1000)

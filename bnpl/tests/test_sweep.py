@@ -7,6 +7,7 @@ import time_machine
 from django.core.management import call_command
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connection
+from django.db.models import Exists, OuterRef
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
@@ -14,7 +15,12 @@ from accounts.models import User
 from accounts.tests.factories import UserFactory
 from bnpl.event_data import installment_event_data
 from bnpl.models import Installment, LateFee, Plan, SweepRun
-from bnpl.services.sweep import overdue_sweep, sweep_chunk
+from bnpl.services.sweep import (
+    customers_in_debt_with_nothing_overdue,
+    customers_normal_with_something_overdue,
+    overdue_sweep,
+    sweep_chunk,
+)
 from events.models import Event
 from ledger.accounts import CUSTOMER_RECEIVABLE, FEE_INCOME
 from ledger.checks import ledger_check
@@ -284,3 +290,32 @@ def test_the_overdue_event_says_what_the_other_installment_events_say(make_plan)
     assert event.public_id.startswith("evt_")
     assert len(event.public_id) == 36
     assert event.data == json.loads(json.dumps(installment_event_data(installment, plan), cls=DjangoJSONEncoder))
+
+
+def test_the_restore_keeps_a_debtor_with_something_overdue_and_the_close_marks_one_set_back_by_hand(make_plan):
+    kept, set_back, paid_up = UserFactory(), UserFactory(), UserFactory()
+    for customer in (kept, set_back):
+        make_plan(customer=customer, purchase_date=TODAY - timedelta(days=40))
+    overdue_sweep(today=TODAY)
+    User.objects.filter(pk=set_back.pk).update(status=User.Status.NORMAL)
+    User.objects.filter(pk=paid_up.pk).update(status=User.Status.DEBT_USER)  # its debt cancelled since
+    # The set operations find who the joins they replace find (docs/SCALING.md says why not joins).
+    overdue = Installment.objects.filter(status=Installment.Status.OVERDUE, customer_id=OuterRef("pk"))
+    for found, joined in (
+        (
+            customers_in_debt_with_nothing_overdue(),
+            User.objects.filter(status=User.Status.DEBT_USER).exclude(Exists(overdue)),
+        ),
+        (
+            customers_normal_with_something_overdue(),
+            User.objects.filter(status=User.Status.NORMAL).filter(Exists(overdue)),
+        ),
+    ):
+        assert sorted(found) == sorted(joined.values_list("pk", flat=True)) != []
+
+    run = overdue_sweep(today=TODAY)
+
+    # Nothing newly overdue, so no chunk marks a customer: the run's close does.
+    assert (run.installments_marked_overdue, run.customers_restored, run.customers_marked_debt) == (0, 1, 1)
+    statuses = dict(User.objects.filter(pk__in=[kept.pk, set_back.pk, paid_up.pk]).values_list("pk", "status"))
+    assert statuses == {kept.pk: "DEBT_USER", set_back.pk: "DEBT_USER", paid_up.pk: "NORMAL"}
