@@ -215,11 +215,17 @@ def _overdue_customers():
 
 def _customers_set_status(ids: list[int], status: str, now) -> int:
     """Set the customers ``ids`` to ``status`` by primary key (a list of constants: its plan
-    cannot depend on statistics either); those already there are left alone."""
-    return sum(
-        User.objects.filter(pk__in=batch).exclude(status=status).update(status=status, updated_at=now)
-        for batch in _batches(sorted(ids))
-    )
+    cannot depend on statistics either); those already there are left alone. Whether each
+    has something overdue is asked again in the update itself (of the batch's own rows, by
+    the partial index), so one that changed since the ids were read is not set wrongly."""
+    debt = status == User.Status.DEBT_USER
+    changed = 0
+    for batch in _batches(sorted(ids)):
+        overdue = _overdue_customers().filter(customer_id__in=batch)
+        rows = User.objects.filter(pk__in=batch).exclude(status=status)
+        rows = rows.filter(pk__in=overdue) if debt else rows.exclude(pk__in=overdue)
+        changed += rows.update(status=status, updated_at=now)
+    return changed
 
 
 def _sweep_finish(run: SweepRun) -> None:

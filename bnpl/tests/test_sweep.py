@@ -16,6 +16,7 @@ from accounts.tests.factories import UserFactory
 from bnpl.event_data import installment_event_data
 from bnpl.models import Installment, LateFee, Plan, SweepRun
 from bnpl.services.sweep import (
+    _customers_set_status,
     customers_in_debt_with_nothing_overdue,
     customers_normal_with_something_overdue,
     overdue_sweep,
@@ -49,6 +50,22 @@ def test_sweep_marks_past_due_installments_and_customers(make_plan):
     punctual.refresh_from_db()
     assert debtor.status == User.Status.DEBT_USER
     assert punctual.status == User.Status.NORMAL
+
+
+def test_a_status_is_set_only_if_it_still_holds_when_written(make_plan):
+    """The ids are read before the update: a customer whose installments changed meanwhile
+    (read as clear, now overdue; read as overdue, now paid) keeps its status."""
+    debtor, punctual = UserFactory(), UserFactory()
+    make_plan(customer=debtor, purchase_date=TODAY - timedelta(days=40))
+    make_plan(customer=punctual, purchase_date=TODAY - timedelta(days=20))
+    overdue_sweep(today=TODAY)
+
+    now = timezone.now()
+    assert _customers_set_status([debtor.pk], User.Status.NORMAL, now) == 0
+    assert _customers_set_status([punctual.pk], User.Status.DEBT_USER, now) == 0
+    debtor.refresh_from_db()
+    punctual.refresh_from_db()
+    assert (debtor.status, punctual.status) == (User.Status.DEBT_USER, User.Status.NORMAL)
 
 
 def test_sweep_is_idempotent(make_plan):
