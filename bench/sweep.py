@@ -62,7 +62,7 @@ from bench.autopay import (  # noqa: E402
     wait_ready,
     worker_env,
 )
-from bench.machine import CpuWatch, machine_line, ratio_or_refusal  # noqa: E402
+from bench.machine import TreeWatch, machine_line, ratio_or_refusal  # noqa: E402
 
 POLL_SECONDS = 0.2
 
@@ -165,7 +165,7 @@ def sweep_with_workers(workers: int, args, today) -> dict:
     process, name = start_worker(workers, env, log_path, prefix="bench-sweep")
     try:
         wait_ready(process, name, log_path)
-        watch = CpuWatch(database_name(args.database_url)).start()
+        watch = TreeWatch(database_name(args.database_url)).start()
         started = time.perf_counter()
         run = overdue_sweep(today=today, late_fees=True, fan_out=True, chunk_plans=args.chunk_plans)
         published = time.perf_counter() - started
@@ -279,7 +279,7 @@ def sweep_here(args, today) -> dict:
     its time, its run and the CPU other processes took meanwhile."""
     from bnpl.services.sweep import overdue_sweep
 
-    watch = CpuWatch(database_name(args.database_url)).start()
+    watch = TreeWatch(database_name(args.database_url)).start()
     started = time.perf_counter()
     run = overdue_sweep(today=today, late_fees=True, chunk_plans=args.chunk_plans)
     elapsed = time.perf_counter() - started
@@ -375,7 +375,7 @@ def main() -> None:
     seed_url, today = seeded_template(args.database_url, args.redis_url, seeded)
 
     fresh_copy(args, seed_url)
-    bare_watch = CpuWatch(database_name(args.database_url)).start()
+    bare_watch = TreeWatch(database_name(args.database_url)).start()
     bare_s, past_due = bare_update(today)
     bare_watch.stop()
     debtors = scalar("SELECT count(DISTINCT customer_id) FROM bnpl_installment WHERE status = 'OVERDUE'")
@@ -393,7 +393,7 @@ def main() -> None:
         )
 
     fresh_copy(args, seed_url)
-    naive_watch = CpuWatch(database_name(args.database_url)).start()
+    naive_watch = TreeWatch(database_name(args.database_url)).start()
     naive_s, naive_rows = naive_loop(today, min(args.sample, past_due))
     naive_watch.stop()
     naive_all = naive_s / naive_rows * past_due
