@@ -180,7 +180,8 @@ WHERE p.status = ANY(%(captured)s) AND COALESCE(p.activated_at, p.created_at) < 
   AND COALESCE(p.activated_at, p.created_at) >= %(since)s;
 
 WITH accounts AS (
-  SELECT * FROM unnest(%(merchant_ids)s::bigint[], %(masked)s::text[]) AS a(merchant_id, masked)
+  SELECT * FROM unnest(%(merchant_ids)s::bigint[], %(masked)s::text[], %(sealed)s::text[], %(names)s::text[])
+    AS a(merchant_id, masked, sealed, name)
 ), payable AS (
   SELECT po.party_id AS merchant_id, po.currency, -sum(po.amount) AS available
   FROM payments_posting po JOIN payments_ledgeraccount la ON la.id = po.account_id
@@ -188,9 +189,10 @@ WITH accounts AS (
   GROUP BY po.party_id, po.currency
 ), payouts AS (
   INSERT INTO settlements_payout (settlement_id, merchant_id, amount, currency, status, payable_available,
-                                  account_masked, failure_code, reference, attempts, created_at, updated_at)
-  SELECT s.id, s.merchant_id, LEAST(s.net, b.available), s.currency, 'PENDING', b.available, a.masked, '', '', 0,
-         %(now)s, %(now)s
+                                  account, account_name, account_masked, failure_code, reference, attempts,
+                                  created_at, updated_at)
+  SELECT s.id, s.merchant_id, LEAST(s.net, b.available), s.currency, 'PENDING', b.available, a.sealed, a.name,
+         a.masked, '', '', 0, %(now)s, %(now)s
   FROM settlements_settlement s JOIN accounts a ON a.merchant_id = s.merchant_id
   JOIN payable b ON b.merchant_id = s.merchant_id AND b.currency = s.currency
   WHERE s.business_date = %(day)s AND s.net > 0 AND LEAST(s.net, b.available) > 0
@@ -254,7 +256,7 @@ def bare_script(day) -> dict:
     from ledger.models import JournalEntry
     from ledger.sql import ledger_post_ctes
     from settlements.gateways import FakePayoutGateway
-    from settlements.models import SettlementRun
+    from settlements.models import Payout, SettlementRun
     from settlements.selectors import business_day_end
     from settlements.services.settle import CAPTURED
 
@@ -263,6 +265,7 @@ def bare_script(day) -> dict:
         now = timezone.now()
         run = SettlementRun.objects.create(business_date=day, started_at=now, finished_at=now)
         merchants = list(User.objects.filter(role=User.Role.MERCHANT).exclude(payout_account_kind="").order_by("pk"))
+        sealed = Payout._meta.get_field("account")
         common = {"day": day, "now": now, "give_up": now + timedelta(hours=settings.BNPL_WEBHOOK_RETRY_HOURS)}
         with connection.cursor() as cursor:
             cursor.execute(
@@ -275,6 +278,9 @@ def bare_script(day) -> dict:
                     "captured": [str(status) for status in CAPTURED],
                     "merchant_ids": [m.pk for m in merchants],
                     "masked": [m.masked_payout_account for m in merchants],
+                    # The payout keeps the account it is for, encrypted, as the real code writes it.
+                    "sealed": [sealed.get_prep_value(m.payout_account) for m in merchants],
+                    "names": [m.payout_account_name for m in merchants],
                     "payable": MERCHANT_PAYABLE,
                 },
             )

@@ -16,6 +16,8 @@ from decimal import Decimal
 from django.conf import settings
 from django.db import models
 
+from accounts.fields import EncryptedTextField
+
 ZERO = Decimal("0.00")
 
 
@@ -156,7 +158,12 @@ class Payout(models.Model):
     # What the merchant was owed when the payout was made (its payable less the payouts then
     # on their way): the payout is never above it (invariant 7).
     payable_available = models.DecimalField(max_digits=14, decimal_places=2)
-    # The account as it was when the payout was made, masked (first 4, last 4).
+    # The account as it was when the payout was made, encrypted like the merchant's, and its
+    # holder: every attempt sends to it, so a retry after a timeout asks the bank about the
+    # very payout it may have made (an account replaced since gets the next payout).
+    account = EncryptedTextField(blank=True, default="", db_default="")
+    account_name = models.CharField(max_length=140, blank=True, default="", db_default="")
+    # That account, masked (first 4, last 4).
     account_masked = models.CharField(max_length=64, blank=True)
     failure_code = models.CharField(max_length=64, blank=True)
     reference = models.CharField(max_length=128, blank=True)

@@ -29,23 +29,21 @@ def payout_send(*, payout_id: int) -> Payout:
     """Send a PENDING payout to the merchant's bank account and apply the answer, once; a
     payout already PAID or FAILED is returned as it is. A gateway that raises (a timeout)
     leaves it PENDING for ``payouts_reconcile``, and the error goes up to the caller."""
-    payout = Payout.objects.select_related("merchant").get(pk=payout_id)
+    payout = Payout.objects.get(pk=payout_id)
     if payout.status != Payout.Status.PENDING:
         return payout
-    merchant = payout.merchant
-    # The account on file now is the one paid (the merchant may have replaced it since).
-    Payout.objects.filter(pk=payout.pk).update(
-        attempts=F("attempts") + 1, account_masked=merchant.masked_payout_account, updated_at=timezone.now()
-    )
-    if not merchant.payout_account:
-        # The account was removed after the settlement: nothing can be sent, the money stays payable.
+    Payout.objects.filter(pk=payout.pk).update(attempts=F("attempts") + 1, updated_at=timezone.now())
+    if not payout.account:
+        # Made before payouts kept their account (none is made without one now): nothing to send to.
         result = PayoutResult("failed", "no_payout_account")
     else:
+        # The account the payout was made for, whatever the merchant has on file now: a retry
+        # after a timeout must ask the bank about the payout it may already have made.
         result = get_payout_gateway().payout(
             amount=payout.amount,
             currency=payout.currency,
-            account=merchant.payout_account,
-            account_name=merchant.payout_account_name,
+            account=payout.account,
+            account_name=payout.account_name,
             idempotency_key=f"payout_{payout.pk}",
         )
     return payout_apply(payout_id=payout.pk, result=result)

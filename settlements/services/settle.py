@@ -337,7 +337,12 @@ def _settle(*, run: SettlementRun, first: int, last: int, now) -> list[tuple[Set
     made = list(
         Settlement.objects.filter(pk__in=new_ids)
         .select_related("merchant")
-        .only(*SETTLEMENT_READ, "merchant__payout_account", "merchant__payout_account_kind")
+        .only(
+            *SETTLEMENT_READ,
+            "merchant__payout_account",
+            "merchant__payout_account_kind",
+            "merchant__payout_account_name",
+        )
         .order_by("pk")
     )
     payouts = _payouts_make(made, now=now)
@@ -385,6 +390,8 @@ def _payouts_make(made: list[Settlement], *, now) -> dict[int, Payout]:
                 amount=amount,
                 payable_available=available,
                 currency=settlement.currency,
+                account=settlement.merchant.payout_account,
+                account_name=settlement.merchant.payout_account_name,
                 account_masked=settlement.merchant.masked_payout_account,
                 created_at=now,
             )

@@ -349,3 +349,20 @@ def test_the_settlement_file_has_a_row_per_line_and_defuses_formulas():
     assert rows[0] == ",".join(COLUMNS) + "\r\n"
     assert len(rows) == 2
     assert f",capture,{plan.pk},'=HYPERLINK(1),,100.00,4.30,95.70,USD," in rows[1]
+
+
+@pytest.mark.faults
+def test_a_retry_after_a_timeout_goes_to_the_account_the_payout_was_made_for(settings):
+    """The bank may have paid before it timed out: the retry asks it about that payout, to that
+    account, even though the merchant replaced (or closed) its account meanwhile."""
+    settings.BNPL_PAYOUT_GATEWAY = "settlements.tests.gateways.TimingOutPayoutGateway"
+    merchant = MerchantFactory(payout=True)
+    plan_originated(total="100.00", merchant=merchant)
+    settled()
+    _failing(merchant)  # the account on file now ends 0002: the fake bank would refuse it
+
+    settings.BNPL_PAYOUT_GATEWAY = "settlements.gateways.FakePayoutGateway"
+    assert payouts_reconcile(older_than_minutes=0) == 1
+
+    payout = Payout.objects.get()
+    assert (payout.status, payout.account_masked) == ("PAID", "DE89**************3000")
