@@ -4,7 +4,7 @@ or ``Accept: text/csv``) streamed from the database."""
 
 import json
 
-from django.http import Http404, StreamingHttpResponse
+from django.http import StreamingHttpResponse
 from django_filters import rest_framework as filters
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
@@ -12,7 +12,6 @@ from rest_framework import mixins, viewsets
 from rest_framework.decorators import action
 from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.request import Request
-from rest_framework.response import Response
 
 from accounts.models import User
 from accounts.permissions import HasRole
@@ -111,17 +110,6 @@ class PayoutFilter(filters.FilterSet):
         fields = ["status", "currency", "merchant_id"]
 
 
-def _visible(queryset, pk: str | None):
-    """The row ``pk`` of ``queryset`` (the caller's scope), else 404; ids are ASCII digits."""
-    number = str(pk)
-    if not (number.isascii() and number.isdigit() and len(number) <= 18):
-        raise Http404
-    found = queryset.filter(pk=int(number)).first()
-    if found is None:
-        raise Http404
-    return found
-
-
 @list_retrieve_schema(
     name="settlements", plural="Settlements", serializer=SettlementOut, example=SETTLEMENT_EXAMPLE, roles_only=True
 )
@@ -136,9 +124,6 @@ class SettlementViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewse
         if getattr(self, "swagger_fake_view", False):
             return Settlement.objects.none()
         return settlements_visible(self.request.user)
-
-    def retrieve(self, request: Request, pk: str | None = None) -> Response:
-        return Response(SettlementOut(_visible(self.get_queryset(), pk)).data)
 
     @extend_schema(
         operation_id="settlements_lines",
@@ -176,7 +161,7 @@ class SettlementViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewse
     # settlement filters of the list do not apply to one settlement's lines.
     @action(detail=True, methods=["get"], renderer_classes=[JSONRenderer, CsvRenderer], filter_backends=[])
     def lines(self, request: Request, pk: str | None = None):
-        settlement = _visible(self.get_queryset(), pk)
+        settlement = self.get_object()  # in the caller's scope, else 404
         if request.accepted_renderer.format == "csv":
             response = StreamingHttpResponse(settlement_csv_rows(settlement), content_type="text/csv; charset=utf-8")
             response["Content-Disposition"] = f'attachment; filename="{settlement_csv_filename(settlement)}"'
@@ -197,6 +182,3 @@ class PayoutViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.G
         if getattr(self, "swagger_fake_view", False):
             return Payout.objects.none()
         return payouts_visible(self.request.user)
-
-    def retrieve(self, request: Request, pk: str | None = None) -> Response:
-        return Response(PayoutOut(_visible(self.get_queryset(), pk)).data)

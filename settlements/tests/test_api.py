@@ -74,7 +74,10 @@ def test_bad_filters_are_a_400_naming_the_field(books):
     assert response.status_code == 400
     assert "business_date_from" in response.json()["errors"]
     assert client.get("/api/v1/payouts/", {"status": "LOST"}).status_code == 400
-    assert client.get("/api/v1/settlements/abc/").status_code == 404
+    for odd in ("abc", "%C2%B2", "99999999999999999999"):  # not a number, a superscript digit, past a bigint
+        assert client.get(f"/api/v1/settlements/{odd}/").status_code == 404, odd
+        assert client.get(f"/api/v1/settlements/{odd}/lines/").status_code == 404, odd
+        assert client.get(f"/api/v1/payouts/{odd}/").status_code == 404, odd
 
 
 def test_lines_as_json_pages(books):
