@@ -15,7 +15,7 @@ from django.conf import settings
 from django.db.models import Count, DecimalField, F, Q, Sum
 from django.db.models.functions import Coalesce
 
-from bnpl.models import Installment, LateFee, Plan
+from bnpl.models import PLAN_CAPTURED_STATUSES, Installment, LateFee, Plan
 from bnpl.schedule import business_today, days_past_due_bucket
 from bnpl.selectors import BUCKETS
 from core.money import ZERO, to_money
@@ -23,7 +23,7 @@ from core.money import ZERO, to_money
 _MONEY = DecimalField(max_digits=14, decimal_places=2)
 # Plans that hold money (installments, postings): those that became ACTIVE. An offer never
 # taken (pending, authorized, declined, expired, voided) holds none.
-MONEY_STATUSES = (Plan.Status.ACTIVE, Plan.Status.COMPLETED, Plan.Status.CANCELLED)
+MONEY_STATUSES = PLAN_CAPTURED_STATUSES
 MONEY_FIELDS = (
     "total_revenue",
     "outstanding",

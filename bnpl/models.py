@@ -172,6 +172,12 @@ class Plan(models.Model):
         return sum((i.amount_remaining for i in self.installments_in_order), Decimal("0.00"))
 
 
+# The states of a plan that became ACTIVE (captured): it was owed, its money moved (origination,
+# the merchant's fee, payments, refunds, settlement); an offer or an authorization that ended
+# before its capture (declined, expired, voided) took none.
+PLAN_CAPTURED_STATUSES = (Plan.Status.ACTIVE, Plan.Status.COMPLETED, Plan.Status.CANCELLED)
+
+
 class Installment(models.Model):
     class Status(models.TextChoices):
         UPCOMING = "UPCOMING", "Upcoming"

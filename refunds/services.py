@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from accounts.models import User
 from accounts.pricing import merchant_fee_refunded
-from bnpl.models import Plan
+from bnpl.models import PLAN_CAPTURED_STATUSES, Plan
 from bnpl.selectors import plan_get_for_update
 from bnpl.services.installments import (
     customer_restore_if_clear,
@@ -74,7 +74,7 @@ class PlanNotRefundable(DomainError):
 
 # Plans that were ever owed: an offer, an authorization or a plan that ended before it was
 # captured took no money, so there is nothing to refund.
-REFUNDABLE_PLAN_STATUSES = (Plan.Status.ACTIVE, Plan.Status.COMPLETED, Plan.Status.CANCELLED)
+REFUNDABLE_PLAN_STATUSES = PLAN_CAPTURED_STATUSES
 
 
 class TransactionIdConflict(DomainError):

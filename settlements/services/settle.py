@@ -30,7 +30,7 @@ from django.db.models import Sum
 from django.utils import timezone
 
 from accounts.models import User
-from bnpl.models import Plan
+from bnpl.models import PLAN_CAPTURED_STATUSES, Plan
 from bnpl.schedule import business_today
 from core.db import postgresql
 from core.money import to_money
@@ -51,7 +51,7 @@ _PLAN = Plan._meta.db_table
 _REFUND = Refund._meta.db_table
 _USER = User._meta.db_table
 # A plan that became ACTIVE was captured, whatever happened to it since.
-CAPTURED = (Plan.Status.ACTIVE, Plan.Status.COMPLETED, Plan.Status.CANCELLED)
+CAPTURED = PLAN_CAPTURED_STATUSES
 # A refund is settled when what it takes from the payable is final.
 REFUND_FINAL = (
     Refund.PayoutStatus.NONE,
