@@ -17,7 +17,7 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Sum
+from django.db.models import Prefetch, Sum, prefetch_related_objects
 from django.utils import timezone
 
 from accounts.models import User
@@ -46,6 +46,9 @@ from payments.gateways import FAILED, SUCCEEDED, ChargeResult, get_gateway
 from payments.models import Payment, PaymentAllocation
 
 logger = logging.getLogger(__name__)
+
+# A payment's own columns and its customer's public id: what PaymentOut shows.
+_ANSWER_FIELDS = (*(field.name for field in Payment._meta.concrete_fields), "customer__user_id")
 
 
 class PaymentDeclined(DomainError):
@@ -159,7 +162,8 @@ def _reserve(
 @transaction.atomic
 def _settle(*, payment_id: int, result: ChargeResult) -> Payment:
     plan = plan_get_for_update(payments__id=payment_id)
-    payment = Payment.objects.get(pk=payment_id)  # read under the plan's lock
+    # Read under the plan's lock, with what the answer shows (the customer's public id).
+    payment = Payment.objects.select_related("customer").only(*_ANSWER_FIELDS).get(pk=payment_id)
     if payment.credit_amount:
         # Spending credit: the customer's row, as in _reserve, so that no reservation reads
         # the balance and the claims halfway through this change.
@@ -174,7 +178,11 @@ def _settle(*, payment_id: int, result: ChargeResult) -> Payment:
         # money this payment does not book; an operator must refund or re-book it).
         logger.error("Payment %s: the gateway captured %s of %s", payment.pk, result.captured, payment.card_amount)
         result = ChargeResult(FAILED, "partial_capture", result.reference)
-    allocations = list(payment.allocations.select_related("installment", "late_fee"))
+    # Kept on the payment as its allocations (the answer lists them without reading again).
+    prefetch_related_objects(
+        [payment], Prefetch("allocations", PaymentAllocation.objects.select_related("installment", "late_fee"))
+    )
+    allocations = list(payment.allocations.all())
     parts = [Part(allocation.installment, allocation.late_fee, allocation.amount) for allocation in allocations]
     if not result.succeeded:
         reservation_release(parts=parts)
@@ -213,8 +221,13 @@ def _settle(*, payment_id: int, result: ChargeResult) -> Payment:
             type=Event.Type.INSTALLMENT_PAID,
             data=installment_event_data(installment, plan) | {"payment_id": payment.pk},
         )
-    plan_close_if_settled(plan)
-    customer_restore_if_clear(customer_id=customer_id)
+    # Only a row paid in full can close the plan, and only an installment paid in full can
+    # end the customer's debt (whatever status was read: the sweep marks without the plan's
+    # lock, so an installment read UPCOMING may be OVERDUE by now). Else both stand as they are.
+    if settled.paid_any:
+        plan_close_if_settled(plan)
+    if settled.paid_installments:
+        customer_restore_if_clear(customer_id=customer_id)
     notifications_queue(
         items=[
             (

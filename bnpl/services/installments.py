@@ -67,14 +67,20 @@ class Part:
 class Settled:
     """What settling a payment's reservation did: of each part, the cents applied to what
     was still owed (``applied``, in the order of the parts); the rest (``surplus``) was no
-    longer owed and goes to the customer's credit; the installments it paid in full."""
+    longer owed and goes to the customer's credit; the installments and fees it paid in full."""
 
     applied: list[Decimal] = field(default_factory=list)
     paid_installments: list[Installment] = field(default_factory=list)
+    paid_fees: list[LateFee] = field(default_factory=list)
 
     @property
     def applied_total(self) -> Decimal:
         return sum(self.applied, ZERO)
+
+    @property
+    def paid_any(self) -> bool:
+        """Whether an installment or a fee was paid in full: only then can the plan close."""
+        return bool(self.paid_installments or self.paid_fees)
 
     def surplus(self, parts: list[Part]) -> Decimal:
         return sum((part.amount for part in parts), ZERO) - self.applied_total
@@ -150,6 +156,7 @@ def reservation_settle(*, parts: list[Part], now) -> Settled:
         elif applied and row.amount_paid == row.amount:
             row.status = LateFee.Status.PAID
             changed.append("status")
+            settled.paid_fees.append(row)
         row.save(update_fields=changed)
     return settled
 

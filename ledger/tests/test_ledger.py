@@ -111,3 +111,37 @@ def test_postgres_refuses_updates_and_deletes_of_postings_from_raw_sql(make_plan
         with pytest.raises(IntegrityError, match="append-only"), transaction.atomic(), connection.cursor() as cursor:
             cursor.execute(statement)
     assert ledger_check(record=False).ok
+
+
+@pytest.mark.breaks_ledger  # late fees no plan row holds
+def test_one_entry_is_written_the_same_by_its_one_statement_and_by_the_orm(make_plan):
+    """On PostgreSQL ``ledger_post`` writes an entry and its postings in one statement; the
+    set-based path (``ledger_post_many``, the ORM) must write the same rows."""
+    plan = make_plan(total="100.00")
+    legs = [
+        Leg(CUSTOMER_RECEIVABLE, Decimal("2.50"), "USD", plan.pk, plan.customer_id),
+        Leg(FEE_INCOME, Decimal("0"), "USD", plan.pk, plan.customer_id),  # dropped by both
+        Leg(FEE_INCOME, Decimal("-2.00"), "USD", plan.pk, None),
+        Leg(FEE_INCOME, Decimal("-0.50"), "USD", None, plan.customer_id),
+    ]
+    one = ledger_post(kind="LATE_FEE", legs=legs, plan_id=plan.pk, memo="one")
+    ledger_post_many(kind="LATE_FEE", entries=[(plan.pk, "many", legs)])
+    many = JournalEntry.objects.get(memo="many")
+
+    def rows(entry):
+        return list(
+            Posting.objects.filter(entry=entry)
+            .order_by("id")
+            .values_list("account_id", "amount", "currency", "plan_id", "party_id")
+        )
+
+    assert rows(one) == rows(many)
+    assert len(rows(one)) == 3
+    stored = JournalEntry.objects.get(pk=one.pk)
+    assert (one.kind, one.memo, one.plan_id, one.created_at) == (
+        stored.kind,
+        stored.memo,
+        stored.plan_id,
+        stored.created_at,
+    )
+    assert (stored.kind, stored.plan_id) == (many.kind, many.plan_id)

@@ -8,7 +8,6 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from accounts.authentication import RARELY_NEEDED
 from accounts.models import User
 from accounts.permissions import HasRole
 from bnpl.selectors import installment_list_for, plan_list_for, plan_scope
@@ -88,12 +87,7 @@ class _PayView(APIView):
             payer=request.user,
             gateway_key=idempotency_gateway_key(request),
         )
-        payment = (
-            Payment.objects.select_related("customer")
-            .defer(*(f"customer__{name}" for name in RARELY_NEEDED))
-            .prefetch_related("allocations")
-            .get(pk=payment.pk)
-        )
+        # As the service returns it: its customer's public id and its allocations came with it.
         return Response(PaymentOut(payment).data, status=201)
 
     def target(self, request: Request, pk: int) -> tuple[int, int | None]:

@@ -2,6 +2,8 @@ from datetime import timedelta
 from decimal import Decimal
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from accounts.models import User
 from accounts.tests.factories import MerchantFactory, UserFactory
@@ -193,3 +195,32 @@ def test_a_cancelled_plan_cannot_be_paid(as_user, make_plan, customer):
     response = as_user(customer).post(f"/api/v1/plans/{plan.pk}/pay/", {"amount": "1.00"}, format="json")
 
     assert (response.status_code, response.json()["code"]) == (409, "plan_not_payable")
+
+
+_TRANSACTION_CONTROL = ("BEGIN", "COMMIT", "SAVEPOINT", "RELEASE SAVEPOINT")
+
+
+def test_a_payment_takes_a_fixed_number_of_statements(as_user, make_plan, customer):
+    """One payment through the API: the key claimed, the reservation, the gateway's card lookup
+    (the fake network's own), the settlement and the stored answer; no re-reads for the answer."""
+    plan = make_plan(customer=customer, total="400.00")
+    first = plan.installments.get(sequence=1)
+    client = as_user(customer)
+    pay = client.post  # the first request warms the process's caches (accounts, ledger ids)
+    pay(f"/api/v1/installments/{first.pk}/pay/", {"amount": "0.01"}, format="json", HTTP_IDEMPOTENCY_KEY="warm")
+
+    with CaptureQueriesContext(connection) as partial:
+        response = pay(
+            f"/api/v1/installments/{first.pk}/pay/", {"amount": "0.01"}, format="json", HTTP_IDEMPOTENCY_KEY="a"
+        )
+    assert response.status_code == 201, response.content
+    with CaptureQueriesContext(connection) as in_full:
+        response = pay(f"/api/v1/installments/{first.pk}/pay/", {}, format="json", HTTP_IDEMPOTENCY_KEY="b")
+    assert response.json()["allocations"][0]["amount"] == "99.98"
+
+    statements = [q["sql"] for q in partial.captured_queries if not q["sql"].startswith(_TRANSACTION_CONTROL)]
+    # PostgreSQL writes the ledger entry and its postings in one statement, SQLite in two.
+    assert len(statements) == (20 if connection.vendor == "postgresql" else 21), "\n".join(statements)
+    # Paid in full, four more: the installment.paid event (the merchant's endpoint read, the
+    # event), whether the plan is done, whether the customer's debt ended.
+    assert len(in_full.captured_queries) - len(partial.captured_queries) == 4
