@@ -10,7 +10,8 @@ from rest_framework.views import APIView
 
 from accounts.models import User
 from accounts.permissions import HasRole
-from bnpl.selectors import installment_list_for, plan_list_for, plan_scope
+from bnpl.models import Plan
+from bnpl.selectors import installment_list_for, plan_scope
 from core.idempotency import IDEMPOTENCY_PARAMETER, idempotency_gateway_key, idempotent
 from core.problems import PROBLEM_CONTENT_TYPE
 from core.schema import list_retrieve_schema, problems
@@ -133,10 +134,10 @@ class PlanPayView(_PayView):
     body_class = PlanPayIn
 
     def target(self, request: Request, pk: int) -> tuple[int, int | None]:
-        plan = plan_list_for(viewer=request.user).filter(pk=pk).first()
-        if plan is None:
+        # Only whether the caller may pay it: the service reads the plan under its lock.
+        if not Plan.objects.filter(plan_scope(request.user), pk=pk).exists():
             raise Http404("No such plan.")
-        return plan.pk, None
+        return pk, None
 
 
 @list_retrieve_schema(name="payments", plural="Payments", serializer=PaymentOut, example=PAYMENT_EXAMPLE)
