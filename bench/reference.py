@@ -436,6 +436,8 @@ def pay(request, plan: int, installment: int | None):
         claim = _claim(cursor, request, payer, now)
         if claim is None:
             return JsonResponse({"code": "idempotency_key_seen"}, status=409)
+        # The gateway key the API derives from the claim; a claim just made has no payment
+        # under it yet, so none is looked for (the API looks, for a claim taken over).
         key = f"idem_{claim}"
         try:
             with transaction.atomic():
