@@ -1,7 +1,9 @@
 """Bare reference views for bench/http_bench.py: the same rows as the API's endpoints, written or
-read with no validation, no authentication, no serializers, no idempotency, no problem
-details. They give the stack's own floor for each kind of work, measured in the same
-gunicorn process as the API.
+read with no validation, no authentication, no serializers, no problem details. They give
+the stack's own floor for each kind of work, measured in the same gunicorn process as the
+API. The writes are plain SQL through the connection; where the API writes an
+Idempotency-Key row (payments, refund requests) the reference writes it too, and where it
+calls the gateway or queues a task, the reference makes the same call.
 
 Never part of the service: they are mounted only by ``bench/reference_wsgi.py``.
 """
