@@ -13,10 +13,14 @@ In one run it:
   (an offer, PENDING: a unique Idempotency-Key and merchant_reference per request), the
   offer followed by its customer's ``POST /api/v1/plans/{id}/confirm/`` (ACTIVE), ``GET
   /api/v1/plans/{id}/``, ``GET /api/v1/debt/{user_id}/``, ``POST
-  /api/v1/installments/{id}/pay/`` (0.01 at a time, unique keys), and their bare references
-  (reads and pays touch the seeded plans, ACTIVE);
-- prints requests/s, p50 and p99 latency and errors, with each endpoint's ratio to its bare
-  reference, and with ``--write`` puts the table in docs/BENCHMARKS.md.
+  /api/v1/installments/{id}/pay/`` and ``POST /api/v1/plans/{id}/pay/`` as the operator
+  (0.01 at a time, unique keys), ``POST /api/v1/refunds/`` as the merchant (0.01, PENDING),
+  the merchant's signed ``POST /webhook/refund-status/`` approving one of the PENDING
+  refunds made for it (queued: no worker runs), and their bare references (reads, pays and
+  refunds touch the seeded plans, ACTIVE);
+- prints requests/s, p50 and p99 latency and errors, with each endpoint's two ratios to its
+  bare reference (requests/s as a percentage of the reference's, p99 as a multiple of the
+  reference's), and with ``--write`` puts the table in docs/BENCHMARKS.md.
 
 Prints the machine's cores and load before and after, and for each cell the cores that
 processes other than the benchmark's used while wrk measured it (bench.machine.TreeWatch:
@@ -42,6 +46,7 @@ import tempfile
 import time
 import urllib.request
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -52,6 +57,8 @@ from bench.machine import TreeWatch, machine_line, refusal  # noqa: E402
 BENCH_FIELD_KEY = "bench-only-field-encryption-key-0123456789abcdef"
 BENCH_SECRET_KEY = "bench-only-secret-key-not-for-production-0123456789abcdefghijklmnop"  # noqa: S105 - a throw-away key for a local benchmark  # nosec B105
 SAMPLE = 500  # ids per endpoint that wrk picks from at random
+# A wrk script, or a function making it when the run starts.
+Script = str | Callable[[], str]
 
 
 def parse_args() -> argparse.Namespace:
@@ -179,9 +186,10 @@ def token(args, username: str, password: str) -> str:
         return json.loads(answer.read())["access"]
 
 
-def samples(args) -> dict[str, list]:
+def samples(args) -> dict:
     """Ids for wrk to pick from: customers that may buy (with a token each, to confirm their
-    offers), plans, open installments."""
+    offers), plans, open installments, plans to pay and refund (ACTIVE), PENDING refunds for
+    the webhook (made here) with the merchant's webhook secret; the operator's pk."""
     os.environ.update(env_for(args, debug=False))
     import django
 
@@ -198,6 +206,8 @@ def samples(args) -> dict[str, list]:
     open_installments = Installment.objects.filter(
         status__in=("UPCOMING", "OVERDUE"), amount_due__gte=50, customer__user_id__startswith="scale-"
     ).order_by("?")
+    # Plans that stay payable: each 0.01 goes to their first open installment (100.00 due).
+    payable_plans = plans.filter(status=Plan.Status.ACTIVE, customer__user_id__startswith="scale-")
     buyers = list(customers[:SAMPLE])
     return {
         "merchant_pk": merchant.pk,
@@ -209,7 +219,33 @@ def samples(args) -> dict[str, list]:
         "plan_ids": list(plans.values_list("pk", flat=True)[:SAMPLE]),
         "debtor_ids": list(customers.values_list("user_id", flat=True)[:SAMPLE]),
         "installment_ids": list(open_installments.values_list("pk", flat=True)[:SAMPLE]),
+        "payable_plan_ids": list(payable_plans.values_list("pk", flat=True)[:SAMPLE]),
+        "operator_pk": User.objects.get(username="admin").pk,
+        "merchant_id": merchant.user_id,
+        "webhook_secret": merchant.webhook_secret,
+        "webhook_refund_ids": _pending_refunds(merchant, payable_plans[:SAMPLE]),
     }
+
+
+def _pending_refunds(merchant, plans) -> list[str]:
+    """Transaction ids of PENDING refunds of 0.01, one per plan, for the webhook to decide
+    (no worker runs here, so they stay PENDING and every call is queued afresh)."""
+    from refunds.models import Refund
+
+    run = uuid.uuid4().hex[:12]
+    refunds = [
+        Refund(
+            plan=plan,
+            merchant=merchant,
+            customer_id=plan.customer_id,
+            requested_by=merchant,
+            transaction_id=f"bench-webhook-{run}-{plan.pk}",
+            amount="0.01",
+            currency=plan.currency,
+        )
+        for plan in plans
+    ]
+    return [refund.transaction_id for refund in Refund.objects.bulk_create(refunds)]
 
 
 LUA = r"""
@@ -311,9 +347,18 @@ def offer_confirm_lua(
     return script + CONFIRM_LUA if confirm else script
 
 
-def endpoints(data: dict, merchant_token: str, operator_token: str) -> list[tuple[str, str, str | None]]:
-    """``(name, script, reference name or None)`` in the order measured."""
+def endpoints(data: dict, merchant_token: str, operator_token: str) -> list[tuple[str, Script, str | None]]:
+    """``(name, script, reference name or None)`` in the order measured; a script made by a
+    function is made again for every wrk run (it signs with the time)."""
     pay_body = '\'{"amount":"0.01"}\''
+    # The bare views take no tokens: the payer (whose Idempotency-Key row it is) is in the body.
+    bare_pay_body = f'\'{{"amount":"0.01","payer":{data["operator_pk"]}}}\''
+    # A refund of 0.01 of a random plan; the request's key is its unique transaction id too.
+    refund = (
+        """string.format('{"plan_id":%s,"transaction_id":"%s","amount":"0.01"%s}', pick, headers["Idempotency-Key"], """
+    )
+    refund_body = refund + "'')"
+    bare_refund_body = refund + f"',\"merchant\":{data['merchant_pk']}')"
     return [
         ("GET /healthz (floor)", lua("GET", "/healthz", [0]), None),
         ("bare: offer rows", offer_confirm_lua(data, offer="/bench/offers/", bare=True), None),
@@ -347,20 +392,70 @@ def endpoints(data: dict, merchant_token: str, operator_token: str) -> list[tupl
             "bare: debt read",
         ),
         (
-            "bare: payment inserts",
-            lua("POST", "/bench/installments/{id}/pay/", data["installment_ids"], body=pay_body),
+            "bare: installment payment",
+            lua("POST", "/bench/installments/{id}/pay/", data["installment_ids"], body=bare_pay_body),
             None,
         ),
         (
             "POST /api/v1/installments/{id}/pay/",
             lua("POST", "/api/v1/installments/{id}/pay/", data["installment_ids"], body=pay_body, auth=operator_token),
-            "bare: payment inserts",
+            "bare: installment payment",
+        ),
+        (
+            "bare: plan payment",
+            lua("POST", "/bench/plans/{id}/pay/", data["payable_plan_ids"], body=bare_pay_body),
+            None,
+        ),
+        (
+            "POST /api/v1/plans/{id}/pay/",
+            lua("POST", "/api/v1/plans/{id}/pay/", data["payable_plan_ids"], body=pay_body, auth=operator_token),
+            "bare: plan payment",
+        ),
+        ("bare: refund request", lua("POST", "/bench/refunds/", data["payable_plan_ids"], body=bare_refund_body), None),
+        (
+            "POST /api/v1/refunds/",
+            lua("POST", "/api/v1/refunds/", data["payable_plan_ids"], body=refund_body, auth=merchant_token),
+            "bare: refund request",
+        ),
+        ("bare: refund-status webhook", lambda: webhook_lua(data, "/bench/webhook/refund-status/"), None),
+        (
+            "POST /webhook/refund-status/",
+            lambda: webhook_lua(data, "/webhook/refund-status/"),
+            "bare: refund-status webhook",
         ),
     ]
 
 
-def wrk(args, script: str, connections: int, folder: Path, *, seconds: int | None = None) -> dict:
+# The refund-status webhook: each request one of the sampled refunds approved, signed as the
+# merchant signs (core.signatures); signed afresh for every wrk run (300 s tolerance).
+WEBHOOK_LUA = r"""
+local calls = {%(calls)s}
+function request()
+  local call = calls[math.random(#calls)]
+  local headers = {["Content-Type"] = "application/json", ["BNPL-Merchant"] = %(merchant)s}
+  headers["BNPL-Signature"] = call.signature
+  return wrk.format("POST", "%(path)s", headers, call.body)
+end
+"""
+
+
+def webhook_lua(data: dict, path: str) -> str:
+    """A wrk script approving a random one of the PENDING refunds at ``path``, signed now."""
+    from core.signatures import signature_header
+
+    now = int(time.time())
+    calls = []
+    for refund_id in data["webhook_refund_ids"]:
+        body = json.dumps({"refund_id": refund_id, "status": "approved"})
+        signature = signature_header(data["webhook_secret"], now, body.encode())
+        calls.append(f"{{body = {json.dumps(body)}, signature = {json.dumps(signature)}}}")
+    return WEBHOOK_LUA % {"calls": ",".join(calls), "merchant": json.dumps(data["merchant_id"]), "path": path}
+
+
+def wrk(args, script: Script, connections: int, folder: Path, *, seconds: int | None = None) -> dict:
     """One wrk run (``seconds``, else ``--seconds``); requests/s, p50/p99 in ms, and the errors it saw."""
+    if callable(script):
+        script = script()
     path = folder / "script.lua"
     # A fresh prefix for the keys of every run: a key seen before would be replayed (or refused
     # as reused), not worked, and the cell would measure the wrong thing.
@@ -403,21 +498,26 @@ def _ms(value: str) -> float:
 
 
 def table(results: dict, connections: list[int]) -> str:
-    """The cells, each API endpoint's with its ratio to its bare reference at the same
-    connections, or the refusal of the ratio (bench.machine)."""
+    """The cells, each API endpoint's with two ratios to its bare reference at the same
+    connections, or their refusal (bench.machine): requests/s as a percentage of the
+    reference's, and p99 as a multiple of the reference's p99."""
     lines = [
-        "| endpoint | connections | requests/s | p50 ms | p99 ms | errors | vs its bare reference "
-        "| other processes (cores) |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| endpoint | connections | requests/s | p50 ms | p99 ms | errors | requests/s vs its bare reference "
+        "| p99 vs its bare reference | other processes (cores) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for (name, reference), by_connections in results.items():
         for c in connections:
             r = by_connections[c]
             base = results_by_name(results).get(reference, {}).get(c)
-            ratio = (refusal([base["watch"], r["watch"]]) or f"{r['rps'] / base['rps']:.0%}") if base else ""
+            throughput = latency = ""
+            if base:
+                refused = refusal([base["watch"], r["watch"]])
+                throughput = refused or f"{r['rps'] / base['rps']:.0%}"
+                latency = refused or f"{r['p99'] / base['p99']:.2f}x"
             lines.append(
-                f"| {name} | {c} | {r['rps']:.0f} | {r['p50']:.1f} | {r['p99']:.1f} | {r['errors']} | {ratio} "
-                f"| {r['watch'].other_cores or 0:.2f} |"
+                f"| {name} | {c} | {r['rps']:.0f} | {r['p50']:.1f} | {r['p99']:.1f} | {r['errors']} | {throughput} "
+                f"| {latency} | {r['watch'].other_cores or 0:.2f} |"
             )
     return "\n".join(lines)
 
@@ -486,10 +586,17 @@ def main() -> int:
             f"{args.seconds} s per cell after {args.warmup} s not counted, "
             f"`populate_mock_data --scale {args.scale}`. Each API endpoint is compared "
             "with a bare view doing the same rows in the same process (bench/reference.py: no validation, no "
-            "authentication, no serializers, no idempotency; the offer and the confirmation in plain SQL). "
+            "authentication, no serializers; the writes in plain SQL), by two ratios: its requests/s as a "
+            "percentage of the reference's, and its p99 as a multiple of the reference's p99. The payment "
+            "references write the same Idempotency-Key row as the API (claimed, then completed with the "
+            "answer) and the same two transactions around the same gateway call; the refund request's "
+            "reference writes its key row in its one transaction, as the API does; the webhook's verifies "
+            "the signature and queues the same task. "
             "The merchant's `POST /api/v1/plans/` is an offer (PENDING); `POST /api/v1/plans/ + /confirm/` "
             "is the offer then its customer's confirmation (ACTIVE): wrk counts both requests, so pairs per "
-            "second are half its requests per second. The last column is the cores processes other than "
+            "second are half its requests per second. Payments are of 0.01 (installments and plans stay "
+            "payable), refunds of 0.01 (PENDING), and the webhook approves PENDING refunds (queued: no "
+            "worker runs). The last column is the cores processes other than "
             "the benchmark's used while the cell was measured (bench/machine.py); a ratio is refused when "
             "either of its cells had more than one. What was changed to get here, and the figures of "
             "the sweep and autopay, are in docs/SCALING.md.\n\n"
