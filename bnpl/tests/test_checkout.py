@@ -794,6 +794,32 @@ def test_only_the_plans_customer_can_confirm_it(customer, other_customer, mercha
     assert everything() == before
 
 
+@pytest.mark.postgres
+@pytest.mark.parametrize("price", [(D("2.50"), None), (None, D("0.00")), (None, None)], ids=["percent", "fixed", "no"])
+def test_the_plans_lock_reads_what_the_orm_reads(customer, monkeypatch, price):
+    """The statement that locks a plan for its move (written out on PostgreSQL) gives the plan
+    and its merchant's public id and price as the ORM's join does, and locks the plan."""
+    from bnpl.services import checkout
+
+    merchant = MerchantFactory(fee_percent=price[0], fee_fixed=price[1])
+    plan = offered(customer, merchant)
+
+    def locked() -> tuple:
+        with transaction.atomic(), CaptureQueriesContext(connection) as lock:
+            read = checkout._plan_locked(plan.pk)
+        assert [q["sql"] for q in lock.captured_queries if "FOR NO KEY UPDATE" in q["sql"]], lock.captured_queries
+        fields = {f.attname: getattr(read, f.attname) for f in Plan._meta.concrete_fields}
+        seller = read.merchant
+        return fields, (seller.pk, seller.user_id, seller.fee_percent, seller.fee_fixed), seller.get_deferred_fields()
+
+    by_sql = locked()
+    monkeypatch.setattr(checkout, "postgresql", lambda: False)
+    assert locked() == by_sql
+    assert by_sql[1] == (merchant.pk, merchant.user_id, *price)
+    with pytest.raises(Plan.DoesNotExist), transaction.atomic():
+        checkout._plan_locked(plan.pk + 1000)
+
+
 @pytest.mark.parametrize("state", ["pending", "active", "declined"])
 def test_another_customers_plan_is_not_found_whatever_its_state(customer, other_customer, merchant, state):
     """The scope is held before the state: a plan not offered to the caller says nothing of its state."""
