@@ -321,7 +321,10 @@ _MERCHANT_COLUMNS = ("user_id", "fee_percent", "fee_fixed")
 # to run it, on every move of a plan. FOR NO KEY UPDATE OF the plan alone, as
 # bnpl.selectors.plan_get_for_update locks it (rows pointing at the plan are checked without
 # waiting; the merchant's row is not locked).
-_PLAN_LOCK_SQL = "SELECT {plan}, {merchant} FROM {plans} p JOIN {users} m ON m.id = p.merchant_id WHERE p.id = %s FOR NO KEY UPDATE OF p".format(  # noqa: E501, S608 - the models' own names  # nosec B608
+_PLAN_LOCK_SQL = (  # noqa: S608 - the models' own names  # nosec B608
+    "SELECT {plan}, {merchant} FROM {plans} p JOIN {users} m ON m.id = p.merchant_id"
+    " WHERE p.id = %s FOR NO KEY UPDATE OF p"
+).format(
     plan=", ".join(f"p.{field.column}" for field in Plan._meta.concrete_fields),
     merchant=", ".join(f"m.{column} AS merchant__{column}" for column in _MERCHANT_COLUMNS),
     plans=Plan._meta.db_table,
