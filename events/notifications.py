@@ -51,9 +51,15 @@ def notifications_queue(*, items: list[tuple[int, str, str, str, str]], send: bo
     ]
     Notification.objects.bulk_create(rows, ignore_conflicts=True, batch_size=2000)
     if send and any(row.status == Notification.Status.PENDING for row in rows):
-        causes = sorted({(kind, cause) for _, kind, cause, _, _ in items})
-        # robust: the change has committed; a failure to send is logged, never the request's 500.
-        transaction.on_commit(lambda: _send_soon(causes), robust=True)
+        notifications_send_after_commit(causes=[(kind, cause) for _, kind, cause, _, _ in items])
+
+
+def notifications_send_after_commit(*, causes: list[tuple[str, str]]) -> None:
+    """Send the PENDING notifications of ``causes`` once the caller's transaction commits (for
+    notifications recorded by SQL of their own, as notifications_queue sends its own)."""
+    causes = sorted(set(causes))
+    # robust: the change has committed; a failure to send is logged, never the request's 500.
+    transaction.on_commit(lambda: _send_soon(causes), robust=True)
 
 
 def _send_soon(causes: list[tuple[str, str]]) -> None:

@@ -51,7 +51,7 @@ def event_record(*, merchant_id: int, type: str, data: dict) -> Event:
         data=data,
         created_at=now,
         next_attempt_at=now,
-        give_up_at=_give_up(now),
+        give_up_at=event_give_up_at(now),
         delivery_status=Event.Delivery.PENDING if has_endpoint else Event.Delivery.NO_ENDPOINT,
     )
     if has_endpoint:
@@ -73,7 +73,7 @@ def events_record_many(*, events: list[tuple[int, str, dict]]) -> int:
     now = timezone.now()
     Event.objects.bulk_create(
         [
-            Event(merchant_id=m, type=t, data=d, created_at=now, next_attempt_at=now, give_up_at=_give_up(now))
+            Event(merchant_id=m, type=t, data=d, created_at=now, next_attempt_at=now, give_up_at=event_give_up_at(now))
             for m, t, d in events
         ],
         batch_size=5000,
@@ -88,7 +88,8 @@ def events_relay_after_commit() -> None:
     transaction.on_commit(_relay_soon, robust=True)
 
 
-def _give_up(start: datetime) -> datetime:
+def event_give_up_at(start: datetime) -> datetime:
+    """When the delivery of an event recorded at ``start`` is given up."""
     return start + timedelta(hours=settings.BNPL_WEBHOOK_RETRY_HOURS)
 
 
@@ -283,7 +284,7 @@ def event_redeliver(*, event_id: int) -> Event:
     a new retry window starts."""
     event = Event.objects.select_for_update().get(pk=event_id)
     now = timezone.now()
-    event.delivery_status, event.next_attempt_at, event.give_up_at = Event.Delivery.PENDING, now, _give_up(now)
+    event.delivery_status, event.next_attempt_at, event.give_up_at = Event.Delivery.PENDING, now, event_give_up_at(now)
     event.save(update_fields=["delivery_status", "next_attempt_at", "give_up_at"])
     transaction.on_commit(lambda: _dispatch(event_id, manual=True), robust=True)
     return event

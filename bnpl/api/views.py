@@ -5,6 +5,7 @@ from django_filters import rest_framework as filters
 from drf_spectacular.utils import OpenApiExample, extend_schema
 from rest_framework import mixins, viewsets
 from rest_framework.decorators import action
+from rest_framework.exceptions import ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -156,13 +157,7 @@ class PlanViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
 
     def _plan(self, request: Request, pk: str | None) -> Plan:
         """The plan ``pk`` if the caller may see it, else 404."""
-        number = str(pk)
-        # ASCII digits of a bigint only: "²" is a digit to str.isdigit, and ids have at most 18 digits.
-        plan = (
-            plan_get_for(viewer=request.user, pk=int(number))
-            if number.isascii() and number.isdigit() and len(number) < 19
-            else None
-        )
+        plan = plan_get_for(viewer=request.user, pk=_plan_id(pk))
         if plan is None:
             raise Http404("No such plan.")
         return plan
@@ -244,7 +239,17 @@ class PlanViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
     @action(detail=True, methods=["post"], permission_classes=CUSTOMERS)
     @idempotent(atomic=True)
     def confirm(self, request: Request, pk: str | None = None) -> Response:
-        return self._moved(request, pk, lambda plan, _: plan_confirm(plan_id=plan.pk, customer=request.user))
+        body = NoBody(data=request.data)
+        if not body.is_valid():
+            self._plan(request, pk)  # a plan out of the caller's scope is a 404 before its body is a 400
+            raise ValidationError(body.errors)
+        # The service locks the plan and holds that it is the caller's (its scope), and answers
+        # the plan as it made it: neither read before nor read again after.
+        try:
+            plan = plan_confirm(plan_id=_plan_id(pk), customer=request.user)
+        except Plan.DoesNotExist:
+            raise Http404("No such plan.") from None
+        return Response(plan_out(plan))
 
     @extend_schema(
         operation_id="plans_decline",
@@ -304,6 +309,15 @@ class PlanViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
         body.is_valid(raise_exception=True)
         move(plan, body.validated_data)
         return Response(plan_out(plan_get_for(viewer=request.user, pk=plan.pk)))
+
+
+def _plan_id(pk: str | None) -> int:
+    """The plan id in a path, or 404: ASCII digits of a bigint only ("²" is a digit to
+    str.isdigit, and ids have at most 18 digits)."""
+    number = str(pk)
+    if number.isascii() and number.isdigit() and len(number) < 19:
+        return int(number)
+    raise Http404("No such plan.")
 
 
 class InstallmentFilter(filters.FilterSet):

@@ -6,19 +6,23 @@ an open offer or authorization only reserves its amount against the customer's c
 which ``bnpl.selectors.credit_positions`` counts from the plans' status.
 """
 
+import json
 import secrets
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.core.serializers.json import DjangoJSONEncoder
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from accounts.models import User
+from accounts.pricing import MerchantPricing, merchant_pricing
 from bnpl.errors import (
     CaptureExceedsAuthorized,
     CreditDeclined,
+    DebtUserForbidden,
     MerchantReferenceConflict,
     PlanNotAuthorized,
     PlanNotPending,
@@ -26,12 +30,20 @@ from bnpl.errors import (
 from bnpl.event_data import plan_event_data
 from bnpl.models import Plan
 from bnpl.schedule import business_today
-from bnpl.selectors import OPEN_PLAN_STATUSES, PLAN_FIELDS, plan_get_for_update, plan_installments_loaded
-from bnpl.services.origination import customer_credit_check, plan_activate, plan_create, schedule_minimum_check
+from bnpl.selectors import OPEN_PLAN_STATUSES, PLAN_FIELDS, plan_installments_loaded
+from bnpl.services.origination import (
+    customer_credit_check,
+    instance_as_read,
+    plan_activate,
+    plan_create,
+    schedule_minimum_check,
+)
+from core.db import postgresql
 from core.problems import DomainError
-from events.models import Event, Notification
-from events.notifications import notifications_queue
-from events.services import event_record, events_record_many
+from events.models import Event, Notification, generate_event_id
+from events.notifications import notifications_queue, notifications_send_after_commit
+from events.services import event_dispatch_after_commit, event_give_up_at, event_record, events_record_many
+from events.sql import event_record_cte, notifications_pending_sql, notifications_queue_ctes
 
 
 @dataclass(frozen=True)
@@ -73,9 +85,10 @@ def plan_offer(*, customer: User, merchant: User, offer: Offer, operator: User |
     except IntegrityError:
         # Another request with this reference committed first: its plan is the answer.
         return _offered_before(customer, merchant, offer), False
-    except CreditDeclined:
-        # A retry that waited on the customer's lock while the first request made the plan
-        # finds the credit taken by that plan's own reservation: the plan is its answer.
+    except (CreditDeclined, DebtUserForbidden):
+        # A retry finds the credit taken by the first request's own reservation (it may have
+        # waited on the customer's lock while that one made the plan), or the customer in
+        # debt since: the plan made before is its answer.
         if offer.merchant_reference and _referenced(merchant, offer):
             return _offered_before(customer, merchant, offer), False
         raise
@@ -95,15 +108,17 @@ def _offered_before(customer: User, merchant: User, offer: Offer) -> Plan:
 
 
 def _plan_offer(customer: User, merchant: User, offer: Offer, operator: User | None) -> tuple[Plan, bool]:
-    if offer.merchant_reference and _referenced(merchant, offer):
-        return _offered_before(customer, merchant, offer), False
     if operator is not None:
+        if offer.merchant_reference and _referenced(merchant, offer):
+            return _offered_before(customer, merchant, offer), False
         terms = asdict(offer)
         del terms["capture_mode"]  # the back office's plan is ACTIVE at once
         return plan_create(customer=customer, merchant=merchant, created_by=operator, **terms), True
+    # The credit is checked before the reference is looked for: the plan's insert finds a
+    # reference used before (the unique constraint), and a refusal looks for it then.
     customer_credit_check(customer=customer, currency=offer.currency, amount=offer.total_amount)
     now = timezone.now()
-    plan = Plan.objects.create(
+    plan = Plan(
         customer=customer,
         merchant=merchant,
         total_amount=offer.total_amount,
@@ -117,16 +132,107 @@ def _plan_offer(customer: User, merchant: User, offer: Offer, operator: User | N
         purchase_date=business_today(),
         checkout_token=secrets.token_urlsafe(32),
         expires_at=now + timedelta(minutes=settings.BNPL_CHECKOUT_TTL_MINUTES),
+        created_at=now,
+        updated_at=now,
     )
-    event_record(merchant_id=merchant.pk, type=Event.Type.PLAN_PENDING, data=plan_event_data(plan, customer))
-    _tell_customer(plan, merchant)
-    return plan_installments_loaded(plan, []), True
+    made = _offer_write_pg(plan) if postgresql() else _offer_write_orm(plan)
+    if made is None:
+        return _offered_before(customer, merchant, offer), False
+    return plan_installments_loaded(made, []), True
 
 
-def _tell_customer(plan: Plan, merchant: User) -> None:
-    """The new offer, by email and SMS, with the link to confirm it."""
+def _offer_write_orm(plan: Plan) -> Plan:
+    """Write the PENDING ``plan``, its ``plan.pending`` event and the customer's notifications
+    through the ORM; a reference used before is an IntegrityError."""
+    plan.save(force_insert=True)
+    event_record(merchant_id=plan.merchant_id, type=Event.Type.PLAN_PENDING, data=plan_event_data(plan, plan.customer))
+    subject, body = _offer_message(plan)
+    notifications_queue(items=[(plan.customer_id, Notification.Kind.OFFER, f"plan:{plan.pk}", subject, body)])
+    return plan
+
+
+# _offer_write_orm() in one PostgreSQL statement (a test holds the two equal): the offer is
+# every plan's first write, and its five statements (the plan, a look at the merchant's
+# webhook URL, the event, the customer's addresses, the notifications) were five round trips.
+# A reference used before inserts nothing (ON CONFLICT on the unique constraint), and then
+# neither event nor notification is written; the event and the notifications are written by
+# the events app's SQL (events.sql), from the plan's id.
+_OFFER_PG_TEMPLATE = """
+WITH plan AS (
+  INSERT INTO bnpl_plan (customer_id, merchant_id, total_amount, authorized_amount, currency, installment_count,
+                         frequency, status, capture_mode, merchant_reference, purchase_date, checkout_token,
+                         expires_at, created_at, updated_at)
+  VALUES (%(customer)s, %(merchant)s, %(total)s, %(total)s, %(currency)s, %(count)s, %(frequency)s, %(status)s,
+          %(capture_mode)s, %(reference)s, %(purchase_date)s, %(token)s, %(expires_at)s, %(now)s, %(now)s)
+  ON CONFLICT (merchant_id, merchant_reference) WHERE merchant_reference <> '' DO NOTHING
+  RETURNING id
+), event AS (
+  SELECT %(event_id)s AS public_id, %(merchant)s::bigint AS merchant_id, %(event_type)s AS type,
+         %(event_data)s::jsonb || jsonb_build_object('plan_id', plan.id) AS data,
+         %(now)s::timestamptz AS created_at, %(give_up)s::timestamptz AS give_up_at
+  FROM plan
+), message AS (
+  SELECT %(customer)s::bigint AS customer_id, %(kind)s::varchar AS kind, 'plan:' || plan.id AS cause,
+         %(subject)s::varchar AS subject, %(body)s::text AS body, %(now)s::timestamptz AS created_at
+  FROM plan
+), {event}, {notifications}
+SELECT plan.id, recorded.id, recorded.delivery_status, {pending}
+FROM plan, events_recorded recorded
+"""
+_OFFER_PG_SQL = _OFFER_PG_TEMPLATE.format(  # constants and the events app's CTEs  # nosec B608
+    event=event_record_cte(rows="event"),
+    notifications=notifications_queue_ctes(rows="message"),
+    pending=notifications_pending_sql(),
+)
+
+
+def _offer_write_pg(plan: Plan) -> Plan | None:
+    """``_offer_write_orm`` in one statement: the plan as written, or None (writing nothing)
+    when the merchant has used its reference before."""
+    subject, body = _offer_message(plan)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _OFFER_PG_SQL,
+            {
+                "customer": plan.customer_id,
+                "merchant": plan.merchant_id,
+                "total": plan.total_amount,
+                "currency": plan.currency,
+                "count": plan.installment_count,
+                "frequency": plan.frequency,
+                "status": plan.status,
+                "capture_mode": plan.capture_mode,
+                "reference": plan.merchant_reference,
+                "purchase_date": plan.purchase_date,
+                "token": plan.checkout_token,
+                "expires_at": plan.expires_at,
+                "now": plan.created_at,
+                "event_id": generate_event_id(),
+                "event_type": Event.Type.PLAN_PENDING,
+                "event_data": json.dumps(plan_event_data(plan, plan.customer), cls=DjangoJSONEncoder),
+                "give_up": event_give_up_at(plan.created_at),
+                "kind": Notification.Kind.OFFER,
+                "subject": subject,
+                "body": body,
+            },
+        )
+        written = cursor.fetchone()
+    if written is None:
+        return None
+    plan_id, event_id, delivery, notify = written
+    if delivery == Event.Delivery.PENDING:
+        event_dispatch_after_commit(event_id)
+    if notify:
+        notifications_send_after_commit(causes=[(Notification.Kind.OFFER, f"plan:{plan_id}")])
+    made = instance_as_read(plan, id=plan_id)
+    made.customer, made.merchant = plan.customer, plan.merchant
+    return made
+
+
+def _offer_message(plan: Plan) -> tuple[str, str]:
+    """The new offer's subject and body, with the link to confirm it (email and SMS)."""
     link = plan.checkout_url
-    shop = merchant.full_name or merchant.user_id
+    shop = plan.merchant.full_name or plan.merchant.user_id
     body = (
         f"{shop} offers you {plan.total_amount} {plan.currency} in {plan.installment_count} "
         f"{plan.get_frequency_display().lower()} installments. Review and confirm or decline it: {link}"
@@ -134,33 +240,34 @@ def _tell_customer(plan: Plan, merchant: User) -> None:
     # A text message carries the subject alone (events.notifications): the link must be in it,
     # or the SMS tells the customer of an offer they cannot open.
     subject = f"Your offer from {shop}: {link}"
-    notifications_queue(items=[(plan.customer_id, Notification.Kind.OFFER, f"plan:{plan.pk}", subject, body)])
+    return subject, body
 
 
 @transaction.atomic
 def plan_confirm(*, plan_id: int, customer: User) -> Plan:
     """The customer agrees to a PENDING plan: ACTIVE now (installments, entry, ``plan.confirmed``),
-    or AUTHORIZED until the merchant captures it when its capture mode is manual.
+    or AUTHORIZED until the merchant captures it when its capture mode is manual. Returns the
+    plan as it now is, with its parties' public ids and its installments (no read needed to
+    show it).
 
-    Raises PlanNotPending (409), DebtUserForbidden (403), CreditDeclined (422, with the
+    Raises Plan.DoesNotExist when the plan is not offered to ``customer`` (whatever its
+    state), PlanNotPending (409), DebtUserForbidden (403), CreditDeclined (422, with the
     customer's own figures).
     """
-    plan = _pending(plan_id)
-    if plan.customer_id != customer.pk:
-        raise Plan.DoesNotExist(f"Plan {plan_id} is not offered to this customer.")  # the callers scope it first
+    plan = _pending(plan_id, customer_id=customer.pk)
     customer_credit_check(
         customer=customer, currency=plan.currency, amount=plan.total_amount, plan_id=plan.pk, figures=True
     )
     plan.customer = customer
     plan.confirmed_at = timezone.now()
     if plan.capture_mode == Plan.CaptureMode.AUTOMATIC:
-        return plan_activate(plan, event_type=Event.Type.PLAN_CONFIRMED)
+        return plan_activate(plan, event_type=Event.Type.PLAN_CONFIRMED, pricing=_pricing(plan))
     plan.status = Plan.Status.AUTHORIZED
     plan.checkout_token = None
     plan.expires_at = plan.confirmed_at + timedelta(days=settings.BNPL_AUTHORIZATION_DAYS)
     plan.save(update_fields=["status", "checkout_token", "expires_at", "confirmed_at", "updated_at"])
     event_record(merchant_id=plan.merchant_id, type=Event.Type.PLAN_CONFIRMED, data=plan_event_data(plan, customer))
-    return plan
+    return plan_installments_loaded(plan, [])  # an authorization has none until it is captured
 
 
 @transaction.atomic
@@ -185,7 +292,7 @@ def plan_capture(*, plan_id: int, amount: Decimal | None = None) -> Plan:
             f"At most {authorized} {plan.currency} can be captured on this plan.", authorized_amount=str(authorized)
         )
     schedule_minimum_check(amount, plan.installment_count, "amount")
-    return plan_activate(plan, event_type=Event.Type.PLAN_CAPTURED, total_amount=amount)
+    return plan_activate(plan, event_type=Event.Type.PLAN_CAPTURED, total_amount=amount, pricing=_pricing(plan))
 
 
 @transaction.atomic
@@ -195,9 +302,11 @@ def plan_void(*, plan_id: int) -> Plan:
     return _closed(plan, Plan.Status.VOIDED, Event.Type.PLAN_VOIDED)
 
 
-def _pending(plan_id: int) -> Plan:
-    """The plan, locked, while its offer is open (PENDING and not past its expiry)."""
-    return _locked_while(plan_id, Plan.Status.PENDING, PlanNotPending, "confirmed or declined")
+def _pending(plan_id: int, *, customer_id: int | None = None) -> Plan:
+    """The plan, locked, while its offer is open (PENDING and not past its expiry); given
+    ``customer_id``, only when it is offered to that customer (else Plan.DoesNotExist, before
+    its state is told)."""
+    return _locked_while(plan_id, Plan.Status.PENDING, PlanNotPending, "confirmed or declined", customer_id)
 
 
 def _authorized(plan_id: int) -> Plan:
@@ -205,13 +314,58 @@ def _authorized(plan_id: int) -> Plan:
     return _locked_while(plan_id, Plan.Status.AUTHORIZED, PlanNotAuthorized, "captured or voided")
 
 
-def _locked_while(plan_id: int, status: str, refused: type[DomainError], moves: str) -> Plan:
-    plan = plan_get_for_update(pk=plan_id)
+# What a plan's move reads of its merchant: its public id (the answer shows it) and its price
+# as committed (activation charges the fee at it), in the statement that locks the plan.
+_MERCHANT_COLUMNS = ("user_id", "fee_percent", "fee_fixed")
+# Written out on PostgreSQL: the ORM took longer composing this join than the database takes
+# to run it, on every move of a plan. FOR NO KEY UPDATE OF the plan alone, as
+# bnpl.selectors.plan_get_for_update locks it (rows pointing at the plan are checked without
+# waiting; the merchant's row is not locked).
+_PLAN_LOCK_SQL = (  # noqa: S608 - the models' own names  # nosec B608
+    "SELECT {plan}, {merchant} FROM {plans} p JOIN {users} m ON m.id = p.merchant_id"
+    " WHERE p.id = %s FOR NO KEY UPDATE OF p"
+).format(
+    plan=", ".join(f"p.{field.column}" for field in Plan._meta.concrete_fields),
+    merchant=", ".join(f"m.{column} AS merchant__{column}" for column in _MERCHANT_COLUMNS),
+    plans=Plan._meta.db_table,
+    users=User._meta.db_table,
+)
+
+
+def _plan_locked(plan_id: int) -> Plan:
+    """The plan, row-locked until the transaction ends, with its merchant's public id and
+    price (``plan.merchant``: those fields alone). Raises Plan.DoesNotExist."""
+    if not postgresql():  # SQLite serialises writers by itself; the ORM converts its values
+        return (
+            Plan.objects.select_for_update(of=("self",), no_key=True)
+            .select_related("merchant")
+            .only(*PLAN_FIELDS, *(f"merchant__{column}" for column in _MERCHANT_COLUMNS))
+            .get(pk=plan_id)
+        )
+    plan = next(iter(Plan.objects.raw(_PLAN_LOCK_SQL, [plan_id])), None)
+    if plan is None:
+        raise Plan.DoesNotExist(f"No plan {plan_id}.")
+    merchant = [plan.__dict__.pop(f"merchant__{column}") for column in _MERCHANT_COLUMNS]
+    plan.merchant = User.from_db(connection.alias, ["id", *_MERCHANT_COLUMNS], [plan.merchant_id, *merchant])
+    return plan
+
+
+def _locked_while(
+    plan_id: int, status: str, refused: type[DomainError], moves: str, customer_id: int | None = None
+) -> Plan:
+    plan = _plan_locked(plan_id)
+    if customer_id is not None and plan.customer_id != customer_id:
+        raise Plan.DoesNotExist(f"Plan {plan_id} is not offered to this customer.")  # the callers scope it first
     if plan.status != status or _lapsed(plan):
         now = _status_now(plan)
         article = "an" if status[0] in "AEIOU" else "a"
         raise refused(f"This plan is {now}; only {article} {status} plan can be {moves}.", plan_status=now)
     return plan
+
+
+def _pricing(plan: Plan) -> MerchantPricing:
+    """The merchant's price as read with the plan's lock."""
+    return merchant_pricing(fee_percent=plan.merchant.fee_percent, fee_fixed=plan.merchant.fee_fixed)
 
 
 def _lapsed(plan: Plan) -> bool:

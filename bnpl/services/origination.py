@@ -13,7 +13,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from accounts.models import User
-from accounts.pricing import merchant_fee, merchant_pricings
+from accounts.pricing import MerchantPricing, merchant_fee, merchant_pricings
 from bnpl.errors import CreditDeclined, DebtUserForbidden
 from bnpl.event_data import plan_event_data
 from bnpl.models import Installment, Plan
@@ -153,10 +153,14 @@ def plan_create(
     return _originated(plan, Event.Type.PLAN_CREATED, insert=True)
 
 
-def plan_activate(plan: Plan, *, event_type: str, total_amount: Decimal | None = None) -> Plan:
+def plan_activate(
+    plan: Plan, *, event_type: str, total_amount: Decimal | None = None, pricing: MerchantPricing | None = None
+) -> Plan:
     """Make a PENDING or AUTHORIZED ``plan`` (locked by the caller) ACTIVE from today: its
     installments over ``total_amount`` (default: the plan total) by the split rule, its
-    origination entry and its ``event_type`` event. Returns the plan with its installments."""
+    origination entry with the merchant's fee at ``pricing`` (the merchant's price read with
+    the plan's lock; default: read now) and its ``event_type`` event. Returns the plan with
+    its installments."""
     now = timezone.now()
     if total_amount is not None:
         plan.total_amount = total_amount
@@ -166,12 +170,13 @@ def plan_activate(plan: Plan, *, event_type: str, total_amount: Decimal | None =
     plan.expires_at = None
     plan.confirmed_at = plan.confirmed_at or now
     plan.activated_at = now
-    return _originated(plan, event_type, insert=False)
+    return _originated(plan, event_type, insert=False, pricing=pricing)
 
 
-def _originated(plan: Plan, event_type: str, *, insert: bool) -> Plan:
-    # The fee at the merchant's price as committed now (not as a request's user row has it).
-    pricing = merchant_pricings([plan.merchant_id])[plan.merchant_id]
+def _originated(plan: Plan, event_type: str, *, insert: bool, pricing: MerchantPricing | None = None) -> Plan:
+    # The fee at the merchant's price as committed (not as a request's user row has it): read
+    # now, or by the statement that locked the plan.
+    pricing = pricing or merchant_pricings([plan.merchant_id])[plan.merchant_id]
     plan.merchant_fee = merchant_fee(total=plan.total_amount, pricing=pricing)
     schedule = build_schedule(
         total=plan.total_amount,
@@ -325,12 +330,12 @@ def _originate_pg(
             },
         )
         plan_id, installment_ids, event_id, delivery = cursor.fetchone()
-    saved = _as_read(plan, id=plan_id, updated_at=now, **({"created_at": now} if insert else {}))
+    saved = instance_as_read(plan, id=plan_id, updated_at=now, **({"created_at": now} if insert else {}))
     saved.customer, saved.merchant = plan.customer, plan.merchant
     installments = []
     for pk, (sequence, amount, due) in zip(installment_ids, schedule, strict=True):
         installment = Installment(sequence=sequence, amount_due=amount, due_date=due)
-        installment = _as_read(
+        installment = instance_as_read(
             installment, id=pk, plan_id=plan_id, customer_id=plan.customer_id, created_at=now, updated_at=now
         )
         installment.plan, installment.customer = saved, plan.customer
@@ -340,9 +345,9 @@ def _originate_pg(
     return saved, installments
 
 
-def _as_read(instance, **values):
+def instance_as_read(instance, **values):
     """``instance`` with ``values`` set, as the ORM hands over a row it has read from the
-    database: what the statement above wrote, without reading it back."""
+    database: what a statement of our own wrote, without reading it back."""
     names = [field.attname for field in type(instance)._meta.concrete_fields]
     row = {name: getattr(instance, name) for name in names} | values
     return type(instance).from_db(connection.alias, names, [row[name] for name in names])

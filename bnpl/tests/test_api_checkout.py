@@ -1,6 +1,7 @@
 """Consent over REST (DESIGN §5, §6): the merchant's offer, the customer's confirm or decline,
 the merchant's capture or void; references, wrong states, foreign plans and bad input."""
 
+import re
 from decimal import Decimal
 
 import pytest
@@ -357,3 +358,80 @@ def test_the_ledger_check_finds_installments_on_a_plan_never_agreed_to(offer_of)
     report = ledger_check(record=False)
 
     assert f"plan {plan.pk} is PENDING and has installments" in report.breaches
+
+
+def _statements(captured) -> list[str]:
+    """The statements a request sent, without the savepoints that bracket its blocks."""
+    return [q["sql"] for q in captured.captured_queries if not q["sql"].startswith(("SAVEPOINT", "RELEASE SAVEPOINT"))]
+
+
+# Each request, past its authentication (the token's user is kept a few seconds, so the
+# second request of a client reads none): the Idempotency-Key's claim and kept answer, and
+# for the offer the customer named, locked, its credit, then the plan with its event and
+# notifications; for the confirm the plan locked (with its merchant's id and price), the
+# customer locked, its credit, then the plan made ACTIVE with its installments, entry and
+# event. On SQLite the rows the one statements write are written by the ORM, one by one.
+# A statement that reads plans by their id (with their parties or not), not the credit's sums.
+PLAN_READ = re.compile(r"^SELECT .* FROM bnpl_plan( p)? .*WHERE \(?(bnpl_plan\.id|p\.id) = \d+")
+OFFER_STATEMENTS = {"postgresql": 6, "sqlite": 10}
+CONFIRM_STATEMENTS = {"postgresql": 6, "sqlite": 11}
+
+
+def test_an_offer_and_its_confirm_take_a_fixed_number_of_statements(as_user, customer, merchant):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    seller, buyer = as_user(merchant), as_user(customer)
+    counts = []
+    for n in range(3):
+        body = {"user_id": customer.user_id, "total_amount": "30.00", "merchant_reference": f"order-{n}"}
+        with CaptureQueriesContext(connection) as offer:
+            offered = seller.post(PLANS, body, format="json", HTTP_IDEMPOTENCY_KEY=f"offer-{n}")
+        assert offered.status_code == 201, offered.content
+        with CaptureQueriesContext(connection) as confirm:
+            confirmed = _post(buyer, offered.json()["id"], "confirm", HTTP_IDEMPOTENCY_KEY=f"confirm-{n}")
+        assert confirmed.status_code == 200, confirmed.content
+        counts.append((len(_statements(offer)), len(_statements(confirm))))
+        if n:
+            # Nothing reads the installments of one plan (a pending plan has none; the confirm
+            # wrote them), nor the plan just written.
+            for captured, plan_reads in ((offer, 0), (confirm, 1)):  # the confirm's: the lock
+                plain = [" ".join(statement.replace('"', "").split()) for statement in _statements(captured)]
+                assert not [s for s in plain if "FROM bnpl_installment WHERE" in s], plain
+                assert len([s for s in plain if PLAN_READ.search(s)]) == plan_reads, plain
+
+    vendor = connection.vendor
+    # The first pair also reads its token users (and the process, once, the ledger's accounts).
+    assert counts[1:] == [(OFFER_STATEMENTS[vendor], CONFIRM_STATEMENTS[vendor])] * 2, [
+        _statements(offer),
+        _statements(confirm),
+    ]
+
+
+@pytest.mark.parametrize("mode", ["automatic", "manual"])
+def test_the_confirms_answer_is_the_plan_as_stored(as_user, customer, merchant, offer_of, mode):
+    """The confirm answers the plan it made without reading it back: what a read gives."""
+    offer = offer_of(capture_mode=mode, total_amount="100.01")
+
+    confirmed = _post(as_user(customer), offer["id"], "confirm")
+
+    assert confirmed.status_code == 200, confirmed.content
+    assert confirmed.json()["status"] == ("ACTIVE" if mode == "automatic" else "AUTHORIZED")
+    assert confirmed.json() == as_user(customer).get(f"{PLANS}{offer['id']}/").json()
+    assert confirmed.json() == as_user(merchant).get(f"{PLANS}{offer['id']}/").json()
+
+
+@pytest.mark.parametrize("state", ["active", "declined"])
+def test_another_customers_plan_is_a_404_whatever_its_state_and_body(
+    as_user, customer, other_customer, offer_of, state
+):
+    offer = offer_of()
+    _post(as_user(customer), offer["id"], "confirm" if state == "active" else "decline")
+    before = money_state()
+
+    for body in (None, {"amount": "1.00"}):  # a body it does not take is still a 404
+        response = _post(as_user(other_customer), offer["id"], "confirm", body)
+        assert response.status_code == 404, response.content
+    for pk in ("999999999", "1²", "9" * 19):
+        assert _post(as_user(customer), pk, "confirm").status_code == 404
+    assert money_state() == before

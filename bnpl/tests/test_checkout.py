@@ -9,7 +9,7 @@ from decimal import Decimal
 
 import pytest
 from django.core import mail
-from django.db import connection
+from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
@@ -517,6 +517,129 @@ def test_a_reference_is_unique_per_merchant_only(customer, merchant):
     assert len({first.pk, second.pk, *(p.pk for p in unnamed)}) == 4
 
 
+def test_a_retry_with_the_reference_returns_the_plan_though_the_customer_fell_into_debt_since(customer, merchant):
+    """The reference is found after the credit check: a refusal then still answers with the plan
+    the first request made, as a retry that waited on the customer's lock does."""
+    first = offered(customer, merchant, "500.00", reference="order-1")
+    User.objects.filter(pk=customer.pk).update(status=User.Status.DEBT_USER)
+    before = everything()
+
+    again, created = plan_offer(
+        customer=customer,
+        merchant=merchant,
+        offer=Offer(total_amount=D("500.00"), installment_count=3, currency="USD", merchant_reference="order-1"),
+    )
+
+    assert (again.pk, created) == (first.pk, False)
+    assert everything() == before
+    with pytest.raises(DebtUserForbidden):  # a new reference is refused
+        offered(customer, merchant, "500.00", reference="order-2")
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("webhook_url", ["", "https://shop.example/hooks"], ids=["no endpoint", "endpoint"])
+@pytest.mark.parametrize(
+    "addresses",
+    [("buyer@example.com", "+998901112233"), ("", "+998901112233"), ("buyer@example.com", ""), ("", "")],
+    ids=["both", "sms only", "email only", "none"],
+)
+def test_the_offers_one_statement_writes_what_the_orm_path_writes(monkeypatch, webhook_url, addresses):
+    """PostgreSQL writes the offer (plan, ``plan.pending`` event, the customer's notifications)
+    in one statement; the ORM path (SQLite) in five. The same rows and after-commit work."""
+    from bnpl.services import checkout
+    from events import notifications, services
+
+    merchant = MerchantFactory(webhook_url=webhook_url, full_name="Shop 'Ltd'")
+    customer = UserFactory(email=addresses[0], phone_number=addresses[1])
+    queued: list = []
+    dispatch = lambda event_id: queued.append(("dispatch", Event.objects.get(pk=event_id).type))  # noqa: E731
+    send = lambda *, causes: queued.append(("send", sorted(causes)))  # noqa: E731
+    for module in (checkout, services):
+        monkeypatch.setattr(module, "event_dispatch_after_commit", dispatch)
+    for module in (checkout, notifications):
+        monkeypatch.setattr(module, "notifications_send_after_commit", send)
+
+    def rows(plan: Plan, made: Plan) -> dict:
+        stored = Plan.objects.filter(pk=plan.pk).values().get()
+        assert {name: getattr(made, name) for name in stored} == stored  # what the caller got is what was stored
+        hide = {plan.checkout_token: "<token>", stored["merchant_reference"]: "<ref>"}
+
+        def hidden(text):
+            for value, mark in hide.items():
+                text = text.replace(value, mark)
+            return text
+
+        event = Event.objects.get(type=Event.Type.PLAN_PENDING, data__plan_id=plan.pk)
+        return {
+            "plan": {
+                k: hidden(v) if isinstance(v, str) else v
+                for k, v in stored.items()
+                if k not in {"id", "expires_at", "created_at", "updated_at"}
+            },
+            # The ORM stamps created_at itself, a moment after the offer's time was taken.
+            "lapses after": round((stored["expires_at"] - stored["created_at"]).total_seconds()),
+            "event": (
+                event.merchant_id,
+                event.delivery_status,
+                event.attempts,
+                event.next_attempt_at == event.created_at,
+                abs(event.created_at - stored["created_at"]) < timedelta(seconds=1),
+                event.give_up_at - event.created_at,
+                event.data | {"plan_id": "#", "merchant_reference": "<ref>", "expires_at": "<expires>"},
+                event.data["expires_at"] == Event._meta.get_field("data").encoder().default(stored["expires_at"]),
+            ),
+            "notifications": [
+                (n.customer_id, n.kind, n.channel, hidden(n.subject), hidden(n.body), n.status, n.error, n.sent_at)
+                for n in Notification.objects.filter(cause=f"plan:{plan.pk}").order_by("id")
+            ],
+            "notified within a second": all(
+                abs(n.created_at - stored["created_at"]) < timedelta(seconds=1)
+                for n in Notification.objects.filter(cause=f"plan:{plan.pk}")
+            ),
+            "queued": [(what, str(detail).replace(f"plan:{plan.pk}'", "plan:#'")) for what, detail in queued],
+        }
+
+    def offer(reference: str) -> dict:
+        queued.clear()
+        with transaction.atomic():  # the after-commit work is queued, not run, inside the test's transaction
+            made, created = plan_offer(
+                customer=customer,
+                merchant=merchant,
+                offer=Offer(
+                    total_amount=D("500.01"), installment_count=3, currency="EUR", merchant_reference=reference
+                ),
+            )
+        assert created
+        return rows(Plan.objects.get(pk=made.pk), made)
+
+    with CaptureQueriesContext(connection) as one:
+        pg = offer("order-'7\"pg")
+    monkeypatch.setattr(checkout, "postgresql", lambda: False)
+    with CaptureQueriesContext(connection) as orm:
+        by_orm = offer("order-'7\"orm")
+
+    assert pg == by_orm
+    assert len(pg["notifications"]) == 2
+    written = [q["sql"] for q in one.captured_queries if "INSERT" in q["sql"]]
+    assert len(written) == 1, written  # plan, event and notifications in one statement
+    assert len(orm.captured_queries) > len(one.captured_queries)
+
+
+@pytest.mark.postgres
+def test_the_offers_statement_writes_nothing_for_a_reference_used_before(customer, merchant):
+    first = offered(customer, merchant, "100.00", reference="order-1")
+    before = everything()
+
+    again, created = plan_offer(
+        customer=customer,
+        merchant=merchant,
+        offer=Offer(total_amount=D("100.00"), installment_count=3, currency="USD", merchant_reference="order-1"),
+    )
+
+    assert (again.pk, created) == (first.pk, False)
+    assert everything() == before  # no second event, no notification
+
+
 # --- no enumeration ----------------------------------------------------------------------------
 
 
@@ -663,6 +786,48 @@ def test_expiry_with_no_time_given_uses_now(customer, merchant):
 
 def test_only_the_plans_customer_can_confirm_it(customer, other_customer, merchant):
     plan = offered(customer, merchant)
+    before = everything()
+
+    with pytest.raises(Plan.DoesNotExist):
+        plan_confirm(plan_id=plan.pk, customer=other_customer)
+
+    assert everything() == before
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("price", [(D("2.50"), None), (None, D("0.00")), (None, None)], ids=["percent", "fixed", "no"])
+def test_the_plans_lock_reads_what_the_orm_reads(customer, monkeypatch, price):
+    """The statement that locks a plan for its move (written out on PostgreSQL) gives the plan
+    and its merchant's public id and price as the ORM's join does, and locks the plan."""
+    from bnpl.services import checkout
+
+    merchant = MerchantFactory(fee_percent=price[0], fee_fixed=price[1])
+    plan = offered(customer, merchant)
+
+    def locked() -> tuple:
+        with transaction.atomic(), CaptureQueriesContext(connection) as lock:
+            read = checkout._plan_locked(plan.pk)
+        assert [q["sql"] for q in lock.captured_queries if "FOR NO KEY UPDATE" in q["sql"]], lock.captured_queries
+        fields = {f.attname: getattr(read, f.attname) for f in Plan._meta.concrete_fields}
+        seller = read.merchant
+        return fields, (seller.pk, seller.user_id, seller.fee_percent, seller.fee_fixed), seller.get_deferred_fields()
+
+    by_sql = locked()
+    monkeypatch.setattr(checkout, "postgresql", lambda: False)
+    assert locked() == by_sql
+    assert by_sql[1] == (merchant.pk, merchant.user_id, *price)
+    with pytest.raises(Plan.DoesNotExist), transaction.atomic():
+        checkout._plan_locked(plan.pk + 1000)
+
+
+@pytest.mark.parametrize("state", ["pending", "active", "declined"])
+def test_another_customers_plan_is_not_found_whatever_its_state(customer, other_customer, merchant, state):
+    """The scope is held before the state: a plan not offered to the caller says nothing of its state."""
+    plan = offered(customer, merchant)
+    if state == "active":
+        plan_confirm(plan_id=plan.pk, customer=customer)
+    elif state == "declined":
+        plan_decline(plan_id=plan.pk)
     before = everything()
 
     with pytest.raises(Plan.DoesNotExist):
