@@ -9,11 +9,12 @@ a second run never sends it twice: at most once, never at least once.
 import logging
 
 from django.core.mail import EmailMessage, get_connection
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from accounts.masking import mask_text
 from accounts.models import User
+from core.db import postgresql
 from core.tasks import enqueue
 from events.models import Notification
 from events.sms import SmsMessage, get_sms_backend
@@ -29,6 +30,14 @@ def notifications_queue(*, items: list[tuple[int, str, str, str, str]], send: bo
     no address for is recorded as SKIPPED. Sent once committed (unless ``send`` is False:
     the caller sends them itself)."""
     if not items:
+        return
+    if postgresql():
+        from events.sql import notifications_queue_sql  # it builds on this module's channels
+
+        with connection.cursor() as cursor:
+            pending = notifications_queue_sql(cursor, items, timezone.now())
+        if send and pending:
+            notifications_send_after_commit(causes=[(kind, cause) for _, kind, cause, _, _ in items])
         return
     addresses = {
         pk: {Notification.Channel.EMAIL: email, Notification.Channel.SMS: phone}

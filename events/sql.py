@@ -80,3 +80,20 @@ notifications_rows AS (
 def notifications_pending_sql() -> str:
     """A SQL boolean over ``notifications_queue_ctes``' rows: whether one is to be sent."""
     return f"EXISTS (SELECT 1 FROM notifications_rows WHERE status = '{Notification.Status.PENDING}')"  # noqa: S608  # nosec B608
+
+
+# notifications_queue's rows in one statement: the messages as arrays, the addresses read and
+# the rows written by the statement itself.
+_QUEUE_SQL = (
+    "WITH items (customer_id, kind, cause, subject, body, created_at) AS ("  # noqa: S608 - this module's SQL  # nosec B608
+    " SELECT * FROM UNNEST(%s::bigint[], %s::varchar[], %s::varchar[], %s::varchar[], %s::text[], %s::timestamptz[])"
+    ")," + notifications_queue_ctes(rows="items") + " SELECT " + notifications_pending_sql()
+)
+
+
+def notifications_queue_sql(cursor, items: list[tuple[int, str, str, str, str]], now) -> bool:
+    """Record ``(customer_id, kind, cause, subject, body)`` messages as ``notifications_queue``
+    does, in one statement; returns whether one of them is to be sent."""
+    columns = list(zip(*items, strict=True))
+    cursor.execute(_QUEUE_SQL, [*(list(column) for column in columns), [now] * len(items)])
+    return cursor.fetchone()[0]

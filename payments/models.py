@@ -65,6 +65,13 @@ class Payment(models.Model):
     def card_amount(self) -> Decimal:
         return self.amount - self.credit_amount
 
+    @property
+    def allocations_shown(self):
+        """Its allocations as an answer lists them: those it was just settled with
+        (``settled_allocations``, set by the service), else read (or prefetched)."""
+        settled = self.__dict__.get("settled_allocations")
+        return settled if settled is not None else self.allocations.all()
+
 
 class PaymentAllocation(models.Model):
     """The part of a payment meant for one installment or one late fee."""

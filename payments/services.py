@@ -17,7 +17,7 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Prefetch, Sum, prefetch_related_objects
+from django.db.models import Sum
 from django.utils import timezone
 
 from accounts.models import User
@@ -33,6 +33,7 @@ from bnpl.services.installments import (
     reservation_release,
     reservation_settle,
 )
+from core.db import row_save
 from core.money import ZERO
 from core.problems import DomainError
 from events.models import Event, Notification
@@ -44,11 +45,9 @@ from ledger.selectors import credit_balances
 from ledger.services import Leg, ledger_post
 from payments.gateways import FAILED, SUCCEEDED, ChargeResult, get_gateway
 from payments.models import Payment, PaymentAllocation
+from payments.selectors import allocations_with_rows, payment_with_customer
 
 logger = logging.getLogger(__name__)
-
-# A payment's own columns and its customer's public id: what PaymentOut shows.
-_ANSWER_FIELDS = (*(field.name for field in Payment._meta.concrete_fields), "customer__user_id")
 
 
 class PaymentDeclined(DomainError):
@@ -160,10 +159,10 @@ def _reserve(
 
 
 @transaction.atomic
-def _settle(*, payment_id: int, result: ChargeResult) -> Payment:
-    plan = plan_get_for_update(payments__id=payment_id)
+def _settle(*, payment_id: int, plan_id: int, result: ChargeResult) -> Payment:
+    plan = plan_get_for_update(pk=plan_id)
     # Read under the plan's lock, with what the answer shows (the customer's public id).
-    payment = Payment.objects.select_related("customer").only(*_ANSWER_FIELDS).get(pk=payment_id)
+    payment = payment_with_customer(payment_id=payment_id)
     if payment.credit_amount:
         # Spending credit: the customer's row, as in _reserve, so that no reservation reads
         # the balance and the claims halfway through this change.
@@ -178,17 +177,14 @@ def _settle(*, payment_id: int, result: ChargeResult) -> Payment:
         # money this payment does not book; an operator must refund or re-book it).
         logger.error("Payment %s: the gateway captured %s of %s", payment.pk, result.captured, payment.card_amount)
         result = ChargeResult(FAILED, "partial_capture", result.reference)
-    # Kept on the payment as its allocations (the answer lists them without reading again).
-    prefetch_related_objects(
-        [payment], Prefetch("allocations", PaymentAllocation.objects.select_related("installment", "late_fee"))
-    )
-    allocations = list(payment.allocations.all())
+    allocations = allocations_with_rows(payment_id=payment.pk)
+    payment.settled_allocations = allocations  # the answer lists them without reading them again
     parts = [Part(allocation.installment, allocation.late_fee, allocation.amount) for allocation in allocations]
     if not result.succeeded:
         reservation_release(parts=parts)
         payment.status = Payment.Status.FAILED
         payment.decline_code = result.decline_code or "declined"
-        payment.save(update_fields=["status", "decline_code", "gateway_reference", "completed_at"])
+        row_save(payment, ["status", "decline_code", "gateway_reference", "completed_at"])
         _tell_failed(payment, plan)
         return payment
 
@@ -196,12 +192,12 @@ def _settle(*, payment_id: int, result: ChargeResult) -> Payment:
     for allocation, applied in zip(allocations, settled.applied, strict=True):
         if applied < allocation.amount:  # a refund or a waiver lowered it meanwhile
             allocation.credited = allocation.amount - applied
-            allocation.save(update_fields=["credited"])
+            row_save(allocation, ["credited"])
     surplus = settled.surplus(parts)
     captured = payment.card_amount if result.captured is None else result.captured
     payment.excess_credited = max(captured - payment.card_amount, ZERO)
     payment.status = Payment.Status.SUCCEEDED
-    payment.save(update_fields=["status", "gateway_reference", "completed_at", "excess_credited"])
+    row_save(payment, ["status", "gateway_reference", "completed_at", "excess_credited"])
     customer_id, currency = payment.customer_id, payment.currency
     ledger_post(
         kind=JournalEntry.Kind.PAYMENT,
@@ -348,7 +344,7 @@ def _charge(payment: Payment) -> Payment:
             # until it is resumed with the same key, rather than risk charging twice.
             logger.exception("Gateway call failed for payment %s", payment.pk)
             raise GatewayUnavailable(payment_id=payment.pk) from exc
-    return _settle(payment_id=payment.pk, result=result)
+    return _settle(payment_id=payment.pk, plan_id=payment.plan_id, result=result)
 
 
 def payment_collect(

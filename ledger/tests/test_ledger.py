@@ -5,9 +5,10 @@ from django.core.management import call_command
 from django.db import IntegrityError, connection, transaction
 
 from bnpl.models import Installment
-from ledger.accounts import CUSTOMER_RECEIVABLE, FEE_INCOME
+from ledger.accounts import CUSTOMER_CREDIT, CUSTOMER_RECEIVABLE, FEE_INCOME, GATEWAY_CLEARING
 from ledger.checks import ledger_check
 from ledger.models import AppendOnlyError, JournalEntry, LedgerCheckRun, Posting
+from ledger.selectors import credit_balances
 from ledger.services import Leg, UnbalancedEntry, ledger_post, ledger_post_many
 
 pytestmark = pytest.mark.django_db
@@ -145,3 +146,20 @@ def test_one_entry_is_written_the_same_by_its_one_statement_and_by_the_orm(make_
         stored.created_at,
     )
     assert (stored.kind, stored.plan_id) == (many.kind, many.plan_id)
+
+
+@pytest.mark.breaks_ledger  # credit no payment holds
+def test_credit_balances_written_out_are_what_the_orm_sums(monkeypatch, make_plan):
+    plan = make_plan(total="100.00")
+    customer = plan.customer
+    for amount, currency in (("-3.10", "USD"), ("-0.40", "USD"), ("-2.00", "EUR"), ("2.00", "EUR")):
+        ledger_post(
+            kind="REFUND",
+            legs=[
+                Leg(CUSTOMER_CREDIT, Decimal(amount), currency, plan.pk, customer.pk),
+                Leg(GATEWAY_CLEARING, -Decimal(amount), currency, plan.pk, customer.pk),
+            ],
+        )
+    written = credit_balances(customer_id=customer.pk)
+    monkeypatch.setattr("ledger.selectors.postgresql", lambda: False)
+    assert credit_balances(customer_id=customer.pk) == written == {"USD": Decimal("3.50")}

@@ -43,7 +43,7 @@ class PaymentOut(serializers.Serializer):
     decline_code = serializers.CharField()
     created_at = serializers.DateTimeField()
     completed_at = serializers.DateTimeField(allow_null=True)
-    allocations = AllocationOut(many=True)
+    allocations = AllocationOut(many=True, source="allocations_shown")
 
 
 class CreditTransactionOut(serializers.Serializer):

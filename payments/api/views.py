@@ -11,7 +11,7 @@ from rest_framework.views import APIView
 from accounts.models import User
 from accounts.permissions import HasRole
 from bnpl.models import Plan
-from bnpl.selectors import installment_list_for, plan_scope
+from bnpl.selectors import installment_plan_for, plan_scope
 from core.idempotency import IDEMPOTENCY_PARAMETER, idempotency_gateway_key, idempotent
 from core.problems import PROBLEM_CONTENT_TYPE
 from core.schema import list_retrieve_schema, problems
@@ -118,10 +118,10 @@ class InstallmentPayView(_PayView):
     body_class = InstallmentPayIn
 
     def target(self, request: Request, pk: int) -> tuple[int, int | None]:
-        found = installment_list_for(viewer=request.user).filter(pk=pk).values_list("plan_id", "pk").first()
-        if found is None:
+        plan_id = installment_plan_for(viewer=request.user, installment_id=pk)
+        if plan_id is None:
             raise Http404("No such installment.")
-        return found
+        return plan_id, pk
 
 
 @_pay_schema(

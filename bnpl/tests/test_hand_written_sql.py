@@ -1,0 +1,104 @@
+"""The payment path's reads written out for PostgreSQL read what the ORM reads (SQLite keeps
+the ORM): the plan's lock by id, its open installments, its late fees due, an installment's plan
+for whoever may see it; and the
+notifications recorded in one statement are the rows the ORM path records."""
+
+from decimal import Decimal
+
+import pytest
+from django.db import connection, transaction
+from django.forms.models import model_to_dict
+
+from accounts.tests.factories import MerchantFactory, OperatorFactory, UserFactory
+from bnpl.models import Installment, LateFee, Plan
+from bnpl.selectors import installment_plan_for, plan_get_for_update
+from bnpl.services.installments import _due_fees, _open_installments
+from bnpl.tests.factories import late_fee_charged
+from events.models import Notification
+from events.notifications import notifications_queue
+
+pytestmark = [
+    pytest.mark.django_db,
+    pytest.mark.skipif(connection.vendor != "postgresql", reason="the statements are PostgreSQL's"),
+]
+
+
+def _values(rows) -> list[dict]:
+    return [model_to_dict(row) | {"id": row.pk, "created_at": getattr(row, "created_at", None)} for row in rows]
+
+
+def test_the_plan_locked_by_id_is_the_plan_the_orm_locks(make_plan):
+    plan = make_plan(total="300.00")
+    with transaction.atomic():
+        written = plan_get_for_update(pk=plan.pk)
+        orm = Plan.objects.select_for_update(of=("self",), no_key=True).get(pk=plan.pk)
+        assert _values([written]) == _values([orm])
+        assert written._state.adding is False
+    with pytest.raises(Plan.DoesNotExist), transaction.atomic():
+        plan_get_for_update(pk=plan.pk + 1000)
+
+
+@pytest.mark.breaks_ledger  # a second fee made by hand, not booked
+def test_open_installments_and_due_fees_are_what_the_orm_reads(settings, make_plan):
+    settings.BNPL_LATE_FEE_FIRST = Decimal("10.00")
+    plan = make_plan(total="400.00")
+    late_fee_charged(plan)
+    Installment.objects.filter(plan=plan, sequence=3).update(status=Installment.Status.PAID)
+    LateFee.objects.create(plan=plan, installment=plan.installments.get(sequence=2), amount=Decimal("5.00"))
+
+    installments = Installment.objects.filter(plan=plan, status__in=("UPCOMING", "OVERDUE"))
+    assert _values(_open_installments(plan.pk)) == _values(installments.order_by("due_date", "sequence"))
+    assert [i.sequence for i in _open_installments(plan.pk)] == [1, 2, 4]
+    fees = LateFee.objects.filter(plan=plan, status=LateFee.Status.DUE).order_by("id")
+    assert _values(_due_fees(plan.pk)) == _values(fees)
+    assert len(_due_fees(plan.pk)) == 2
+
+
+def _recorded() -> list[tuple]:
+    return list(
+        Notification.objects.order_by("customer_id", "cause", "channel").values_list(
+            "customer_id", "kind", "channel", "cause", "subject", "body", "status", "error", "sent_at"
+        )
+    )
+
+
+def test_notifications_recorded_in_one_statement_are_the_orm_path_s(monkeypatch, django_capture_on_commit_callbacks):
+    both, email_only, neither = UserFactory(), UserFactory(phone_number=""), UserFactory(email="", phone_number="")
+    items = [
+        (both.pk, Notification.Kind.PAYMENT_RECEIPT, "payment:1", "Paid", "Thank you."),
+        (email_only.pk, Notification.Kind.PAYMENT_RECEIPT, "payment:2", "Paid", "Thank you, ' quoted."),
+        (neither.pk, Notification.Kind.PAYMENT_RECEIPT, "payment:3", "Paid", "Thank you."),
+    ]
+    with django_capture_on_commit_callbacks() as sent:
+        notifications_queue(items=items)
+        notifications_queue(items=items[:1])  # a cause recorded before is left alone
+    written = _recorded()
+    assert len(sent) == 2  # a send is due: some were PENDING
+
+    Notification.objects.all().delete()
+    monkeypatch.setattr("events.notifications.postgresql", lambda: False)
+    with django_capture_on_commit_callbacks() as sent_by_orm:
+        notifications_queue(items=items)
+        notifications_queue(items=items[:1])
+    assert _recorded() == written
+    assert len(written) == 6
+    assert len(sent_by_orm) == len(sent)
+
+    Notification.objects.all().delete()
+    with django_capture_on_commit_callbacks() as nothing_to_send:
+        notifications_queue(items=items[2:])  # no address at all: SKIPPED, nothing to send
+    assert not nothing_to_send
+
+
+def test_the_plan_of_an_installment_is_found_for_whom_the_orm_finds_it(make_plan, monkeypatch):
+    plan = make_plan(total="400.00")
+    installment = plan.installments.get(sequence=2)
+    viewers = [plan.customer, plan.merchant, OperatorFactory(), UserFactory(), MerchantFactory()]
+    ids = [installment.pk, installment.pk + 1000, 2**63, -1]
+
+    written = [[installment_plan_for(viewer=v, installment_id=i) for i in ids] for v in viewers]
+    monkeypatch.setattr("bnpl.selectors.postgresql", lambda: False)
+    orm = [[installment_plan_for(viewer=v, installment_id=i) for i in ids] for v in viewers]
+
+    assert written == orm
+    assert [row[0] for row in written] == [plan.pk, plan.pk, plan.pk, None, None]
