@@ -1,5 +1,6 @@
 """Plans, installments, late fees, debt status, analytics and spending power over REST."""
 
+from django.db import router
 from django.http import Http404
 from django_filters import rest_framework as filters
 from drf_spectacular.utils import OpenApiExample, extend_schema
@@ -12,7 +13,7 @@ from rest_framework.views import APIView
 from accounts.models import User
 from accounts.permissions import HasRole
 from accounts.selectors import user_get_for
-from bnpl.analytics import merchant_dashboard
+from bnpl.analytics import dashboard_cache_name, figures_cached, merchant_dashboard
 from bnpl.api.serializers import (
     AnalyticsOut,
     AnalyticsQueryIn,
@@ -510,9 +511,17 @@ class AnalyticsView(APIView):
                 raise Http404("No merchant has this user_id.")
         if merchant is not None:
             plans = plans.filter(merchant=merchant)
-        # Aggregates over many rows that may lag a little: the replica's work, when there is one.
+        # Aggregates over many rows that may lag a little: the replica's work, when there is one,
+        # and served from the cache (bnpl.analytics.figures_cached: at most FIGURES_CACHE_SECONDS
+        # old, their age in the Age header; computed by one process at a time).
         with reading_from_replica():
-            return Response(AnalyticsOut(merchant_dashboard(plans=plans, merchant=merchant)).data)
+            figures = figures_cached(
+                dashboard_cache_name(merchant),
+                lambda: merchant_dashboard(plans=plans, merchant=merchant),
+                using=router.db_for_read(Plan),
+            )
+        headers = {} if figures.computed_at is None else {"Age": str(int(figures.age))}
+        return Response(AnalyticsOut(figures.value).data, headers=headers)
 
 
 SPENDING_POWER_EXAMPLE = {
