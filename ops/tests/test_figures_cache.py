@@ -235,3 +235,24 @@ def test_beat_computes_every_cached_figure_and_the_pages_serve_them(operator, co
     metrics = client.get("/metrics").content.decode()
     assert "\nplans_created_total 1.0\n" in metrics
     assert "business_figures_age_seconds" in metrics
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_while_the_first_computation_runs_elsewhere_operators_are_told_so(operator, cold_cache, settings):
+    from ops.dashboard import FIGURES, FIGURES_PENDING_NOTE
+
+    settings.FIGURES_WAIT_SECONDS = 0.2
+    for name in (FIGURES, "analytics:all"):
+        assert cache.add(_cache_key(name) + ":lock", "another process", timeout=30)
+    client = Client()
+    client.force_login(operator)
+
+    health = client.get("/api/v1/health/?format=json")
+    page = client.get("/api/v1/health/", HTTP_ACCEPT="text/html").content.decode()
+    analytics = client.get("/api/v1/analytics/dashboard/")
+
+    assert health.status_code == 200
+    assert (health.json()["figures"], health.json()["figures_note"]) == (None, FIGURES_PENDING_NOTE)
+    assert 'id="figures-pending"' in page
+    assert (analytics.status_code, analytics.json()["code"]) == (503, "service_unavailable")
