@@ -147,7 +147,9 @@ LEDGER_FIELDS = {
 }
 
 
-def merchant_dashboard(*, plans, merchant=None, today: date | None = None) -> dict:
+def merchant_dashboard(
+    *, plans, merchant=None, today: date | None = None, money: dict | None = None, figures: dict | None = None
+) -> dict:
     """The analytics dashboard for ``plans`` and the payouts of ``merchant`` (every merchant's
     when None): money in and out from the ledger, the rest from the plans; each amount per
     currency (``by_currency``), and at the top level for the one currency when there is only
@@ -158,11 +160,15 @@ def merchant_dashboard(*, plans, merchant=None, today: date | None = None) -> di
     approved refunds taken off unpaid installments, credited or paid back to the card;
     ``merchant_fees_total`` merchants' fees less those refunds gave back; ``late_fees_total``
     late fees charged less those waived (kept apart from the merchants' fees: customers pay
-    them); ``payouts_total`` payouts paid to the merchant's bank account."""
+    them); ``payouts_total`` payouts paid to the merchant's bank account.
+
+    ``money`` and ``figures``: ``money_totals`` and ``plan_figures`` of the same plans and
+    payouts, when the caller has them already (one refresh serving several pages)."""
     from ledger.selectors import money_totals
 
-    money = money_totals(plans=plans, merchant_id=merchant.pk if merchant is not None else None)
-    figures = plan_figures(plans=plans, today=today)
+    if money is None:
+        money = money_totals(plans=plans, merchant_id=merchant.pk if merchant is not None else None)
+    figures = dict(figures if figures is not None else plan_figures(plans=plans, today=today))
     rows = {row["currency"]: row for row in figures.pop("by_currency")}
     # Postings belong to plans that became ACTIVE, whose currencies are already listed (a plan
     # never goes back), or to payouts of their money; should one not be, its money is still

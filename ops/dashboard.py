@@ -148,16 +148,19 @@ def _last_settlement() -> dict:
     }
 
 
-def _money() -> list[dict]:
-    """The ledger's money totals per currency (``ledger.selectors.MONEY_TOTALS``): one query."""
+def _money(totals: dict | None = None) -> list[dict]:
+    """The ledger's money totals per currency (``ledger.selectors.MONEY_TOTALS``): one query,
+    none when ``totals`` (``money_totals()``) are given."""
     from ledger.selectors import money_totals
 
-    return [{"currency": currency, **amounts} for currency, amounts in money_totals().items()]
+    totals = money_totals() if totals is None else totals
+    return [{"currency": currency, **amounts} for currency, amounts in totals.items()]
 
 
-def health_figures() -> dict:
+def health_figures(*, plans: dict | None = None, money: dict | None = None) -> dict:
     """Every figure of the dashboard, computed now: about fifteen aggregate queries, the
-    biggest over every installment and every posting."""
+    biggest over every installment and every posting. ``plans`` and ``money``:
+    ``plan_figures`` of every plan and ``money_totals()``, when the caller has them already."""
     from accounts.models import User
     from bnpl.analytics import plan_figures
     from bnpl.models import Plan
@@ -169,7 +172,7 @@ def health_figures() -> dict:
     customers = dict(
         User.objects.filter(role=User.Role.CUSTOMER).values("status").annotate(n=Count("id")).values_list("status", "n")
     )
-    plans = plan_figures(plans=Plan.objects.all())
+    plans = plans if plans is not None else plan_figures(plans=Plan.objects.all())
     refunds = dict.fromkeys(Refund.Status.values, 0)
     refunds.update(dict(Refund.objects.values("status").annotate(n=Count("id")).values_list("status", "n")))
     since = now - timedelta(days=CHART_DAYS - 1)
@@ -193,7 +196,7 @@ def health_figures() -> dict:
         "events_pending": Event.objects.filter(delivery_status=Event.Delivery.PENDING).count(),
         "events_failed": Event.objects.filter(delivery_status=Event.Delivery.FAILED).count(),
         "daily": [{"day": d.isoformat(), **per_day.get(d, {"plans": 0, "payments": 0})} for d in days],
-        "money": _money(),
+        "money": _money(money),
     }
 
 
