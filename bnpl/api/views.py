@@ -493,7 +493,10 @@ class AnalyticsView(APIView):
             "`overdue_amount`, `refunds_total`, `processed_total`, `merchant_fees_total`, `late_fees_total`, "
             "`payouts_total`) are those of `currency` when there is one currency only (the "
             "default currency, all zero, when no plan became ACTIVE), and null when there are several. Counts "
-            "(`overdue_installments`, `overdue_by_bucket`, `success_rate`, `plans_by_status`) cover every currency."
+            "(`overdue_installments`, `overdue_by_bucket`, `success_rate`, `plans_by_status`) cover every currency. "
+            "The figures are computed over whole tables in the background and served from a cache: at most "
+            "90 seconds old by default, their age in seconds in the `Age` header; a 503 while their first "
+            "computation is still under way."
         ),
         parameters=[AnalyticsQueryIn],
         responses={200: AnalyticsOut, **problems(400, 401, 403, 404)},
