@@ -229,6 +229,8 @@ def test_beat_computes_every_cached_figure_and_the_pages_serve_them(operator, co
     health = client.get("/api/v1/health/?format=json").json()
     assert health["figures"]["plans_by_status"]["ACTIVE"] == 1
     assert health["figures"]["money"][0]["processed"] == "100.00"
+    page = client.get("/api/v1/health/", HTTP_ACCEPT="text/html").content.decode()
+    assert f'id="figures-at">Computed <time datetime="{health["figures_at"]}">' in page
     analytics = client.get("/api/v1/analytics/dashboard/")
     assert analytics.json()["processed_total"] == "100.00"
     assert int(analytics["Age"]) < 60
