@@ -14,9 +14,10 @@ a probe, not part of the REST API: it is not in the OpenAPI schema.
 What each answer costs (docs/SCALING.md, "Dashboards, analytics and /metrics"): the components
 are read live (a few indexed rows each), except the Celery workers' ping, which waits out its
 half-second timeout and makes every worker answer: its result is shared through the cache
-(``figures_cached``), so a visitor never waits for it unless none is cached, and however many
-visitors arrive, one ping runs at a time. The figures scan whole tables (a second on a million
-installments): they come from the cache too, computed by beat every minute
+(``figures_cached``) and pinged again by beat every minute, so a visitor waits for a ping only
+when beat has not run for ``FIGURES_CACHE_SECONDS`` (one visitor pings) or none is cached, and
+however many visitors arrive, one ping runs at a time. The figures scan whole tables (seconds
+on a million installments): they come from the cache too, computed by beat every minute
 (``ops.tasks.figures_refresh_task``), and say when they were computed (``figures_at``).
 """
 
