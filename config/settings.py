@@ -363,6 +363,13 @@ REST_FRAMEWORK = {
 # status, active). Money-moving services re-read their parties under lock whatever this
 # says; a deactivated user is refused by every process within this many seconds.
 BNPL_AUTH_USER_CACHE_SECONDS = config("BNPL_AUTH_USER_CACHE_SECONDS", default=5, cast=int)
+# The health dashboard's figures, the analytics dashboard and /metrics' business series are
+# aggregates over whole tables: served from the cache when computed less than this many
+# seconds ago (beat computes them again every minute); 0 computes them on every request.
+# A caller finding none cached waits at most FIGURES_WAIT_SECONDS for the one computation
+# under way (bnpl.analytics.figures_cached), then gets a 503.
+FIGURES_CACHE_SECONDS = config("FIGURES_CACHE_SECONDS", default=90, cast=int)
+FIGURES_WAIT_SECONDS = config("FIGURES_WAIT_SECONDS", default=10, cast=float)
 SIMPLE_JWT = {
     "ACCESS_TOKEN_LIFETIME": timedelta(minutes=config("JWT_ACCESS_MINUTES", default=15, cast=int)),
     "REFRESH_TOKEN_LIFETIME": timedelta(days=config("JWT_REFRESH_DAYS", default=1, cast=int)),

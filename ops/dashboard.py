@@ -10,6 +10,15 @@ merchant fees, late fees, paid out) describe the business and go only to an oper
 
 Answers 503 when the database is down, and still renders, saying so. The endpoint is a page and
 a probe, not part of the REST API: it is not in the OpenAPI schema.
+
+What each answer costs (docs/SCALING.md, "Dashboards, analytics and /metrics"): the components
+are read live (a few indexed rows each), except the Celery workers' ping, which waits out its
+half-second timeout and makes every worker answer: its result is shared through the cache
+(``figures_cached``) and pinged again by beat every minute, so a visitor waits for a ping only
+when beat has not run for ``FIGURES_CACHE_SECONDS`` (one visitor pings) or none is cached, and
+however many visitors arrive, one ping runs at a time. The figures scan whole tables (seconds
+on a million installments): they come from the cache too, computed by beat every minute
+(``ops.tasks.figures_refresh_task``), and say when they were computed (``figures_at``).
 """
 
 import functools
@@ -32,20 +41,36 @@ from rest_framework import exceptions
 from rest_framework.request import Request
 from rest_framework.settings import api_settings
 
+from bnpl.analytics import Figures, FiguresUnavailable, figures_cached
 from core.problems import problem_response
 from core.throttling import AnonThrottle, UserThrottle, throttled_view
 from ops.health import check_broker, check_database, check_redis, publishes_tasks
 
 CHART_DAYS = 30
+# figures_cached names: the workers' ping, and the operators' figures.
+WORKERS, FIGURES = "health:workers", "health:figures"
 
 
 def _celery(*, broker_up: bool = True) -> dict:
+    """The Celery workers' component: from the cache when pinged less than
+    ``FIGURES_CACHE_SECONDS`` ago (``at``: when), else pinged now by one caller at a time."""
     if not publishes_tasks():
         return {"status": "ok", "detail": "eager: tasks run in the web process"}
     if not broker_up:
         # No worker can be reached through a broker that is down; a ping would only wait
         # out the broker's timeouts (seconds, on a hung Redis) before saying so.
         return {"status": "down", "error": "broker unreachable"}
+    try:
+        pinged = figures_cached(WORKERS, celery_ping)
+    except FiguresUnavailable:
+        return {"status": "unknown", "detail": "being checked"}
+    if pinged.computed_at is None:
+        return pinged.value
+    return {**pinged.value, "at": datetime.fromtimestamp(pinged.computed_at, UTC).isoformat()}
+
+
+def celery_ping() -> dict:
+    """Ping every Celery worker (waits the whole timeout, for every answer): the component."""
     from config.celery import app
 
     started = time.perf_counter()
@@ -124,14 +149,19 @@ def _last_settlement() -> dict:
     }
 
 
-def _money() -> list[dict]:
-    """The ledger's money totals per currency (``ledger.selectors.MONEY_TOTALS``): one query."""
+def _money(totals: dict | None = None) -> list[dict]:
+    """The ledger's money totals per currency (``ledger.selectors.MONEY_TOTALS``): one query,
+    none when ``totals`` (``money_totals()``) are given."""
     from ledger.selectors import money_totals
 
-    return [{"currency": currency, **amounts} for currency, amounts in money_totals().items()]
+    totals = money_totals() if totals is None else totals
+    return [{"currency": currency, **amounts} for currency, amounts in totals.items()]
 
 
-def _figures() -> dict:
+def health_figures(*, plans: dict | None = None, money: dict | None = None) -> dict:
+    """Every figure of the dashboard, computed now: about fifteen aggregate queries, the
+    biggest over every installment and every posting. ``plans`` and ``money``:
+    ``plan_figures`` of every plan and ``money_totals()``, when the caller has them already."""
     from accounts.models import User
     from bnpl.analytics import plan_figures
     from bnpl.models import Plan
@@ -143,7 +173,7 @@ def _figures() -> dict:
     customers = dict(
         User.objects.filter(role=User.Role.CUSTOMER).values("status").annotate(n=Count("id")).values_list("status", "n")
     )
-    plans = plan_figures(plans=Plan.objects.all())
+    plans = plans if plans is not None else plan_figures(plans=Plan.objects.all())
     refunds = dict.fromkeys(Refund.Status.values, 0)
     refunds.update(dict(Refund.objects.values("status").annotate(n=Count("id")).values_list("status", "n")))
     since = now - timedelta(days=CHART_DAYS - 1)
@@ -167,7 +197,7 @@ def _figures() -> dict:
         "events_pending": Event.objects.filter(delivery_status=Event.Delivery.PENDING).count(),
         "events_failed": Event.objects.filter(delivery_status=Event.Delivery.FAILED).count(),
         "daily": [{"day": d.isoformat(), **per_day.get(d, {"plans": 0, "payments": 0})} for d in days],
-        "money": _money(),
+        "money": _money(money),
     }
 
 
@@ -201,6 +231,7 @@ MONEY_LABELS = {
 FIGURES_NOTE = (
     "Figures are shown to signed-in operators only: sign in to the admin, or send an operator's bearer token."
 )
+FIGURES_PENDING_NOTE = "The figures are being computed: they will be shown in a few seconds."
 
 
 def _words(key: str, labels: dict[str, str], *, title: bool = True) -> str:
@@ -222,23 +253,41 @@ def health_snapshot(*, figures: bool = True) -> tuple[dict, bool]:
         # As /readyz: whether the app can publish a task, not only whether Redis answers a ping.
         components["broker"] = check_broker()
     healthy = database["status"] == "ok"
-    numbers = None
+    numbers, figures_at = None, timezone.now()
     if healthy:
         try:
             components["celery"] = _celery(broker_up=components.get("broker", {}).get("status") != "down")
             components["last_sweep"] = _last_sweep()
             components["ledger_check"] = _last_ledger_check()
             components["last_settlement"] = _last_settlement()
-            numbers = _figures() if figures else None
+            if figures:
+                cached = _cached_figures()
+                numbers = cached.value if cached else None
+                if cached and cached.computed_at is not None:
+                    figures_at = datetime.fromtimestamp(cached.computed_at, UTC)
         except DatabaseError:
             healthy = False
             components["database"] = {"status": "down", "error": "DatabaseError"}
-    return {
+    snapshot = {
         "status": "ok" if healthy else "unavailable",
         "checked_at": timezone.now().isoformat(),
         "components": components,
         "figures": numbers,
-    }, healthy
+    }
+    if numbers is not None:
+        snapshot["figures_at"] = figures_at.isoformat()
+    elif figures and healthy:
+        snapshot["figures_note"] = FIGURES_PENDING_NOTE
+    return snapshot, healthy
+
+
+def _cached_figures() -> Figures | None:
+    """The figures from the cache (``figures_cached``), or None when none is cached and the
+    one computation under way did not end within ``FIGURES_WAIT_SECONDS``."""
+    try:
+        return figures_cached(FIGURES, health_figures)
+    except FiguresUnavailable:
+        return None
 
 
 def _viewer(request):
@@ -382,10 +431,12 @@ def _page_context(snapshot: dict, *, operator: bool) -> dict:
         "checked": _when(snapshot["checked_at"]),
         "components": _components_for_page(snapshot["components"]),
         "operator": operator,
-        "figures_note": FIGURES_NOTE,
+        "figures_note": FIGURES_NOTE if not operator else snapshot.get("figures_note"),
     }
     figures = snapshot["figures"]
     if figures:
+        context["figures_at"] = _when(snapshot["figures_at"])
+        context["figures_max_age"] = settings.FIGURES_CACHE_SECONDS
         context["plans"] = _labelled(figures["plans_by_status"], Plan.Status.choices)
         context["refunds"] = _labelled(figures["refunds_by_status"], Refund.Status.choices)
         context["chart"] = _chart(figures["daily"])

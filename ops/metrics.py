@@ -1,11 +1,15 @@
 """Prometheus metrics: request count and latency per view, and the business series.
 
 Request metrics live in this process (set ``PROMETHEUS_MULTIPROC_DIR`` under gunicorn with
-several workers, as prometheus_client documents). Business series are read from the
-database at scrape time, so they are exact across every process and restart.
+several workers, as prometheus_client documents). Business series are counted from the rows
+that record them, so they are the same across every process and restart; those counts scan
+whole tables (half a second on a million installments), so a scrape reads them from the cache
+(``bnpl.analytics.figures_cached``), where beat puts them every minute: each sample is exact as
+of ``business_figures_age_seconds`` ago (at most ``FIGURES_CACHE_SECONDS`` while beat runs).
 """
 
 import hmac
+import logging
 import os
 import time
 
@@ -19,6 +23,7 @@ from rest_framework.renderers import BaseRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+logger = logging.getLogger(__name__)
 REGISTRY = CollectorRegistry()
 REQUESTS = Counter(
     "http_requests_total", "HTTP requests by view, method and status.", ["view", "method", "status"], registry=REGISTRY
@@ -44,45 +49,73 @@ class MetricsMiddleware:
         return response
 
 
+BUSINESS = "metrics:business"
+
+
+def business_figures(*, money: dict | None = None) -> dict:
+    """The counts behind the business series, computed now: eight aggregate queries (seven
+    when ``money``, the ledger's ``money_totals()``, is given)."""
+    from bnpl.models import Installment, Plan, SweepRun
+    from events.models import Event
+    from ledger.models import LedgerCheckRun
+    from ledger.selectors import money_totals
+    from payments.models import Payment
+    from refunds.models import Refund
+
+    last = SweepRun.objects.filter(skipped=False, finished_at__isnull=False).order_by("-id").first()
+    return {
+        "plans_created": Plan.objects.count(),
+        "payments": dict(Payment.objects.values("status").annotate(n=Count("id")).values_list("status", "n")),
+        "refunds": dict(Refund.objects.values("status").annotate(n=Count("id")).values_list("status", "n")),
+        "installments_overdue": Installment.objects.filter(status=Installment.Status.OVERDUE).count(),
+        "overdue_sweep_seconds": (last.duration_ms / 1000) if last else 0,
+        "ledger_check_failures": LedgerCheckRun.objects.filter(ok=False).count(),
+        "money": money_totals() if money is None else money,
+        "events": dict(
+            Event.objects.values("delivery_status").annotate(n=Count("id")).values_list("delivery_status", "n")
+        ),
+    }
+
+
 class BusinessCollector:
-    """The DESIGN §7 business series, counted from the rows that record them."""
+    """The DESIGN §7 business series, counted from the rows that record them (through the
+    cache: ``business_figures_age_seconds`` says how long ago)."""
 
     def collect(self):
-        from bnpl.models import Installment, Plan, SweepRun
+        from bnpl.analytics import FiguresUnavailable, figures_cached
         from events.models import Event
-        from ledger.models import LedgerCheckRun
-        from payments.models import Payment
         from refunds.models import Refund
 
-        yield CounterMetricFamily("plans_created", "Plans created.", value=Plan.objects.count())
-        payments = dict(Payment.objects.values("status").annotate(n=Count("id")).values_list("status", "n"))
+        try:
+            cached = figures_cached(BUSINESS, business_figures)
+        except FiguresUnavailable:
+            logger.warning("Business series left out of this scrape: their first computation is still under way")
+            return
+        figures = cached.value
+        yield GaugeMetricFamily(
+            "business_figures_age_seconds",
+            "Seconds since the business series below were counted (0: counted for this scrape).",
+            value=round(cached.age, 3),
+        )
+        yield CounterMetricFamily("plans_created", "Plans created.", value=figures["plans_created"])
+        payments = figures["payments"]
         yield CounterMetricFamily("payments_succeeded", "Successful payments.", value=payments.get("SUCCEEDED", 0))
         yield CounterMetricFamily("payments_failed", "Declined or failed payments.", value=payments.get("FAILED", 0))
         refunds = CounterMetricFamily("refunds_processed", "Refunds decided, by status.", labels=["status"])
-        decided = dict(Refund.objects.values("status").annotate(n=Count("id")).values_list("status", "n"))
         for status in (Refund.Status.APPROVED, Refund.Status.REJECTED):
-            refunds.add_metric([status.lower()], decided.get(status, 0))
+            refunds.add_metric([status.lower()], figures["refunds"].get(status, 0))
         yield refunds
         yield GaugeMetricFamily(
-            "installments_overdue",
-            "Installments overdue now.",
-            value=Installment.objects.filter(status=Installment.Status.OVERDUE).count(),
+            "installments_overdue", "Installments overdue now.", value=figures["installments_overdue"]
         )
-        last = SweepRun.objects.filter(skipped=False, finished_at__isnull=False).order_by("-id").first()
         yield GaugeMetricFamily(
-            "overdue_sweep_seconds",
-            "Duration of the last overdue sweep.",
-            value=(last.duration_ms / 1000) if last else 0,
+            "overdue_sweep_seconds", "Duration of the last overdue sweep.", value=figures["overdue_sweep_seconds"]
         )
         yield CounterMetricFamily(
-            "ledger_check_failures",
-            "Ledger checks that found a breach.",
-            value=LedgerCheckRun.objects.filter(ok=False).count(),
+            "ledger_check_failures", "Ledger checks that found a breach.", value=figures["ledger_check_failures"]
         )
-        yield from money_series()
-        events = dict(
-            Event.objects.values("delivery_status").annotate(n=Count("id")).values_list("delivery_status", "n")
-        )
+        yield from money_series(figures["money"])
+        events = figures["events"]
         yield GaugeMetricFamily(
             "merchant_events_pending", "Merchant events awaiting delivery.", value=events.get(Event.Delivery.PENDING, 0)
         )
@@ -113,11 +146,9 @@ MONEY_SERIES = (
 )
 
 
-def money_series():
-    """The money series of ``MONEY_SERIES``, a sample per currency: one query on the ledger."""
-    from ledger.selectors import money_totals
-
-    totals = money_totals()
+def money_series(totals: dict):
+    """The money series of ``MONEY_SERIES``, a sample per currency, from the ledger's
+    ``money_totals()``."""
     for name, family, series, documentation in MONEY_SERIES:
         metric = family(series, documentation, labels=["currency"])
         for currency, amounts in totals.items():

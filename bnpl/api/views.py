@@ -1,5 +1,6 @@
 """Plans, installments, late fees, debt status, analytics and spending power over REST."""
 
+from django.db import router
 from django.http import Http404
 from django_filters import rest_framework as filters
 from drf_spectacular.utils import OpenApiExample, extend_schema
@@ -13,7 +14,7 @@ from rest_framework.views import APIView
 from accounts.models import User
 from accounts.permissions import HasRole
 from accounts.selectors import user_get_for
-from bnpl.analytics import merchant_dashboard
+from bnpl.analytics import dashboard_cache_name, figures_cached, merchant_dashboard
 from bnpl.api.serializers import (
     AnalyticsOut,
     AnalyticsQueryIn,
@@ -506,7 +507,10 @@ class AnalyticsView(APIView):
             "`overdue_amount`, `refunds_total`, `processed_total`, `merchant_fees_total`, `late_fees_total`, "
             "`payouts_total`) are those of `currency` when there is one currency only (the "
             "default currency, all zero, when no plan became ACTIVE), and null when there are several. Counts "
-            "(`overdue_installments`, `overdue_by_bucket`, `success_rate`, `plans_by_status`) cover every currency."
+            "(`overdue_installments`, `overdue_by_bucket`, `success_rate`, `plans_by_status`) cover every currency. "
+            "The figures are computed over whole tables in the background and served from a cache: at most "
+            "90 seconds old by default, their age in seconds in the `Age` header; a 503 while their first "
+            "computation is still under way."
         ),
         parameters=[AnalyticsQueryIn],
         responses={200: AnalyticsOut, **problems(400, 401, 403, 404)},
@@ -524,9 +528,17 @@ class AnalyticsView(APIView):
                 raise Http404("No merchant has this user_id.")
         if merchant is not None:
             plans = plans.filter(merchant=merchant)
-        # Aggregates over many rows that may lag a little: the replica's work, when there is one.
+        # Aggregates over many rows that may lag a little: the replica's work, when there is one,
+        # and served from the cache (bnpl.analytics.figures_cached: at most FIGURES_CACHE_SECONDS
+        # old, their age in the Age header; computed by one process at a time).
         with reading_from_replica():
-            return Response(AnalyticsOut(merchant_dashboard(plans=plans, merchant=merchant)).data)
+            figures = figures_cached(
+                dashboard_cache_name(merchant),
+                lambda: merchant_dashboard(plans=plans, merchant=merchant),
+                using=router.db_for_read(Plan),
+            )
+        headers = {} if figures.computed_at is None else {"Age": str(int(figures.age))}
+        return Response(AnalyticsOut(figures.value).data, headers=headers)
 
 
 SPENDING_POWER_EXAMPLE = {

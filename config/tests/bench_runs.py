@@ -19,7 +19,7 @@ RATIO = r"(?:\d+\.\d\dx|\d+%|refused \(other processes used \d+\.\d\d cores > 1;
 
 # One Redis database per benchmark, each flushed by its script: none may be another's, nor
 # the tests' own (REDIS_URL's).
-_REDIS_DBS = {"settle": 3, "sweep": 12, "autopay": 13, "http": 14, "soak": 15}
+_REDIS_DBS = {"settle": 3, "dashboards": 9, "sweep": 12, "autopay": 13, "http": 14, "soak": 15}
 
 
 def smoke_database_url(name: str) -> str:
