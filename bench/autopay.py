@@ -94,10 +94,10 @@ def with_database(url: str, name: str) -> str:
 
 def admin(url: str, *statements: str, database: str = "postgres") -> None:
     """Run ``statements`` one by one (autocommit) in ``database`` on the server of ``url``."""
-    import psycopg2
+    import psycopg
 
     parsed = urlparse(url)
-    connection = psycopg2.connect(
+    connection = psycopg.connect(
         host=parsed.hostname,
         port=parsed.port or 5432,
         user=parsed.username,

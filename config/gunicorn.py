@@ -13,6 +13,9 @@ bind = f"{os.environ.get('HOST', '0.0.0.0')}:{os.environ.get('PORT', '8000')}"  
 # machine shares the cores. On 2 cores with PostgreSQL beside them, plan creation served
 # about 130 req/s with 4 workers, 120 with 3 and 90 with 5 (bench/http_bench.py).
 workers = int(os.environ.get("WEB_CONCURRENCY", multiprocessing.cpu_count() * 2))
+# Sync workers: gthread (2 workers x 4 threads sharing a pool of connections) showed no
+# gain on 2 cores shared with PostgreSQL, where CPU runs out before concurrency
+# (docs/SCALING.md, "The stack's own levers"). GUNICORN_THREADS > 1 still selects it.
 threads = int(os.environ.get("GUNICORN_THREADS", "1"))
 worker_class = "gthread" if threads > 1 else "sync"
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", "30"))

@@ -111,6 +111,22 @@ DATABASE_URL = config("DATABASE_URL", default="")
 # (opening one costs a backend start and a cold catalog cache), checked before each request.
 DATABASE_TRANSACTION_POOLER = config("DATABASE_TRANSACTION_POOLER", default=False, cast=bool)
 DATABASE_CONN_MAX_AGE = 0 if DATABASE_TRANSACTION_POOLER else config("DATABASE_CONN_MAX_AGE", default=600, cast=int)
+# psycopg 3 sends the parameters apart from the statement (server-side binding), and the
+# server prepares a statement a connection has run DATABASE_PREPARE_THRESHOLD times: its
+# parse and plan are done once per connection instead of per run (a third of PostgreSQL's
+# CPU per payment; docs/SCALING.md, "The stack's own levers"). A prepared statement lives in
+# one server connection: behind a transaction pooler none is prepared (0).
+DATABASE_SERVER_SIDE_BINDING = config("DATABASE_SERVER_SIDE_BINDING", default=True, cast=bool)
+DATABASE_PREPARE_THRESHOLD = config(
+    "DATABASE_PREPARE_THRESHOLD",
+    default=0 if DATABASE_TRANSACTION_POOLER or not DATABASE_SERVER_SIDE_BINDING else 2,
+    cast=int,
+)
+if DATABASE_PREPARE_THRESHOLD and (DATABASE_TRANSACTION_POOLER or not DATABASE_SERVER_SIDE_BINDING):
+    raise ImproperlyConfigured(
+        "DATABASE_PREPARE_THRESHOLD needs DATABASE_SERVER_SIDE_BINDING (statements bound by the client are "
+        "never prepared), and no transaction pooler (a prepared statement lives in one server connection)."
+    )
 
 
 # Seconds to wait for a connection: a database that accepts and never answers (hung, or a
@@ -122,7 +138,12 @@ def _database(url: str) -> dict:
     database = dj_database_url.parse(url, conn_max_age=DATABASE_CONN_MAX_AGE, conn_health_checks=True)
     database["DISABLE_SERVER_SIDE_CURSORS"] = DATABASE_TRANSACTION_POOLER
     if database["ENGINE"].endswith("postgresql"):
-        database.setdefault("OPTIONS", {}).setdefault("connect_timeout", DATABASE_CONNECT_TIMEOUT)
+        options = database.setdefault("OPTIONS", {})
+        options.setdefault("connect_timeout", DATABASE_CONNECT_TIMEOUT)
+        if DATABASE_SERVER_SIDE_BINDING:
+            options["server_side_binding"] = True
+        if DATABASE_PREPARE_THRESHOLD:
+            options["prepare_threshold"] = DATABASE_PREPARE_THRESHOLD
     return database
 
 

@@ -312,11 +312,11 @@ class RowLock:
         self.table, self.pk, self.mode = table, pk, mode
 
     def __enter__(self) -> "RowLock":
-        import psycopg2
+        import psycopg
         from django.db import connection
 
         settings = connection.settings_dict
-        self.connection = psycopg2.connect(
+        self.connection = psycopg.connect(
             host=settings["HOST"],
             port=settings["PORT"],
             user=settings["USER"],

@@ -75,12 +75,12 @@ def test_what_an_ended_child_used_before_the_start_is_not_counted(tmp_path: Path
 
 @pytest.mark.postgres
 def test_a_backend_of_the_database_that_ends_during_the_measurement_is_ours():
-    import psycopg2
+    import psycopg
     from django.db import connection
 
     database = connection.settings_dict
     plain, tree = CpuWatch(database["NAME"]).start(), TreeWatch(database["NAME"], sample_seconds=0.1).start()
-    backend = psycopg2.connect(
+    backend = psycopg.connect(
         host=database["HOST"], port=database["PORT"] or 5432, user=database["USER"], dbname=database["NAME"]
     )
     with backend.cursor() as cursor:
