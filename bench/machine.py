@@ -5,11 +5,12 @@ A ratio of two timings means something only if the machine was the benchmark's: 
 measurement during which other processes used more than a core (``MAX_OTHER_CORES``) is
 reported with its seconds, but its ratios are refused (run it again on a quiet machine).
 The benchmark's own processes are this one and its descendants (the Celery workers it
-started) and the PostgreSQL server's processes except the backends of other databases.
-Linux only (``/proc``); elsewhere nothing can be told and no ratio is refused.
+started) and the PostgreSQL server's processes except the backends of other databases and
+their parallel workers. Linux only (``/proc``); elsewhere nothing can be told and no ratio is refused.
 """
 
 import os
+import re
 import threading
 import time
 from dataclasses import dataclass, field
@@ -17,6 +18,7 @@ from pathlib import Path
 
 MAX_OTHER_CORES = 1.0
 PROC = Path("/proc")
+_PARALLEL = re.compile(r"parallel worker for PID (\d+)")
 
 
 def machine_line() -> str:
@@ -49,8 +51,8 @@ def _processes() -> dict[int, tuple[int, int, str]]:
 
 
 def _ours(processes: dict[int, tuple[int, int, str]], database: str) -> set[int]:
-    """This process, its descendants, and the PostgreSQL processes that are not backends
-    of another database (a backend's title: ``postgres: [cluster: ]user database host …``)."""
+    """This process, its descendants, and the PostgreSQL processes that are not backends of
+    another database nor their parallel workers (``_postgres_ours``)."""
     ours, children = {os.getpid()}, {}
     for pid, (parent, _, _) in processes.items():
         children.setdefault(parent, []).append(pid)
@@ -59,16 +61,20 @@ def _ours(processes: dict[int, tuple[int, int, str]], database: str) -> set[int]
         for child in children.get(stack.pop(), []):
             ours.add(child)
             stack.append(child)
-    ours.update(pid for pid, (_, _, cmdline) in processes.items() if _postgres_ours(cmdline, database))
+    titles = {pid: cmdline for pid, (_, _, cmdline) in processes.items()}
+    ours.update(pid for pid, cmdline in titles.items() if _postgres_ours(cmdline, database, titles))
     return ours
 
 
-def _postgres_ours(cmdline: str, database: str) -> bool:
+def _postgres_ours(cmdline: str, database: str, titles: dict[int, str]) -> bool:
     """Whether a process is one of PostgreSQL's that are the benchmark's: any of the server's
-    own, or a backend of ``database`` (a backend's title: ``postgres: [cluster: ]user
-    database host …``)."""
+    own, a backend of ``database`` (a backend's title: ``postgres: [cluster: ]user database
+    host …``), or a parallel worker of such a backend (its leader's title in ``titles``)."""
     if not cmdline.startswith("postgres:"):
         return False
+    leader = _PARALLEL.search(cmdline)
+    if leader:
+        return _postgres_ours(titles.get(int(leader.group(1)), ""), database, {})
     words = cmdline.split()[1:]
     if words and words[0].endswith(":"):  # Debian's cluster name, "15/main:"
         words = words[1:]
@@ -221,7 +227,7 @@ class TreeWatch(CpuWatch):
 
     def _server_children(self) -> dict[int, tuple[int, bool]]:
         """The PostgreSQL servers' children now: ``{pid: (CPU ticks used, the benchmark's)}``."""
-        found = {}
+        found: dict[int, tuple[int, str]] = {}
         for server in self._servers:
             try:
                 pids = (PROC / str(server) / "task" / str(server) / "children").read_text().split()
@@ -243,8 +249,8 @@ class TreeWatch(CpuWatch):
                 if title.startswith("postgres:"):  # a child just forked still has the server's
                     self._titles[pid] = title
                 rest = stat[stat.rindex(")") + 2 :].split()
-                found[pid] = (int(rest[11]) + int(rest[12]), _postgres_ours(title, self.database))
-        return found
+                found[pid] = (int(rest[11]) + int(rest[12]), title)
+        return {pid: (used, _postgres_ours(title, self.database, self._titles)) for pid, (used, title) in found.items()}
 
     def _remember(self) -> None:
         # The servers' counts first: a child that ends between the two reads is counted once,

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.machine import PROC, CpuWatch, TreeWatch, refusal
+from bench.machine import PROC, CpuWatch, TreeWatch, _postgres_ours, refusal
 
 pytestmark = pytest.mark.skipif(not PROC.joinpath("stat").exists(), reason="reads /proc (Linux)")
 
@@ -142,6 +142,20 @@ def test_what_a_backend_of_the_database_used_after_its_last_sample_is_ours():
     assert after >= 0.2
     assert tree.unseen / os.sysconf("SC_CLK_TCK") == pytest.approx(after, abs=0.1)
     assert other_seconds(plain) - other_seconds(tree) >= after - 0.1
+
+
+def test_a_parallel_worker_is_of_its_leaders_database():
+    titles = {
+        10: "postgres: 15/main: postgres bench 127.0.0.1(40248) SELECT",
+        11: "postgres: 15/main: postgres other 127.0.0.1(40250) SELECT",
+    }
+
+    assert _postgres_ours("postgres: 15/main: parallel worker for PID 10", "bench", titles)
+    assert not _postgres_ours("postgres: 15/main: parallel worker for PID 11", "bench", titles)
+    assert not _postgres_ours("postgres: 15/main: parallel worker for PID 12", "bench", titles)  # leader gone
+    assert _postgres_ours("postgres: 15/main: checkpointer", "bench", titles)
+    assert _postgres_ours(titles[10], "bench", titles)
+    assert not _postgres_ours(titles[11], "bench", titles)
 
 
 def test_refusal_words_are_ratio_or_refusals():
