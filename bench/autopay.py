@@ -417,6 +417,164 @@ def measure(target: int, today, redis_url: str, stall_seconds: float) -> dict:
     return {"published": published, "publish_s": publish_s, "paid_s": paid_s, "done_s": done_s}
 
 
+# The bare script: per installment due, autopay's rows in its two transactions around the
+# same fake gateway's call, one statement each, knowing the seed (no credit balance, nothing
+# reserved or paid before, a merchant without a webhook URL, customers without an email or
+# phone, three installments left after this one, so neither the plan nor the customer
+# changes). The first: the plan locked, the installment reserved, the PENDING payment and
+# its allocation.
+BARE_RESERVE_SQL = """
+WITH plan AS (
+  SELECT id, currency FROM bnpl_plan WHERE id = %(plan)s FOR UPDATE
+), reserved AS (
+  UPDATE bnpl_installment i SET amount_reserved = i.amount_reserved + (i.amount_due - i.amount_paid)
+  FROM plan WHERE i.id = %(installment)s AND i.plan_id = plan.id
+  RETURNING i.id, i.plan_id, i.customer_id, i.amount_due - i.amount_paid AS amount, plan.currency
+), payment AS (
+  INSERT INTO payments_payment (plan_id, customer_id, created_by_id, amount, currency, credit_amount, excess_credited,
+                                source, attempt, card_token, status, decline_code, gateway_reference, gateway_key,
+                                created_at)
+  SELECT plan_id, customer_id, customer_id, amount, currency, 0, 0, 'AUTOPAY', 1, %(token)s, 'PENDING', '', '',
+         %(key)s, %(now)s
+  FROM reserved
+  RETURNING id, amount, currency
+)
+INSERT INTO payments_paymentallocation (payment_id, installment_id, amount, credited)
+SELECT id, %(installment)s, amount, 0 FROM payment
+RETURNING payment_id, amount, (SELECT currency FROM payment)
+"""
+# The second: the plan locked again, the payment SUCCEEDED, the installment PAID, the
+# PAYMENT entry with its two postings, the installment.paid event, the receipt on both
+# channels (SKIPPED: no address).
+BARE_APPLY_SQL = """
+WITH plan AS (
+  SELECT id, merchant_id, currency, merchant_reference FROM bnpl_plan WHERE id = %(plan)s FOR UPDATE
+), payment AS (
+  UPDATE payments_payment SET status = 'SUCCEEDED', gateway_reference = %(reference)s, completed_at = %(now)s,
+                              excess_credited = 0
+  WHERE id = %(payment)s AND status = 'PENDING'
+  RETURNING id, amount, currency, plan_id, customer_id
+), paid AS (
+  UPDATE bnpl_installment i SET amount_reserved = i.amount_reserved - p.amount, amount_paid = i.amount_paid + p.amount,
+                                status = 'PAID', paid_at = %(now)s, updated_at = %(now)s
+  FROM payment p WHERE i.id = %(installment)s
+  RETURNING i.id, i.plan_id, i.sequence, i.amount_due, i.amount_paid, i.due_date, i.status
+), entry AS (
+  SELECT id AS entry_key, 'PAYMENT' AS kind, 'Payment ' || id AS memo, plan_id, %(now)s::timestamptz AS created_at
+  FROM payment
+), legs AS (
+  SELECT p.id AS entry_key, x.account_id, x.amount, p.currency, p.plan_id, p.customer_id AS party_id, x.leg_order
+  FROM payment p CROSS JOIN LATERAL (VALUES (%(clearing)s::bigint, p.amount, 1), (%(receivable)s::bigint, -p.amount, 2))
+    AS x(account_id, amount, leg_order)
+), {ledger_post}, event AS (
+  INSERT INTO events_event (public_id, merchant_id, type, data, created_at, delivery_status, attempts, next_attempt_at,
+                            give_up_at)
+  SELECT 'evt_' || replace(gen_random_uuid()::text, '-', ''), plan.merchant_id, 'installment.paid',
+         {event_data} || jsonb_build_object('payment_id', payment.id), %(now)s, 'NO_ENDPOINT', 0, %(now)s, %(give_up)s
+  FROM paid, plan, payment
+)
+INSERT INTO events_notification (customer_id, kind, channel, cause, subject, body, status, error, created_at)
+SELECT p.customer_id, 'PAYMENT_RECEIPT', c.channel, 'payment:' || p.id,
+       'Payment received: ' || p.amount || ' ' || p.currency || ' for plan #' || p.plan_id,
+       'Thank you. We received ' || p.amount || ' ' || p.currency || ' for plan #' || p.plan_id || '.', 'SKIPPED', '',
+       %(now)s
+FROM payment p CROSS JOIN (VALUES ('EMAIL'), ('SMS')) AS c(channel)
+"""
+BARE_DUE_SQL = """
+SELECT i.id, i.plan_id, c.card_token FROM bnpl_installment i
+JOIN bnpl_plan p ON p.id = i.plan_id JOIN accounts_user c ON c.id = p.customer_id
+WHERE i.due_date = %s AND i.status IN ('UPCOMING', 'OVERDUE') AND i.amount_paid < i.amount_due AND p.status = 'ACTIVE'
+  AND c.autopay AND c.is_active AND c.card_token <> ''
+ORDER BY c.id, i.due_date, i.plan_id, i.sequence
+"""
+
+
+def bare_charges(due: list[tuple[int, int, str]], today) -> None:
+    """The bare script's charges of ``due`` (installment, plan, card token), one after the
+    other: two transactions each around the configured (fake) gateway's call."""
+    from datetime import timedelta
+
+    from django.conf import settings
+    from django.db import connection, transaction
+    from django.utils import timezone
+
+    from bnpl.event_data import installment_event_sql
+    from ledger.accounts import CUSTOMER_RECEIVABLE, GATEWAY_CLEARING, ledger_account_ids
+    from ledger.sql import ledger_post_ctes
+    from payments.gateways import get_gateway
+
+    apply_sql = BARE_APPLY_SQL.replace("{ledger_post}", ledger_post_ctes(entries="entry", legs="legs")).replace(
+        "{event_data}", installment_event_sql(installment="paid", plan="plan")
+    )
+    accounts = ledger_account_ids()
+    accounts = {"clearing": accounts[GATEWAY_CLEARING], "receivable": accounts[CUSTOMER_RECEIVABLE]}
+    gateway = get_gateway()
+    for installment, plan, token in due:
+        key = f"autopay_{installment}_{today:%Y%m%d}"
+        with transaction.atomic(), connection.cursor() as cursor:
+            now = timezone.now()
+            cursor.execute(
+                BARE_RESERVE_SQL, {"plan": plan, "installment": installment, "token": token, "key": key, "now": now}
+            )
+            payment, amount, currency = cursor.fetchone()
+        result = gateway.charge(amount=amount, currency=currency, card_token=token, idempotency_key=key)
+        if not result.succeeded:
+            raise SystemExit(f"the fake gateway declined installment {installment}: {result.decline_code}")
+        with transaction.atomic(), connection.cursor() as cursor:
+            now = timezone.now()
+            cursor.execute(
+                apply_sql,
+                {
+                    "plan": plan,
+                    "payment": payment,
+                    "installment": installment,
+                    "reference": result.reference,
+                    "now": now,
+                    "give_up": now + timedelta(hours=settings.BNPL_WEBHOOK_RETRY_HOURS),
+                }
+                | accounts,
+            )
+    connection.close()
+
+
+def bare_script(processes: int, args, seed_url: str, today) -> dict:
+    """The bare script on a fresh copy of the seed, its installments due read in one query
+    and shared out in ``processes`` contiguous parts, one process each (forked): its time."""
+    import multiprocessing
+
+    from django.db import connection
+
+    copy_seed(args.database_url, seed_url)
+    redis_client(args.redis_url).flushdb()
+    admin(args.database_url, "CHECKPOINT")
+    watch = TreeWatch(database_name(args.database_url)).start()
+    started = time.perf_counter()
+    with connection.cursor() as cursor:
+        cursor.execute(BARE_DUE_SQL, [today])
+        due = cursor.fetchall()
+    close_connections()  # not to be shared with the forked processes
+    size = -(-len(due) // processes)
+    context = multiprocessing.get_context("fork")
+    children = [
+        context.Process(target=bare_charges, args=(due[start : start + size], today))
+        for start in range(0, len(due), size)
+    ]
+    for child in children:
+        child.start()
+    for child in children:
+        child.join()
+    seconds = time.perf_counter() - started
+    watch.stop()
+    failed = [child.exitcode for child in children if child.exitcode]
+    print(f"bare script, {processes} process(es): {len(due):,} charges in {seconds:.1f} s; {watch.describe()}")
+    return {
+        "paid_s": seconds,
+        "watch": watch,
+        "checks": checks(args.rows, len(due)),
+        "errors": [f"a process exited {code}" for code in failed],
+    }
+
+
 CHECKS_SQL = {
     "installments PAID": "SELECT count(*) FROM bnpl_installment WHERE status = 'PAID'",
     "payments SUCCEEDED": "SELECT count(*) FROM payments_payment WHERE status = 'SUCCEEDED'",
@@ -425,6 +583,18 @@ CHECKS_SQL = {
     "installments with more than one payment": """
         SELECT count(*) FROM (SELECT installment_id FROM payments_paymentallocation
         WHERE installment_id IS NOT NULL GROUP BY installment_id HAVING count(DISTINCT payment_id) > 1) AS twice""",
+    "payment allocations": "SELECT count(*) FROM payments_paymentallocation",
+    "PAYMENT entries": "SELECT count(*) FROM payments_journalentry WHERE kind = 'PAYMENT'",
+    "PAYMENT postings (clearing in, receivable out)": """
+        SELECT count(*) FROM payments_posting p JOIN payments_journalentry e ON e.id = p.entry_id
+        WHERE e.kind = 'PAYMENT'""",
+    "paid, per the ledger": """
+        SELECT COALESCE(sum(p.amount), 0) FROM payments_posting p JOIN payments_journalentry e ON e.id = p.entry_id
+        WHERE e.kind = 'PAYMENT' AND p.amount > 0""",
+    "installment.paid events": "SELECT count(*) FROM events_event WHERE type = 'installment.paid'",
+    "payment receipts (SKIPPED: no address)": (
+        "SELECT count(*) FROM events_notification WHERE kind = 'PAYMENT_RECEIPT' AND status = 'SKIPPED'"
+    ),
     "events still PENDING": "SELECT count(*) FROM events_event WHERE delivery_status = 'PENDING'",
     "notifications still PENDING or SENDING": (
         "SELECT count(*) FROM events_notification WHERE status IN ('PENDING', 'SENDING')"
@@ -434,9 +604,20 @@ CHECKS_SQL = {
 
 def checks(target: int, published: int) -> dict[str, tuple[object, object]]:
     """What the run left behind: ``{check: (found, expected)}``."""
+    from decimal import Decimal
+
     from ledger.checks import ledger_check
 
-    expected = {"installments PAID": target, "payments SUCCEEDED": target}
+    expected = {
+        "installments PAID": target,
+        "payments SUCCEEDED": target,
+        "payment allocations": target,
+        "PAYMENT entries": target,
+        "PAYMENT postings (clearing in, receivable out)": 2 * target,
+        "paid, per the ledger": Decimal(AMOUNT) * target,
+        "installment.paid events": target,
+        "payment receipts (SKIPPED: no address)": 2 * target,
+    }
     found = {"customers published": (published, target)}
     for label, sql in CHECKS_SQL.items():
         found[label] = (scalar(sql), expected.get(label, 0))
@@ -474,8 +655,8 @@ def run(concurrency: int, args, seed_url: str, target: int, today) -> dict:
     return result
 
 
-def report(results: dict[int, dict], target: int) -> bool:
-    """Print the figures and the checks; True when every check passed."""
+def report(results: dict[int, dict], target: int, bare: dict[int, dict]) -> bool:
+    """Print the figures, the ratios to the bare script and the checks; True when every check passed."""
     first = next(iter(results))
     base = results[first]
     print()
@@ -496,13 +677,32 @@ def report(results: dict[int, dict], target: int) -> bool:
             f"| {target / r['done_s']:.1f} | {done} | {r['watch'].other_cores or 0:.2f} |"
         )
     print()
+    print(
+        "| bare script: the same rows, two transactions around the fake gateway's call per installment | processes "
+        "| until all PAID (s) | charges/s | autopay until all PAID, as many worker processes (s) | autopay vs bare "
+        "| other processes (cores) |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    vs_bare = {}
+    for processes, b in bare.items():
+        r = results.get(processes)
+        vs_bare[processes] = ratio_or_refusal(r["paid_s"] / b["paid_s"], [b["watch"], r["watch"]]) if r else ""
+        print(
+            f"| one statement per transaction | {processes} | {b['paid_s']:.1f} | {target / b['paid_s']:.1f} "
+            f"| {r['paid_s']:.1f} | {vs_bare[processes]} | {b['watch'].other_cores or 0:.2f} |"
+        )
+    print()
+    for workers, ratio in vs_bare.items():
+        print(f"ratio autopay / bare script, {workers} process(es) each: {ratio} (target <= 1.5x)")
     for workers, (paid, done) in ratios.items():
         if workers != first:
             print(
                 f"ratio {workers} workers / {first} worker: {paid} charges/s until all PAID, "
                 f"{done} until the queue is drained"
             )
-    ok = checks_table({f"{w} worker(s)": r for w, r in results.items()})
+    ok = checks_table(
+        {f"bare, {p} process(es)": b for p, b in bare.items()} | {f"{w} worker(s)": r for w, r in results.items()}
+    )
     print()
     print("all checks passed" if ok else "SOME CHECKS FAILED")
     return ok
@@ -539,9 +739,11 @@ def main() -> None:
     print(machine_line(), flush=True)
     seed_url, today = seeded_template(args.database_url, args.redis_url, seeded)
 
+    bare = {workers: bare_script(workers, args, seed_url, today) for workers in args.workers}
     results = {workers: run(workers, args, seed_url, args.rows, today) for workers in args.workers}
+    close_connections()
     print(machine_line(), flush=True)
-    if not report(results, args.rows):
+    if not report(results, args.rows, bare):
         sys.exit(1)
 
 

@@ -156,12 +156,14 @@ def _customers_mark_debt(*, plans: tuple[int, int], now) -> int:
     )
     marked = 0
     for ids in _batches(sorted(overdue)):
+        # Locked and updated in one statement: the rows the subquery could lock, no round trip
+        # with their ids between.
         free = (
             User.objects.select_for_update(no_key=True, skip_locked=True)
             .filter(status=User.Status.NORMAL, pk__in=ids)
-            .values_list("pk", flat=True)
+            .values("pk")
         )
-        marked += User.objects.filter(pk__in=list(free)).update(status=User.Status.DEBT_USER, updated_at=now)
+        marked += User.objects.filter(pk__in=free).update(status=User.Status.DEBT_USER, updated_at=now)
     return marked
 
 
