@@ -90,10 +90,10 @@ def parse_args() -> argparse.Namespace:
 
 
 def seed_exists(seed_url: str) -> bool:
-    import psycopg2
+    import psycopg
 
     parsed = urlparse(seed_url)
-    connection = psycopg2.connect(
+    connection = psycopg.connect(
         host=parsed.hostname,
         port=parsed.port or 5432,
         user=parsed.username,

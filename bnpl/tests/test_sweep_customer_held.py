@@ -6,7 +6,7 @@ import threading
 import time
 from datetime import date, timedelta
 
-import psycopg2
+import psycopg
 import pytest
 from django.db import connection, connections
 
@@ -25,7 +25,7 @@ def test_the_chunk_skips_a_held_customer_and_the_close_marks_it_once_released(ma
     for customer in (held, free):
         make_plan(customer=customer, purchase_date=TODAY - timedelta(days=40))  # 1st due 10 days ago
     database = connection.settings_dict
-    holder = psycopg2.connect(
+    holder = psycopg.connect(
         host=database["HOST"], port=database["PORT"] or 5432, user=database["USER"], dbname=database["NAME"]
     )
     with holder.cursor() as cursor:  # a transaction of its own, open until the rollback

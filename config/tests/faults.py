@@ -567,6 +567,10 @@ def service_env(*, proxy: "PgProxy | None" = None, redis_url: str = "", **extra:
     }
     if not redis_url:
         env["CELERY_TASK_ALWAYS_EAGER"] = "true"
+    if proxy:
+        # The proxy finds a statement by its text, which a prepared statement sends once per
+        # connection: through it every statement is sent whole (bound on the server still).
+        env["DATABASE_PREPARE_THRESHOLD"] = "0"
     return env | extra
 
 

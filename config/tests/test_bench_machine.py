@@ -104,10 +104,10 @@ def busy_backend_between_two_samples(database: dict) -> tuple[TreeWatch, CpuWatc
     """A backend opened, kept busy and closed with no sample of the watch after it started
     working (a Celery task's, whose worker closes the connection after each task): the
     watches and the CPU seconds the backend used after its last sample."""
-    import psycopg2
+    import psycopg
 
     plain, tree = CpuWatch(database["NAME"]).start(), TreeWatch(database["NAME"]).start()
-    backend = psycopg2.connect(
+    backend = psycopg.connect(
         host=database["HOST"], port=database["PORT"] or 5432, user=database["USER"], dbname=database["NAME"]
     )
     with backend.cursor() as cursor:

@@ -252,7 +252,7 @@ def test_payments_cut_mid_transaction_are_applied_once_and_never_charged_twice(
     # 2. Cut after the card was charged, while the payment is booked: the payment stays
     # PENDING (its reservation holds the cents); the retry finishes it with the same
     # gateway key, which the network does not charge again.
-    pg_proxy.cut_on('INSERT INTO "payments_posting"')
+    pg_proxy.cut_on("INSERT INTO payments_posting")  # the entry and its postings, one statement
     assert_unavailable(pay(service, customer, installment_pay(second.pk), "k-2"), "pay, cut in settle")
     pg_proxy.restore()
     pending = Payment.objects.get(status=Payment.Status.PENDING)
@@ -268,7 +268,7 @@ def test_payments_cut_mid_transaction_are_applied_once_and_never_charged_twice(
     # 3. The payment's COMMIT happens, its answer is lost, and the database stays up: the
     # client sees 503 and retries with its key; the retry answers with that payment, it
     # does not pay the next installment too.
-    pg_proxy.cut_on('INSERT INTO "payments_posting"', "COMMIT", after=True, only_this=True)
+    pg_proxy.cut_on("INSERT INTO payments_posting", "COMMIT", after=True, only_this=True)
     assert_unavailable(pay(service, customer, f"/api/v1/plans/{plan.pk}/pay/", "k-3", {"amount": "50.00"}), "lost")
     assert Payment.objects.filter(status="SUCCEEDED").count() == 3
     again = retried(lambda: pay(service, customer, f"/api/v1/plans/{plan.pk}/pay/", "k-3", {"amount": "50.00"}))
