@@ -374,3 +374,47 @@ def debt_status_for(*, customer: User, today: date | None = None) -> DebtStatus:
         by_currency=[debts[currency] for currency in sorted(debts)],
         overdue_installments=overdue,
     )
+
+
+# A refund request's lock: the plan within the requester's scope, with its parties' public ids
+# (the answer shows them), in one statement on PostgreSQL. FOR NO KEY UPDATE OF the plan only,
+# as plan_get_for_update; a plan outside the scope is neither returned nor locked.
+# (refunds/tests/test_hand_written_sql.py holds it equal to the ORM's.)
+_PLAN_LOCK_WITH_PARTIES = (  # noqa: S608 - composed of the models' own column names
+    "SELECT {columns}, c.user_id, m.user_id FROM {plans} p"  # nosec B608
+    " JOIN {users} c ON c.id = p.customer_id JOIN {users} m ON m.id = p.merchant_id WHERE p.id = %s"
+).format(
+    columns=", ".join(f"p.{column.column}" for column in _PLAN_COLUMNS),
+    plans=Plan._meta.db_table,
+    users=User._meta.db_table,
+)
+
+
+def plan_get_for_update_with_parties(*, viewer: User, pk: int) -> Plan:
+    """Plan ``pk`` if ``viewer`` may see it (plan_scope), row-locked until the transaction ends
+    as ``plan_get_for_update`` locks it, with ``plan.customer`` and ``plan.merchant`` carrying
+    their public ``user_id`` (the rest of the user rows is not read). Raises Plan.DoesNotExist
+    when absent or out of scope."""
+    if not postgresql():
+        locked = Plan.objects.select_for_update(of=("self",), no_key=True).filter(plan_scope(viewer))
+        return (
+            locked.select_related("customer", "merchant")
+            .only(*PLAN_FIELDS, "customer__user_id", "merchant__user_id")
+            .get(pk=pk)
+        )
+    if not 0 < pk <= _BIGINT_MAX:
+        raise Plan.DoesNotExist(f"No plan {pk}.")  # as the ORM answers for an id past the column's range
+    sql, params = _PLAN_LOCK_WITH_PARTIES, [pk]
+    if not viewer.is_operator:
+        sql += " AND p.merchant_id = %s" if viewer.is_merchant else " AND p.customer_id = %s"
+        params.append(viewer.pk)
+    with connection.cursor() as cursor:
+        cursor.execute(sql + " FOR NO KEY UPDATE OF p", params)
+        row = cursor.fetchone()
+    if row is None:
+        raise Plan.DoesNotExist(f"No plan {pk}.")
+    count = len(_PLAN_COLUMNS)
+    plan = Plan.from_db(connection.alias, [f.attname for f in _PLAN_COLUMNS], _converted(_PLAN_COLUMNS, row[:count]))
+    plan.customer = User(pk=plan.customer_id, user_id=row[count])
+    plan.merchant = User(pk=plan.merchant_id, user_id=row[count + 1])
+    return plan

@@ -9,12 +9,13 @@ from rest_framework.response import Response
 
 from accounts.models import User
 from accounts.permissions import HasRole
-from bnpl.selectors import plan_list_for, plan_scope
+from bnpl.models import Plan
+from bnpl.selectors import plan_scope
 from core.idempotency import IDEMPOTENCY_PARAMETER, idempotent
 from core.problems import PROBLEM_CONTENT_TYPE
 from core.schema import VALIDATION_EXAMPLE, ProblemSerializer, list_retrieve_schema, problems
 from core.serializers import StrictSerializer
-from refunds.api.serializers import RefundCreateIn, RefundOut
+from refunds.api.serializers import RefundCreateIn, RefundOut, refund_out
 from refunds.models import Refund
 from refunds.services import refund_decide, refund_request
 
@@ -99,19 +100,20 @@ class RefundViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.G
         body = RefundCreateIn(data=request.data)
         body.is_valid(raise_exception=True)
         data = body.validated_data
-        plan = plan_list_for(viewer=request.user).filter(pk=data["plan_id"]).first()
-        if plan is None:
-            raise Http404("No such plan among yours.")
-        refund, created = refund_request(
-            plan_id=plan.pk,
-            transaction_id=data["transaction_id"],
-            amount=data["amount"],
-            reason=data["reason"],
-            user_id=data.get("user_id"),
-            requester=request.user,
-            payout_method=data.get("payout_method"),
-        )
-        return Response(RefundOut(refund).data, status=201 if created else 200)
+        try:
+            # The plan is found within the merchant's scope as it is locked: out of scope is absent.
+            refund, created = refund_request(
+                plan_id=data["plan_id"],
+                transaction_id=data["transaction_id"],
+                amount=data["amount"],
+                reason=data["reason"],
+                user_id=data.get("user_id"),
+                requester=request.user,
+                payout_method=data.get("payout_method"),
+            )
+        except Plan.DoesNotExist:
+            raise Http404("No such plan among yours.") from None
+        return Response(refund_out(refund), status=201 if created else 200)
 
     def _decide(self, request: Request, status: str) -> Response:
         refund = self.get_object()
