@@ -91,3 +91,31 @@ def allocations_with_rows(*, payment_id: int) -> list[PaymentAllocation]:
         allocation.late_fee = LateFee.from_db(connection.alias, names[2], values[2]) if allocation.late_fee_id else None
         allocations.append(allocation)
     return allocations
+
+
+# Asked by every payment made with a key (an Idempotency-Key's, autopay's), written out on
+# PostgreSQL as above.
+_PAYMENT_UNDER_KEY = f"SELECT {', '.join(_PAYMENT_COLUMNS)} FROM {Payment._meta.db_table} WHERE gateway_key = %s"  # noqa: S608  # nosec B608
+
+
+def payment_under_key(*, gateway_key: str) -> Payment | None:
+    """The payment made with ``gateway_key`` (unique), if any."""
+    if not postgresql():
+        return Payment.objects.filter(gateway_key=gateway_key).first()
+    return next(iter(Payment.objects.raw(_PAYMENT_UNDER_KEY, [gateway_key])), None)
+
+
+_PAYER_LOCK = f"SELECT card_token FROM {User._meta.db_table} WHERE id = %s FOR NO KEY UPDATE"  # noqa: S608  # nosec B608
+
+
+def payer_locked(*, customer_id: int) -> User:
+    """The customer who pays, row-locked until the transaction ends (``id`` and ``card_token``
+    alone). Raises User.DoesNotExist."""
+    if not postgresql():
+        return User.objects.select_for_update(no_key=True).only("id", "card_token").get(pk=customer_id)
+    with connection.cursor() as cursor:
+        cursor.execute(_PAYER_LOCK, [customer_id])
+        row = cursor.fetchone()
+    if row is None:
+        raise User.DoesNotExist(f"No user {customer_id}.")
+    return User.from_db(connection.alias, ["id", "card_token"], [customer_id, row[0]])

@@ -239,7 +239,7 @@ def test_payments_cut_mid_transaction_are_applied_once_and_never_charged_twice(
     installment_pay = "/api/v1/installments/{}/pay/".format
 
     # 1. Cut while the payment is reserved (before the card is charged): nothing stays.
-    pg_proxy.cut_on('INSERT INTO "payments_paymentallocation"')
+    pg_proxy.cut_on("INSERT INTO payments_paymentallocation")
     assert_unavailable(pay(service, customer, installment_pay(first.pk), "k-1"), "pay, cut in reserve")
     pg_proxy.restore()
     assert not Payment.objects.exists()
