@@ -10,6 +10,7 @@ from django.db.models import Prefetch, Q, QuerySet
 from django.utils import timezone
 
 from accounts.models import User
+from accounts.selectors import user_list_for
 from bnpl.models import Installment, LateFee, Plan
 from bnpl.schedule import business_today, days_past_due_bucket
 from core.db import advisory_xact_lock_try, postgresql
@@ -331,16 +332,30 @@ def debt_status_for(*, customer: User, today: date | None = None) -> DebtStatus:
     and bucket) and late fees due. Two queries, whatever the number of plans and currencies:
     the sums are made in SQL and only the overdue installments are read (through their
     partial index)."""
-    today = today or business_today()
-    debts = {
-        currency: CurrencyDebt(currency=currency, total_debt=installments + fees, fees_due=fees)
-        for currency, (installments, fees) in customer_owed(customer_id=customer.pk).items()
-    }
     overdue_rows = (
         Installment.objects.filter(customer_id=customer.pk, status=Installment.Status.OVERDUE)
         .order_by("due_date", "id")
         .values_list("pk", "plan_id", "plan__currency", "amount_due", "amount_paid", "due_date")
     )
+    return _debt_status(
+        user_id=customer.user_id,
+        user_status=customer.status,
+        owed=customer_owed(customer_id=customer.pk),
+        overdue_rows=overdue_rows,
+        today=today,
+    )
+
+
+def _debt_status(
+    *, user_id: str, user_status: str, owed: dict[str, tuple[Decimal, Decimal]], overdue_rows, today: date | None
+) -> DebtStatus:
+    """The DebtStatus of the sums ``owed`` (customer_owed's) and the overdue installments'
+    rows ``(id, plan_id, currency, amount_due, amount_paid, due_date)``, oldest due first."""
+    today = today or business_today()
+    debts = {
+        currency: CurrencyDebt(currency=currency, total_debt=installments + fees, fees_due=fees)
+        for currency, (installments, fees) in owed.items()
+    }
     overdue = []
     for pk, plan_id, currency, amount_due, amount_paid, due_date in overdue_rows:
         days = (today - due_date).days
@@ -368,8 +383,8 @@ def debt_status_for(*, customer: User, today: date | None = None) -> DebtStatus:
         default = settings.BNPL_DEFAULT_CURRENCY
         debts[default] = CurrencyDebt(currency=default)
     return DebtStatus(
-        user_id=customer.user_id,
-        user_status=customer.status,
+        user_id=user_id,
+        user_status=user_status,
         has_overdue=bool(overdue),
         by_currency=[debts[currency] for currency in sorted(debts)],
         overdue_installments=overdue,
@@ -418,3 +433,63 @@ def plan_get_for_update_with_parties(*, viewer: User, pk: int) -> Plan:
     plan.customer = User(pk=plan.customer_id, user_id=row[count])
     plan.merchant = User(pk=plan.merchant_id, user_id=row[count + 1])
     return plan
+
+
+# The debt read (GET /api/v1/debt/{user_id}/) written out on PostgreSQL in two statements:
+# the user in the viewer's scope (accounts.selectors.user_list_for's, spelt out) with what it
+# owes per currency (customer_owed's sums, for a customer only), then its overdue
+# installments. Composing the ORM's user lookup and overdue query cost about as much as the
+# rest of the request. bnpl/tests/test_hand_written_sql.py holds the answers equal to the
+# ORM path's, which SQLite keeps.
+_DEBT_USER_OWED = """
+SELECT u.id, u.user_id, u.role, u.status, o.currency, o.installments, o.fees
+FROM accounts_user u LEFT JOIN LATERAL (
+  SELECT currency, SUM(installments) AS installments, SUM(fees) AS fees FROM (
+    SELECT p.currency, i.amount_due - i.amount_paid AS installments, 0 AS fees
+    FROM bnpl_installment i JOIN bnpl_plan p ON p.id = i.plan_id
+    WHERE p.customer_id = u.id AND i.status IN (%s, %s)
+    UNION ALL
+    SELECT p.currency, 0, f.amount - f.amount_paid FROM bnpl_latefee f JOIN bnpl_plan p ON p.id = f.plan_id
+    WHERE p.customer_id = u.id AND f.status = %s
+  ) owed GROUP BY currency
+) o ON u.role = %s
+WHERE u.user_id = %s
+"""
+_DEBT_SCOPE_CUSTOMER = " AND u.id = %s"
+_DEBT_SCOPE_MERCHANT = (
+    " AND (u.id = %s OR EXISTS (SELECT 1 FROM bnpl_plan s WHERE s.customer_id = u.id AND s.merchant_id = %s))"
+)
+_DEBT_OVERDUE = """
+SELECT i.id, i.plan_id, p.currency, i.amount_due, i.amount_paid, i.due_date
+FROM bnpl_installment i JOIN bnpl_plan p ON p.id = i.plan_id
+WHERE i.customer_id = %s AND i.status = %s ORDER BY i.due_date, i.id
+"""
+
+
+def debt_status_get_for(*, viewer: User, user_id: str, today: date | None = None) -> DebtStatus | None:
+    """The debt status (debt_status_for's) of the customer ``user_id`` if ``viewer`` may see
+    that user (accounts.selectors.user_list_for); None when out of scope, absent, or not a
+    customer."""
+    if not postgresql():
+        user = user_list_for(viewer=viewer).filter(user_id=user_id).first()
+        return debt_status_for(customer=user, today=today) if user is not None and user.is_customer else None
+    sql = _DEBT_USER_OWED
+    params = [*OPEN_STATUSES, LateFee.Status.DUE, User.Role.CUSTOMER, user_id]
+    if viewer.is_merchant:
+        sql, params = sql + _DEBT_SCOPE_MERCHANT, [*params, viewer.pk, viewer.pk]
+    elif not viewer.is_operator:
+        sql, params = sql + _DEBT_SCOPE_CUSTOMER, [*params, viewer.pk]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        rows = cursor.fetchall()
+        if not rows or rows[0][2] != User.Role.CUSTOMER:
+            return None
+        pk, public_id, _, status = rows[0][:4]
+        cursor.execute(_DEBT_OVERDUE, [pk, Installment.Status.OVERDUE])
+        overdue_rows = cursor.fetchall()
+    owed = {
+        currency: (_summed(installments), _summed(fees))
+        for *_, currency, installments, fees in sorted(rows, key=lambda row: row[4] or "")
+        if currency is not None
+    }
+    return _debt_status(user_id=public_id, user_status=status, owed=owed, overdue_rows=overdue_rows, today=today)

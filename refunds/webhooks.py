@@ -42,6 +42,7 @@ from core.serializers import StrictSerializer
 from core.signatures import signature_problem
 from core.tasks import enqueue
 from refunds.models import Refund
+from refunds.selectors import merchant_refund, webhook_merchant
 from refunds.services import WEBHOOK_STATUSES, refund_status_can_apply, refund_status_change
 from refunds.tasks import refund_status_apply_task
 
@@ -214,7 +215,7 @@ class RefundStatusWebhookView(APIView):
         merchant_id = request.headers.get("BNPL-Merchant", "")
         merchant = None
         if _MERCHANT_ID.fullmatch(merchant_id):  # no lookup for an id no merchant can have (NUL, too long)
-            merchant = User.objects.filter(user_id=merchant_id, role=User.Role.MERCHANT, is_active=True).first()
+            merchant = webhook_merchant(user_id=merchant_id)
         problem = verify(merchant, request.headers.get("BNPL-Signature", ""), body, time.time())
         if problem:
             raise InvalidSignature(problem)
@@ -226,7 +227,7 @@ class RefundStatusWebhookView(APIView):
         incoming.is_valid(raise_exception=True)
         payload = incoming.validated_data
         reference = payload["merchant_reference"]
-        refund = Refund.objects.filter(merchant=merchant, transaction_id=payload["refund_id"]).first()
+        refund = merchant_refund(merchant_id=merchant.pk, transaction_id=payload["refund_id"])
         if refund is None:
             raise NotFound("This merchant has no refund with this id.")
         if reference and not refund.merchant_reference:

@@ -252,6 +252,50 @@ class DebtStatusOut(serializers.Serializer):
     overdue_installments = OverdueInstallmentOut(many=True, help_text="Oldest due first, each in its currency.")
 
 
+def _money_or_none(value):
+    return None if value is None else _MONEY.to_representation(value)
+
+
+def _currency_debt_out(debt) -> dict:
+    return {
+        "currency": debt.currency,
+        "total_debt": _MONEY.to_representation(debt.total_debt),
+        "overdue_amount": _MONEY.to_representation(debt.overdue_amount),
+        "fees_due": _MONEY.to_representation(debt.fees_due),
+        "overdue_by_bucket": {bucket: _MONEY.to_representation(debt.overdue_by_bucket[bucket]) for bucket in BUCKETS},
+    }
+
+
+def debt_status_out(status) -> dict:
+    """What DebtStatusOut(status).data gives (``status``: a bnpl.selectors.DebtStatus), built
+    as plan_out builds a plan; a test holds the two equal."""
+    by_currency = [_currency_debt_out(debt) for debt in status.by_currency]
+    return {
+        "user_id": status.user_id,
+        "user_status": str(status.user_status),
+        "has_overdue": status.has_overdue,
+        "currency": status.currency,
+        "total_debt": _money_or_none(status.total_debt),
+        "overdue_amount": _money_or_none(status.overdue_amount),
+        "fees_due": _money_or_none(status.fees_due),
+        "overdue_by_bucket": dict(by_currency[0]["overdue_by_bucket"]) if status.single else dict.fromkeys(BUCKETS),
+        "by_currency": by_currency,
+        "overdue_installments": [
+            {
+                "id": row["id"],
+                "plan_id": row["plan_id"],
+                "currency": row["currency"],
+                "amount_due": _MONEY.to_representation(row["amount_due"]),
+                "amount_remaining": _MONEY.to_representation(row["amount_remaining"]),
+                "due_date": _DATE.to_representation(row["due_date"]),
+                "days_overdue": row["days_overdue"],
+                "bucket": row["bucket"],
+            }
+            for row in status.overdue_installments
+        ],
+    }
+
+
 class AnalyticsQueryIn(serializers.Serializer):
     merchant_id = serializers.CharField(
         max_length=64,

@@ -13,7 +13,6 @@ from rest_framework.views import APIView
 
 from accounts.models import User
 from accounts.permissions import HasRole
-from accounts.selectors import user_get_for
 from bnpl.analytics import dashboard_cache_name, figures_cached, merchant_dashboard
 from bnpl.api.serializers import (
     AnalyticsOut,
@@ -27,12 +26,13 @@ from bnpl.api.serializers import (
     PlanCreateIn,
     PlanOut,
     SpendingPowerOut,
+    debt_status_out,
     plan_out,
 )
 from bnpl.models import Installment, LateFee, Plan
 from bnpl.selectors import (
     credit_positions,
-    debt_status_for,
+    debt_status_get_for,
     installment_list_for,
     plan_get_for,
     plan_list_for,
@@ -459,10 +459,10 @@ class DebtStatusView(APIView):
         ],
     )
     def get(self, request: Request, user_id: str) -> Response:
-        user = user_get_for(viewer=request.user, user_id=user_id)
-        if not user.is_customer:
-            raise Http404("Debt status exists for customers only.")
-        return Response(DebtStatusOut(debt_status_for(customer=user)).data)
+        status = debt_status_get_for(viewer=request.user, user_id=user_id)
+        if status is None:
+            raise Http404("No customer with this user_id.")
+        return Response(debt_status_out(status))
 
 
 ANALYTICS_IN_USD = {

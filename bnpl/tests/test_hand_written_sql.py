@@ -1,8 +1,9 @@
 """The payment path's reads written out for PostgreSQL read what the ORM reads (SQLite keeps
 the ORM): the plan's lock by id, its open installments, its late fees due, an installment's plan
-for whoever may see it; and the
+for whoever may see it, a customer's debt status for whoever may see it; and the
 notifications recorded in one statement are the rows the ORM path records."""
 
+from datetime import timedelta
 from decimal import Decimal
 
 import pytest
@@ -11,8 +12,10 @@ from django.forms.models import model_to_dict
 
 from accounts.tests.factories import MerchantFactory, OperatorFactory, UserFactory
 from bnpl.models import Installment, LateFee, Plan
-from bnpl.selectors import installment_plan_for, plan_get_for_update
+from bnpl.schedule import business_today
+from bnpl.selectors import debt_status_get_for, installment_plan_for, plan_get_for_update
 from bnpl.services.installments import _due_fees, _open_installments
+from bnpl.services.sweep import overdue_sweep
 from bnpl.tests.factories import late_fee_charged
 from events.models import Notification
 from events.notifications import notifications_queue
@@ -102,3 +105,42 @@ def test_the_plan_of_an_installment_is_found_for_whom_the_orm_finds_it(make_plan
 
     assert written == orm
     assert [row[0] for row in written] == [plan.pk, plan.pk, plan.pk, None, None]
+
+
+@pytest.mark.parametrize("currencies", [("USD",), ("USD", "EUR")])
+def test_the_debt_status_is_found_for_whom_the_orm_finds_it_with_the_same_figures(make_plan, monkeypatch, currencies):
+    customer = UserFactory(credit_limit=Decimal("5000.00"))
+    long_ago = business_today() - timedelta(days=75)
+    plans = [
+        make_plan(customer=customer, total="400.00", purchase_date=long_ago, currency=currency)
+        for currency in currencies
+    ]
+    make_plan(customer=customer, merchant=plans[0].merchant, total="300.00", count=3)  # owed, not overdue
+    overdue_sweep(late_fees=True)
+    owing_nothing = UserFactory()
+    viewers = [customer, plans[0].merchant, OperatorFactory(), owing_nothing, MerchantFactory()]
+    user_ids = [customer.user_id, owing_nothing.user_id, plans[0].merchant.user_id, "usr-nobody", "9" * 30]
+    today = business_today()
+
+    def answers():
+        return [[debt_status_get_for(viewer=v, user_id=u, today=today) for u in user_ids] for v in viewers]
+
+    written = answers()
+    monkeypatch.setattr("bnpl.selectors.postgresql", lambda: False)
+    orm = answers()
+
+    assert written == orm
+    found = [[status is not None for status in row] for row in written]
+    # The customer sees itself; its plans' merchant sees it; the operator every customer; a
+    # merchant is no customer (404 to all); nobody sees an id that names no one.
+    assert found == [
+        [True, False, False, False, False],
+        [True, False, False, False, False],
+        [True, True, False, False, False],
+        [False, True, False, False, False],
+        [False, False, False, False, False],
+    ]
+    status = written[0][0]
+    assert status.has_overdue
+    assert len(status.by_currency) == len(currencies)
+    assert [debt.fees_due for debt in status.by_currency if debt.currency == "USD"] == [Decimal("20.00")]
