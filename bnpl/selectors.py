@@ -110,7 +110,7 @@ def installment_list_for(*, viewer: User) -> QuerySet[Installment]:
 # The plan of an installment the viewer may see, asked before every installment's payment:
 # written out on PostgreSQL (bnpl/tests/test_hand_written_sql.py holds it equal to the ORM's).
 _INSTALLMENT_PLAN = (
-    f"SELECT i.plan_id FROM {Installment._meta.db_table} i JOIN {Plan._meta.db_table} p ON p.id = i.plan_id"  # noqa: S608
+    f"SELECT i.plan_id FROM {Installment._meta.db_table} i JOIN {Plan._meta.db_table} p ON p.id = i.plan_id"  # noqa: S608  # nosec B608
     " WHERE i.id = %s"
 )
 _BIGINT_MAX = 2**63 - 1

@@ -165,7 +165,7 @@ _PAYMENT_INSERT = "INSERT INTO {table} ({columns}) VALUES ({values}) RETURNING i
     values=", ".join(["%s"] * len(_PAYMENT_FIELDS)),
 )
 _ALLOCATIONS_INSERT = (
-    f"INSERT INTO {PaymentAllocation._meta.db_table} (payment_id, installment_id, late_fee_id, amount, credited)"  # noqa: S608
+    f"INSERT INTO {PaymentAllocation._meta.db_table} (payment_id, installment_id, late_fee_id, amount, credited)"  # noqa: S608  # nosec B608
     " SELECT %s, target.installment, target.fee, target.amount, 0"
     " FROM UNNEST(%s::bigint[], %s::bigint[], %s::numeric[]) WITH ORDINALITY AS target(installment, fee, amount, n)"
     " ORDER BY target.n"
