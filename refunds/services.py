@@ -156,10 +156,11 @@ def _refund_request(plan_id, transaction_id, amount, reason, requester, user_id,
         reason=reason,
         payout_method=method,
     )
-    if not refund_insert(refund):
+    saved = refund_insert(refund)
+    if saved is None:
         # Another transaction committed a refund under this transaction id since the read.
         return _existing(plan.merchant_id, plan_id, transaction_id, amount, method), False
-    return refund, True
+    return saved, True
 
 
 # The PENDING refund, every column of the model, written out on PostgreSQL: the ORM's INSERT
@@ -175,22 +176,28 @@ _INSERT_SQL = (
 )
 
 
-def refund_insert(refund: Refund) -> bool:
+def refund_insert(refund: Refund) -> Refund | None:
     """Save the new ``refund`` (its created and updated times set to now, as ``save`` sets
-    them); False, with nothing saved, when the merchant's transaction id already names a
-    refund. On SQLite through ``save`` (IntegrityError instead of False)."""
+    them) and return it as saved; None, with nothing saved, when the merchant's transaction
+    id already names a refund. On SQLite through ``save`` (IntegrityError instead of None)."""
     if not postgresql():
         refund.save(force_insert=True)
-        return True
-    values = [field.get_db_prep_save(field.pre_save(refund, True), connection) for field in _INSERT_FIELDS]
+        return refund
+    python_values = [field.pre_save(refund, True) for field in _INSERT_FIELDS]
+    values = [
+        field.get_db_prep_save(value, connection) for field, value in zip(_INSERT_FIELDS, python_values, strict=True)
+    ]
     with connection.cursor() as cursor:
         cursor.execute(_INSERT_SQL, values)
         row = cursor.fetchone()
     if row is None:
-        return False
-    refund.pk = row[0]
-    refund._state.adding, refund._state.db = False, connection.alias
-    return True
+        return None
+    fields = Refund._meta.concrete_fields
+    by_name = dict(zip((field.attname for field in _INSERT_FIELDS), python_values, strict=True)) | {"id": row[0]}
+    saved = Refund.from_db(connection.alias, [field.attname for field in fields], [by_name[f.attname] for f in fields])
+    for relation in ("plan", "merchant", "customer", "requested_by"):  # the rows it was made with
+        setattr(saved, relation, getattr(refund, relation))
+    return saved
 
 
 def refund_status_can_apply(*, current: str, requested: str) -> bool:

@@ -111,14 +111,15 @@ def _new_refund(plan, transaction_id: str) -> Refund:
 def test_the_refund_inserted_is_the_row_the_orm_saves_and_a_taken_id_saves_nothing(make_plan, monkeypatch):
     plan = make_plan()
     before = timezone.now()
-    written = _new_refund(plan, "rf-written")
-    assert refund_insert(written) is True
-    assert written._state.adding is False
+    written = refund_insert(_new_refund(plan, "rf-written"))
+    assert written is not None
+    assert written.pk is not None
+    assert written.plan == plan
     assert before <= written.created_at <= written.updated_at <= timezone.now()
-    assert refund_insert(_new_refund(plan, "rf-written")) is False
+    assert refund_insert(_new_refund(plan, "rf-written")) is None
     monkeypatch.setattr("refunds.services.postgresql", lambda: False)
-    by_orm = _new_refund(plan, "rf-orm")
-    assert refund_insert(by_orm) is True
+    by_orm = refund_insert(_new_refund(plan, "rf-orm"))
+    assert by_orm is not None
 
     def stored(refund) -> dict:
         row = model_to_dict(Refund.objects.get(pk=refund.pk)) | {"created_at": None}
