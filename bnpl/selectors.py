@@ -13,7 +13,7 @@ from accounts.models import User
 from accounts.selectors import user_list_for
 from bnpl.models import Installment, LateFee, Plan
 from bnpl.schedule import business_today, days_past_due_bucket
-from core.db import advisory_xact_lock_try, postgresql
+from core.db import advisory_xact_lock_try, model_columns, postgresql
 from core.money import ZERO, to_money
 
 BUCKETS = ("1-30", "31-60", "61-90", "90+")
@@ -162,9 +162,7 @@ def plan_get_for_update(**lookup) -> Plan:
 # The lock of every payment and refund, twice per payment, written out: the ORM spent longer
 # composing it than PostgreSQL took to run it. The same row and lock as the ORM's
 # (bnpl/tests/test_hand_written_sql.py holds them equal).
-_PLAN_LOCK_BY_ID = "SELECT {columns} FROM {table} WHERE id = %s FOR NO KEY UPDATE".format(  # noqa: S608  # nosec B608
-    columns=", ".join(field.column for field in Plan._meta.concrete_fields), table=Plan._meta.db_table
-)
+_PLAN_LOCK_BY_ID = f"SELECT {model_columns(Plan)} FROM {Plan._meta.db_table} WHERE id = %s FOR NO KEY UPDATE"  # noqa: S608  # nosec B608
 
 
 def _plan_locked_by_id(pk: int) -> Plan:

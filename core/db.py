@@ -26,6 +26,13 @@ def advisory_xact_lock_try(key: int) -> bool:
         return bool(cursor.fetchone()[0])
 
 
+def model_columns(model: type[Model], alias: str = "") -> str:
+    """Every column of ``model``, in the order of its fields (``alias.column`` with an alias):
+    the select list of a written-out statement whose rows become model instances."""
+    prefix = f"{alias}." if alias else ""
+    return ", ".join(f"{prefix}{field.column}" for field in model._meta.concrete_fields)
+
+
 def row_save(row: Model, fields: list[str]) -> None:
     """Save ``fields`` of ``row`` and only those, as ``row.save(update_fields=fields)`` does
     (an ``auto_now`` field among them set to now); on PostgreSQL by a written-out UPDATE, which

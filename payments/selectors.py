@@ -6,7 +6,7 @@ from django.db.models import QuerySet
 from accounts.models import User
 from bnpl.models import Installment, LateFee
 from bnpl.selectors import plan_scope
-from core.db import postgresql
+from core.db import model_columns, postgresql
 from ledger.accounts import CUSTOMER_CREDIT
 from ledger.models import Posting
 from payments.models import Payment, PaymentAllocation
@@ -21,15 +21,13 @@ def credit_transactions_for(*, viewer: User) -> QuerySet[Posting]:
     )
 
 
-# A payment's own columns and its customer's public id: what the answer (PaymentOut) shows.
-_PAYMENT_COLUMNS = tuple(field.column for field in Payment._meta.concrete_fields)
 # Read by every payment as it is settled, written out on PostgreSQL: the ORM's join took
 # longer to compose than to run (payments/tests/test_hand_written_sql.py holds the two equal).
 _PAYMENT_WITH_CUSTOMER = (  # noqa: S608 - the models' own names  # nosec B608
     "SELECT {payment}, u.user_id AS customer__user_id FROM {payments} p JOIN {users} u ON u.id = p.customer_id"
     " WHERE p.id = %s"
 ).format(
-    payment=", ".join(f"p.{column}" for column in _PAYMENT_COLUMNS),
+    payment=model_columns(Payment, "p"),
     payments=Payment._meta.db_table,
     users=User._meta.db_table,
 )
@@ -49,10 +47,6 @@ def payment_with_customer(*, payment_id: int) -> Payment:
     return payment
 
 
-def _columns(model, alias: str) -> str:
-    return ", ".join(f"{alias}.{field.column}" for field in model._meta.concrete_fields)
-
-
 # A payment's allocations with the installment or the late fee each is for, read by every
 # payment as it is settled: written out on PostgreSQL, as above.
 _ALLOCATIONS_WITH_ROWS = (  # noqa: S608 - the models' own names  # nosec B608
@@ -60,9 +54,9 @@ _ALLOCATIONS_WITH_ROWS = (  # noqa: S608 - the models' own names  # nosec B608
     " LEFT JOIN {installments} i ON i.id = a.installment_id LEFT JOIN {fees} f ON f.id = a.late_fee_id"
     " WHERE a.payment_id = %s ORDER BY a.id"
 ).format(
-    allocation=_columns(PaymentAllocation, "a"),
-    installment=_columns(Installment, "i"),
-    fee=_columns(LateFee, "f"),
+    allocation=model_columns(PaymentAllocation, "a"),
+    installment=model_columns(Installment, "i"),
+    fee=model_columns(LateFee, "f"),
     allocations=PaymentAllocation._meta.db_table,
     installments=Installment._meta.db_table,
     fees=LateFee._meta.db_table,
@@ -95,7 +89,7 @@ def allocations_with_rows(*, payment_id: int) -> list[PaymentAllocation]:
 
 # Asked by every payment made with a key (an Idempotency-Key's, autopay's), written out on
 # PostgreSQL as above.
-_PAYMENT_UNDER_KEY = f"SELECT {', '.join(_PAYMENT_COLUMNS)} FROM {Payment._meta.db_table} WHERE gateway_key = %s"  # noqa: S608  # nosec B608
+_PAYMENT_UNDER_KEY = f"SELECT {model_columns(Payment)} FROM {Payment._meta.db_table} WHERE gateway_key = %s"  # noqa: S608  # nosec B608
 
 
 def payment_under_key(*, gateway_key: str) -> Payment | None:

@@ -38,7 +38,7 @@ from bnpl.services.origination import (
     plan_create,
     schedule_minimum_check,
 )
-from core.db import postgresql
+from core.db import model_columns, postgresql
 from core.problems import DomainError
 from events.models import Event, Notification, generate_event_id
 from events.notifications import notifications_queue, notifications_send_after_commit
@@ -325,7 +325,7 @@ _PLAN_LOCK_SQL = (  # noqa: S608 - the models' own names  # nosec B608
     "SELECT {plan}, {merchant} FROM {plans} p JOIN {users} m ON m.id = p.merchant_id"
     " WHERE p.id = %s FOR NO KEY UPDATE OF p"
 ).format(
-    plan=", ".join(f"p.{field.column}" for field in Plan._meta.concrete_fields),
+    plan=model_columns(Plan, "p"),
     merchant=", ".join(f"m.{column} AS merchant__{column}" for column in _MERCHANT_COLUMNS),
     plans=Plan._meta.db_table,
     users=User._meta.db_table,

@@ -40,7 +40,7 @@ from bnpl.errors import LateFeeNotWaivable, LateFeePaymentPending
 from bnpl.event_data import installment_event_data, installment_event_sql, plan_event_data
 from bnpl.models import Installment, LateFee, Plan
 from bnpl.selectors import OPEN_STATUSES, plan_get_for_update
-from core.db import postgresql, row_save
+from core.db import model_columns, postgresql, row_save
 from core.money import ZERO, to_money
 from core.problems import FieldInvalid
 from events.models import Event
@@ -119,8 +119,7 @@ _SELECT = "SELECT {columns} FROM {table} WHERE plan_id = %s AND status {conditio
 
 def _select(model, condition: str) -> str:
     """A select of ``model``'s every column (the models' own names) of one plan's rows."""
-    columns = ", ".join(field.column for field in model._meta.concrete_fields)
-    return _SELECT.format(columns=columns, table=model._meta.db_table, condition=condition)
+    return _SELECT.format(columns=model_columns(model), table=model._meta.db_table, condition=condition)
 
 
 _OPEN_INSTALLMENTS = _select(Installment, "= ANY(%s) ORDER BY due_date, sequence")
