@@ -1164,17 +1164,21 @@ class Reconciliation:
         )
         pending = [p.pk for p in books.payments.values() if p.status == Payment.Status.PENDING]
         self.check("no payment left PENDING", not pending, f"{pending[:5]}")
-        succeeded = defaultdict(Decimal)
+        succeeded, applied = defaultdict(Decimal), defaultdict(Decimal)
         for payment in books.payments.values():
             if payment.status == Payment.Status.SUCCEEDED:
                 succeeded[payment.plan_id] += payment.amount
+                # A share no longer owed when the payment succeeded (a refund lowered it while
+                # the payment was PENDING) went to the customer's credit, not to the plan.
+                credited = sum((a.credited for a in payment.allocations.all()), Decimal(0))
+                applied[payment.plan_id] += payment.amount - credited
         for plan_id in books.plans:
             paid = sum((i.amount_paid for i in books.installments[plan_id]), Decimal(0))
             paid += sum((f.amount_paid for f in books.fees[plan_id]), Decimal(0))
             self.check(
-                "plan's installments and fees hold exactly its successful payments",
-                paid == succeeded[plan_id],
-                f"plan {plan_id}: paid {paid}, payments {succeeded[plan_id]}",
+                "plan's installments and fees hold exactly its successful payments, less what they credited",
+                paid == applied[plan_id],
+                f"plan {plan_id}: paid {paid}, payments {succeeded[plan_id]}, of them applied {applied[plan_id]}",
             )
         self.totals |= {
             "payments SUCCEEDED": sum(p.status == Payment.Status.SUCCEEDED for p in books.payments.values()),
