@@ -6,6 +6,8 @@ serves the embedded SQLite default (``make run`` with nothing installed). Adviso
 exist on PostgreSQL only; SQLite serialises writers by itself.
 """
 
+import functools
+
 from django.db import DatabaseError, connection
 from django.db.models import Model
 from django.utils import timezone
@@ -31,6 +33,56 @@ def model_columns(model: type[Model], alias: str = "") -> str:
     the select list of a written-out statement whose rows become model instances."""
     prefix = f"{alias}." if alias else ""
     return ", ".join(f"{prefix}{field.column}" for field in model._meta.concrete_fields)
+
+
+@functools.cache
+def _loading(model: type[Model], vendor: str) -> tuple[list[str], list[tuple[int, list, object]]]:
+    """``model``'s attribute names in model_columns' order, and for each column with
+    converters (the backend's, then the field's, as the ORM applies them) its position,
+    its converters and the column expression they take."""
+    names, converting = [], []
+    for position, field in enumerate(model._meta.concrete_fields):
+        names.append(field.attname)
+        column = field.get_col(model._meta.db_table)
+        converters = connection.ops.get_db_converters(column) + field.get_db_converters(connection)
+        if converters:
+            converting.append((position, converters, column))
+    return names, converting
+
+
+def model_from_row(model: type[Model], row, start: int = 0) -> Model:
+    """The ``model`` instance the ORM would build from the columns of ``row`` that begin at
+    ``start`` in model_columns' order: a written-out statement's row made a model without
+    the ORM's per-query setup (RawQuerySet composed its converters anew for every query)."""
+    names, converting = _loading(model, connection.vendor)
+    values = list(row[start : start + len(names)])
+    for position, converters, column in converting:
+        value = values[position]
+        for convert in converters:
+            value = convert(value, column, connection)
+        values[position] = value
+    return model.from_db(connection.alias, names, values)
+
+
+def models_fetched(model: type[Model], sql: str, params) -> list[Model]:
+    """``sql``'s rows (its select list ``model_columns(model)``) as ``model`` instances."""
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return [model_from_row(model, row) for row in cursor.fetchall()]
+
+
+def row_by_key(model: type[Model], alias: str, key: str, columns: str | None = None, *, outer: bool = False) -> str:
+    """``[LEFT] JOIN LATERAL (SELECT columns FROM model's table WHERE id = key LIMIT 1) alias ON
+    true``: the one row ``key`` names, found through the primary key whatever the statistics say.
+
+    A plain join to a row by its key lets the planner choose a merge join, which walks the
+    primary key's index from its start up to the key; it does when the joining column's
+    statistics are stale (its histogram from before its values grew past it: one payment's
+    allocation read 20,000 installments that way). A LATERAL subquery with a LIMIT cannot be
+    flattened into a join, so it is run per outer row, through the index."""
+    selected = columns if columns is not None else model_columns(model)
+    join = "LEFT JOIN LATERAL" if outer else "JOIN LATERAL"
+    return f"{join} (SELECT {selected} FROM {model._meta.db_table} WHERE id = {key} LIMIT 1) {alias} ON true"  # noqa: S608  # nosec B608
 
 
 def row_save(row: Model, fields: list[str]) -> None:

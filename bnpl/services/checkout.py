@@ -38,7 +38,7 @@ from bnpl.services.origination import (
     plan_create,
     schedule_minimum_check,
 )
-from core.db import model_columns, postgresql
+from core.db import model_columns, model_from_row, postgresql, row_by_key
 from core.problems import DomainError
 from events.models import Event, Notification, generate_event_id
 from events.notifications import notifications_queue, notifications_send_after_commit
@@ -322,13 +322,12 @@ _MERCHANT_COLUMNS = ("user_id", "fee_percent", "fee_fixed")
 # bnpl.selectors.plan_get_for_update locks it (rows pointing at the plan are checked without
 # waiting; the merchant's row is not locked).
 _PLAN_LOCK_SQL = (  # noqa: S608 - the models' own names  # nosec B608
-    "SELECT {plan}, {merchant} FROM {plans} p JOIN {users} m ON m.id = p.merchant_id"
-    " WHERE p.id = %s FOR NO KEY UPDATE OF p"
+    "SELECT {plan}, {merchant} FROM {plans} p {merchant_row} WHERE p.id = %s FOR NO KEY UPDATE OF p"
 ).format(
     plan=model_columns(Plan, "p"),
-    merchant=", ".join(f"m.{column} AS merchant__{column}" for column in _MERCHANT_COLUMNS),
+    merchant=", ".join(f"m.{column}" for column in _MERCHANT_COLUMNS),
     plans=Plan._meta.db_table,
-    users=User._meta.db_table,
+    merchant_row=row_by_key(User, "m", "p.merchant_id", ", ".join(_MERCHANT_COLUMNS)),
 )
 
 
@@ -342,10 +341,13 @@ def _plan_locked(plan_id: int) -> Plan:
             .only(*PLAN_FIELDS, *(f"merchant__{column}" for column in _MERCHANT_COLUMNS))
             .get(pk=plan_id)
         )
-    plan = next(iter(Plan.objects.raw(_PLAN_LOCK_SQL, [plan_id])), None)
-    if plan is None:
+    with connection.cursor() as cursor:
+        cursor.execute(_PLAN_LOCK_SQL, [plan_id])
+        row = cursor.fetchone()
+    if row is None:
         raise Plan.DoesNotExist(f"No plan {plan_id}.")
-    merchant = [plan.__dict__.pop(f"merchant__{column}") for column in _MERCHANT_COLUMNS]
+    plan = model_from_row(Plan, row)
+    merchant = list(row[-len(_MERCHANT_COLUMNS) :])
     plan.merchant = User.from_db(connection.alias, ["id", *_MERCHANT_COLUMNS], [plan.merchant_id, *merchant])
     return plan
 

@@ -40,7 +40,7 @@ from bnpl.errors import LateFeeNotWaivable, LateFeePaymentPending
 from bnpl.event_data import installment_event_data, installment_event_sql, plan_event_data
 from bnpl.models import Installment, LateFee, Plan
 from bnpl.selectors import OPEN_STATUSES, plan_get_for_update
-from core.db import model_columns, postgresql, row_save
+from core.db import model_columns, models_fetched, postgresql, row_save
 from core.money import ZERO, to_money
 from core.problems import FieldInvalid
 from events.models import Event
@@ -129,14 +129,14 @@ _DUE_FEES = _select(LateFee, "= %s ORDER BY id")
 def _open_installments(plan_id: int) -> list[Installment]:
     """The plan's UPCOMING and OVERDUE installments, by due date and sequence."""
     if postgresql():
-        return list(Installment.objects.raw(_OPEN_INSTALLMENTS, [plan_id, list(OPEN_STATUSES)]))
+        return models_fetched(Installment, _OPEN_INSTALLMENTS, [plan_id, list(OPEN_STATUSES)])
     return list(Installment.objects.filter(plan_id=plan_id, status__in=OPEN_STATUSES).order_by("due_date", "sequence"))
 
 
 def _due_fees(plan_id: int) -> list[LateFee]:
     """The plan's late fees still DUE, oldest first."""
     if postgresql():
-        return list(LateFee.objects.raw(_DUE_FEES, [plan_id, LateFee.Status.DUE]))
+        return models_fetched(LateFee, _DUE_FEES, [plan_id, LateFee.Status.DUE])
     return list(LateFee.objects.filter(plan_id=plan_id, status=LateFee.Status.DUE).order_by("id"))
 
 

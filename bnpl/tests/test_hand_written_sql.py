@@ -13,10 +13,19 @@ from django.forms.models import model_to_dict
 from accounts.tests.factories import MerchantFactory, OperatorFactory, UserFactory
 from bnpl.models import Installment, LateFee, Plan
 from bnpl.schedule import business_today
-from bnpl.selectors import debt_status_get_for, installment_plan_for, plan_get_for_update
+from bnpl.selectors import (
+    _INSTALLMENT_PLAN,
+    _PLAN_LOCK_WITH_PARTIES,
+    _PLAN_SQL,
+    debt_status_get_for,
+    installment_plan_for,
+    plan_get_for_update,
+)
+from bnpl.services.checkout import _PLAN_LOCK_SQL
 from bnpl.services.installments import _due_fees, _open_installments
 from bnpl.services.sweep import overdue_sweep
 from bnpl.tests.factories import late_fee_charged
+from core.tests.sql_plans import join_methods_without_nested_loops
 from events.models import Notification
 from events.notifications import notifications_queue
 
@@ -144,3 +153,10 @@ def test_the_debt_status_is_found_for_whom_the_orm_finds_it_with_the_same_figure
     assert status.has_overdue
     assert len(status.by_currency) == len(currencies)
     assert [debt.fees_due for debt in status.by_currency if debt.currency == "USD"] == [Decimal("20.00")]
+
+
+def test_the_point_reads_find_their_joined_rows_by_key_whatever_the_statistics():
+    # A plain join let the planner choose a merge join, which on stale statistics walks the
+    # joined table's key index from its start: these joins leave it no such choice.
+    for sql in (_PLAN_SQL, _PLAN_LOCK_WITH_PARTIES, _INSTALLMENT_PLAN, _PLAN_LOCK_SQL):
+        assert join_methods_without_nested_loops(sql, [1]) <= {"Nested Loop"}, sql

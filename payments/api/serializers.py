@@ -62,3 +62,35 @@ class CreditTransactionOut(serializers.Serializer):
     def get_amount(self, posting) -> str:
         # The credit account is a liability: a credit posting (negative) raises the balance.
         return str(-posting.amount)
+
+
+# PaymentOut(payment).data without DRF building and binding a copy of every declared field
+# per answer (as refunds' refund_out): on a payment that copying took about a tenth of the
+# request's Python. The values go through the same field classes' to_representation, and a
+# test holds the result equal to PaymentOut's.
+_MONEY = serializers.DecimalField(**AMOUNT)
+_DATETIME = serializers.DateTimeField()
+
+
+def payment_out(payment: Payment) -> dict:
+    """What PaymentOut(payment).data gives, for a payment whose customer is loaded."""
+    money = _MONEY.to_representation
+    return {
+        "id": payment.pk,
+        "plan_id": payment.plan_id,
+        "user_id": payment.customer.user_id,
+        "amount": money(payment.amount),
+        "currency": payment.currency,
+        "credit_amount": money(payment.credit_amount),
+        "excess_credited": money(payment.excess_credited),
+        "source": str(payment.source),
+        "attempt": payment.attempt,
+        "status": str(payment.status),
+        "decline_code": payment.decline_code,
+        "created_at": _DATETIME.to_representation(payment.created_at),
+        "completed_at": None if payment.completed_at is None else _DATETIME.to_representation(payment.completed_at),
+        "allocations": [
+            {"installment_id": a.installment_id, "late_fee_id": a.late_fee_id, "amount": money(a.amount)}
+            for a in payment.allocations_shown
+        ],
+    }

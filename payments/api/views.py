@@ -16,7 +16,7 @@ from core.idempotency import IDEMPOTENCY_PARAMETER, idempotency_gateway_key, ide
 from core.problems import PROBLEM_CONTENT_TYPE
 from core.schema import list_retrieve_schema, problems
 from ledger.models import Posting
-from payments.api.serializers import CreditTransactionOut, InstallmentPayIn, PaymentOut, PlanPayIn
+from payments.api.serializers import CreditTransactionOut, InstallmentPayIn, PaymentOut, PlanPayIn, payment_out
 from payments.models import Payment
 from payments.selectors import credit_transactions_for
 from payments.services import payment_collect
@@ -89,7 +89,7 @@ class _PayView(APIView):
             gateway_key=idempotency_gateway_key(request),
         )
         # As the service returns it: its customer's public id and its allocations came with it.
-        return Response(PaymentOut(payment).data, status=201)
+        return Response(payment_out(payment), status=201)
 
     def target(self, request: Request, pk: int) -> tuple[int, int | None]:
         raise NotImplementedError

@@ -10,9 +10,12 @@ from accounts.tests.factories import MerchantFactory, UserFactory
 from bnpl.models import Installment, LateFee, Plan
 from bnpl.schedule import business_today
 from bnpl.services.sweep import overdue_sweep
+from bnpl.tests.factories import late_fee_charged
 from config.tests.faults import inject
 from ledger.models import JournalEntry, Posting
+from payments.api.serializers import PaymentOut, payment_out
 from payments.models import Payment
+from payments.tests.factories import payment_made, payment_pending
 
 pytestmark = pytest.mark.django_db
 
@@ -225,3 +228,20 @@ def test_a_payment_takes_a_fixed_number_of_statements(as_user, make_plan, custom
     # Paid in full, four more: the installment.paid event (the merchant's endpoint read, the
     # event), whether the plan is done, whether the customer's debt ended.
     assert len(in_full.captured_queries) - len(partial.captured_queries) == 4
+
+
+def test_the_answer_is_payment_out_s(settings, make_plan, customer):
+    settings.BNPL_LATE_FEE_FIRST = Decimal("10.00")
+    plan = make_plan(customer=customer, total="300.00")
+    late_fee_charged(plan)
+    across = payment_made(plan, "120.00")  # the overdue installment, its fee, the next one
+    pending = payment_pending(settings, plan, "5.00")
+    declined = payment_made(make_plan(customer=UserFactory(card_last4="0002")), "1.00")
+    assert len(across.settled_allocations) == 3
+    assert any(a.late_fee_id for a in across.settled_allocations)
+    assert pending.completed_at is None
+    assert declined.status == Payment.Status.FAILED
+    for payment in (across, pending, declined):
+        read = Payment.objects.select_related("customer").get(pk=payment.pk)
+        assert payment_out(read) == PaymentOut(read).data
+    assert payment_out(across) == PaymentOut(across).data  # as the service returns it

@@ -10,8 +10,16 @@ from django.forms.models import model_to_dict
 
 from accounts.tests.factories import UserFactory
 from bnpl.tests.factories import late_fee_charged
+from core.tests.sql_plans import join_methods_without_nested_loops
 from payments.models import Payment
-from payments.selectors import allocations_with_rows, payer_locked, payment_under_key, payment_with_customer
+from payments.selectors import (
+    _ALLOCATIONS_WITH_ROWS,
+    _PAYMENT_WITH_CUSTOMER,
+    allocations_with_rows,
+    payer_locked,
+    payment_under_key,
+    payment_with_customer,
+)
 from payments.tests.factories import payment_pending
 
 pytestmark = [
@@ -109,3 +117,10 @@ def test_the_payment_under_a_key_and_the_payer_locked_are_what_the_orm_reads(
     assert written[0].pk == orm[0].pk == pending.pk
     assert written[1] is orm[1] is None
     assert (payer.pk, payer.card_token) == (orm_payer.pk, orm_payer.card_token) == (customer.pk, customer.card_token)
+
+
+def test_the_settling_reads_find_their_joined_rows_by_key_whatever_the_statistics():
+    # A merge join walked the installments' whole key index for one allocation once the
+    # allocations' statistics were stale: the joins leave the planner no such choice.
+    for sql in (_ALLOCATIONS_WITH_ROWS, _PAYMENT_WITH_CUSTOMER):
+        assert join_methods_without_nested_loops(sql, [1]) <= {"Nested Loop"}
