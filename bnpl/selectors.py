@@ -56,16 +56,18 @@ _PLAN_SQL = (  # noqa: S608 - composed of the models' own column names
 _INSTALLMENTS_SQL = f"SELECT {model_columns(Installment)} FROM bnpl_installment WHERE plan_id = %s ORDER BY sequence"  # noqa: S608  # nosec B608
 
 
+def _in_plan_scope(viewer: User, sql: str, params: list) -> tuple[str, list]:
+    """``sql``, a statement over plans named ``p`` that ends in its WHERE clause, limited to
+    the plans ``viewer`` may see: plan_scope() written out."""
+    if viewer.is_operator:
+        return sql, params
+    return sql + (" AND p.merchant_id = %s" if viewer.is_merchant else " AND p.customer_id = %s"), [*params, viewer.pk]
+
+
 def plan_get_for(*, viewer: User, pk: int) -> Plan | None:
     """One plan ``viewer`` may see, with its parties' public ids and its installments loaded
     (as ``plan_list_for`` gives them); None when out of scope or absent. Two queries."""
-    sql, params = _PLAN_SQL, [pk]  # the scope of plan_scope(), written out
-    if viewer.is_operator:
-        pass
-    elif viewer.is_merchant:
-        sql, params = sql + " AND p.merchant_id = %s", [pk, viewer.pk]
-    else:
-        sql, params = sql + " AND p.customer_id = %s", [pk, viewer.pk]
+    sql, params = _in_plan_scope(viewer, _PLAN_SQL, [pk])
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         row = cursor.fetchone()
@@ -108,14 +110,26 @@ def installment_plan_for(*, viewer: User, installment_id: int) -> int | None:
         return found.first()
     if not 0 < installment_id <= _BIGINT_MAX:
         return None  # no such row, as the ORM answers for an id past the column's range
-    sql, params = _INSTALLMENT_PLAN, [installment_id]
-    if not viewer.is_operator:
-        sql += " AND p.merchant_id = %s" if viewer.is_merchant else " AND p.customer_id = %s"
-        params.append(viewer.pk)
+    sql, params = _in_plan_scope(viewer, _INSTALLMENT_PLAN, [installment_id])
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         row = cursor.fetchone()
     return row[0] if row else None
+
+
+# Whether the caller may pay a plan, asked before every plan payment: written out (plain SQL,
+# SQLite's too), as the ORM took longer composing it than the database took to answer.
+_PLAN_EXISTS = f"SELECT 1 FROM {Plan._meta.db_table} p WHERE p.id = %s"  # noqa: S608  # nosec B608
+
+
+def plan_visible(*, viewer: User, pk: int) -> bool:
+    """Whether plan ``pk`` exists and ``viewer`` may see it (plan_scope)."""
+    if not 0 < pk <= _BIGINT_MAX:
+        return False  # no such row, as the ORM answers for an id past the column's range
+    sql, params = _in_plan_scope(viewer, _PLAN_EXISTS, [pk])
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchone() is not None
 
 
 # Keys of the advisory locks: one job of each kind at a time across all workers.
@@ -402,10 +416,7 @@ def plan_get_for_update_with_parties(*, viewer: User, pk: int) -> Plan:
         )
     if not 0 < pk <= _BIGINT_MAX:
         raise Plan.DoesNotExist(f"No plan {pk}.")  # as the ORM answers for an id past the column's range
-    sql, params = _PLAN_LOCK_WITH_PARTIES, [pk]
-    if not viewer.is_operator:
-        sql += " AND p.merchant_id = %s" if viewer.is_merchant else " AND p.customer_id = %s"
-        params.append(viewer.pk)
+    sql, params = _in_plan_scope(viewer, _PLAN_LOCK_WITH_PARTIES, [pk])
     with connection.cursor() as cursor:
         cursor.execute(sql + " FOR NO KEY UPDATE OF p", params)
         row = cursor.fetchone()

@@ -20,6 +20,8 @@ from bnpl.selectors import (
     debt_status_get_for,
     installment_plan_for,
     plan_get_for_update,
+    plan_scope,
+    plan_visible,
 )
 from bnpl.services.checkout import _PLAN_LOCK_SQL
 from bnpl.services.installments import _due_fees, _open_installments
@@ -100,6 +102,18 @@ def test_notifications_recorded_in_one_statement_are_the_orm_path_s(monkeypatch,
     with django_capture_on_commit_callbacks() as nothing_to_send:
         notifications_queue(items=items[2:])  # no address at all: SKIPPED, nothing to send
     assert not nothing_to_send
+
+
+def test_a_plan_is_visible_to_whom_the_orm_shows_it(make_plan):
+    plan = make_plan(total="400.00")
+    viewers = [plan.customer, plan.merchant, OperatorFactory(), UserFactory(), MerchantFactory()]
+    ids = [plan.pk, plan.pk + 1000, 2**63, 0, -1]
+
+    written = [[plan_visible(viewer=v, pk=pk) for pk in ids] for v in viewers]
+    orm = [[0 < pk < 2**63 and Plan.objects.filter(plan_scope(v), pk=pk).exists() for pk in ids] for v in viewers]
+
+    assert written == orm
+    assert [row[0] for row in written] == [True, True, True, False, False]
 
 
 def test_the_plan_of_an_installment_is_found_for_whom_the_orm_finds_it(make_plan, monkeypatch):

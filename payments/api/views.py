@@ -10,8 +10,7 @@ from rest_framework.views import APIView
 
 from accounts.models import User
 from accounts.permissions import HasRole
-from bnpl.models import Plan
-from bnpl.selectors import installment_plan_for, plan_scope
+from bnpl.selectors import installment_plan_for, plan_scope, plan_visible
 from core.idempotency import IDEMPOTENCY_PARAMETER, idempotency_gateway_key, idempotent
 from core.problems import PROBLEM_CONTENT_TYPE
 from core.schema import list_retrieve_schema, problems
@@ -135,7 +134,7 @@ class PlanPayView(_PayView):
 
     def target(self, request: Request, pk: int) -> tuple[int, int | None]:
         # Only whether the caller may pay it: the service reads the plan under its lock.
-        if not Plan.objects.filter(plan_scope(request.user), pk=pk).exists():
+        if not plan_visible(viewer=request.user, pk=pk):
             raise Http404("No such plan.")
         return pk, None
 
