@@ -151,14 +151,19 @@ def _event(cursor, merchant: int, kind: str, data: dict, now) -> None:
 
 @csrf_exempt
 def offer_insert(request):
-    """A merchant's offer: the customer locked, its credit read, the PENDING plan, its
-    ``plan.pending`` event and the customer's two notifications, in one transaction."""
+    """A merchant's offer: the key claimed, the customer locked, its credit read, the
+    PENDING plan, its ``plan.pending`` event and the customer's two notifications, the answer
+    stored under the key, in one transaction; the notifications' send task queued once it
+    commits (the same task, through the same broker, as the API)."""
     body = json.loads(request.body)
     customer, merchant, total = body["customer"], body["merchant"], Decimal(body["total_amount"])
     now = timezone.now()
     with transaction.atomic(), connection.cursor() as cursor:
+        claim = _claim(cursor, request, merchant, now)
+        if claim is None:
+            return JsonResponse({"code": "idempotency_key_seen"}, status=409)
         if not _credit_check(cursor, customer, "USD", total):
-            return JsonResponse({"code": "credit_declined"}, status=422)
+            return _answer(cursor, claim, 422, {"code": "credit_declined"})
         cursor.execute(
             _OFFER_INSERT,
             [
@@ -192,24 +197,30 @@ def offer_insert(request):
                 *(Notification.Status.PENDING, now),
             ],
         )
-    return JsonResponse({"id": plan, "user_id": body["user_id"], "status": Plan.Status.PENDING}, status=201)
+        answer = _answer(cursor, claim, 201, {"id": plan, "user_id": body["user_id"], "status": Plan.Status.PENDING})
+    notifications_send_task.apply_async([[(Notification.Kind.OFFER, cause)]], ignore_result=True)
+    return answer
 
 
 @csrf_exempt
 def offer_confirm(request, pk: int):
-    """The customer's confirmation: the plan locked, the customer locked, its credit read,
-    the plan ACTIVE with its merchant fee, its 4 installments, its origination entry and
-    postings (the fee's two legs too) and its ``plan.confirmed`` event, in one transaction."""
+    """The customer's confirmation: the plan locked, the key claimed (the customer's), the
+    customer locked, its credit read, the plan ACTIVE with its merchant fee, its 4
+    installments, its origination entry and postings (the fee's two legs too) and its
+    ``plan.confirmed`` event, the answer stored under the key, in one transaction."""
     accounts = _account_ids()
     now = timezone.now()
     today = now.date()
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute(_PLAN_LOCK, [pk])
         customer, merchant, total, currency, status, fee_percent, fee_fixed = cursor.fetchone()
+        claim = _claim(cursor, request, customer, now)
+        if claim is None:
+            return JsonResponse({"code": "idempotency_key_seen"}, status=409)
         if status != Plan.Status.PENDING:
-            return JsonResponse({"code": "plan_not_pending"}, status=409)
+            return _answer(cursor, claim, 409, {"code": "plan_not_pending"})
         if not _credit_check(cursor, customer, currency, total, plan=pk):
-            return JsonResponse({"code": "credit_declined"}, status=422)
+            return _answer(cursor, claim, 422, {"code": "credit_declined"})
         fee = merchant_fee(total=total, pricing=merchant_pricing(fee_percent=fee_percent, fee_fixed=fee_fixed))
         cursor.execute(_PLAN_ACTIVATE, [Plan.Status.ACTIVE, today, now, now, fee, now, pk])
         cents, extra = divmod(int(total * 100), 4)
@@ -232,7 +243,7 @@ def offer_confirm(request, pk: int):
         cursor.execute(_POSTINGS_WITH_FEE_INSERT if fee else _POSTINGS_INSERT, legs)
         data = {"plan_id": pk, "total_amount": str(total), "currency": currency, "status": "ACTIVE"}
         _event(cursor, merchant, Event.Type.PLAN_CONFIRMED, data, now)
-    return JsonResponse({"id": pk, "status": Plan.Status.ACTIVE})
+        return _answer(cursor, claim, 200, {"id": pk, "status": Plan.Status.ACTIVE})
 
 
 def plan_read(request, pk: int):
