@@ -125,7 +125,7 @@ def prepare(args) -> None:
             seed(args.rows, business_today())
             print(f"seeded {args.rows:,} installments in {time.perf_counter() - started:.1f} s", flush=True)
 
-        seed_url, _ = seeded_template(args.database_url, args.redis_url, seeded)
+        seed_url, _ = seeded_template(args.database_url, args.redis_url, seeded, production=False)
         close_connections()
     name = database_name(args.database_url)
     admin(
@@ -133,7 +133,9 @@ def prepare(args) -> None:
         f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)',
         f'CREATE DATABASE "{name}" TEMPLATE "{database_name(seed_url)}"',
     )
-    setup_django(args.database_url, args.redis_url)
+    # Not production's settings: the pages are rendered here, with no collectstatic output
+    # for production's static files storage to name the assets from.
+    setup_django(args.database_url, args.redis_url, production=False)
     redis_client(args.redis_url).flushdb()
 
 

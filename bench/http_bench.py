@@ -52,10 +52,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.autopay import BENCH_FIELD_KEY, BENCH_SECRET_KEY  # noqa: E402
 from bench.machine import TreeWatch, machine_line, refusal  # noqa: E402
 
-BENCH_FIELD_KEY = "bench-only-field-encryption-key-0123456789abcdef"
-BENCH_SECRET_KEY = "bench-only-secret-key-not-for-production-0123456789abcdefghijklmnop"  # noqa: S105 - a throw-away key for a local benchmark  # nosec B105
 SAMPLE = 500  # ids per endpoint that wrk picks from at random
 # A wrk script, or a function making it when the run starts.
 Script = str | Callable[[], str]

@@ -108,6 +108,7 @@ def _claim(request, key: str, fingerprint: str) -> IdempotencyKey | HttpResponse
             claimed = cursor.fetchone()
         if claimed is not None:
             record.pk = claimed[0]
+            record.made_now = True
             return record
         existing = IdempotencyKey.objects.filter(principal=principal, key=key).first()
         if existing is None:
@@ -142,6 +143,14 @@ def idempotency_gateway_key(request) -> str | None:
     first one did. None without an Idempotency-Key."""
     claim = getattr(request, "idempotency_claim", None)
     return None if claim is None else f"idem_{claim.pk}"
+
+
+def idempotency_gateway_key_unused(request) -> bool:
+    """Whether nothing can have been done yet under the request's gateway key: its claim was
+    made by this request (a new row, so a new key), not taken over from one abandoned. False
+    without an Idempotency-Key."""
+    claim = getattr(request, "idempotency_claim", None)
+    return getattr(claim, "made_now", False)
 
 
 def _replay(record: IdempotencyKey) -> HttpResponse:

@@ -114,9 +114,10 @@ def _reserve(
     gateway_key: str | None,
     source: str,
     attempt: int | None,
+    gateway_key_unused: bool = False,
 ) -> Payment:
     plan = plan_get_for_update(pk=plan_id)
-    if gateway_key:
+    if gateway_key and not gateway_key_unused:
         # A derived key (autopay): the payment made with it before, if any, is the answer.
         existing = payment_under_key(gateway_key=gateway_key)
         if existing is not None:
@@ -344,13 +345,15 @@ def payment_attempt(
     gateway_key: str | None = None,
     source: str = Payment.Source.MANUAL,
     attempt: int | None = None,
+    gateway_key_unused: bool = False,
 ) -> Payment:
     """Collect ``amount`` (everything payable when None) of a plan, or of one installment:
     credit balance first, then the card. Returns the payment, SUCCEEDED or FAILED.
 
     With a ``gateway_key`` (derived by the caller, e.g. from installment and day) the same
     key never makes a second payment: the first one is returned as it is (a PENDING one is
-    left to the caller that made it, or to ``payments_reconcile``). Raises PlanNotPayable,
+    left to the caller that made it, or to ``payments_reconcile``); ``gateway_key_unused``
+    says no payment can have it yet, so none is looked for. Raises PlanNotPayable,
     NothingToPay (409), Overpayment, NoPaymentMethod (422), GatewayUnavailable (502, the
     payment stays PENDING).
     """
@@ -362,6 +365,7 @@ def payment_attempt(
         gateway_key=gateway_key,
         source=source,
         attempt=attempt,
+        gateway_key_unused=gateway_key_unused,
     )
     if payment.status != Payment.Status.PENDING or getattr(payment, "found_under_key", False):
         # Finished, or still in the hands of whoever made it: a second gateway call with the
@@ -410,17 +414,24 @@ def payment_collect(
     amount: Decimal | None = None,
     installment_id: int | None = None,
     gateway_key: str | None = None,
+    gateway_key_unused: bool = False,
 ):
     """Charge the customer for ``amount`` (everything payable when None) of a plan, or of
     one installment; returns the SUCCEEDED payment. With a ``gateway_key`` (a request's
     Idempotency-Key claim) the payment already made under it is the answer, and one an
-    earlier run left PENDING is finished (charged with its key, so at most once).
+    earlier run left PENDING is finished (charged with its key, so at most once);
+    ``gateway_key_unused`` (a claim this request made) says there is none to look for.
 
     Raises what ``payment_attempt`` raises, and PaymentDeclined (402, the payment is
     recorded as FAILED and no balance changes).
     """
     payment = payment_attempt(
-        plan_id=plan_id, payer=payer, amount=amount, installment_id=installment_id, gateway_key=gateway_key
+        plan_id=plan_id,
+        payer=payer,
+        amount=amount,
+        installment_id=installment_id,
+        gateway_key=gateway_key,
+        gateway_key_unused=gateway_key_unused,
     )
     if payment.status == Payment.Status.PENDING:
         payment = payment_resume(payment_id=payment.pk)

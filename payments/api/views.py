@@ -11,7 +11,12 @@ from rest_framework.views import APIView
 from accounts.models import User
 from accounts.permissions import HasRole
 from bnpl.selectors import installment_plan_for, plan_scope, plan_visible
-from core.idempotency import IDEMPOTENCY_PARAMETER, idempotency_gateway_key, idempotent
+from core.idempotency import (
+    IDEMPOTENCY_PARAMETER,
+    idempotency_gateway_key,
+    idempotency_gateway_key_unused,
+    idempotent,
+)
 from core.problems import PROBLEM_CONTENT_TYPE
 from core.schema import list_retrieve_schema, problems
 from ledger.models import Posting
@@ -86,6 +91,7 @@ class _PayView(APIView):
             amount=body.validated_data.get("amount"),
             payer=request.user,
             gateway_key=idempotency_gateway_key(request),
+            gateway_key_unused=idempotency_gateway_key_unused(request),
         )
         # As the service returns it: its customer's public id and its allocations came with it.
         return Response(payment_out(payment), status=201)
