@@ -32,7 +32,6 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Exists
 from django.utils import timezone
 
 from accounts.models import User
@@ -222,29 +221,49 @@ def installments_cancel_by_refund(*, plan: Plan, amount: Decimal) -> Decimal:
     return amount - left
 
 
+# Whether a plan has anything left to pay, and whether anything was ever paid on it, asked by
+# every payment that pays a row in full: one statement of plain SQL (SQLite's too), where the
+# ORM composed three.
+_PLAN_STANDING = (
+    f"SELECT EXISTS (SELECT 1 FROM {Installment._meta.db_table} WHERE plan_id = %s AND status IN (%s, %s)),"  # noqa: S608  # nosec B608
+    f" EXISTS (SELECT 1 FROM {LateFee._meta.db_table} WHERE plan_id = %s AND status = %s),"
+    f" EXISTS (SELECT 1 FROM {Installment._meta.db_table} WHERE plan_id = %s AND amount_paid > 0)"
+)
+
+
 def plan_close_if_settled(plan: Plan) -> None:
     """Close a plan with nothing left to pay: CANCELLED when nothing was ever paid on it
     (refunded in full first), else COMPLETED. Call under the plan's lock. A plan already
     closed stays as it is (a refund on a completed plan does not complete it twice)."""
     if plan.status != Plan.Status.ACTIVE:
         return
-    if plan.installments.filter(status__in=OPEN_STATUSES).exists():
+    with connection.cursor() as cursor:
+        cursor.execute(_PLAN_STANDING, [plan.pk, *OPEN_STATUSES, plan.pk, LateFee.Status.DUE, plan.pk])
+        open_installments, fees_due, paid = cursor.fetchone()
+    if open_installments or fees_due:
         return
-    if plan.late_fees.filter(status=LateFee.Status.DUE).exists():
-        return
-    never_paid = not plan.installments.filter(amount_paid__gt=0).exists()
+    never_paid = not paid
     plan.status = Plan.Status.CANCELLED if never_paid else Plan.Status.COMPLETED
     plan.save(update_fields=["status", "updated_at"])
     if plan.status == Plan.Status.COMPLETED:
         event_record(merchant_id=plan.merchant_id, type=Event.Type.PLAN_COMPLETED, data=plan_event_data(plan))
 
 
+# Asked by every payment that pays a row in full: plain SQL (SQLite's too), as the ORM took
+# longer composing it than the database took to run it.
+_CUSTOMER_RESTORE = (
+    f"UPDATE {User._meta.db_table} SET status = %s WHERE id = %s AND status = %s"  # noqa: S608  # nosec B608
+    f" AND NOT EXISTS (SELECT 1 FROM {Installment._meta.db_table} WHERE customer_id = %s AND status = %s)"
+)
+
+
 def customer_restore_if_clear(*, customer_id: int) -> None:
     """A DEBT_USER with nothing overdue any more is NORMAL again at once."""
-    overdue = Installment.objects.filter(customer_id=customer_id, status=Installment.Status.OVERDUE)
-    User.objects.filter(pk=customer_id, status=User.Status.DEBT_USER).exclude(Exists(overdue)).update(
-        status=User.Status.NORMAL
-    )
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _CUSTOMER_RESTORE,
+            [User.Status.NORMAL, customer_id, User.Status.DEBT_USER, customer_id, Installment.Status.OVERDUE],
+        )
 
 
 @transaction.atomic
