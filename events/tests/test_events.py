@@ -12,7 +12,7 @@ from django.utils import timezone
 from accounts.tests.factories import MerchantFactory, UserFactory
 from bnpl.services.sweep import overdue_sweep
 from events.models import Event, EventDelivery
-from events.services import backoff_seconds, event_deliver, event_redeliver, events_relay
+from events.services import backoff_seconds, event_deliver, event_record, event_redeliver, events_relay
 
 pytestmark = pytest.mark.django_db
 
@@ -352,3 +352,35 @@ def test_created_after_outside_the_calendar_in_utc_is_a_400_naming_it(as_user, m
     assert answer.status_code == 400
     assert answer["Content-Type"] == "application/problem+json"
     assert list(answer.json()["errors"]) == ["created_after"]
+
+
+def test_an_event_is_recorded_as_the_orm_records_it(merchant, django_capture_on_commit_callbacks, monkeypatch):
+    # PostgreSQL records it in one statement (the merchant's endpoint read by the insert);
+    # SQLite through the ORM: the same rows, the same delivery queued.
+    silent = MerchantFactory(webhook_url="")
+    merchant.webhook_url = "https://merchant.example/hooks"
+    merchant.save(update_fields=["webhook_url"])
+    data = {"plan_id": 7, "amount": Decimal("1.50"), "at": "2026-12-05"}
+
+    def recorded(**patch):
+        for name, value in patch.items():
+            monkeypatch.setattr(name, value)
+        Event.objects.all().delete()
+        with django_capture_on_commit_callbacks() as queued:
+            for owner in (merchant, silent):
+                event_record(merchant_id=owner.pk, type=Event.Type.INSTALLMENT_PAID, data=data)
+        rows = Event.objects.order_by("id").values(
+            "merchant_id", "type", "data", "delivery_status", "attempts", "next_attempt_at", "created_at", "give_up_at"
+        )
+        times = ("created_at", "next_attempt_at", "give_up_at")
+        shown = [row | {"due_now": row["next_attempt_at"] == row["created_at"]} for row in rows]
+        windows = [row["give_up_at"] - row["created_at"] for row in rows]
+        return [{k: v for k, v in row.items() if k not in times} for row in shown], windows, len(queued)
+
+    written = recorded()
+    orm = recorded(**{"events.services.postgresql": lambda: False})
+    assert written == orm
+    assert [row["delivery_status"] for row in written[0]] == [Event.Delivery.PENDING, Event.Delivery.NO_ENDPOINT]
+    assert written[0][0]["data"] == {"plan_id": 7, "amount": "1.50", "at": "2026-12-05"}
+    assert written[2] == 1  # the delivery of the one with an endpoint
+    assert all(row["due_now"] for row in written[0])
