@@ -101,7 +101,9 @@ def autopay_customer(*, customer_id: int, today: date) -> dict[str, int]:
     today. Returns how many charges ``succeeded``, ``failed``, are ``pending`` (in another
     task's hands, or the gateway did not answer) or were ``skipped``."""
     counts = {"succeeded": 0, "failed": 0, "pending": 0, "skipped": 0}
-    customer = User.objects.filter(pk=customer_id).first()
+    # What autopay decides on, and the payer's id: not the encrypted columns, which would be
+    # decrypted for nothing.
+    customer = User.objects.filter(pk=customer_id).only("id", "autopay", "card_token", "is_active").first()
     if customer is None or not (customer.autopay and customer.card_token and customer.is_active):
         return counts
     attempts = _attempt_days(today)
