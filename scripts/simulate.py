@@ -10,7 +10,9 @@ refusals of them (on a few "hot" offers, mostly of the hot plans' customers, so 
 race each other, the expiry and those customers' payments and refunds), the merchants'
 captures (whole or part) and voids of the authorizations, and expiry runs on a simulated
 clock that cuts through the open offers and authorizations; installment payments, plan
-payments (partial, or everything: early payoff), with credit spent first; refunds
+payments (partial, or everything: early payoff), with credit spent first, half of them under
+the key of an Idempotency-Key claimed by their request (none looked for) and some of those
+retried as a request that takes the claim over (the same key finds the payment); refunds
 requested (paid back to the card or to credit), approved and rejected by an operator and
 by the merchant's signed webhook; late-fee waivers; the overdue sweep with late fees;
 autopay runs; reconciliation and retries of pending payments; the merchants' settlement
@@ -491,10 +493,23 @@ def run_operation(operation: Operation, round_: Round, world: World) -> str:
             elif operation.kind == "pay_plan":
                 amount = cents(a, Decimal("150.00"))
             payer = world.operator if b < 0.1 else plan.customer
-            paid = payment_collect(
-                plan_id=plan.pk, payer=payer, amount=amount, installment_id=installment.pk if installment else None
-            )
-            return f"payment {paid.pk} {paid.status} {paid.amount}"
+            target = {"plan_id": plan.pk, "payer": payer, "amount": amount}
+            target["installment_id"] = installment.pk if installment else None
+            if b >= 0.5:
+                paid = payment_collect(**target)
+                return f"payment {paid.pk} {paid.status} {paid.amount}"
+            # As a request with an Idempotency-Key its own request claimed: a new key, under
+            # which no payment is looked for...
+            key = f"idem_sim_{round_.number}_{operation.plan_slot}_{int(a * 1e9)}_{int(c * 1e9)}"
+            paid = payment_collect(**target, gateway_key=key, gateway_key_unused=True)
+            if b < 0.3:
+                # ...and the retry that takes the claim over: the same key, looked for, finds
+                # that payment (whatever ran on the plan meanwhile) and makes no second one.
+                again = payment_collect(**target, gateway_key=key)
+                if again.pk != paid.pk:
+                    raise AssertionError(f"a retry under {key} made payment {again.pk} beside {paid.pk}")
+                return f"payment {paid.pk} {paid.status} {paid.amount}, its retry found it"
+            return f"payment {paid.pk} {paid.status} {paid.amount} under a new key"
         if operation.kind == "refund_request":
             world.refunds_seen += 1
             refund, _ = refund_request(
