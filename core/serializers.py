@@ -46,3 +46,27 @@ class CaseInsensitiveChoiceField(serializers.ChoiceField):
             declared = {str(choice).lower(): choice for choice in self.choices}
             data = declared.get(data.lower(), data)
         return super().to_internal_value(data)
+
+
+# The output fields the hand-built answers (plan_out, payment_out, refund_out) put their
+# values through, as the serializers they stand for would: one instance each, shared, since
+# to_representation keeps no state. AMOUNT is every amount field's shape.
+AMOUNT = {"max_digits": 12, "decimal_places": 2}
+_MONEY = serializers.DecimalField(**AMOUNT)
+_DATE = serializers.DateField()
+_DATETIME = serializers.DateTimeField()
+
+
+def money_out(value) -> str:
+    """An amount as an AMOUNT DecimalField shows it ("166.67")."""
+    return _MONEY.to_representation(value)
+
+
+def date_out(value) -> str:
+    """A date as a DateField shows it."""
+    return _DATE.to_representation(value)
+
+
+def datetime_out(value) -> str | None:
+    """A moment as a DateTimeField shows it; None as null."""
+    return None if value is None else _DATETIME.to_representation(value)

@@ -6,9 +6,7 @@ from accounts.models import User
 from bnpl.models import Installment, LateFee, Plan
 from bnpl.selectors import BUCKETS
 from core.money import CurrencyField, MoneyField
-from core.serializers import StrictSerializer
-
-AMOUNT = {"max_digits": 12, "decimal_places": 2}
+from core.serializers import AMOUNT, StrictSerializer, date_out, datetime_out, money_out
 
 
 class PlanCreateIn(StrictSerializer):
@@ -101,27 +99,18 @@ class PlanOut(serializers.Serializer):
 # response: the plan is the API's most frequent answer (created, read), and that machinery
 # cost more than the two statements that read it. The values go through the same field
 # classes' to_representation, and a test holds the result equal to PlanOut's.
-_MONEY = serializers.DecimalField(**AMOUNT)
-_DATE = serializers.DateField()
-_DATETIME = serializers.DateTimeField()
-
-
-def _datetime(value):
-    return None if value is None else _DATETIME.to_representation(value)
-
-
 def installment_out(installment: Installment) -> dict:
     """What InstallmentOut(installment).data gives."""
     return {
         "id": installment.pk,
         "plan_id": installment.plan_id,
         "sequence": installment.sequence,
-        "amount_due": _MONEY.to_representation(installment.amount_due),
-        "amount_paid": _MONEY.to_representation(installment.amount_paid),
-        "amount_remaining": _MONEY.to_representation(installment.amount_remaining),
-        "due_date": _DATE.to_representation(installment.due_date),
+        "amount_due": money_out(installment.amount_due),
+        "amount_paid": money_out(installment.amount_paid),
+        "amount_remaining": money_out(installment.amount_remaining),
+        "due_date": date_out(installment.due_date),
         "status": str(installment.status),
-        "paid_at": _datetime(installment.paid_at),
+        "paid_at": datetime_out(installment.paid_at),
     }
 
 
@@ -132,26 +121,26 @@ def plan_out(plan: Plan) -> dict:
         "id": plan.pk,
         "user_id": plan.customer.user_id,
         "merchant_id": plan.merchant.user_id,
-        "total_amount": _MONEY.to_representation(plan.total_amount),
+        "total_amount": money_out(plan.total_amount),
         "currency": plan.currency,
         "installment_count": plan.installment_count,
         "frequency": str(plan.frequency),
         "status": str(plan.status),
         "merchant_reference": plan.merchant_reference,
-        "purchase_date": _DATE.to_representation(plan.purchase_date),
+        "purchase_date": date_out(plan.purchase_date),
         "capture_mode": str(plan.capture_mode),
-        "authorized_amount": _MONEY.to_representation(plan.amount_authorized),
+        "authorized_amount": money_out(plan.amount_authorized),
         "checkout_url": plan.checkout_url,
-        "expires_at": _datetime(plan.expires_at),
-        "confirmed_at": _datetime(plan.confirmed_at),
-        "amount_paid": _MONEY.to_representation(plan.installments_paid),
-        "amount_remaining": _MONEY.to_representation(plan.installments_remaining),
-        "created_at": _datetime(plan.created_at),
+        "expires_at": datetime_out(plan.expires_at),
+        "confirmed_at": datetime_out(plan.confirmed_at),
+        "amount_paid": money_out(plan.installments_paid),
+        "amount_remaining": money_out(plan.installments_remaining),
+        "created_at": datetime_out(plan.created_at),
         "schedule": [
             {
                 "sequence": item["sequence"],
-                "amount_due": _MONEY.to_representation(item["amount_due"]),
-                "due_date": _DATE.to_representation(item["due_date"]),
+                "amount_due": money_out(item["amount_due"]),
+                "due_date": date_out(item["due_date"]),
             }
             for item in plan.schedule_shown
         ],
@@ -253,16 +242,16 @@ class DebtStatusOut(serializers.Serializer):
 
 
 def _money_or_none(value):
-    return None if value is None else _MONEY.to_representation(value)
+    return None if value is None else money_out(value)
 
 
 def _currency_debt_out(debt) -> dict:
     return {
         "currency": debt.currency,
-        "total_debt": _MONEY.to_representation(debt.total_debt),
-        "overdue_amount": _MONEY.to_representation(debt.overdue_amount),
-        "fees_due": _MONEY.to_representation(debt.fees_due),
-        "overdue_by_bucket": {bucket: _MONEY.to_representation(debt.overdue_by_bucket[bucket]) for bucket in BUCKETS},
+        "total_debt": money_out(debt.total_debt),
+        "overdue_amount": money_out(debt.overdue_amount),
+        "fees_due": money_out(debt.fees_due),
+        "overdue_by_bucket": {bucket: money_out(debt.overdue_by_bucket[bucket]) for bucket in BUCKETS},
     }
 
 
@@ -285,9 +274,9 @@ def debt_status_out(status) -> dict:
                 "id": row["id"],
                 "plan_id": row["plan_id"],
                 "currency": row["currency"],
-                "amount_due": _MONEY.to_representation(row["amount_due"]),
-                "amount_remaining": _MONEY.to_representation(row["amount_remaining"]),
-                "due_date": _DATE.to_representation(row["due_date"]),
+                "amount_due": money_out(row["amount_due"]),
+                "amount_remaining": money_out(row["amount_remaining"]),
+                "due_date": date_out(row["due_date"]),
                 "days_overdue": row["days_overdue"],
                 "bucket": row["bucket"],
             }

@@ -4,11 +4,9 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from core.money import MoneyField
-from core.serializers import StrictSerializer
+from core.serializers import AMOUNT, StrictSerializer, datetime_out, money_out
 from ledger.models import JournalEntry
 from payments.models import Payment
-
-AMOUNT = {"max_digits": 12, "decimal_places": 2}
 
 
 class InstallmentPayIn(StrictSerializer):
@@ -68,13 +66,9 @@ class CreditTransactionOut(serializers.Serializer):
 # per answer (as refunds' refund_out): on a payment that copying took about a tenth of the
 # request's Python. The values go through the same field classes' to_representation, and a
 # test holds the result equal to PaymentOut's.
-_MONEY = serializers.DecimalField(**AMOUNT)
-_DATETIME = serializers.DateTimeField()
-
-
 def payment_out(payment: Payment) -> dict:
     """What PaymentOut(payment).data gives, for a payment whose customer is loaded."""
-    money = _MONEY.to_representation
+    money = money_out
     return {
         "id": payment.pk,
         "plan_id": payment.plan_id,
@@ -87,8 +81,8 @@ def payment_out(payment: Payment) -> dict:
         "attempt": payment.attempt,
         "status": str(payment.status),
         "decline_code": payment.decline_code,
-        "created_at": _DATETIME.to_representation(payment.created_at),
-        "completed_at": None if payment.completed_at is None else _DATETIME.to_representation(payment.completed_at),
+        "created_at": datetime_out(payment.created_at),
+        "completed_at": datetime_out(payment.completed_at),
         "allocations": [
             {"installment_id": a.installment_id, "late_fee_id": a.late_fee_id, "amount": money(a.amount)}
             for a in payment.allocations_shown

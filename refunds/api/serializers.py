@@ -1,10 +1,8 @@
 from rest_framework import serializers
 
 from core.money import MoneyField
-from core.serializers import StrictSerializer
+from core.serializers import AMOUNT, StrictSerializer, datetime_out, money_out
 from refunds.models import Refund
-
-AMOUNT = {"max_digits": 12, "decimal_places": 2}
 
 
 class RefundCreateIn(StrictSerializer):
@@ -43,10 +41,6 @@ class RefundOut(serializers.Serializer):
 # answer (as bnpl.api.serializers.plan_out): on a refund request that took longer than the
 # statements. The values go through the same field classes' to_representation, and a test
 # holds the result equal to RefundOut's.
-_MONEY = serializers.DecimalField(**AMOUNT)
-_DATETIME = serializers.DateTimeField()
-
-
 def refund_out(refund: Refund) -> dict:
     """What RefundOut(refund).data gives, for a refund whose customer and merchant are loaded."""
     return {
@@ -55,14 +49,14 @@ def refund_out(refund: Refund) -> dict:
         "transaction_id": refund.transaction_id,
         "user_id": refund.customer.user_id,
         "merchant_id": refund.merchant.user_id,
-        "amount": _MONEY.to_representation(refund.amount),
+        "amount": money_out(refund.amount),
         "currency": refund.currency,
         "reason": refund.reason,
         "status": str(refund.status),
-        "applied_amount": _MONEY.to_representation(refund.applied_amount),
-        "payout_amount": _MONEY.to_representation(refund.payout_amount),
+        "applied_amount": money_out(refund.applied_amount),
+        "payout_amount": money_out(refund.payout_amount),
         "payout_method": str(refund.payout_method),
         "payout_status": str(refund.payout_status),
-        "created_at": _DATETIME.to_representation(refund.created_at),
-        "decided_at": None if refund.decided_at is None else _DATETIME.to_representation(refund.decided_at),
+        "created_at": datetime_out(refund.created_at),
+        "decided_at": datetime_out(refund.decided_at),
     }
