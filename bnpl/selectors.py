@@ -66,6 +66,16 @@ def _in_plan_scope(viewer: User, sql: str, params: list) -> tuple[str, list]:
     return sql + (" AND p.merchant_id = %s" if viewer.is_merchant else " AND p.customer_id = %s"), [*params, viewer.pk]
 
 
+def _plan_with_parties(row) -> Plan:
+    """The plan of a row of the plan's columns then its customer's and merchant's user ids,
+    with ``plan.customer`` and ``plan.merchant`` carrying those ids alone."""
+    plan = model_from_row(Plan, row)
+    count = _PLAN_COLUMN_COUNT
+    plan.customer = User.from_db(connection.alias, _PARTY_FIELDS, [plan.customer_id, row[count]])
+    plan.merchant = User.from_db(connection.alias, _PARTY_FIELDS, [plan.merchant_id, row[count + 1]])
+    return plan
+
+
 def plan_get_for(*, viewer: User, pk: int) -> Plan | None:
     """One plan ``viewer`` may see, with its parties' public ids and its installments loaded
     (as ``plan_list_for`` gives them); None when out of scope or absent. Two queries."""
@@ -77,11 +87,7 @@ def plan_get_for(*, viewer: User, pk: int) -> Plan | None:
             return None
         cursor.execute(_INSTALLMENTS_SQL, [pk])
         installment_rows = cursor.fetchall()
-    count = _PLAN_COLUMN_COUNT
-    plan = model_from_row(Plan, row)
-    plan.customer = User.from_db(connection.alias, _PARTY_FIELDS, [plan.customer_id, row[count]])
-    plan.merchant = User.from_db(connection.alias, _PARTY_FIELDS, [plan.merchant_id, row[count + 1]])
-    return plan_installments_loaded(plan, [model_from_row(Installment, r) for r in installment_rows])
+    return plan_installments_loaded(_plan_with_parties(row), [model_from_row(Installment, r) for r in installment_rows])
 
 
 def plan_installments_loaded(plan: Plan, installments: list[Installment]) -> Plan:
@@ -424,11 +430,7 @@ def plan_get_for_update_with_parties(*, viewer: User, pk: int) -> Plan:
         row = cursor.fetchone()
     if row is None:
         raise Plan.DoesNotExist(f"No plan {pk}.")
-    count = _PLAN_COLUMN_COUNT
-    plan = model_from_row(Plan, row)
-    plan.customer = User.from_db(connection.alias, _PARTY_FIELDS, [plan.customer_id, row[count]])
-    plan.merchant = User.from_db(connection.alias, _PARTY_FIELDS, [plan.merchant_id, row[count + 1]])
-    return plan
+    return _plan_with_parties(row)
 
 
 # The debt read (GET /api/v1/debt/{user_id}/) written out on PostgreSQL in two statements:
@@ -455,9 +457,11 @@ _DEBT_SCOPE_CUSTOMER = " AND u.id = %s"
 _DEBT_SCOPE_MERCHANT = (
     " AND (u.id = %s OR EXISTS (SELECT 1 FROM bnpl_plan s WHERE s.customer_id = u.id AND s.merchant_id = %s))"
 )
+# The plan's currency by a subquery on its key, not a join (core.db.row_by_key says why).
 _DEBT_OVERDUE = """
-SELECT i.id, i.plan_id, p.currency, i.amount_due, i.amount_paid, i.due_date
-FROM bnpl_installment i JOIN bnpl_plan p ON p.id = i.plan_id
+SELECT i.id, i.plan_id, (SELECT p.currency FROM bnpl_plan p WHERE p.id = i.plan_id), i.amount_due, i.amount_paid,
+       i.due_date
+FROM bnpl_installment i
 WHERE i.customer_id = %s AND i.status = %s ORDER BY i.due_date, i.id
 """
 

@@ -14,6 +14,7 @@ from accounts.tests.factories import MerchantFactory, OperatorFactory, UserFacto
 from bnpl.models import Installment, LateFee, Plan
 from bnpl.schedule import business_today
 from bnpl.selectors import (
+    _DEBT_OVERDUE,
     _INSTALLMENT_PLAN,
     _PLAN_LOCK_WITH_PARTIES,
     _PLAN_SQL,
@@ -174,3 +175,5 @@ def test_the_point_reads_find_their_joined_rows_by_key_whatever_the_statistics()
     # joined table's key index from its start: these joins leave it no such choice.
     for sql in (_PLAN_SQL, _PLAN_LOCK_WITH_PARTIES, _INSTALLMENT_PLAN, _PLAN_LOCK_SQL):
         assert join_methods_without_nested_loops(sql, [1]) <= {"Nested Loop"}, sql
+    overdue = [1, Installment.Status.OVERDUE]
+    assert join_methods_without_nested_loops(_DEBT_OVERDUE, overdue) <= {"Nested Loop"}
