@@ -1,8 +1,31 @@
 """Serializer pieces every app's API shares."""
 
+import copy
+import datetime
 from collections.abc import Mapping
+from decimal import Decimal
 
-from rest_framework import serializers
+from rest_framework import relations, serializers
+from rest_framework.fields import empty
+
+# Fields that hold other fields or serializers (bound to the declared instance), or querysets:
+# DRF's deep copy rebuilds these.
+_COMPOSITE = (serializers.BaseSerializer, serializers.ListField, serializers.DictField, relations.RelatedField)
+_IMMUTABLE = (str, int, float, Decimal, bool, datetime.date, datetime.time, datetime.timedelta, type(None))
+
+
+def declared_field_copy(field: serializers.Field) -> serializers.Field:
+    """A fresh, unbound copy of a declared field, equal to the one DRF's deep copy builds.
+
+    DRF gives every serializer instance a deep copy of its declared fields, which runs each
+    field's ``__init__`` again (building its validators and choices) on every request. A
+    declared field is never bound or changed after its ``__init__``, so a copy of its
+    attributes is the same field; only the ones holding other fields, a queryset or a
+    mutable default are still deep-copied, as they would share something that changes."""
+    default = field.default
+    if isinstance(field, _COMPOSITE) or not (default is empty or callable(default) or isinstance(default, _IMMUTABLE)):
+        return copy.deepcopy(field)
+    return copy.copy(field)
 
 
 class StrictSerializer(serializers.Serializer):
@@ -16,6 +39,9 @@ class StrictSerializer(serializers.Serializer):
     """
 
     default_error_messages = {"unknown_field": "Unknown field."}
+
+    def get_fields(self):
+        return {name: declared_field_copy(field) for name, field in self._declared_fields.items()}
 
     def to_internal_value(self, data):
         unknown = {}
