@@ -308,3 +308,48 @@ def test_with_no_cache_a_change_made_behind_the_models_back_is_seen_at_once(as_u
     User.objects.filter(pk=user.pk).update(is_active=False)  # no signal: only a fresh read sees it
 
     assert client.get("/api/v1/plans/").status_code == 401
+
+
+def _counting_decodes(monkeypatch) -> list:
+    """A list that grows by one each time a token is decoded and its signature checked."""
+    from rest_framework_simplejwt.backends import TokenBackend
+
+    decodes, decode = [], TokenBackend.decode
+
+    def counted(self, token, verify=True):
+        decodes.append(token)
+        return decode(self, token, verify)
+
+    monkeypatch.setattr(TokenBackend, "decode", counted)
+    return decodes
+
+
+def test_a_token_is_verified_once_then_taken_again_until_it_expires(api_client, monkeypatch):
+    import time_machine
+    from rest_framework_simplejwt.tokens import AccessToken
+
+    decodes = _counting_decodes(monkeypatch)
+    user = UserFactory()
+    with time_machine.travel("2026-03-02 10:00:00+00:00", tick=False) as moment:
+        token = AccessToken.for_user(user)
+        api_client.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
+        assert api_client.get(ME).status_code == 200
+        assert api_client.get(ME).status_code == 200
+        assert len(decodes) == 1
+
+        moment.move_to(token["exp"] + 1)  # expired: checked anew, and refused
+        assert_problem(api_client.get(ME), 401)
+        assert len(decodes) == 2
+
+
+def test_a_token_altered_after_one_was_verified_is_refused(api_client, monkeypatch):
+    from rest_framework_simplejwt.tokens import AccessToken
+
+    token = str(AccessToken.for_user(UserFactory()))
+    api_client.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
+    assert api_client.get(ME).status_code == 200
+
+    header, payload, signature = token.split(".")
+    forged = f"{header}.{payload}.{signature[:-2]}{'AA' if signature[-2:] != 'AA' else 'BB'}"
+    api_client.credentials(HTTP_AUTHORIZATION=f"Bearer {forged}")
+    assert_problem(api_client.get(ME), 401)
