@@ -36,12 +36,16 @@ def model_columns(model: type[Model], alias: str = "") -> str:
 
 
 @functools.cache
-def _loading(model: type[Model], vendor: str) -> tuple[list[str], list[tuple[int, list, object]]]:
-    """``model``'s attribute names in model_columns' order, and for each column with
-    converters (the backend's, then the field's, as the ORM applies them) its position,
-    its converters and the column expression they take."""
+def _loading(
+    model: type[Model], vendor: str, fields: tuple[str, ...] | None
+) -> tuple[list[str], list[tuple[int, list, object]]]:
+    """The attribute names of ``fields`` (every column in model_columns' order when None),
+    and for each column with converters (the backend's, then the field's, as the ORM applies
+    them) its position, its converters and the column expression they take."""
+    meta = model._meta
+    columns = meta.concrete_fields if fields is None else [meta.get_field(name) for name in fields]
     names, converting = [], []
-    for position, field in enumerate(model._meta.concrete_fields):
+    for position, field in enumerate(columns):
         names.append(field.attname)
         column = field.get_col(model._meta.db_table)
         converters = connection.ops.get_db_converters(column) + field.get_db_converters(connection)
@@ -50,11 +54,12 @@ def _loading(model: type[Model], vendor: str) -> tuple[list[str], list[tuple[int
     return names, converting
 
 
-def model_from_row(model: type[Model], row, start: int = 0) -> Model:
+def model_from_row(model: type[Model], row, start: int = 0, fields: tuple[str, ...] | None = None) -> Model:
     """The ``model`` instance the ORM would build from the columns of ``row`` that begin at
-    ``start`` in model_columns' order: a written-out statement's row made a model without
-    the ORM's per-query setup (RawQuerySet composed its converters anew for every query)."""
-    names, converting = _loading(model, connection.vendor)
+    ``start`` in model_columns' order, or holding only ``fields`` in that order (the rest
+    deferred): a written-out statement's row made a model without the ORM's per-query setup
+    (RawQuerySet composed its converters anew for every query)."""
+    names, converting = _loading(model, connection.vendor, fields)
     values = list(row[start : start + len(names)])
     for position, converters, column in converting:
         value = values[position]
