@@ -54,11 +54,9 @@ def _loading(
     return names, converting
 
 
-def model_from_row(model: type[Model], row, start: int = 0, fields: tuple[str, ...] | None = None) -> Model:
-    """The ``model`` instance the ORM would build from the columns of ``row`` that begin at
-    ``start`` in model_columns' order, or holding only ``fields`` in that order (the rest
-    deferred): a written-out statement's row made a model without the ORM's per-query setup
-    (RawQuerySet composed its converters anew for every query)."""
+def row_converted(model: type[Model], row, start: int = 0, fields: tuple[str, ...] | None = None) -> list:
+    """The values of ``row``'s columns from ``start`` on (every column of ``model`` in
+    model_columns' order, or ``fields``) as the ORM gives them: its converters applied."""
     names, converting = _loading(model, connection.vendor, fields)
     values = list(row[start : start + len(names)])
     for position, converters, column in converting:
@@ -66,7 +64,16 @@ def model_from_row(model: type[Model], row, start: int = 0, fields: tuple[str, .
         for convert in converters:
             value = convert(value, column, connection)
         values[position] = value
-    return model.from_db(connection.alias, names, values)
+    return values
+
+
+def model_from_row(model: type[Model], row, start: int = 0, fields: tuple[str, ...] | None = None) -> Model:
+    """The ``model`` instance the ORM would build from the columns of ``row`` that begin at
+    ``start`` in model_columns' order, or holding only ``fields`` in that order (the rest
+    deferred): a written-out statement's row made a model without the ORM's per-query setup
+    (RawQuerySet composed its converters anew for every query)."""
+    names = fields if fields is not None else _loading(model, connection.vendor, None)[0]
+    return model.from_db(connection.alias, names, row_converted(model, row, start, fields))
 
 
 def models_fetched(model: type[Model], sql: str, params) -> list[Model]:

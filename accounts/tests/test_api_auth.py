@@ -353,3 +353,23 @@ def test_a_token_altered_after_one_was_verified_is_refused(api_client, monkeypat
     forged = f"{header}.{payload}.{signature[:-2]}{'AA' if signature[-2:] != 'AA' else 'BB'}"
     api_client.credentials(HTTP_AUTHORIZATION=f"Bearer {forged}")
     assert_problem(api_client.get(ME), 401)
+
+
+def test_a_token_user_read_written_out_is_the_row_the_orm_reads(settings):
+    from datetime import UTC, datetime
+    from decimal import Decimal
+
+    from accounts.authentication import FIELDS
+
+    settings.BNPL_AUTH_USER_CACHE_SECONDS = 0
+    user = UserFactory(
+        credit_limit=Decimal("1234.56"),
+        autopay=True,
+        last_login=datetime(2026, 3, 2, 10, 0, 1, 250000, tzinfo=UTC),
+        full_name="Zoë Ünal",
+    )
+    ours, orms = _token_user(user.user_id), User.objects.get(pk=user.pk)
+    for name in FIELDS:
+        assert getattr(ours, name) == getattr(orms, name), name
+        assert type(getattr(ours, name)) is type(getattr(orms, name)), name
+    assert ours.get_deferred_fields() == {"password", "passport_number", "webhook_secret", "payout_account"}
