@@ -40,6 +40,7 @@ import os
 import re
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -75,8 +76,17 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--only", default="", help="measure only endpoints whose name contains this text")
     parser.add_argument("--reuse", action="store_true", help="keep the database of the last run (no reseeding)")
     parser.add_argument("--warmup", type=int, default=3, help="seconds of each cell's load run first, not counted")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="measure every cell this many times, the rounds one after the other (a reference and its "
+        "endpoint stay side by side in each); the table gives their mean requests/s and median latencies",
+    )
     args = parser.parse_args()
     args.connections = [int(c) for c in args.connections.split(",") if c.strip()]
+    if args.rounds < 1:
+        parser.error("--rounds must be at least 1")
     return args
 
 
@@ -496,27 +506,84 @@ def _ms(value: str) -> float:
     return float(number) * {"us": 0.001, "ms": 1, "s": 1000, "m": 60000}[unit]
 
 
-def table(results: dict, connections: list[int]) -> str:
+def measure_round(args, data: dict, merchant_token: str, operator_token: str, folder: Path) -> dict:
+    """Every selected cell measured once, each reference just before its endpoint:
+    ``{(name, reference): {connections: figures with the cell's "watches"}}``."""
+    from bench.autopay import database_name
+
+    results = {}
+    for name, script, reference in endpoints(data, merchant_token, operator_token):
+        if args.only not in name and args.only not in (reference or ""):
+            continue
+        results[(name, reference)] = {}
+        for c in args.connections:
+            if args.warmup:
+                # Not counted: the workers' first requests of a kind (connections opened,
+                # caches filled) and the load of the cell before settling.
+                wrk(args, script, c, folder, seconds=args.warmup)
+            # gunicorn and its workers, wrk and the workers' backends are this run's own.
+            watch = TreeWatch(database_name(args.database_url)).start()
+            results[(name, reference)][c] = wrk(args, script, c, folder) | {"watches": [watch]}
+            watch.stop()
+        print(
+            f"  {name}: "
+            + ", ".join(
+                f"{c} conns {r['rps']:.0f} req/s ({r['watches'][0].describe()})"
+                for c, r in results[(name, reference)].items()
+            ),
+            flush=True,
+        )
+    return results
+
+
+def combined(rounds: list[dict]) -> dict:
+    """The rounds' figures of each cell as one: mean requests/s, median p50 and p99, the errors
+    of all, and every round's watch (a ratio is refused if any round's was busy)."""
+    results = {}
+    for cell in rounds[0]:
+        results[cell] = {}
+        for c in rounds[0][cell]:
+            runs = [one[cell][c] for one in rounds]
+            results[cell][c] = {
+                "rps": statistics.fmean(r["rps"] for r in runs),
+                "p50": statistics.median(r["p50"] for r in runs),
+                "p99": statistics.median(r["p99"] for r in runs),
+                "errors": sum(r["errors"] for r in runs),
+                "watches": [watch for r in runs for watch in r["watches"]],
+            }
+    return results
+
+
+def table(results: dict, connections: list[int], *, ratios_only: bool = False) -> str:
     """The cells, each API endpoint's with two ratios to its bare reference at the same
     connections, or their refusal (bench.machine): requests/s as a percentage of the
-    reference's, and p99 as a multiple of the reference's p99."""
+    reference's, and p99 as a multiple of the reference's p99. ``ratios_only``: one line
+    per endpoint with its ratios, for a round's progress."""
     lines = [
         "| endpoint | connections | requests/s | p50 ms | p99 ms | errors | requests/s vs its bare reference "
         "| p99 vs its bare reference | other processes (cores) |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
+    if ratios_only:
+        lines = []
     for (name, reference), by_connections in results.items():
         for c in connections:
             r = by_connections[c]
             base = results_by_name(results).get(reference, {}).get(c)
             throughput = latency = ""
             if base:
-                refused = refusal([base["watch"], r["watch"]])
+                refused = refusal(base["watches"] + r["watches"])
                 throughput = refused or f"{r['rps'] / base['rps']:.0%}"
                 latency = refused or f"{r['p99'] / base['p99']:.2f}x"
+            elif ratios_only:
+                continue
+            others = max(watch.other_cores or 0 for watch in r["watches"])
+            if ratios_only:
+                lines.append(f"    {name}, {c} conns: {throughput} of its reference's requests/s, p99 {latency}")
+                continue
             lines.append(
                 f"| {name} | {c} | {r['rps']:.0f} | {r['p50']:.1f} | {r['p99']:.1f} | {r['errors']} | {throughput} "
-                f"| {latency} | {r['watch'].other_cores or 0:.2f} |"
+                f"| {latency} | {others:.2f} |"
             )
     return "\n".join(lines)
 
@@ -526,8 +593,6 @@ def results_by_name(results: dict) -> dict:
 
 
 def main() -> int:
-    from bench.autopay import database_name
-
     args = parse_args()
     if not shutil.which("wrk"):
         raise SystemExit("wrk is not installed (apt-get install wrk)")
@@ -542,28 +607,14 @@ def main() -> int:
     try:
         data = samples(args)
         merchant_token, operator_token = token(args, "merchant-001", "demo12345"), token(args, "admin", "admin123")
-        results = {}
-        for name, script, reference in endpoints(data, merchant_token, operator_token):
-            if args.only not in name and args.only not in (reference or ""):
-                continue
-            results[(name, reference)] = {}
-            for c in args.connections:
-                if args.warmup:
-                    # Not counted: the workers' first requests of a kind (connections opened,
-                    # caches filled) and the load of the cell before settling.
-                    wrk(args, script, c, folder, seconds=args.warmup)
-                # gunicorn and its workers, wrk and the workers' backends are this run's own.
-                watch = TreeWatch(database_name(args.database_url)).start()
-                results[(name, reference)][c] = wrk(args, script, c, folder) | {"watch": watch}
-                watch.stop()
-            print(
-                f"  {name}: "
-                + ", ".join(
-                    f"{c} conns {r['rps']:.0f} req/s ({r['watch'].describe()})"
-                    for c, r in results[(name, reference)].items()
-                ),
-                flush=True,
-            )
+        rounds: list[dict] = []
+        for number in range(1, args.rounds + 1):
+            if args.rounds > 1:
+                print(f"round {number} of {args.rounds}", flush=True)
+            rounds.append(measure_round(args, data, merchant_token, operator_token, folder))
+            if args.rounds > 1:
+                print(table(rounds[-1], args.connections, ratios_only=True), flush=True)
+        results = combined(rounds)
     finally:
         stop(server)
     after = machine_line()
@@ -582,7 +633,14 @@ def main() -> int:
             f"workers, `DEBUG=False`) on PostgreSQL and Redis, all on one {os.cpu_count()}-core machine "
             f"(before the run {before.removeprefix('machine: ')}; after it, "
             f"{after.split('cores, ', 1)[1]}); "
-            f"{args.seconds} s per cell after {args.warmup} s not counted, "
+            f"{args.seconds} s per cell after {args.warmup} s not counted"
+            + (
+                f", {args.rounds} rounds of every cell one after the other (mean requests/s, median latencies, "
+                "a ratio refused if any round's cell was disturbed)"
+                if args.rounds > 1
+                else ""
+            )
+            + ", "
             f"`populate_mock_data --scale {args.scale}`. Each API endpoint is compared "
             "with a bare view doing the same rows in the same process (bench/reference.py: no validation, no "
             "authentication, no serializers; the writes in plain SQL), by two ratios: its requests/s as a "
@@ -596,7 +654,7 @@ def main() -> int:
             "is the offer then its customer's confirmation (ACTIVE): wrk counts both requests, so pairs per "
             "second are half its requests per second. Payments are of 0.01 (installments and plans stay "
             "payable), refunds of 0.01 (PENDING), and the webhook approves PENDING refunds (queued: no "
-            "worker runs). The last column is the cores processes other than "
+            "worker runs). The last column is the most cores processes other than "
             "the benchmark's used while the cell was measured (bench/machine.py); a ratio is refused when "
             "either of its cells had more than one. What was changed to get here, and the figures of "
             "the sweep and autopay, are in docs/SCALING.md.\n\n"

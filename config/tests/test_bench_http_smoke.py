@@ -27,7 +27,7 @@ def test_bench_http_measures_every_endpoint_beside_its_bare_reference():
     result = bench_run(
         *("bench/http_bench.py", "--seconds", "1", "--warmup", "0", "--scale", "50", "--connections", "4"),
         *("--database-url", smoke_database_url("bnpl_bench_http_smoke"), "--redis-url", smoke_redis_url("http")),
-        *("--port", "8792"),
+        *("--port", "8792", "--rounds", "2"),
         env={"WEB_CONCURRENCY": "2"},
     )
 
@@ -44,6 +44,10 @@ def test_bench_http_measures_every_endpoint_beside_its_bare_reference():
         *(re.escape(f"| {endpoint}") + cell for endpoint in MEASURED),
         *(re.escape(f"| {name}") + alone for name in ("GET /healthz (floor)", *MEASURED.values())),
     )
+    # Two rounds, each followed by its own ratios, then the table that combines them.
+    assert "round 2 of 2" in result.stdout
+    for endpoint in MEASURED:
+        assert result.stdout.count(f"    {endpoint}, 4 conns: ") == 2, endpoint
     # A percentage, then a multiple (or the refusal of both): never the one in the other's place.
     for endpoint in MEASURED:
         line = next(line for line in result.stdout.splitlines() if line.startswith(f"| {endpoint} | 4 |"))
