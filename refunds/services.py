@@ -178,7 +178,7 @@ _INSERT_SQL = (
 
 def refund_insert(refund: Refund) -> Refund | None:
     """Save the new ``refund`` (its created and updated times set to now, as ``save`` sets
-    them) and return it, saved; None, with nothing saved, when the merchant's transaction
+    them) and return it as saved; None, with nothing saved, when the merchant's transaction
     id already names a refund. On SQLite through ``save`` (IntegrityError instead of None)."""
     if not postgresql():
         refund.save(force_insert=True)
@@ -192,10 +192,12 @@ def refund_insert(refund: Refund) -> Refund | None:
         row = cursor.fetchone()
     if row is None:
         return None
-    # What save() leaves: the instance itself, its key set, no longer being added.
-    refund.pk = row[0]
-    refund._state.adding, refund._state.db = False, connection.alias
-    return refund
+    fields = Refund._meta.concrete_fields
+    by_name = dict(zip((field.attname for field in _INSERT_FIELDS), python_values, strict=True)) | {"id": row[0]}
+    saved = Refund.from_db(connection.alias, [field.attname for field in fields], [by_name[f.attname] for f in fields])
+    for relation in ("plan", "merchant", "customer", "requested_by"):  # the rows it was made with
+        setattr(saved, relation, getattr(refund, relation))
+    return saved
 
 
 def refund_status_can_apply(*, current: str, requested: str) -> bool:
