@@ -44,6 +44,9 @@ def _loading(
     them) its position, its converters and the column expression they take."""
     meta = model._meta
     columns = meta.concrete_fields if fields is None else [meta.get_field(name) for name in fields]
+    if fields is not None and columns != [field for field in meta.concrete_fields if field in columns]:
+        # Model.from_db takes a subset's values in the model's field order.
+        raise ValueError(f"{fields} are not in {model.__name__}'s field order.")
     names, converting = [], []
     for position, field in enumerate(columns):
         names.append(field.attname)
@@ -56,7 +59,8 @@ def _loading(
 
 def row_converted(model: type[Model], row, start: int = 0, fields: tuple[str, ...] | None = None) -> list:
     """The values of ``row``'s columns from ``start`` on (every column of ``model`` in
-    model_columns' order, or ``fields``) as the ORM gives them: its converters applied."""
+    model_columns' order, or ``fields``, which keep the model's field order) as the ORM gives
+    them: its converters applied."""
     names, converting = _loading(model, connection.vendor, fields)
     values = list(row[start : start + len(names)])
     for position, converters, column in converting:

@@ -10,7 +10,13 @@ from rest_framework.fields import empty
 
 # Fields that hold other fields or serializers (bound to the declared instance), or querysets:
 # DRF's deep copy rebuilds these.
-_COMPOSITE = (serializers.BaseSerializer, serializers.ListField, serializers.DictField, relations.RelatedField)
+_COMPOSITE = (
+    serializers.BaseSerializer,
+    serializers.ListField,
+    serializers.DictField,
+    relations.RelatedField,
+    relations.ManyRelatedField,
+)
 _IMMUTABLE = (str, int, float, Decimal, bool, datetime.date, datetime.time, datetime.timedelta, type(None))
 
 

@@ -50,3 +50,22 @@ def test_a_row_that_is_gone_is_an_error(make_plan, monkeypatch, written_out):
     installment.pk = 10**9
     with pytest.raises(DatabaseError), transaction.atomic():
         row_save(installment, ["amount_reserved"])
+
+
+def test_a_row_of_some_fields_becomes_the_model_the_orm_reads_with_only_them():
+    from accounts.models import User
+    from accounts.tests.factories import UserFactory
+    from core.db import model_from_row
+
+    user = UserFactory(credit_limit=Decimal("750.25"))
+    fields = ("id", "user_id", "status", "credit_limit")
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT id, user_id, status, credit_limit FROM accounts_user WHERE id = %s", [user.pk])
+        ours = model_from_row(User, cursor.fetchone(), fields=fields)
+    orms = User.objects.only(*fields).get(pk=user.pk)
+    assert [getattr(ours, name) for name in fields] == [getattr(orms, name) for name in fields]
+    assert ours.get_deferred_fields() == orms.get_deferred_fields()
+
+    # Out of the model's order, the values would land on the wrong fields: refused.
+    with pytest.raises(ValueError, match="field order"):
+        model_from_row(User, (user.user_id, user.pk), fields=("user_id", "id"))
