@@ -80,11 +80,12 @@ def model_from_row(model: type[Model], row, start: int = 0, fields: tuple[str, .
     return model.from_db(connection.alias, names, row_converted(model, row, start, fields))
 
 
-def models_fetched(model: type[Model], sql: str, params) -> list[Model]:
-    """``sql``'s rows (its select list ``model_columns(model)``) as ``model`` instances."""
+def models_fetched(model: type[Model], sql: str, params, fields: tuple[str, ...] | None = None) -> list[Model]:
+    """``sql``'s rows (its select list ``model_columns(model)``, or ``fields`` in the model's
+    order) as ``model`` instances."""
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
-        return [model_from_row(model, row) for row in cursor.fetchall()]
+        return [model_from_row(model, row, fields=fields) for row in cursor.fetchall()]
 
 
 def row_by_key(model: type[Model], alias: str, key: str, columns: str | None = None, *, outer: bool = False) -> str:

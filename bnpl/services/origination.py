@@ -19,7 +19,7 @@ from bnpl.event_data import plan_event_data
 from bnpl.models import Installment, Plan
 from bnpl.schedule import build_schedule, business_today
 from bnpl.selectors import CreditPosition, credit_position, plan_installments_loaded
-from core.db import model_from_row, postgresql
+from core.db import models_fetched, postgresql
 from core.problems import FieldInvalid
 from events.models import Event, generate_event_id
 from events.services import event_dispatch_after_commit, event_record
@@ -45,7 +45,7 @@ def plan_parties_resolve(*, creator: User, user_id: str | None, merchant_id: str
 # What plan creation uses of a party; the rest of the row (encrypted columns too) stays
 # unread. These two statements run on every plan creation and are written out: the ORM
 # spent more time composing each (about 0.5 ms) than PostgreSQL takes to answer it, and
-# RawQuerySet longer again setting up its converters for each query (model_from_row).
+# RawQuerySet longer again setting up its converters for each query (models_fetched).
 _PARTY_FIELDS = ("id", "user_id", "role", "status", "credit_limit")
 _PARTY_SQL = """
 SELECT id, user_id, role, status, credit_limit FROM accounts_user
@@ -53,14 +53,6 @@ WHERE user_id = %s AND role = %s AND is_active
 """
 _LOCKED_FIELDS = ("id", "status", "credit_limit")
 _CUSTOMER_LOCK_SQL = "SELECT id, status, credit_limit FROM accounts_user WHERE id = %s"
-
-
-def _user_fetched(sql: str, params, fields: tuple[str, ...]) -> User | None:
-    """The user ``sql``'s first row holds (its select list ``fields``), or None."""
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        row = cursor.fetchone()
-    return None if row is None else model_from_row(User, row, fields=fields)
 
 
 def _plan_party(creator: User, given_id: str | None, role: str, field: str, not_yourself: str) -> User:
@@ -71,7 +63,8 @@ def _plan_party(creator: User, given_id: str | None, role: str, field: str, not_
         return creator
     if not given_id:
         raise FieldInvalid(field, "This field is required.")
-    party = _user_fetched(_PARTY_SQL, [given_id, role], _PARTY_FIELDS)
+    found = models_fetched(User, _PARTY_SQL, [given_id, role], _PARTY_FIELDS)
+    party = found[0] if found else None
     if party is None and role == User.Role.CUSTOMER:
         # The answer a real decline gets: whether this user_id exists is nobody's business.
         raise CreditDeclined()
@@ -86,7 +79,7 @@ def _customer_lock(customer_id: int) -> User:
     sql = _CUSTOMER_LOCK_SQL
     if connection.features.has_select_for_update:  # SQLite serialises writers by itself
         sql += " " + connection.ops.for_update_sql(no_key=True)
-    return _user_fetched(sql, [customer_id], _LOCKED_FIELDS)
+    return models_fetched(User, sql, [customer_id], _LOCKED_FIELDS)[0]
 
 
 def customer_credit_check(*, customer: User, currency: str, amount: Decimal, plan_id: int = 0, figures: bool = False):
