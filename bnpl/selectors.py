@@ -179,6 +179,20 @@ def _plan_locked_by_id(pk: int) -> Plan:
     return plans[0]
 
 
+_PLANS_LOCK_BY_IDS = (
+    f"SELECT {model_columns(Plan)} FROM {Plan._meta.db_table} WHERE id = ANY(%s) ORDER BY id FOR NO KEY UPDATE"  # noqa: S608  # nosec B608
+)
+
+
+def plans_get_for_update(*, ids) -> dict[int, Plan]:
+    """The plans of ``ids`` that exist, by id, row-locked until the transaction ends, in the
+    order of their ids (two batches locking plans in common cannot deadlock on them)."""
+    if not postgresql():
+        plans = Plan.objects.select_for_update(of=("self",), no_key=True).filter(pk__in=ids).order_by("pk")
+        return {plan.pk: plan for plan in plans}
+    return {plan.pk: plan for plan in models_fetched(Plan, _PLANS_LOCK_BY_IDS, [sorted(set(ids))])}
+
+
 # What a customer owes per currency (unpaid installments, late fees due), in one statement.
 # Written out because it runs on every debt read, and the ORM spent about 3 ms building its
 # subqueries, for a 0.6 ms query. Grouped by the plans' currency: amounts in two currencies

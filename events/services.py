@@ -44,13 +44,16 @@ RELAY_LEASE_SECONDS = 15 * 60
 
 
 # event_record in one statement on PostgreSQL (the merchant's endpoint read by the insert
-# itself, events.sql's): it runs whenever a payment pays an installment in full, and the ORM
-# took longer composing its two statements than the database took to run them.
-# events/tests/test_events.py holds the rows equal to the ORM path's, which SQLite keeps.
-_EVENT_RECORD_SQL = (
-    "WITH event_rows (public_id, merchant_id, type, data, created_at, give_up_at) AS ("  # noqa: S608  # nosec B608
-    " VALUES (%s, %s::bigint, %s, %s::jsonb, %s::timestamptz, %s::timestamptz)),"
-    + event_record_cte(rows="event_rows")
+# itself, events.sql's), for one event or a batch's: it runs whenever a payment pays an
+# installment in full, and the ORM took longer composing its two statements than the
+# database took to run them. events/tests/test_events.py holds the rows equal to the ORM
+# path's, which SQLite keeps.
+_EVENTS_RECORD_SQL = (
+    "WITH event_rows AS (SELECT r.public_id, r.merchant_id, r.type, r.data, %s::timestamptz AS created_at,"  # noqa: S608  # nosec B608
+    " %s::timestamptz AS give_up_at, r.n"
+    " FROM UNNEST(%s::varchar[], %s::bigint[], %s::varchar[], %s::jsonb[]) WITH ORDINALITY"
+    " AS r(public_id, merchant_id, type, data, n)),"
+    + event_record_cte(rows="event_rows", order="n")
     + " SELECT id, delivery_status FROM events_recorded"
 )
 
@@ -58,36 +61,47 @@ _EVENT_RECORD_SQL = (
 def event_record(*, merchant_id: int, type: str, data: dict) -> None:
     """Store one event in the caller's transaction; its delivery is queued once that commits
     (a merchant without a webhook URL has nothing to deliver: the event is only kept)."""
+    events_record_each(events=[(merchant_id, type, data)])
+
+
+def events_record_each(*, events: list[tuple[int, str, dict]]) -> None:
+    """``event_record`` for each ``(merchant_id, type, data)``, in one statement on PostgreSQL:
+    each event's own delivery queued once the transaction commits (``events_record_many`` is
+    the set-based jobs', which leave delivery to the relay)."""
+    if not events:
+        return
     now = timezone.now()
     if postgresql():
         with connection.cursor() as cursor:
             cursor.execute(
-                _EVENT_RECORD_SQL,
+                _EVENTS_RECORD_SQL,
                 [
-                    generate_event_id(),
-                    merchant_id,
-                    type,
-                    json.dumps(data, cls=DjangoJSONEncoder),
                     now,
                     event_give_up_at(now),
+                    [generate_event_id() for _ in events],
+                    [merchant_id for merchant_id, _, _ in events],
+                    [type for _, type, _ in events],
+                    [json.dumps(data, cls=DjangoJSONEncoder) for _, _, data in events],
                 ],
             )
-            event_id, delivery = cursor.fetchone()
-        if delivery == Event.Delivery.PENDING:
-            event_dispatch_after_commit(event_id)
+            recorded = cursor.fetchall()
+        for event_id, delivery in recorded:
+            if delivery == Event.Delivery.PENDING:
+                event_dispatch_after_commit(event_id)
         return
-    has_endpoint = User.objects.filter(pk=merchant_id).exclude(webhook_url="").exists()
-    event = Event.objects.create(
-        merchant_id=merchant_id,
-        type=type,
-        data=data,
-        created_at=now,
-        next_attempt_at=now,
-        give_up_at=event_give_up_at(now),
-        delivery_status=Event.Delivery.PENDING if has_endpoint else Event.Delivery.NO_ENDPOINT,
-    )
-    if has_endpoint:
-        event_dispatch_after_commit(event.pk)
+    for merchant_id, type, data in events:
+        has_endpoint = User.objects.filter(pk=merchant_id).exclude(webhook_url="").exists()
+        event = Event.objects.create(
+            merchant_id=merchant_id,
+            type=type,
+            data=data,
+            created_at=now,
+            next_attempt_at=now,
+            give_up_at=event_give_up_at(now),
+            delivery_status=Event.Delivery.PENDING if has_endpoint else Event.Delivery.NO_ENDPOINT,
+        )
+        if has_endpoint:
+            event_dispatch_after_commit(event.pk)
 
 
 def event_dispatch_after_commit(event_id: int) -> None:

@@ -29,12 +29,14 @@ def _relation(name: str) -> str:
     return name
 
 
-def event_record_cte(*, rows: str) -> str:
+def event_record_cte(*, rows: str, order: str = "") -> str:
     """A ``WITH`` item (to follow a comma) named ``events_recorded`` that stores one event per
     row of relation ``rows`` (columns ``public_id``, ``merchant_id``, ``type``, ``data`` as
     ``jsonb``, ``created_at``, ``give_up_at``), as ``event_record`` does: PENDING when the
-    merchant has a webhook URL, else NO_ENDPOINT. It returns ``id`` and ``delivery_status``."""
+    merchant has a webhook URL, else NO_ENDPOINT; in the order of its column ``order`` when
+    named (their ids then follow it). It returns ``id`` and ``delivery_status``."""
     rows = _relation(rows)
+    ordered = f" ORDER BY r.{_relation(order)}" if order else ""
     # Table names from the models, states from their choices, the relation's name checked.
     return f"""
 events_recorded AS (
@@ -43,7 +45,7 @@ events_recorded AS (
   SELECT r.public_id, r.merchant_id, r.type, r.data, r.created_at,
          CASE WHEN m.webhook_url <> '' THEN '{Event.Delivery.PENDING}' ELSE '{Event.Delivery.NO_ENDPOINT}' END,
          0, r.created_at, r.give_up_at
-  FROM {rows} r JOIN {_USERS} m ON m.id = r.merchant_id
+  FROM {rows} r JOIN {_USERS} m ON m.id = r.merchant_id{ordered}
   RETURNING id, delivery_status
 )"""  # noqa: S608 - see above  # nosec B608
 

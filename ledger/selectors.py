@@ -46,26 +46,36 @@ def receivable_by_plan() -> dict[int, Decimal]:
 # Read by every payment, written out on PostgreSQL: the ORM spent longer composing it than
 # the database took to run it (ledger/tests/test_ledger.py holds the two equal).
 _CREDIT_SQL = (
-    f"SELECT currency, SUM(amount) FROM {Posting._meta.db_table}"  # noqa: S608 - the model's names  # nosec B608
-    " WHERE account_id = %s AND party_id = %s GROUP BY currency ORDER BY currency"
+    f"SELECT party_id, currency, SUM(amount) FROM {Posting._meta.db_table}"  # noqa: S608 - the model's names  # nosec B608
+    " WHERE account_id = %s AND party_id = ANY(%s) GROUP BY party_id, currency ORDER BY party_id, currency"
 )
 
 
 def credit_balances(*, customer_id: int) -> dict[str, Decimal]:
     """A customer's credit balance per currency (what the platform holds for them), from
     the ledger: the credit account is a liability, so the balance is minus its postings."""
+    return credit_balances_of(customer_ids=[customer_id]).get(customer_id, {})
+
+
+def credit_balances_of(*, customer_ids) -> dict[int, dict[str, Decimal]]:
+    """``credit_balances`` of each of ``customer_ids`` that has a balance, by customer, in one query."""
+    ids = sorted(set(customer_ids))
     if postgresql():
         with connection.cursor() as cursor:
-            cursor.execute(_CREDIT_SQL, [ledger_account_ids()[CUSTOMER_CREDIT], customer_id])
-            rows = [{"currency": currency, "total": total} for currency, total in cursor.fetchall()]
+            cursor.execute(_CREDIT_SQL, [ledger_account_ids()[CUSTOMER_CREDIT], ids])
+            rows = [{"party_id": party, "currency": currency, "total": total} for party, currency, total in cursor]
     else:
         rows = (
-            Posting.objects.filter(account__code=CUSTOMER_CREDIT, party_id=customer_id)
-            .values("currency")
+            Posting.objects.filter(account__code=CUSTOMER_CREDIT, party_id__in=ids)
+            .values("party_id", "currency")
             .annotate(total=Sum("amount"))
-            .order_by("currency")
+            .order_by("party_id", "currency")
         )
-    return {row["currency"]: (-row["total"]).quantize(Decimal("0.01")) for row in rows if row["total"]}
+    balances: dict[int, dict[str, Decimal]] = {}
+    for row in rows:
+        if row["total"]:
+            balances.setdefault(row["party_id"], {})[row["currency"]] = (-row["total"]).quantize(_CENT)
+    return balances
 
 
 def negative_credit_balances(limit: int = 20) -> list[dict]:

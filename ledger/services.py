@@ -95,8 +95,13 @@ def _write_one(kind: str, plan_id: int | None, memo: str, legs: list[Leg]) -> Jo
 def ledger_post_many(*, kind: str, entries: list[tuple[int | None, str, list[Leg]]]) -> int:
     """Post many balanced entries ``(plan_id, memo, legs)`` in a fixed number of queries.
 
-    For set-based jobs (the sweep's late fees, bulk demo data). Returns the entries posted.
+    For set-based jobs and batches (the sweep's late fees, autopay's payments, bulk demo
+    data); one entry is posted as ``ledger_post`` posts it. Returns the entries posted.
     """
+    if postgresql() and len(entries) == 1:
+        ((plan_id, memo, legs),) = entries
+        ledger_post(kind=kind, legs=legs, plan_id=plan_id, memo=memo)
+        return 1
     return len(_post(kind=kind, entries=entries)) if entries else 0
 
 

@@ -39,7 +39,7 @@ from bnpl.errors import LateFeeNotWaivable, LateFeePaymentPending
 from bnpl.event_data import installment_event_data, installment_event_sql, plan_event_data
 from bnpl.models import Installment, LateFee, Plan
 from bnpl.selectors import OPEN_STATUSES, plan_get_for_update
-from core.db import model_columns, models_fetched, postgresql, row_save
+from core.db import RowSaves, model_columns, models_fetched, postgresql
 from core.money import ZERO, to_money
 from core.problems import FieldInvalid
 from events.models import Event
@@ -90,67 +90,102 @@ def _free(row: Installment | LateFee) -> Decimal:
     return row.amount_remaining - row.amount_reserved
 
 
+class Payables:
+    """The open installments and the late fees due of some plans, read once under their
+    locks (taken by the caller), from which payments are reserved one after the other: each
+    ``parts`` is what a new payment may take now, after the reservations made before it."""
+
+    def __init__(self, plan_ids, *, fees_of=()) -> None:
+        """Read the open installments of ``plan_ids``, and the late fees due of ``fees_of``
+        (the plans a payment of the whole plan may be made of)."""
+        self._installments = _open_installments(plan_ids)
+        self._fees = _due_fees(fees_of) if fees_of else {}
+
+    def parts(self, plan: Plan, installment_id: int | None = None) -> list[Part]:
+        """What a new payment may take of ``plan`` now, in the order it is taken: overdue
+        installments oldest first, then late fees due, then upcoming installments (only the
+        installment ``installment_id`` when given)."""
+        installments = self._installments.get(plan.pk, [])
+        if installment_id is not None:
+            installments = [i for i in installments if i.pk == installment_id]
+            fees = []
+        else:
+            fees = self._fees.get(plan.pk, [])
+        ordered = [i for i in installments if i.status == Installment.Status.OVERDUE]
+        ordered += fees
+        ordered += [i for i in installments if i.status == Installment.Status.UPCOMING]
+        parts = [
+            Part(row if isinstance(row, Installment) else None, row if isinstance(row, LateFee) else None, _free(row))
+            for row in ordered
+        ]
+        return [part for part in parts if part.amount > 0]
+
+
 def payable_parts(plan: Plan, installment_id: int | None = None) -> list[Part]:
-    """What a new payment may take of ``plan`` now, in the order it is taken: overdue
-    installments oldest first, then late fees due, then upcoming installments (only the
-    installment ``installment_id`` when given). Call under the plan's lock."""
-    installments = _open_installments(plan.pk)
-    if installment_id is not None:
-        installments = [i for i in installments if i.pk == installment_id]
-        fees = []
-    else:
-        fees = _due_fees(plan.pk)
-    ordered = [i for i in installments if i.status == Installment.Status.OVERDUE]
-    ordered += fees
-    ordered += [i for i in installments if i.status == Installment.Status.UPCOMING]
-    parts = [
-        Part(row if isinstance(row, Installment) else None, row if isinstance(row, LateFee) else None, _free(row))
-        for row in ordered
-    ]
-    return [part for part in parts if part.amount > 0]
+    """What a new payment may take of ``plan`` now (``Payables.parts``). Call under the plan's lock."""
+    return Payables([plan.pk], fees_of=[plan.pk] if installment_id is None else []).parts(plan, installment_id)
 
 
-# What every payment reads under the plan's lock, written out on PostgreSQL: the ORM spent
+# What every payment reads under the plans' locks, written out on PostgreSQL: the ORM spent
 # longer composing these than the database took to run them (bnpl/tests/test_hand_written_sql.py
 # holds them equal to the ORM's, which SQLite keeps).
-_SELECT = "SELECT {columns} FROM {table} WHERE plan_id = %s AND status {condition}"
+_SELECT = "SELECT {columns} FROM {table} WHERE plan_id = ANY(%s) AND status {condition}"
 
 
 def _select(model, condition: str) -> str:
-    """A select of ``model``'s every column (the models' own names) of one plan's rows."""
+    """A select of ``model``'s every column (the models' own names) of some plans' rows."""
     return _SELECT.format(columns=model_columns(model), table=model._meta.db_table, condition=condition)
 
 
-_OPEN_INSTALLMENTS = _select(Installment, "= ANY(%s) ORDER BY due_date, sequence")
-_DUE_FEES = _select(LateFee, "= %s ORDER BY id")
+_OPEN_INSTALLMENTS = _select(Installment, "= ANY(%s) ORDER BY plan_id, due_date, sequence")
+_DUE_FEES = _select(LateFee, "= %s ORDER BY plan_id, id")
 
 
-def _open_installments(plan_id: int) -> list[Installment]:
-    """The plan's UPCOMING and OVERDUE installments, by due date and sequence."""
+def _by_plan(rows) -> dict[int, list]:
+    grouped: dict[int, list] = {}
+    for row in rows:
+        grouped.setdefault(row.plan_id, []).append(row)
+    return grouped
+
+
+def _open_installments(plan_ids) -> dict[int, list[Installment]]:
+    """The UPCOMING and OVERDUE installments of each of ``plan_ids``, by due date and sequence."""
     if postgresql():
-        return models_fetched(Installment, _OPEN_INSTALLMENTS, [plan_id, list(OPEN_STATUSES)])
-    return list(Installment.objects.filter(plan_id=plan_id, status__in=OPEN_STATUSES).order_by("due_date", "sequence"))
+        return _by_plan(models_fetched(Installment, _OPEN_INSTALLMENTS, [list(plan_ids), list(OPEN_STATUSES)]))
+    installments = Installment.objects.filter(plan_id__in=plan_ids, status__in=OPEN_STATUSES)
+    return _by_plan(installments.order_by("plan_id", "due_date", "sequence"))
 
 
-def _due_fees(plan_id: int) -> list[LateFee]:
-    """The plan's late fees still DUE, oldest first."""
+def _due_fees(plan_ids) -> dict[int, list[LateFee]]:
+    """The late fees still DUE of each of ``plan_ids``, oldest first."""
     if postgresql():
-        return models_fetched(LateFee, _DUE_FEES, [plan_id, LateFee.Status.DUE])
-    return list(LateFee.objects.filter(plan_id=plan_id, status=LateFee.Status.DUE).order_by("id"))
+        return _by_plan(models_fetched(LateFee, _DUE_FEES, [list(plan_ids), LateFee.Status.DUE]))
+    return _by_plan(LateFee.objects.filter(plan_id__in=plan_ids, status=LateFee.Status.DUE).order_by("plan_id", "id"))
 
 
-def parts_reserve(parts: list[Part], amount: Decimal) -> list[Part]:
+def _saved(saves: RowSaves | None, changed: list[tuple[Installment | LateFee, list[str]]]) -> None:
+    """Add the ``changed`` rows to the caller's ``saves``, or save them now when it has none."""
+    own = saves if saves is not None else RowSaves()
+    for row, fields in changed:
+        own.add(row, fields)
+    if saves is None:
+        own.save()
+
+
+def parts_reserve(parts: list[Part], amount: Decimal, *, saves: RowSaves | None = None) -> list[Part]:
     """Reserve ``amount`` of ``parts`` (from ``payable_parts``, in their order) for a PENDING
-    payment; returns what it took of each, to be recorded as the payment's allocations."""
-    taken, left = [], amount
+    payment; returns what it took of each, to be recorded as the payment's allocations. The
+    rows are saved into ``saves`` (a batch's, saved by the caller), else at once."""
+    taken, left, changed = [], amount, []
     for part in parts:
         if left <= 0:
             break
         cut = min(left, part.amount)
         left -= cut
         part.row.amount_reserved += cut
-        row_save(part.row, ["amount_reserved"])
+        changed.append((part.row, ["amount_reserved"]))
         taken.append(Part(part.installment, part.fee, cut))
+    _saved(saves, changed)
     return taken
 
 
@@ -162,38 +197,40 @@ def _owed(row: Installment | LateFee) -> Decimal:
     return row.amount_remaining  # zero unless DUE
 
 
-def reservation_settle(*, parts: list[Part], now) -> Settled:
+def reservation_settle(*, parts: list[Part], now, saves: RowSaves | None = None) -> Settled:
     """A PENDING payment's charge succeeded: what it reserved (``parts``, its rows read under
     the plan's lock) is paid, as far as it is still owed (a refund or a waiver may have
     lowered it meanwhile); an installment or fee paid in full is PAID. The caller books the
-    rest (``Settled.surplus``) as the customer's credit."""
-    settled = Settled()
+    rest (``Settled.surplus``) as the customer's credit. Rows are saved as ``parts_reserve`` says."""
+    settled, changed = Settled(), []
     for part in parts:
         row = part.row
         applied = min(part.amount, _owed(row))
         row.amount_reserved -= part.amount
         row.amount_paid += applied
         settled.applied.append(applied)
-        changed = ["amount_reserved", "amount_paid"]
+        fields = ["amount_reserved", "amount_paid"]
         if part.installment is not None:
-            changed.append("updated_at")
+            fields.append("updated_at")
             if applied and row.amount_paid == row.amount_due:
                 row.status, row.paid_at = Installment.Status.PAID, now
-                changed += ["status", "paid_at"]
+                fields += ["status", "paid_at"]
                 settled.paid_installments.append(row)
         elif applied and row.amount_paid == row.amount:
             row.status = LateFee.Status.PAID
-            changed.append("status")
+            fields.append("status")
             settled.paid_fees.append(row)
-        row_save(row, changed)
+        changed.append((row, fields))
+    _saved(saves, changed)
     return settled
 
 
-def reservation_release(*, parts: list[Part]) -> None:
-    """A PENDING payment failed: what it reserved is free again; nothing is paid."""
+def reservation_release(*, parts: list[Part], saves: RowSaves | None = None) -> None:
+    """A PENDING payment failed: what it reserved is free again; nothing is paid. Rows are
+    saved as ``parts_reserve`` says."""
     for part in parts:
         part.row.amount_reserved -= part.amount
-        row_save(part.row, ["amount_reserved"])
+    _saved(saves, [(part.row, ["amount_reserved"]) for part in parts])
 
 
 def installments_cancel_by_refund(*, plan: Plan, amount: Decimal) -> Decimal:
@@ -221,13 +258,15 @@ def installments_cancel_by_refund(*, plan: Plan, amount: Decimal) -> Decimal:
     return amount - left
 
 
-# Whether a plan has anything left to pay, and whether anything was ever paid on it, asked by
-# every payment that pays a row in full: one statement of plain SQL (SQLite's too), where the
-# ORM composed three.
-_PLAN_STANDING = (
-    f"SELECT EXISTS (SELECT 1 FROM {Installment._meta.db_table} WHERE plan_id = %s AND status IN (%s, %s)),"  # noqa: S608  # nosec B608
-    f" EXISTS (SELECT 1 FROM {LateFee._meta.db_table} WHERE plan_id = %s AND status = %s),"
-    f" EXISTS (SELECT 1 FROM {Installment._meta.db_table} WHERE plan_id = %s AND amount_paid > 0)"
+# Whether each plan has anything left to pay, and whether anything was ever paid on it, asked
+# by every payment that pays a row in full: one statement of plain SQL, where the ORM composed
+# three per plan.
+_PLANS_STANDING = (
+    "SELECT p.id,"  # noqa: S608  # nosec B608
+    f" EXISTS (SELECT 1 FROM {Installment._meta.db_table} i WHERE i.plan_id = p.id AND i.status IN (%s, %s)),"
+    f" EXISTS (SELECT 1 FROM {LateFee._meta.db_table} f WHERE f.plan_id = p.id AND f.status = %s),"
+    f" EXISTS (SELECT 1 FROM {Installment._meta.db_table} i WHERE i.plan_id = p.id AND i.amount_paid > 0)"
+    f" FROM {Plan._meta.db_table} p WHERE p.id IN ({{plans}})"
 )
 
 
@@ -235,34 +274,56 @@ def plan_close_if_settled(plan: Plan) -> None:
     """Close a plan with nothing left to pay: CANCELLED when nothing was ever paid on it
     (refunded in full first), else COMPLETED. Call under the plan's lock. A plan already
     closed stays as it is (a refund on a completed plan does not complete it twice)."""
-    if plan.status != Plan.Status.ACTIVE:
+    plans_close_if_settled([plan])
+
+
+def plans_close_if_settled(plans: list[Plan]) -> None:
+    """``plan_close_if_settled`` for each of ``plans`` (distinct, all locked), asked in one statement."""
+    active = {plan.pk: plan for plan in plans if plan.status == Plan.Status.ACTIVE}
+    if not active:
         return
     with connection.cursor() as cursor:
-        cursor.execute(_PLAN_STANDING, [plan.pk, *OPEN_STATUSES, plan.pk, LateFee.Status.DUE, plan.pk])
-        open_installments, fees_due, paid = cursor.fetchone()
-    if open_installments or fees_due:
-        return
-    never_paid = not paid
-    plan.status = Plan.Status.CANCELLED if never_paid else Plan.Status.COMPLETED
-    plan.save(update_fields=["status", "updated_at"])
-    if plan.status == Plan.Status.COMPLETED:
-        event_record(merchant_id=plan.merchant_id, type=Event.Type.PLAN_COMPLETED, data=plan_event_data(plan))
+        # One placeholder per plan: SQLite has no arrays.
+        cursor.execute(
+            _PLANS_STANDING.format(plans=", ".join(["%s"] * len(active))),
+            [*OPEN_STATUSES, LateFee.Status.DUE, *active],
+        )
+        standing = cursor.fetchall()
+    for plan_id, open_installments, fees_due, paid in sorted(standing):
+        if open_installments or fees_due:
+            continue
+        plan = active[plan_id]
+        plan.status = Plan.Status.COMPLETED if paid else Plan.Status.CANCELLED
+        plan.save(update_fields=["status", "updated_at"])
+        if plan.status == Plan.Status.COMPLETED:
+            event_record(merchant_id=plan.merchant_id, type=Event.Type.PLAN_COMPLETED, data=plan_event_data(plan))
 
 
 # Asked by every payment that pays a row in full: plain SQL (SQLite's too), as the ORM took
-# longer composing it than the database took to run it.
-_CUSTOMER_RESTORE = (
-    f"UPDATE {User._meta.db_table} SET status = %s WHERE id = %s AND status = %s"  # noqa: S608  # nosec B608
-    f" AND NOT EXISTS (SELECT 1 FROM {Installment._meta.db_table} WHERE customer_id = %s AND status = %s)"
+# longer composing it than the database took to run it. Only a DEBT_USER is looked into; the
+# status is written in, so that a prepared statement's generic plan uses the partial index of
+# overdue installments.
+_CUSTOMERS_RESTORE = (
+    f"UPDATE {User._meta.db_table} SET status = %s WHERE id IN ({{customers}}) AND status = %s"  # noqa: S608  # nosec B608
+    f" AND NOT EXISTS (SELECT 1 FROM {Installment._meta.db_table} i"
+    f" WHERE i.customer_id = {User._meta.db_table}.id AND i.status = '{Installment.Status.OVERDUE}')"
 )
 
 
 def customer_restore_if_clear(*, customer_id: int) -> None:
     """A DEBT_USER with nothing overdue any more is NORMAL again at once."""
+    customers_restore_if_clear(customer_ids=[customer_id])
+
+
+def customers_restore_if_clear(*, customer_ids) -> None:
+    """``customer_restore_if_clear`` for each of ``customer_ids``, in one statement."""
+    ids = sorted(set(customer_ids))
+    if not ids:
+        return
     with connection.cursor() as cursor:
         cursor.execute(
-            _CUSTOMER_RESTORE,
-            [User.Status.NORMAL, customer_id, User.Status.DEBT_USER, customer_id, Installment.Status.OVERDUE],
+            _CUSTOMERS_RESTORE.format(customers=", ".join(["%s"] * len(ids))),
+            [User.Status.NORMAL, *ids, User.Status.DEBT_USER],
         )
 
 

@@ -54,19 +54,32 @@ def test_the_plan_locked_by_id_is_the_plan_the_orm_locks(make_plan):
 
 
 @pytest.mark.breaks_ledger  # a second fee made by hand, not booked
-def test_open_installments_and_due_fees_are_what_the_orm_reads(settings, make_plan):
+def test_open_installments_and_due_fees_are_what_the_orm_reads(settings, make_plan, monkeypatch):
     settings.BNPL_LATE_FEE_FIRST = Decimal("10.00")
-    plan = make_plan(total="400.00")
+    plan, other, closed = make_plan(total="400.00"), make_plan(total="200.00"), make_plan(total="100.00")
     late_fee_charged(plan)
     Installment.objects.filter(plan=plan, sequence=3).update(status=Installment.Status.PAID)
+    Installment.objects.filter(plan=closed).update(status=Installment.Status.PAID)
     LateFee.objects.create(plan=plan, installment=plan.installments.get(sequence=2), amount=Decimal("5.00"))
+    plans = [other.pk, plan.pk, closed.pk]
 
-    installments = Installment.objects.filter(plan=plan, status__in=("UPCOMING", "OVERDUE"))
-    assert _values(_open_installments(plan.pk)) == _values(installments.order_by("due_date", "sequence"))
-    assert [i.sequence for i in _open_installments(plan.pk)] == [1, 2, 4]
-    fees = LateFee.objects.filter(plan=plan, status=LateFee.Status.DUE).order_by("id")
-    assert _values(_due_fees(plan.pk)) == _values(fees)
-    assert len(_due_fees(plan.pk)) == 2
+    def read() -> tuple[dict, dict]:
+        installments = _open_installments(plans)
+        fees = _due_fees(plans)
+        return {k: _values(v) for k, v in installments.items()}, {k: _values(v) for k, v in fees.items()}
+
+    written = read()
+    monkeypatch.setattr("bnpl.services.installments.postgresql", lambda: False)
+    assert written == read()
+    installments, fees = written
+    assert installments.keys() == {plan.pk, other.pk}, "a plan with nothing open has no entry"
+    assert [i.sequence for i in _open_installments([plan.pk])[plan.pk]] == [1, 2, 4]
+    expected = Installment.objects.filter(plan=plan, status__in=("UPCOMING", "OVERDUE"))
+    assert installments[plan.pk] == _values(expected.order_by("due_date", "sequence"))
+    for pk in plans:
+        due = _values(LateFee.objects.filter(plan_id=pk, status=LateFee.Status.DUE).order_by("id"))
+        assert fees.get(pk, []) == due
+    assert len(fees[plan.pk]) == 2
 
 
 def _recorded() -> list[tuple]:

@@ -1,13 +1,14 @@
-"""core.db.row_save writes what ``Model.save(update_fields=...)`` writes, and only that."""
+"""core.db.row_save and rows_save write what ``Model.save(update_fields=...)`` writes, and only that."""
 
 from datetime import timedelta
 from decimal import Decimal
 
 import pytest
 from django.db import DatabaseError, connection, transaction
+from django.test.utils import CaptureQueriesContext
 
 from bnpl.models import Installment
-from core.db import row_save
+from core.db import RowSaves, row_save, rows_save
 
 pytestmark = pytest.mark.django_db
 
@@ -50,6 +51,51 @@ def test_a_row_that_is_gone_is_an_error(make_plan, monkeypatch, written_out):
     installment.pk = 10**9
     with pytest.raises(DatabaseError), transaction.atomic():
         row_save(installment, ["amount_reserved"])
+
+
+@pytest.mark.breaks_ledger  # reservations no payment holds
+@pytest.mark.parametrize("written_out", [True, False], ids=["written out", "orm"])
+def test_many_rows_are_saved_with_their_own_values_in_one_statement(make_plan, monkeypatch, written_out):
+    if written_out and connection.vendor != "postgresql":
+        pytest.skip("the written-out UPDATE is PostgreSQL's")
+    monkeypatch.setattr("core.db.postgresql", lambda: written_out)
+    installments = list(make_plan(total="400.00").installments.order_by("sequence"))
+    others = [_stored(installment) for installment in installments[2:]]
+    for n, installment in enumerate(installments[:2], start=1):
+        installment.amount_reserved = Decimal(n)
+        installment.amount_due = Decimal("1.00")  # not named: stays as stored
+
+    with CaptureQueriesContext(connection) as queries:
+        rows_save(installments[:2], ["amount_reserved", "updated_at"])
+
+    assert len(queries) == (1 if written_out else 2)
+    assert [_stored(i)[0] for i in installments[:2]] == [Decimal("1.00"), Decimal("2.00")]
+    assert {_stored(i)[5] for i in installments[:2]} == {Decimal("100.00")}
+    assert all(_stored(i)[4] == i.updated_at for i in installments[:2])
+    assert [_stored(installment) for installment in installments[2:]] == others
+    installments[0].pk = 10**9
+    with pytest.raises(DatabaseError), transaction.atomic():
+        rows_save(installments[:2], ["amount_reserved"])
+
+
+@pytest.mark.breaks_ledger  # reservations no payment holds
+def test_row_saves_write_each_row_with_only_the_columns_it_changed(make_plan):
+    first, second = make_plan(total="400.00").installments.order_by("sequence")[:2]
+    saves = RowSaves()
+    first.amount_reserved = Decimal("3.00")
+    saves.add(first, ["amount_reserved"])
+    second.amount_paid = Decimal("4.00")
+    saves.add(second, ["amount_paid"])
+    first.amount_paid = Decimal("5.00")
+    saves.add(first, ["amount_paid"])  # the same row again: both its columns
+    # Meanwhile another writer marks the second one OVERDUE: not overwritten by the stale status in memory.
+    Installment.objects.filter(pk=second.pk).update(status=Installment.Status.OVERDUE)
+
+    saves.save()
+
+    assert _stored(first)[:3] == (Decimal("3.00"), Decimal("5.00"), Installment.Status.UPCOMING)
+    assert _stored(second)[:3] == (Decimal("0.00"), Decimal("4.00"), Installment.Status.OVERDUE)
+    saves.save()  # forgotten once saved: nothing to write again
 
 
 def test_a_row_of_some_fields_becomes_the_model_the_orm_reads_with_only_them():

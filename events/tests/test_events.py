@@ -12,7 +12,14 @@ from django.utils import timezone
 from accounts.tests.factories import MerchantFactory, UserFactory
 from bnpl.services.sweep import overdue_sweep
 from events.models import Event, EventDelivery
-from events.services import backoff_seconds, event_deliver, event_record, event_redeliver, events_relay
+from events.services import (
+    backoff_seconds,
+    event_deliver,
+    event_record,
+    event_redeliver,
+    events_record_each,
+    events_relay,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -362,12 +369,16 @@ def test_an_event_is_recorded_as_the_orm_records_it(merchant, django_capture_on_
     merchant.save(update_fields=["webhook_url"])
     data = {"plan_id": 7, "amount": Decimal("1.50"), "at": "2026-12-05"}
 
-    def recorded(**patch):
+    def recorded(together=False, **patch):
         for name, value in patch.items():
             monkeypatch.setattr(name, value)
         Event.objects.all().delete()
         with django_capture_on_commit_callbacks() as queued:
-            for owner in (merchant, silent):
+            if together:  # a batch's events, in one statement on PostgreSQL
+                events_record_each(
+                    events=[(owner.pk, Event.Type.INSTALLMENT_PAID, data) for owner in (merchant, silent)]
+                )
+            for owner in () if together else (merchant, silent):
                 event_record(merchant_id=owner.pk, type=Event.Type.INSTALLMENT_PAID, data=data)
         rows = Event.objects.order_by("id").values(
             "merchant_id", "type", "data", "delivery_status", "attempts", "next_attempt_at", "created_at", "give_up_at"
@@ -378,8 +389,10 @@ def test_an_event_is_recorded_as_the_orm_records_it(merchant, django_capture_on_
         return [{k: v for k, v in row.items() if k not in times} for row in shown], windows, len(queued)
 
     written = recorded()
+    assert recorded(together=True) == written
     orm = recorded(**{"events.services.postgresql": lambda: False})
     assert written == orm
+    assert recorded(together=True) == orm
     assert [row["delivery_status"] for row in written[0]] == [Event.Delivery.PENDING, Event.Delivery.NO_ENDPOINT]
     assert written[0][0]["data"] == {"plan_id": 7, "amount": "1.50", "at": "2026-12-05"}
     assert written[2] == 1  # the delivery of the one with an endpoint

@@ -8,7 +8,7 @@ from bnpl.models import Installment
 from ledger.accounts import CUSTOMER_CREDIT, CUSTOMER_RECEIVABLE, FEE_INCOME, GATEWAY_CLEARING
 from ledger.checks import ledger_check
 from ledger.models import AppendOnlyError, JournalEntry, LedgerCheckRun, Posting
-from ledger.selectors import credit_balances
+from ledger.selectors import credit_balances, credit_balances_of
 from ledger.services import Leg, UnbalancedEntry, ledger_post, ledger_post_many
 
 pytestmark = pytest.mark.django_db
@@ -160,6 +160,23 @@ def test_credit_balances_written_out_are_what_the_orm_sums(monkeypatch, make_pla
                 Leg(GATEWAY_CLEARING, -Decimal(amount), currency, plan.pk, customer.pk),
             ],
         )
-    written = credit_balances(customer_id=customer.pk)
+    other = make_plan(total="100.00")
+    ledger_post(
+        kind="REFUND",
+        legs=[
+            Leg(CUSTOMER_CREDIT, Decimal("-1.25"), "USD", other.pk, other.customer_id),
+            Leg(GATEWAY_CLEARING, Decimal("1.25"), "USD", other.pk, other.customer_id),
+        ],
+    )
+    customers = [customer.pk, other.customer_id, plan.merchant_id]
+    written = credit_balances(customer_id=customer.pk), credit_balances_of(customer_ids=customers)
     monkeypatch.setattr("ledger.selectors.postgresql", lambda: False)
-    assert credit_balances(customer_id=customer.pk) == written == {"USD": Decimal("3.50")}
+    orm = credit_balances(customer_id=customer.pk), credit_balances_of(customer_ids=customers)
+    assert (
+        orm
+        == written
+        == (
+            {"USD": Decimal("3.50")},
+            {customer.pk: {"USD": Decimal("3.50")}, other.customer_id: {"USD": Decimal("1.25")}},
+        )
+    )

@@ -23,7 +23,7 @@ from ledger.checks import ledger_check
 from ledger.models import JournalEntry
 from payments.autopay import autopay_chunk, autopay_customer, autopay_customers_due, autopay_run
 from payments.models import Payment
-from payments.services import payments_reconcile
+from payments.services import payments_attempt_many, payments_reconcile
 from payments.tasks import autopay_run_task
 from payments.tests.gateways import RecordingGateway
 
@@ -155,14 +155,16 @@ def test_autopay_runs_in_chunks_and_one_failing_customer_does_not_stop_a_chunk(
     for customer in customers:
         make_plan(customer=customer, purchase_date=PURCHASE)
     broken = customers[1].pk
-    charge = autopay_customer
+    attempt = payments_attempt_many
+    batches = []
 
-    def failing_for_one(*, customer_id, today):
-        if customer_id == broken:
+    def failing_for_one(charges):
+        batches.append(sorted({charge.payer_id for charge in charges}))
+        if any(charge.payer_id == broken for charge in charges):
             raise RuntimeError("a bug met by one customer's data")
-        return charge(customer_id=customer_id, today=today)
+        return attempt(charges)
 
-    monkeypatch.setattr("payments.autopay.autopay_customer", failing_for_one)
+    monkeypatch.setattr("payments.autopay.payments_attempt_many", failing_for_one)
     first, last = customers[0].pk, customers[2].pk
 
     assert autopay_chunk(first=first, last=last, today=DUES[0]) == {
@@ -172,7 +174,10 @@ def test_autopay_runs_in_chunks_and_one_failing_customer_does_not_stop_a_chunk(
         "skipped": 0,
         "errors": 1,
     }
-    monkeypatch.setattr("payments.autopay.autopay_customer", charge)
+    # The chunk's batch failed whole (nothing of it was written), then each customer was
+    # charged alone.
+    assert batches == [[c.pk for c in customers[:3]], *([c.pk] for c in customers[:3])]
+    monkeypatch.setattr("payments.autopay.payments_attempt_many", attempt)
     # The two charged are not due any more: the one that failed and the two others are, in
     # two chunks (2 and 1).
     assert autopay_run(today=DUES[0], chunk_customers=2) == 3
@@ -283,9 +288,9 @@ def test_a_database_failure_fails_the_whole_chunk_so_that_it_is_retried(make_pla
     customer = UserFactory()
     make_plan(customer=customer, purchase_date=PURCHASE)
 
-    def database_gone(**kwargs):
+    def database_gone(charges):
         raise OperationalError("server closed the connection unexpectedly")
 
-    monkeypatch.setattr("payments.autopay.autopay_customer", database_gone)
+    monkeypatch.setattr("payments.autopay.payments_attempt_many", database_gone)
     with pytest.raises(OperationalError):
         autopay_chunk(first=customer.pk, last=customer.pk, today=DUES[0])

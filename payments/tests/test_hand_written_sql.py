@@ -14,7 +14,7 @@ from core.tests.sql_plans import join_methods_without_nested_loops
 from payments.models import Payment
 from payments.selectors import (
     _ALLOCATIONS_WITH_ROWS,
-    _PAYMENT_WITH_CUSTOMER,
+    _PAYMENTS_WITH_CUSTOMERS,
     allocations_with_rows,
     payer_locked,
     payment_under_key,
@@ -122,5 +122,5 @@ def test_the_payment_under_a_key_and_the_payer_locked_are_what_the_orm_reads(
 def test_the_settling_reads_find_their_joined_rows_by_key_whatever_the_statistics():
     # A merge join walked the installments' whole key index for one allocation once the
     # allocations' statistics were stale: the joins leave the planner no such choice.
-    for sql in (_ALLOCATIONS_WITH_ROWS, _PAYMENT_WITH_CUSTOMER):
-        assert join_methods_without_nested_loops(sql, [1]) <= {"Nested Loop"}
+    for sql in (_ALLOCATIONS_WITH_ROWS, _PAYMENTS_WITH_CUSTOMERS):
+        assert join_methods_without_nested_loops(sql, [[1]]) <= {"Nested Loop"}

@@ -209,7 +209,7 @@ def test_a_payment_left_pending_by_a_lost_connection_is_finished_by_the_retry_wi
     RecordingGateway.charges.clear()
     plan = make_plan(customer=customer, total="400.00")
     client, path = as_user(customer), f"/api/v1/plans/{plan.pk}/pay/"
-    lose_the_database(monkeypatch, "payments.services._settle")  # charged, not yet booked
+    lose_the_database(monkeypatch, "payments.services._settle_many")  # charged, not yet booked
 
     assert client.post(path, {"amount": "50.00"}, format="json", HTTP_IDEMPOTENCY_KEY="k-p").status_code == 503
     payment = Payment.objects.get()
@@ -227,7 +227,7 @@ def test_a_request_that_lost_the_database_before_any_work_is_done_by_the_retry(
 ):
     plan = make_plan(customer=customer, total="400.00")
     client, path = as_user(customer), f"/api/v1/plans/{plan.pk}/pay/"
-    lose_the_database(monkeypatch, "payments.services._reserve")
+    lose_the_database(monkeypatch, "payments.services._reserve_many")
 
     assert client.post(path, {"amount": "50.00"}, format="json", HTTP_IDEMPOTENCY_KEY="k-r").status_code == 503
     assert not Payment.objects.exists()
