@@ -13,7 +13,16 @@ from accounts.models import User
 from accounts.selectors import user_list_for
 from bnpl.models import Installment, LateFee, Plan
 from bnpl.schedule import business_today, days_past_due_bucket
-from core.db import advisory_xact_lock_try, model_columns, model_from_row, models_fetched, postgresql, row_by_key
+from core.db import (
+    KEYS,
+    advisory_xact_lock_try,
+    keys_match,
+    model_columns,
+    model_from_row,
+    models_fetched,
+    postgresql,
+    row_by_key,
+)
 from core.money import ZERO, to_money
 
 BUCKETS = ("1-30", "31-60", "61-90", "90+")
@@ -180,7 +189,7 @@ def _plan_locked_by_id(pk: int) -> Plan:
 
 
 _PLANS_LOCK_BY_IDS = (
-    f"SELECT {model_columns(Plan)} FROM {Plan._meta.db_table} WHERE id = ANY(%s) ORDER BY id FOR NO KEY UPDATE"  # noqa: S608  # nosec B608
+    f"SELECT {model_columns(Plan)} FROM {Plan._meta.db_table} WHERE id {KEYS} ORDER BY id FOR NO KEY UPDATE"  # noqa: S608  # nosec B608
 )
 
 
@@ -190,7 +199,8 @@ def plans_get_for_update(*, ids) -> dict[int, Plan]:
     if not postgresql():
         plans = Plan.objects.select_for_update(of=("self",), no_key=True).filter(pk__in=ids).order_by("pk")
         return {plan.pk: plan for plan in plans}
-    return {plan.pk: plan for plan in models_fetched(Plan, _PLANS_LOCK_BY_IDS, [sorted(set(ids))])}
+    sql, keys = keys_match(_PLANS_LOCK_BY_IDS, sorted(set(ids)))
+    return {plan.pk: plan for plan in models_fetched(Plan, sql, [keys])}
 
 
 # What a customer owes per currency (unpaid installments, late fees due), in one statement.

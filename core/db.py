@@ -28,6 +28,24 @@ def advisory_xact_lock_try(key: int) -> bool:
         return bool(cursor.fetchone()[0])
 
 
+KEYS = "{keys}"
+
+
+@functools.cache
+def _keys_matched(sql: str, one: bool) -> str:
+    return sql.replace(KEYS, "= %s" if one else "= ANY(%s)")
+
+
+def keys_match(sql: str, keys) -> tuple[str, object]:
+    """``sql`` with its ``{keys}`` (after a column) matching ``keys``, and the parameter: ``=
+    %s`` for one key, which PostgreSQL plans and runs faster than an array of one (a payment
+    is a batch of one), else ``= ANY(%s)`` with the keys as an array."""
+    keys = list(keys)
+    if len(keys) == 1:
+        return _keys_matched(sql, True), keys[0]
+    return _keys_matched(sql, False), keys
+
+
 def model_columns(model: type[Model], alias: str = "") -> str:
     """Every column of ``model``, in the order of its fields (``alias.column`` with an alias):
     the select list of a written-out statement whose rows become model instances."""
@@ -127,12 +145,28 @@ def rows_save(rows: list[Model], fields: list[str]) -> None:
         if getattr(field, "auto_now", False):
             for row in rows:
                 setattr(row, field.attname, now)
-    params = [[row.pk for row in rows]]
-    params += [[field.get_db_prep_save(getattr(row, field.attname), connection) for row in rows] for field in columns]
+    if len(rows) == 1:  # a payment's rows, mostly: PostgreSQL runs this faster than arrays of one
+        (row,) = rows
+        sql, params = _row_update(type(row), tuple(fields)), [*(getattr(row, f.attname) for f in columns), row.pk]
+    else:
+        sql = _rows_update(type(rows[0]), tuple(fields))
+        params = [[row.pk for row in rows]]
+        params += [
+            [field.get_db_prep_save(getattr(row, field.attname), connection) for row in rows] for field in columns
+        ]
     with connection.cursor() as cursor:
-        cursor.execute(_rows_update(type(rows[0]), tuple(fields)), params)
+        cursor.execute(sql, params)
         if cursor.rowcount != len(rows):
             raise DatabaseError("Save with update_fields did not affect any rows.")  # as Model.save says
+
+
+@functools.cache
+def _row_update(model: type[Model], fields: tuple[str, ...]) -> str:
+    """The UPDATE of ``fields`` of one row of ``model`` (its id last)."""
+    quote = connection.ops.quote_name
+    assignments = ", ".join(f"{quote(model._meta.get_field(name).column)} = %s" for name in fields)
+    # The table's and the columns' own names, from the model.
+    return f"UPDATE {quote(model._meta.db_table)} SET {assignments} WHERE id = %s"  # noqa: S608  # nosec B608
 
 
 @functools.cache

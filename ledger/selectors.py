@@ -7,7 +7,7 @@ from operator import or_
 from django.db import connection
 from django.db.models import Q, Sum
 
-from core.db import postgresql
+from core.db import keys_match, postgresql
 from ledger.accounts import (
     CUSTOMER_CREDIT,
     CUSTOMER_RECEIVABLE,
@@ -47,7 +47,7 @@ def receivable_by_plan() -> dict[int, Decimal]:
 # the database took to run it (ledger/tests/test_ledger.py holds the two equal).
 _CREDIT_SQL = (
     f"SELECT party_id, currency, SUM(amount) FROM {Posting._meta.db_table}"  # noqa: S608 - the model's names  # nosec B608
-    " WHERE account_id = %s AND party_id = ANY(%s) GROUP BY party_id, currency ORDER BY party_id, currency"
+    " WHERE account_id = %s AND party_id {keys} GROUP BY party_id, currency ORDER BY party_id, currency"
 )
 
 
@@ -62,7 +62,8 @@ def credit_balances_of(*, customer_ids) -> dict[int, dict[str, Decimal]]:
     ids = sorted(set(customer_ids))
     if postgresql():
         with connection.cursor() as cursor:
-            cursor.execute(_CREDIT_SQL, [ledger_account_ids()[CUSTOMER_CREDIT], ids])
+            sql, parties = keys_match(_CREDIT_SQL, ids)
+            cursor.execute(sql, [ledger_account_ids()[CUSTOMER_CREDIT], parties])
             rows = [{"party_id": party, "currency": currency, "total": total} for party, currency, total in cursor]
     else:
         rows = (

@@ -6,7 +6,7 @@ from django.db.models import QuerySet
 from accounts.models import User
 from bnpl.models import Installment, LateFee
 from bnpl.selectors import plan_scope
-from core.db import model_columns, model_from_row, models_fetched, postgresql, row_by_key
+from core.db import KEYS, keys_match, model_columns, model_from_row, models_fetched, postgresql, row_by_key
 from ledger.accounts import CUSTOMER_CREDIT
 from ledger.models import Posting
 from payments.models import Payment, PaymentAllocation
@@ -21,11 +21,18 @@ def credit_transactions_for(*, viewer: User) -> QuerySet[Posting]:
     )
 
 
+def _matching(sql: str, keys) -> tuple[str, list]:
+    """``sql`` (its ``{keys}`` matched to ``keys``) and its one parameter, for ``execute``."""
+    matched, parameter = keys_match(sql, keys)
+    return matched, [parameter]
+
+
 # Read by every payment as it is settled, written out on PostgreSQL: the ORM's join took
 # longer to compose than to run (payments/tests/test_hand_written_sql.py holds the two equal).
 _PAYMENTS_WITH_CUSTOMERS = (  # noqa: S608 - the models' own names  # nosec B608
-    "SELECT {payment}, u.user_id AS customer__user_id FROM {payments} p {customer} WHERE p.id = ANY(%s)"
+    "SELECT {payment}, u.user_id AS customer__user_id FROM {payments} p {customer} WHERE p.id {keys}"
 ).format(
+    keys=KEYS,
     payment=model_columns(Payment, "p"),
     payments=Payment._meta.db_table,
     customer=row_by_key(User, "u", "p.customer_id", "user_id"),
@@ -48,7 +55,7 @@ def payments_with_customers(*, ids) -> dict[int, Payment]:
         payments = Payment.objects.select_related("customer").only(*fields).filter(pk__in=ids)
         return {payment.pk: payment for payment in payments}
     with connection.cursor() as cursor:
-        cursor.execute(_PAYMENTS_WITH_CUSTOMERS, [list(ids)])
+        cursor.execute(*_matching(_PAYMENTS_WITH_CUSTOMERS, ids))
         rows = cursor.fetchall()
     found = {}
     for row in rows:
@@ -62,8 +69,9 @@ def payments_with_customers(*, ids) -> dict[int, Payment]:
 # payment as it is settled: written out on PostgreSQL, as above.
 _ALLOCATIONS_WITH_ROWS = (  # noqa: S608 - the models' own names  # nosec B608
     "SELECT {allocation}, {installment}, {fee} FROM {allocations} a {installment_row} {fee_row}"
-    " WHERE a.payment_id = ANY(%s) ORDER BY a.id"
+    " WHERE a.payment_id {keys} ORDER BY a.id"
 ).format(
+    keys=KEYS,
     allocation=model_columns(PaymentAllocation, "a"),
     installment=model_columns(Installment, "i"),
     fee=model_columns(LateFee, "f"),
@@ -89,7 +97,7 @@ def allocations_with_rows_of(*, payment_ids) -> dict[int, list[PaymentAllocation
         allocations = list(allocations.order_by("id"))
     else:
         with connection.cursor() as cursor:
-            cursor.execute(_ALLOCATIONS_WITH_ROWS, [list(payment_ids)])
+            cursor.execute(*_matching(_ALLOCATIONS_WITH_ROWS, payment_ids))
             rows = cursor.fetchall()
         installment_at = len(PaymentAllocation._meta.concrete_fields)
         fee_at = installment_at + len(Installment._meta.concrete_fields)
@@ -114,7 +122,7 @@ def allocations_with_rows_of(*, payment_ids) -> dict[int, list[PaymentAllocation
 
 # Asked by every payment made with a key (an Idempotency-Key's, autopay's), written out on
 # PostgreSQL as above.
-_PAYMENTS_UNDER_KEYS = f"SELECT {model_columns(Payment)} FROM {Payment._meta.db_table} WHERE gateway_key = ANY(%s)"  # noqa: S608  # nosec B608
+_PAYMENTS_UNDER_KEYS = f"SELECT {model_columns(Payment)} FROM {Payment._meta.db_table} WHERE gateway_key {KEYS}"  # noqa: S608  # nosec B608
 
 
 def payment_under_key(*, gateway_key: str) -> Payment | None:
@@ -129,10 +137,10 @@ def payments_under_keys(*, gateway_keys) -> dict[str, Payment]:
         return {}
     if not postgresql():
         return {payment.gateway_key: payment for payment in Payment.objects.filter(gateway_key__in=keys)}
-    return {payment.gateway_key: payment for payment in models_fetched(Payment, _PAYMENTS_UNDER_KEYS, [keys])}
+    return {payment.gateway_key: payment for payment in models_fetched(Payment, *_matching(_PAYMENTS_UNDER_KEYS, keys))}
 
 
-_PAYERS_LOCK = f"SELECT id, card_token FROM {User._meta.db_table} WHERE id = ANY(%s) ORDER BY id FOR NO KEY UPDATE"  # noqa: S608  # nosec B608
+_PAYERS_LOCK = f"SELECT id, card_token FROM {User._meta.db_table} WHERE id {KEYS} ORDER BY id FOR NO KEY UPDATE"  # noqa: S608  # nosec B608
 
 
 def payer_locked(*, customer_id: int) -> User:
@@ -151,6 +159,6 @@ def payers_locked(*, customer_ids) -> dict[int, User]:
         payers = User.objects.select_for_update(no_key=True).only("id", "card_token").filter(pk__in=ids).order_by("pk")
         return {payer.pk: payer for payer in payers}
     with connection.cursor() as cursor:
-        cursor.execute(_PAYERS_LOCK, [ids])
+        cursor.execute(*_matching(_PAYERS_LOCK, ids))
         rows = cursor.fetchall()
     return {pk: User.from_db(connection.alias, ["id", "card_token"], [pk, token]) for pk, token in rows}

@@ -39,7 +39,7 @@ from bnpl.errors import LateFeeNotWaivable, LateFeePaymentPending
 from bnpl.event_data import installment_event_data, installment_event_sql, plan_event_data
 from bnpl.models import Installment, LateFee, Plan
 from bnpl.selectors import OPEN_STATUSES, plan_get_for_update
-from core.db import RowSaves, model_columns, models_fetched, postgresql
+from core.db import KEYS, RowSaves, keys_match, model_columns, models_fetched, postgresql
 from core.money import ZERO, to_money
 from core.problems import FieldInvalid
 from events.models import Event
@@ -129,12 +129,12 @@ def payable_parts(plan: Plan, installment_id: int | None = None) -> list[Part]:
 # What every payment reads under the plans' locks, written out on PostgreSQL: the ORM spent
 # longer composing these than the database took to run them (bnpl/tests/test_hand_written_sql.py
 # holds them equal to the ORM's, which SQLite keeps).
-_SELECT = "SELECT {columns} FROM {table} WHERE plan_id = ANY(%s) AND status {condition}"
+_SELECT = "SELECT {columns} FROM {table} WHERE plan_id {keys} AND status {condition}"
 
 
 def _select(model, condition: str) -> str:
     """A select of ``model``'s every column (the models' own names) of some plans' rows."""
-    return _SELECT.format(columns=model_columns(model), table=model._meta.db_table, condition=condition)
+    return _SELECT.format(columns=model_columns(model), table=model._meta.db_table, condition=condition, keys=KEYS)
 
 
 _OPEN_INSTALLMENTS = _select(Installment, "= ANY(%s) ORDER BY plan_id, due_date, sequence")
@@ -151,7 +151,8 @@ def _by_plan(rows) -> dict[int, list]:
 def _open_installments(plan_ids) -> dict[int, list[Installment]]:
     """The UPCOMING and OVERDUE installments of each of ``plan_ids``, by due date and sequence."""
     if postgresql():
-        return _by_plan(models_fetched(Installment, _OPEN_INSTALLMENTS, [list(plan_ids), list(OPEN_STATUSES)]))
+        sql, plans = keys_match(_OPEN_INSTALLMENTS, plan_ids)
+        return _by_plan(models_fetched(Installment, sql, [plans, list(OPEN_STATUSES)]))
     installments = Installment.objects.filter(plan_id__in=plan_ids, status__in=OPEN_STATUSES)
     return _by_plan(installments.order_by("plan_id", "due_date", "sequence"))
 
@@ -159,7 +160,8 @@ def _open_installments(plan_ids) -> dict[int, list[Installment]]:
 def _due_fees(plan_ids) -> dict[int, list[LateFee]]:
     """The late fees still DUE of each of ``plan_ids``, oldest first."""
     if postgresql():
-        return _by_plan(models_fetched(LateFee, _DUE_FEES, [list(plan_ids), LateFee.Status.DUE]))
+        sql, plans = keys_match(_DUE_FEES, plan_ids)
+        return _by_plan(models_fetched(LateFee, sql, [plans, LateFee.Status.DUE]))
     return _by_plan(LateFee.objects.filter(plan_id__in=plan_ids, status=LateFee.Status.DUE).order_by("plan_id", "id"))
 
 

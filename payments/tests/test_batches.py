@@ -144,6 +144,22 @@ def test_a_refused_batch_member_leaves_nothing_written_and_the_others_are_paid(m
     assert set(plan.installments.values_list("amount_reserved", "amount_paid")) == {(Decimal("0.00"), Decimal("0.00"))}
 
 
+def test_a_key_asked_twice_in_one_batch_refuses_the_batch_and_writes_nothing(make_plan, gateway):
+    plan, other = (make_plan(customer=UserFactory(), total="400.00", purchase_date=PURCHASE) for _ in range(2))
+
+    with pytest.raises(ValueError, match="twice"):
+        payments_attempt_many(
+            [
+                Charge(plan.pk, plan.customer_id, installment_id=first(plan).pk, gateway_key="same"),
+                Charge(other.pk, other.customer_id, installment_id=first(other).pk, gateway_key="same"),
+            ]
+        )
+
+    assert Payment.objects.count() == 0
+    assert gateway == []
+    assert {first(p).amount_reserved for p in (plan, other)} == {Decimal("0.00")}
+
+
 @pytest.mark.skipif(connection.vendor != "postgresql", reason="SQLite keeps the ORM's statement per row")
 def test_a_batch_sends_as_many_statements_for_six_charges_as_for_two(make_plan, gateway):
     plans = [make_plan(customer=UserFactory(), total="400.00", purchase_date=PURCHASE) for _ in range(8)]
