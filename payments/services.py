@@ -497,11 +497,27 @@ def payments_attempt_many(charges: list[Charge]) -> list[Payment | Exception]:
             charged.append((n, outcome, _gateway_result(outcome)))
         except GatewayUnavailable as exc:
             outcomes[n] = exc
-    if charged:
-        settled = _settle_many([(payment, result) for _, payment, result in charged])
-        for (n, _, _), payment in zip(charged, settled, strict=True):
-            outcomes[n] = payment
+        if len(charged) == SETTLE_EVERY:
+            _settled_into(outcomes, charged)
+    _settled_into(outcomes, charged)
     return outcomes
+
+
+# A batch's answers are applied every so many charges, not all at the end: a slow card
+# network keeps the batch's payments PENDING no longer than that many of its calls, and a
+# crash leaves no more than that many charged payments to reconciliation.
+SETTLE_EVERY = 50
+
+
+def _settled_into(outcomes: list, charged: list) -> None:
+    """Settle the ``charged`` payments (``(position, payment, result)``), put each in its
+    place in ``outcomes``, and empty ``charged``."""
+    if not charged:
+        return
+    settled = _settle_many([(payment, result) for _, payment, result in charged])
+    for (n, _, _), payment in zip(charged, settled, strict=True):
+        outcomes[n] = payment
+    charged.clear()
 
 
 def payment_attempt(

@@ -144,6 +144,26 @@ def test_a_refused_batch_member_leaves_nothing_written_and_the_others_are_paid(m
     assert set(plan.installments.values_list("amount_reserved", "amount_paid")) == {(Decimal("0.00"), Decimal("0.00"))}
 
 
+def test_a_batch_is_settled_every_so_many_charges(make_plan, gateway, monkeypatch):
+    from payments import services
+
+    plans = [make_plan(customer=UserFactory(), total="400.00", purchase_date=PURCHASE) for _ in range(5)]
+    seen = []
+    ask = services._gateway_result
+
+    def watched(payment):
+        seen.append(Payment.objects.filter(status=Payment.Status.SUCCEEDED).count())
+        return ask(payment)
+
+    monkeypatch.setattr(services, "SETTLE_EVERY", 2)
+    monkeypatch.setattr(services, "_gateway_result", watched)
+    outcomes = payments_attempt_many([Charge(p.pk, p.customer_id, installment_id=first(p).pk) for p in plans])
+
+    assert seen == [0, 0, 2, 2, 4], "each pair settled before the next charge is asked"
+    assert [outcome.status for outcome in outcomes] == [Payment.Status.SUCCEEDED] * 5
+    assert ledger_check(record=False).ok
+
+
 def test_a_key_asked_twice_in_one_batch_refuses_the_batch_and_writes_nothing(make_plan, gateway):
     plan, other = (make_plan(customer=UserFactory(), total="400.00", purchase_date=PURCHASE) for _ in range(2))
 
