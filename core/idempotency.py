@@ -18,6 +18,7 @@
 import functools
 import hashlib
 import json
+from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
@@ -84,32 +85,32 @@ RETURNING id
 _ANSWER_SQL = "UPDATE payments_idempotencykey SET status = %s, response_status = %s, response_body = %s WHERE id = %s"
 
 
-def _claim(request, key: str, fingerprint: str) -> IdempotencyKey | HttpResponse:
+@dataclass(frozen=True)
+class Claim:
+    """A key this request claimed (``made_now``), or took over (the record's ``pk``)."""
+
+    pk: int
+    made_now: bool = False
+
+
+def _claim(request, key: str, fingerprint: str) -> Claim | HttpResponse:
     """Record the key as in flight (its record), take over one abandoned in flight past the
     lease, or answer from the record a previous request left."""
     principal = request.user
     for _ in range(2):
         now = timezone.now()
-        record = IdempotencyKey(
-            principal=principal,
-            key=key,
-            method=request.method,
-            path=request.path[:255],
-            fingerprint=fingerprint,
-            status=IdempotencyKey.Status.IN_FLIGHT,
-            created_at=now,
-            expires_at=now + timedelta(hours=settings.BNPL_IDEMPOTENCY_TTL_HOURS),
-        )
+        expires_at = now + timedelta(hours=settings.BNPL_IDEMPOTENCY_TTL_HOURS)
         with connection.cursor() as cursor:
             cursor.execute(
                 _CLAIM_SQL,
-                [principal.pk, key, record.method, record.path, fingerprint, record.status, now, record.expires_at],
+                [
+                    *(principal.pk, key, request.method, request.path[:255], fingerprint),
+                    *(IdempotencyKey.Status.IN_FLIGHT, now, expires_at),
+                ],
             )
             claimed = cursor.fetchone()
         if claimed is not None:
-            record.pk = claimed[0]
-            record.made_now = True
-            return record
+            return Claim(claimed[0], made_now=True)
         existing = IdempotencyKey.objects.filter(principal=principal, key=key).first()
         if existing is None:
             continue  # removed meanwhile: try to claim it again
@@ -120,7 +121,7 @@ def _claim(request, key: str, fingerprint: str) -> IdempotencyKey | HttpResponse
             raise IdempotencyKeyReused()
         if existing.status == IdempotencyKey.Status.IN_FLIGHT:
             if _take_over(existing):
-                return existing
+                return Claim(existing.pk)
             raise IdempotencyKeyInFlight()
         return _replay(existing)
     raise IdempotencyKeyInFlight()

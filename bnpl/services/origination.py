@@ -336,12 +336,15 @@ def _originate_pg(
         plan_id, installment_ids, event_id, delivery = cursor.fetchone()
     saved = instance_as_read(plan, id=plan_id, updated_at=now, **({"created_at": now} if insert else {}))
     saved.customer, saved.merchant = plan.customer, plan.merchant
+    # One new installment's values (the model's defaults, then what the statement wrote),
+    # each installment made from them as the ORM makes a row it has read.
+    names = [field.attname for field in Installment._meta.concrete_fields]
+    blank = Installment(plan_id=plan_id, customer_id=plan.customer_id, created_at=now, updated_at=now)
+    common = {name: getattr(blank, name) for name in names}
     installments = []
     for pk, (sequence, amount, due) in zip(installment_ids, schedule, strict=True):
-        installment = Installment(sequence=sequence, amount_due=amount, due_date=due)
-        installment = instance_as_read(
-            installment, id=pk, plan_id=plan_id, customer_id=plan.customer_id, created_at=now, updated_at=now
-        )
+        row = common | {"id": pk, "sequence": sequence, "amount_due": amount, "due_date": due}
+        installment = Installment.from_db(connection.alias, names, [row[name] for name in names])
         installment.plan, installment.customer = saved, plan.customer
         installments.append(installment)
     if delivery == Event.Delivery.PENDING:
