@@ -36,22 +36,25 @@ def _attempt_days(today: date) -> dict[date, int]:
 
 
 def _due(today: date):
-    return Installment.objects.filter(
+    """The installments autopay charges today: open, due on an attempt day, of an active plan
+    whose customer has autopay on, is active and has a card on file. Through the plans'
+    customer (the plans' index), not the installments' own customer column, which is
+    deliberately unindexed (see Installment.customer)."""
+    due = Installment.objects.filter(
         status__in=OPEN_STATUSES,
         due_date__in=list(_attempt_days(today)),
         amount_paid__lt=F("amount_due"),
         plan__status=Plan.Status.ACTIVE,
+        plan__customer__autopay=True,
+        plan__customer__is_active=True,
     )
+    return due.exclude(plan__customer__card_token="")  # "no card on file", not a credential  # nosec B106
 
 
-def autopay_customers_due(*, today: date, first: int | None = None, last: int | None = None) -> list[int]:
-    """Customers (ids) with autopay on, a card on file, and an installment to charge today;
-    ``first``/``last`` limit it to a chunk's id range."""
-    due = _due(today).filter(customer__autopay=True, customer__is_active=True)
-    due = due.exclude(customer__card_token="")  # "no card on file", not a credential  # nosec B106
-    if first is not None:
-        due = due.filter(customer__gte=first, customer__lte=last)
-    return list(due.values_list("customer_id", flat=True).distinct().order_by("customer_id"))
+def autopay_customers_due(*, today: date) -> list[int]:
+    """Customers (ids) with autopay on, a card on file, and an installment to charge today."""
+    due = _due(today).values_list("plan__customer_id", flat=True)
+    return list(due.distinct().order_by("plan__customer_id"))
 
 
 def autopay_run(*, today: date | None = None, chunk_customers: int | None = None) -> int:
@@ -118,15 +121,7 @@ def _charges_due(*, today: date, customers: tuple[int, int]) -> list[tuple[int, 
     customer, due date, plan and sequence."""
     attempts = _attempt_days(today)
     first, last = customers
-    # Through the customers' plans (indexed), not the installments' own customer column,
-    # which is deliberately unindexed (see Installment.customer).
-    due = _due(today).filter(
-        plan__customer_id__gte=first,
-        plan__customer_id__lte=last,
-        plan__customer__autopay=True,
-        plan__customer__is_active=True,
-    )
-    due = due.exclude(plan__customer__card_token="")  # "no card on file", not a credential  # nosec B106
+    due = _due(today).filter(plan__customer_id__gte=first, plan__customer_id__lte=last)
     due = due.order_by("plan__customer_id", "due_date", "plan_id", "sequence")
     return [
         (
