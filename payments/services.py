@@ -10,10 +10,11 @@
    plan when nothing is left, and sets the customer back to NORMAL when nothing is overdue.
 
 A payment is a batch of one: ``payments_attempt_many`` makes many (autopay's chunks) with
-the same two transactions, each under the locks of all the batch's plans (in id order, then
-their customers'), so the batch sends a fixed number of statements whatever its size. In a
-batch the payments are reserved and settled one after the other in memory, each from what
-the ones before it left, and their rows are written together at the end of each transaction.
+the same two transactions per slice of ``BATCH_SIZE`` charges, each under the locks of all
+the slice's plans (in id order, then their customers'), so a slice sends a fixed number of
+statements whatever its size. In a slice the payments are reserved and settled one after the
+other in memory, each from what the ones before it left, and their rows are written
+together at the end of each transaction.
 """
 
 import functools
@@ -478,11 +479,26 @@ def _tell_failed(payment: Payment, plan: Plan, news: _News) -> None:
 
 
 def payments_attempt_many(charges: list[Charge]) -> list[Payment | Exception]:
-    """Make each charge as ``payment_attempt`` makes one, in a fixed number of statements for
-    the whole batch: reserved together in one transaction, charged one by one with no lock
-    held, applied together in one transaction. Returns, in the order of ``charges``, each
-    one's payment (SUCCEEDED, FAILED, or as found under its key) or the error that refused
-    it (what ``payment_attempt`` raises); the others go on."""
+    """Make each charge as ``payment_attempt`` makes one, in a fixed number of statements per
+    slice of ``BATCH_SIZE`` charges: a slice reserved together in one transaction, charged
+    one by one with no lock held, applied together in one transaction, then the next one.
+    Returns, in the order of ``charges``, each one's payment (SUCCEEDED, FAILED, or as found
+    under its key) or the error that refused it (what ``payment_attempt`` raises); the
+    others go on."""
+    outcomes: list[Payment | Exception] = []
+    for start in range(0, len(charges), BATCH_SIZE):
+        outcomes += _attempt_slice(charges[start : start + BATCH_SIZE])
+    return outcomes
+
+
+# A batch is made in slices: a slow card network keeps a slice's installments reserved (and
+# its payments PENDING) no longer than this many of its calls, a transaction locks no more
+# than this many plans, and a crash leaves no more than this many charged payments to
+# reconciliation.
+BATCH_SIZE = 50
+
+
+def _attempt_slice(charges: list[Charge]) -> list[Payment | Exception]:
     outcomes = _reserve_many(charges)
     charged = []
     for n, outcome in enumerate(outcomes):
@@ -497,27 +513,11 @@ def payments_attempt_many(charges: list[Charge]) -> list[Payment | Exception]:
             charged.append((n, outcome, _gateway_result(outcome)))
         except GatewayUnavailable as exc:
             outcomes[n] = exc
-        if len(charged) == SETTLE_EVERY:
-            _settled_into(outcomes, charged)
-    _settled_into(outcomes, charged)
+    if charged:
+        settled = _settle_many([(payment, result) for _, payment, result in charged])
+        for (n, _, _), payment in zip(charged, settled, strict=True):
+            outcomes[n] = payment
     return outcomes
-
-
-# A batch's answers are applied every so many charges, not all at the end: a slow card
-# network keeps the batch's payments PENDING no longer than that many of its calls, and a
-# crash leaves no more than that many charged payments to reconciliation.
-SETTLE_EVERY = 50
-
-
-def _settled_into(outcomes: list, charged: list) -> None:
-    """Settle the ``charged`` payments (``(position, payment, result)``), put each in its
-    place in ``outcomes``, and empty ``charged``."""
-    if not charged:
-        return
-    settled = _settle_many([(payment, result) for _, payment, result in charged])
-    for (n, _, _), payment in zip(charged, settled, strict=True):
-        outcomes[n] = payment
-    charged.clear()
 
 
 def payment_attempt(

@@ -144,7 +144,7 @@ def test_a_refused_batch_member_leaves_nothing_written_and_the_others_are_paid(m
     assert set(plan.installments.values_list("amount_reserved", "amount_paid")) == {(Decimal("0.00"), Decimal("0.00"))}
 
 
-def test_a_batch_is_settled_every_so_many_charges(make_plan, gateway, monkeypatch):
+def test_a_batch_is_made_in_slices_each_reserved_charged_and_settled_before_the_next(make_plan, gateway, monkeypatch):
     from payments import services
 
     plans = [make_plan(customer=UserFactory(), total="400.00", purchase_date=PURCHASE) for _ in range(5)]
@@ -152,14 +152,20 @@ def test_a_batch_is_settled_every_so_many_charges(make_plan, gateway, monkeypatc
     ask = services._gateway_result
 
     def watched(payment):
-        seen.append(Payment.objects.filter(status=Payment.Status.SUCCEEDED).count())
+        seen.append(
+            (
+                Payment.objects.filter(status=Payment.Status.PENDING).count(),
+                Payment.objects.filter(status=Payment.Status.SUCCEEDED).count(),
+            )
+        )
         return ask(payment)
 
-    monkeypatch.setattr(services, "SETTLE_EVERY", 2)
+    monkeypatch.setattr(services, "BATCH_SIZE", 2)
     monkeypatch.setattr(services, "_gateway_result", watched)
     outcomes = payments_attempt_many([Charge(p.pk, p.customer_id, installment_id=first(p).pk) for p in plans])
 
-    assert seen == [0, 0, 2, 2, 4], "each pair settled before the next charge is asked"
+    # (PENDING, SUCCEEDED) at each call: a slice of two reserved, then settled before the next.
+    assert seen == [(2, 0), (2, 0), (2, 2), (2, 2), (1, 4)]
     assert [outcome.status for outcome in outcomes] == [Payment.Status.SUCCEEDED] * 5
     assert ledger_check(record=False).ok
 
