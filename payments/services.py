@@ -306,6 +306,8 @@ def _payments_insert(rows: list[dict]) -> dict[str, Payment]:
 
 def _allocations_insert(allocations: list[tuple[int, Part]]) -> None:
     """The payments' allocations ``(payment id, part)``: what each reserved of each part, in order."""
+    if not allocations:
+        return
     if not postgresql():
         PaymentAllocation.objects.bulk_create(
             PaymentAllocation(

@@ -121,11 +121,6 @@ class Payables:
         return [part for part in parts if part.amount > 0]
 
 
-def payable_parts(plan: Plan, installment_id: int | None = None) -> list[Part]:
-    """What a new payment may take of ``plan`` now (``Payables.parts``). Call under the plan's lock."""
-    return Payables([plan.pk], fees_of=[plan.pk] if installment_id is None else []).parts(plan, installment_id)
-
-
 # What every payment reads under the plans' locks, written out on PostgreSQL: the ORM spent
 # longer composing these than the database took to run them (bnpl/tests/test_hand_written_sql.py
 # holds them equal to the ORM's, which SQLite keeps).
@@ -175,7 +170,7 @@ def _saved(saves: RowSaves | None, changed: list[tuple[Installment | LateFee, li
 
 
 def parts_reserve(parts: list[Part], amount: Decimal, *, saves: RowSaves | None = None) -> list[Part]:
-    """Reserve ``amount`` of ``parts`` (from ``payable_parts``, in their order) for a PENDING
+    """Reserve ``amount`` of ``parts`` (from ``Payables.parts``, in their order) for a PENDING
     payment; returns what it took of each, to be recorded as the payment's allocations. The
     rows are saved into ``saves`` (a batch's, saved by the caller), else at once."""
     taken, left, changed = [], amount, []
