@@ -543,7 +543,16 @@ def payment_attempt(
     NothingToPay (409), Overpayment, NoPaymentMethod (422), GatewayUnavailable (502, the
     payment stays PENDING).
     """
-    charge = Charge(plan_id, payer.pk, amount, installment_id, gateway_key, source, attempt, gateway_key_unused)
+    charge = Charge(
+        plan_id=plan_id,
+        payer_id=payer.pk,
+        amount=amount,
+        installment_id=installment_id,
+        gateway_key=gateway_key,
+        source=source,
+        attempt=attempt,
+        gateway_key_unused=gateway_key_unused,
+    )
     (outcome,) = payments_attempt_many([charge])
     if isinstance(outcome, Exception):
         raise outcome
