@@ -6,9 +6,11 @@ serves the embedded SQLite default (``make run`` with nothing installed). Adviso
 exist on PostgreSQL only; SQLite serialises writers by itself.
 """
 
+import contextlib
 import functools
+import re
 
-from django.db import DatabaseError, connection
+from django.db import DatabaseError, connection, transaction
 from django.db.models import Model
 from django.utils import timezone
 
@@ -203,3 +205,37 @@ class RowSaves:
         self._rows.clear()
         for (_, fields), rows in groups.items():
             rows_save(rows, list(fields))
+
+
+# A statement that writes no row: a read (or a lock), or an inner block's savepoint, whose
+# writes are statements of their own. What a service may run before it refuses.
+_WRITES_NOTHING = re.compile(r"\s*(SELECT|SAVEPOINT|RELEASE SAVEPOINT|ROLLBACK TO SAVEPOINT)\b", re.IGNORECASE)
+
+
+@contextlib.contextmanager
+def atomic_refusing_first():
+    """``transaction.atomic()`` for a service that refuses, when it does, before it writes.
+
+    Alone it opens a transaction. Inside the caller's it adds no savepoint: a refusal then
+    leaves nothing to undo, and the caller's transaction goes on (an Idempotency-Key keeps the
+    refusal as its answer). A savepoint would cost two round trips on every call for the rare
+    refusal. Should anything raise after the block wrote, the caller's transaction is marked
+    to roll back, so nothing half-done can commit: the caller's next statement fails, loudly."""
+    if not connection.in_atomic_block:
+        with transaction.atomic():
+            yield
+        return
+    wrote = False
+
+    def watch(execute, sql, params, many, context):
+        nonlocal wrote
+        wrote = wrote or not _WRITES_NOTHING.match(sql)
+        return execute(sql, params, many, context)
+
+    try:
+        with connection.execute_wrapper(watch):
+            yield
+    except BaseException:
+        if wrote:
+            transaction.set_rollback(True)
+        raise

@@ -691,7 +691,7 @@ def offer(operation: Operation, round_: Round, world: World) -> str:
     their own or none."""
     from accounts.models import User
     from bnpl.models import Plan
-    from bnpl.services.checkout import Offer, plan_offer
+    from bnpl.services.checkout import Offer, plan_offer, plan_offer_named
 
     a, b, c = operation.picks
     hot_customers = list(Plan.objects.filter(pk__in=round_.plan_ids).values_list("customer_id", flat=True))
@@ -726,7 +726,10 @@ def offer(operation: Operation, round_: Round, world: World) -> str:
         # whatever it is offered, and the confirmations would have nothing to race on.
         free = [candidate for candidate in world.customers if candidate.pk not in debtors]
         customer = free[int(a * len(free))] if free else customer
-    plan, created = plan_offer(customer=customer, merchant=merchant, offer=terms)
+    if int(a * 1e6) % 2:  # the API's path: the customer named by its user_id, locked as it is found
+        plan, created = plan_offer_named(creator=merchant, user_id=customer.user_id, merchant_id=None, offer=terms)
+    else:
+        plan, created = plan_offer(customer=customer, merchant=merchant, offer=terms)
     return f"plan {plan.pk} {'offered' if created else 'offered before'} ({terms.capture_mode}, {plan.status})"
 
 

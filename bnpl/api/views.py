@@ -38,9 +38,8 @@ from bnpl.selectors import (
     plan_list_for,
     plan_scope,
 )
-from bnpl.services.checkout import Offer, plan_capture, plan_confirm, plan_decline, plan_offer, plan_void
+from bnpl.services.checkout import Offer, plan_capture, plan_confirm, plan_decline, plan_offer_named, plan_void
 from bnpl.services.installments import late_fee_waive
-from bnpl.services.origination import plan_parties_resolve
 from config.db_router import reading_from_replica
 from core.idempotency import IDEMPOTENCY_PARAMETER, idempotent
 from core.problems import PROBLEM_CONTENT_TYPE, FieldInvalid
@@ -215,10 +214,12 @@ class PlanViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
         operator = request.user if request.user.is_operator else None
         if operator is not None and data["capture_mode"] == Plan.CaptureMode.MANUAL:
             raise FieldInvalid("capture_mode", "A plan made in the back office is ACTIVE at once; leave it automatic.")
-        customer, merchant = plan_parties_resolve(
-            creator=request.user, user_id=data.pop("user_id"), merchant_id=data.pop("merchant_id", None)
+        plan, created = plan_offer_named(
+            creator=request.user,
+            user_id=data.pop("user_id"),
+            merchant_id=data.pop("merchant_id", None),
+            offer=Offer(**data),
         )
-        plan, created = plan_offer(customer=customer, merchant=merchant, offer=Offer(**data), operator=operator)
         if not created:
             plan = plan_get_for(viewer=request.user, pk=plan.pk)
         return Response(plan_out(plan), status=201 if created else 200)

@@ -36,9 +36,10 @@ from bnpl.services.origination import (
     instance_as_read,
     plan_activate,
     plan_create,
+    plan_parties_resolve,
     schedule_minimum_check,
 )
-from core.db import model_columns, model_from_row, postgresql, row_by_key
+from core.db import atomic_refusing_first, model_columns, model_from_row, postgresql, row_by_key
 from core.problems import DomainError
 from events.models import Event, Notification, generate_event_id
 from events.notifications import notifications_queue, notifications_send_after_commit
@@ -77,21 +78,60 @@ def plan_offer(*, customer: User, merchant: User, offer: Offer, operator: User |
     Raises DebtUserForbidden (403), CreditDeclined (422, nothing about the customer's
     money), MerchantReferenceConflict (409), FieldInvalid (400).
     """
+    offer = _offer_terms(offer)
+    return _offer_answer(_offer_made(customer, merchant, offer, operator, locked=None), customer, merchant, offer)
+
+
+def plan_offer_named(*, creator: User, user_id: str | None, merchant_id: str | None, offer: Offer) -> tuple[Plan, bool]:
+    """plan_offer to the parties ``creator`` names (plan_parties_resolve's rules; an
+    operator's plan is ACTIVE at once), in one transaction: the customer named is found with
+    its row locked, instead of read and then locked again for the credit check.
+
+    Raises what plan_parties_resolve and plan_offer raise.
+    """
+    offer = _offer_terms(offer)
+    with atomic_refusing_first():
+        customer, merchant = plan_parties_resolve(
+            creator=creator, user_id=user_id, merchant_id=merchant_id, lock_customer=True
+        )
+        operator = creator if creator.is_operator else None
+        made = _offer_made(customer, merchant, offer, operator, locked=None if customer is creator else customer)
+    return _offer_answer(made, customer, merchant, offer)
+
+
+def _offer_terms(offer: Offer) -> Offer:
+    """The offer's terms held (FieldInvalid) and completed (the default currency)."""
     schedule_minimum_check(offer.total_amount, offer.installment_count, "total_amount")
-    offer = replace(offer, currency=offer.currency or settings.BNPL_DEFAULT_CURRENCY)
+    return replace(offer, currency=offer.currency or settings.BNPL_DEFAULT_CURRENCY)
+
+
+def _offer_made(
+    customer: User, merchant: User, offer: Offer, operator: User | None, locked: User | None
+) -> Plan | None:
+    """The plan offered, or None, writing nothing, when the merchant used its reference
+    before; refusals come before any write. ``locked``: the customer's row as read locking
+    it in this transaction."""
     try:
-        with transaction.atomic():
-            return _plan_offer(customer, merchant, offer, operator)
+        with atomic_refusing_first() if postgresql() else transaction.atomic():
+            return _plan_offer(customer, merchant, offer, operator, locked)
     except IntegrityError:
-        # Another request with this reference committed first: its plan is the answer.
-        return _offered_before(customer, merchant, offer), False
+        return None  # another request with this reference committed first: its plan is the answer
     except (CreditDeclined, DebtUserForbidden):
         # A retry finds the credit taken by the first request's own reservation (it may have
         # waited on the customer's lock while that one made the plan), or the customer in
         # debt since: the plan made before is its answer.
         if offer.merchant_reference and _referenced(merchant, offer):
-            return _offered_before(customer, merchant, offer), False
+            return None
         raise
+
+
+def _offer_answer(made: Plan | None, customer: User, merchant: User, offer: Offer) -> tuple[Plan, bool]:
+    """``(plan, created)``: the plan made, or the one made before under the offer's reference
+    (MerchantReferenceConflict, 409, when its terms differ). Outside the offer's transaction
+    block: a conflict is told after a statement that found the reference and wrote nothing."""
+    if made is not None:
+        return made, True
+    return _offered_before(customer, merchant, offer), False
 
 
 def _referenced(merchant: User, offer: Offer) -> bool:
@@ -107,16 +147,18 @@ def _offered_before(customer: User, merchant: User, offer: Offer) -> Plan:
     return plan
 
 
-def _plan_offer(customer: User, merchant: User, offer: Offer, operator: User | None) -> tuple[Plan, bool]:
+def _plan_offer(
+    customer: User, merchant: User, offer: Offer, operator: User | None, locked: User | None
+) -> Plan | None:
     if operator is not None:
         if offer.merchant_reference and _referenced(merchant, offer):
-            return _offered_before(customer, merchant, offer), False
+            return None
         terms = asdict(offer)
         del terms["capture_mode"]  # the back office's plan is ACTIVE at once
-        return plan_create(customer=customer, merchant=merchant, created_by=operator, **terms), True
+        return plan_create(customer=customer, merchant=merchant, created_by=operator, **terms)
     # The credit is checked before the reference is looked for: the plan's insert finds a
     # reference used before (the unique constraint), and a refusal looks for it then.
-    customer_credit_check(customer=customer, currency=offer.currency, amount=offer.total_amount)
+    customer_credit_check(customer=customer, currency=offer.currency, amount=offer.total_amount, locked=locked)
     now = timezone.now()
     plan = Plan(
         customer=customer,
@@ -136,9 +178,7 @@ def _plan_offer(customer: User, merchant: User, offer: Offer, operator: User | N
         updated_at=now,
     )
     made = _offer_write_pg(plan) if postgresql() else _offer_write_orm(plan)
-    if made is None:
-        return _offered_before(customer, merchant, offer), False
-    return plan_installments_loaded(made, []), True
+    return None if made is None else plan_installments_loaded(made, [])
 
 
 def _offer_write_orm(plan: Plan) -> Plan:
@@ -243,7 +283,7 @@ def _offer_message(plan: Plan) -> tuple[str, str]:
     return subject, body
 
 
-@transaction.atomic
+@atomic_refusing_first()
 def plan_confirm(*, plan_id: int, customer: User) -> Plan:
     """The customer agrees to a PENDING plan: ACTIVE now (installments, entry, ``plan.confirmed``),
     or AUTHORIZED until the merchant captures it when its capture mode is manual. Returns the
@@ -254,9 +294,14 @@ def plan_confirm(*, plan_id: int, customer: User) -> Plan:
     state), PlanNotPending (409), DebtUserForbidden (403), CreditDeclined (422, with the
     customer's own figures).
     """
-    plan = _pending(plan_id, customer_id=customer.pk)
+    plan = _pending(plan_id, customer_id=customer.pk)  # the customer's row locked with the plan's
     customer_credit_check(
-        customer=customer, currency=plan.currency, amount=plan.total_amount, plan_id=plan.pk, figures=True
+        customer=customer,
+        currency=plan.currency,
+        amount=plan.total_amount,
+        plan_id=plan.pk,
+        figures=True,
+        locked=plan.customer,
     )
     plan.customer = customer
     plan.confirmed_at = timezone.now()
@@ -317,47 +362,80 @@ def _authorized(plan_id: int) -> Plan:
 # What a plan's move reads of its merchant: its public id (the answer shows it) and its price
 # as committed (activation charges the fee at it), in the statement that locks the plan.
 _MERCHANT_COLUMNS = ("user_id", "fee_percent", "fee_fixed")
+# What the confirm's credit check reads of its customer, locked in the same statement.
+_CUSTOMER_COLUMNS = ("status", "credit_limit")
 # Written out on PostgreSQL: the ORM took longer composing this join than the database takes
-# to run it, on every move of a plan. FOR NO KEY UPDATE OF the plan alone, as
+# to run it, on every move of a plan. FOR NO KEY UPDATE OF the plan, as
 # bnpl.selectors.plan_get_for_update locks it (rows pointing at the plan are checked without
-# waiting; the merchant's row is not locked).
-_PLAN_LOCK_SQL = (  # noqa: S608 - the models' own names  # nosec B608
-    "SELECT {plan}, {merchant} FROM {plans} p {merchant_row} WHERE p.id = %s FOR NO KEY UPDATE OF p"
-).format(
-    plan=model_columns(Plan, "p"),
-    merchant=", ".join(f"m.{column}" for column in _MERCHANT_COLUMNS),
-    plans=Plan._meta.db_table,
-    merchant_row=row_by_key(User, "m", "p.merchant_id", ", ".join(_MERCHANT_COLUMNS)),
+# waiting; the merchant's row is not locked). The confirm locks its customer's row too, which
+# was a statement of its own: found by its own key (a cross join of two rows, which only a
+# nested loop can join whatever the statistics), and locked by the same lock step as the
+# plan, after it: the order every service takes them in.
+_PLAN_LOCK_TEMPLATE = (
+    "SELECT {plan}, {merchant}{customer} FROM {plans} p {merchant_row}{customer_row} WHERE p.id = %s{customer_key} "
+    "FOR NO KEY UPDATE OF p{customer_lock}"
 )
+_PLAN_LOCK_SQL = {
+    with_customer: _PLAN_LOCK_TEMPLATE.format(  # the models' own names  # nosec B608
+        plan=model_columns(Plan, "p"),
+        merchant=", ".join(f"m.{column}" for column in _MERCHANT_COLUMNS),
+        plans=Plan._meta.db_table,
+        merchant_row=row_by_key(User, "m", "p.merchant_id", ", ".join(_MERCHANT_COLUMNS)),
+        customer="".join(f", c.{column}" for column in _CUSTOMER_COLUMNS) if with_customer else "",
+        customer_row=f" CROSS JOIN {User._meta.db_table} c" if with_customer else "",
+        customer_key=" AND c.id = %s" if with_customer else "",
+        customer_lock=", c" if with_customer else "",
+    )
+    for with_customer in (False, True)
+}
 
 
-def _plan_locked(plan_id: int) -> Plan:
+def _plan_locked(plan_id: int, *, customer_id: int | None = None) -> Plan:
     """The plan, row-locked until the transaction ends, with its merchant's public id and
-    price (``plan.merchant``: those fields alone). Raises Plan.DoesNotExist."""
+    price (``plan.merchant``: those fields alone); given ``customer_id`` (the plan's customer,
+    which the caller holds), that user's row locked too, after the plan's, and its status and
+    credit limit (``plan.customer``: those alone). Raises Plan.DoesNotExist."""
     if not postgresql():  # SQLite serialises writers by itself; the ORM converts its values
-        return (
+        plan = (
             Plan.objects.select_for_update(of=("self",), no_key=True)
             .select_related("merchant")
             .only(*PLAN_FIELDS, *(f"merchant__{column}" for column in _MERCHANT_COLUMNS))
             .get(pk=plan_id)
         )
+        if _offered_to(plan, customer_id):
+            plan.customer = User.objects.only(*_CUSTOMER_COLUMNS).get(pk=customer_id)
+        return plan
     with connection.cursor() as cursor:
-        cursor.execute(_PLAN_LOCK_SQL, [plan_id])
+        cursor.execute(
+            _PLAN_LOCK_SQL[customer_id is not None], [plan_id, *([] if customer_id is None else [customer_id])]
+        )
         row = cursor.fetchone()
     if row is None:
         raise Plan.DoesNotExist(f"No plan {plan_id}.")
     plan = model_from_row(Plan, row)
-    merchant = list(row[-len(_MERCHANT_COLUMNS) :])
+    start = len(Plan._meta.concrete_fields)
+    merchant = list(row[start : start + len(_MERCHANT_COLUMNS)])
     plan.merchant = User.from_db(connection.alias, ["id", *_MERCHANT_COLUMNS], [plan.merchant_id, *merchant])
+    if _offered_to(plan, customer_id):
+        customer = list(row[start + len(_MERCHANT_COLUMNS) :])
+        plan.customer = User.from_db(connection.alias, ["id", *_CUSTOMER_COLUMNS], [customer_id, *customer])
     return plan
+
+
+def _offered_to(plan: Plan, customer_id: int | None) -> bool:
+    """Whether the plan's customer is to be set from ``customer_id``'s row; Plan.DoesNotExist
+    when that is not the plan's customer (the callers scope the plan first)."""
+    if customer_id is None:
+        return False
+    if plan.customer_id != customer_id:
+        raise Plan.DoesNotExist(f"Plan {plan.pk} is not offered to this customer.")
+    return True
 
 
 def _locked_while(
     plan_id: int, status: str, refused: type[DomainError], moves: str, customer_id: int | None = None
 ) -> Plan:
-    plan = _plan_locked(plan_id)
-    if customer_id is not None and plan.customer_id != customer_id:
-        raise Plan.DoesNotExist(f"Plan {plan_id} is not offered to this customer.")  # the callers scope it first
+    plan = _plan_locked(plan_id, customer_id=customer_id)
     if plan.status != status or _lapsed(plan):
         now = _status_now(plan)
         article = "an" if status[0] in "AEIOU" else "a"

@@ -29,13 +29,19 @@ from ledger.services import Leg, ledger_post, ledger_post_many
 from ledger.sql import ledger_post_ctes
 
 
-def plan_parties_resolve(*, creator: User, user_id: str | None, merchant_id: str | None) -> tuple[User, User]:
+def plan_parties_resolve(
+    *, creator: User, user_id: str | None, merchant_id: str | None, lock_customer: bool = False
+) -> tuple[User, User]:
     """Who the plan is for and who sold it, by the creator's role (DESIGN §5).
 
     A customer buys for itself, a merchant sells as itself, an operator names both.
-    Raises FieldInvalid naming the field that is missing or wrong.
+    ``lock_customer``: a customer named is read locking its row until the transaction ends,
+    as customer_credit_check locks it. Raises FieldInvalid naming the field that is missing
+    or wrong, CreditDeclined for a customer named that cannot be offered to.
     """
-    customer = _plan_party(creator, user_id, User.Role.CUSTOMER, "user_id", "A customer can only buy for itself.")
+    customer = _plan_party(
+        creator, user_id, User.Role.CUSTOMER, "user_id", "A customer can only buy for itself.", lock=lock_customer
+    )
     merchant = _plan_party(
         creator, merchant_id, User.Role.MERCHANT, "merchant_id", "A merchant can only sell as itself."
     )
@@ -55,15 +61,18 @@ _LOCKED_FIELDS = ("id", "status", "credit_limit")
 _CUSTOMER_LOCK_SQL = "SELECT id, status, credit_limit FROM accounts_user WHERE id = %s"
 
 
-def _plan_party(creator: User, given_id: str | None, role: str, field: str, not_yourself: str) -> User:
-    """The party of ``role``: the creator itself when it has that role, else the active user named."""
+def _plan_party(
+    creator: User, given_id: str | None, role: str, field: str, not_yourself: str, *, lock: bool = False
+) -> User:
+    """The party of ``role``: the creator itself when it has that role, else the active user
+    named (``lock``: its row locked, FOR NO KEY UPDATE as _customer_lock takes it)."""
     if creator.role == role:
         if given_id and given_id != creator.user_id:
             raise FieldInvalid(field, not_yourself)
         return creator
     if not given_id:
         raise FieldInvalid(field, "This field is required.")
-    found = models_fetched(User, _PARTY_SQL, [given_id, role], _PARTY_FIELDS)
+    found = models_fetched(User, _locking(_PARTY_SQL) if lock else _PARTY_SQL, [given_id, role], _PARTY_FIELDS)
     party = found[0] if found else None
     if party is None and role == User.Role.CUSTOMER:
         # The answer a real decline gets: whether this user_id exists is nobody's business.
@@ -76,21 +85,39 @@ def _plan_party(creator: User, given_id: str | None, role: str, field: str, not_
 def _customer_lock(customer_id: int) -> User:
     """The customer's status and credit limit, its row locked until the transaction ends
     (FOR NO KEY UPDATE: rows pointing at the customer are still checked without waiting)."""
-    sql = _CUSTOMER_LOCK_SQL
-    if connection.features.has_select_for_update:  # SQLite serialises writers by itself
-        sql += " " + connection.ops.for_update_sql(no_key=True)
-    return models_fetched(User, sql, [customer_id], _LOCKED_FIELDS)[0]
+    return models_fetched(User, _locking(_CUSTOMER_LOCK_SQL), [customer_id], _LOCKED_FIELDS)[0]
 
 
-def customer_credit_check(*, customer: User, currency: str, amount: Decimal, plan_id: int = 0, figures: bool = False):
+def _locking(sql: str) -> str:
+    """``sql`` locking the rows it reads (FOR NO KEY UPDATE) where the database has row locks
+    (SQLite serialises writers by itself)."""
+    if not connection.features.has_select_for_update:
+        return sql
+    return f"{sql.rstrip()} {connection.ops.for_update_sql(no_key=True)}"
+
+
+def customer_credit_check(
+    *,
+    customer: User,
+    currency: str,
+    amount: Decimal,
+    plan_id: int = 0,
+    figures: bool = False,
+    locked: User | None = None,
+):
     """Lock ``customer`` and hold that it may take on ``amount`` more in ``currency``: not a
     DEBT_USER (403), and within its credit limit counting what it owes and what its open
     offers and authorizations reserve, but not plan ``plan_id``'s own reservation (422
-    ``credit_declined``, with the customer's figures only when ``figures``)."""
+    ``credit_declined``, with the customer's figures only when ``figures``). ``locked``: the
+    customer's status and credit limit as the caller read them locking its row in this
+    transaction (not locked again)."""
     # Lock the customer: two plans at once must not both fit under one limit. What it owes is
     # read after the lock is held, in a statement of its own: a subquery of the locking
     # statement would read the snapshot taken before the wait, missing the plan just committed.
-    locked = _customer_lock(customer.pk)
+    if locked is None:
+        locked = _customer_lock(customer.pk)
+    elif locked.pk != customer.pk:
+        raise ValueError(f"The row locked is user {locked.pk}'s, not the customer's ({customer.pk}).")
     customer.status, customer.credit_limit = locked.status, locked.credit_limit
     if customer.status == User.Status.DEBT_USER:
         raise DebtUserForbidden()

@@ -804,20 +804,30 @@ def test_the_plans_lock_reads_what_the_orm_reads(customer, monkeypatch, price):
     merchant = MerchantFactory(fee_percent=price[0], fee_fixed=price[1])
     plan = offered(customer, merchant)
 
-    def locked() -> tuple:
+    def locked(customer_id=None) -> tuple:
         with transaction.atomic(), CaptureQueriesContext(connection) as lock:
-            read = checkout._plan_locked(plan.pk)
+            read = checkout._plan_locked(plan.pk, customer_id=customer_id)
         assert [q["sql"] for q in lock.captured_queries if "FOR NO KEY UPDATE" in q["sql"]], lock.captured_queries
         fields = {f.attname: getattr(read, f.attname) for f in Plan._meta.concrete_fields}
         seller = read.merchant
-        return fields, (seller.pk, seller.user_id, seller.fee_percent, seller.fee_fixed), seller.get_deferred_fields()
+        parties = [(seller.pk, seller.user_id, seller.fee_percent, seller.fee_fixed), seller.get_deferred_fields()]
+        if customer_id is not None:
+            buyer = read.customer
+            parties.append((buyer.pk, buyer.status, buyer.credit_limit))
+        return fields, *parties
 
-    by_sql = locked()
+    by_sql = {customer_id: locked(customer_id) for customer_id in (None, customer.pk)}
     monkeypatch.setattr(checkout, "postgresql", lambda: False)
-    assert locked() == by_sql
-    assert by_sql[1] == (merchant.pk, merchant.user_id, *price)
+    assert {customer_id: locked(customer_id) for customer_id in (None, customer.pk)} == by_sql
+    assert by_sql[None][1] == by_sql[customer.pk][1] == (merchant.pk, merchant.user_id, *price)
+    assert by_sql[customer.pk][3] == (customer.pk, customer.status, customer.credit_limit)
+    assert by_sql[customer.pk][0] == by_sql[None][0]  # the plan's own customer, not the one given
+    monkeypatch.setattr(checkout, "postgresql", lambda: True)
+    for customer_id in (None, customer.pk):
+        with pytest.raises(Plan.DoesNotExist), transaction.atomic():
+            checkout._plan_locked(plan.pk + 1000, customer_id=customer_id)
     with pytest.raises(Plan.DoesNotExist), transaction.atomic():
-        checkout._plan_locked(plan.pk + 1000)
+        checkout._plan_locked(plan.pk, customer_id=MerchantFactory().pk)  # not the plan's customer
 
 
 @pytest.mark.parametrize("state", ["pending", "active", "declined"])

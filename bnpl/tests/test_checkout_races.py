@@ -11,14 +11,24 @@ import time
 from decimal import Decimal
 
 import pytest
-from django.db import IntegrityError, connection, connections, transaction
+from django.db import IntegrityError, OperationalError, connection, connections, transaction
 
 from accounts.models import User
 from accounts.tests.factories import MerchantFactory, UserFactory
 from bnpl.errors import CreditDeclined, MerchantReferenceConflict, PlanNotAuthorized, PlanNotPending
 from bnpl.models import Plan
 from bnpl.selectors import credit_position
-from bnpl.services.checkout import Offer, plan_capture, plan_confirm, plan_offer, plan_void, plans_expire
+from bnpl.services.checkout import (
+    Offer,
+    _plan_locked,
+    plan_capture,
+    plan_confirm,
+    plan_offer,
+    plan_offer_named,
+    plan_void,
+    plans_expire,
+)
+from bnpl.services.origination import plan_parties_resolve
 from bnpl.tests.test_concurrency import run_at_once
 from events.models import Event, Notification
 from ledger.accounts import CUSTOMER_RECEIVABLE
@@ -351,16 +361,53 @@ def _order(total: str) -> Offer:
 # --- one customer's credit spent by several requests at once ---------------------------------------
 
 
-def test_offers_of_one_customer_at_once_never_reserve_past_the_limit():
+@pytest.mark.parametrize("named", [False, True], ids=["plan_offer", "plan_offer_named"])
+def test_offers_of_one_customer_at_once_never_reserve_past_the_limit(named):
+    """Whether the customer is given (plan_offer) or named by its user_id and locked as it is
+    found (plan_offer_named, the API's path)."""
     customer, merchant = UserFactory(credit_limit=D("1000.00")), MerchantFactory()
 
-    results = run_at_once(5, lambda _: offered(customer, merchant, "400.00"))
+    def offer(_):
+        if not named:
+            return offered(customer, merchant, "400.00")
+        terms = Offer(total_amount=D("400.00"), installment_count=3)
+        return plan_offer_named(creator=merchant, user_id=customer.user_id, merchant_id=None, offer=terms)[0]
+
+    results = run_at_once(5, offer)
 
     made = [r for r in results if isinstance(r, Plan)]
     declined = [r for r in results if isinstance(r, CreditDeclined)]
     assert (len(made), len(declined)) == (2, 3), results
     assert [r.extra for r in declined] == [{}] * 3  # the merchant learns nothing of the customer's money
     assert credit_position(customer=customer, currency="USD").reserved == D("800.00")
+
+
+@pytest.mark.parametrize("merged", [False, True], ids=["offer: customer found, then locked", "confirm: with the plan"])
+def test_the_customers_row_stays_locked_by_the_statement_that_found_it(merged):
+    """The offer finds the customer it names locking its row, and the confirm locks the
+    customer's row with the plan's: until their transaction ends, nobody else locks either."""
+    customer, merchant = UserFactory(), MerchantFactory()
+    plan = offered(customer, merchant)
+    if merged:
+        held = HeldOpen(lambda: _plan_locked(plan.pk, customer_id=customer.pk))
+        rows = [("bnpl_plan", plan.pk), ("accounts_user", customer.pk)]
+    else:
+        held = HeldOpen(
+            lambda: plan_parties_resolve(
+                creator=merchant, user_id=customer.user_id, merchant_id=None, lock_customer=True
+            )
+        )
+        rows = [("accounts_user", customer.pk)]
+    try:
+        for table, pk in rows:
+            locked = pytest.raises(OperationalError, match="could not obtain lock")
+            with locked, transaction.atomic(), connection.cursor() as cursor:
+                cursor.execute(f"SELECT 1 FROM {table} WHERE id = %s FOR NO KEY UPDATE NOWAIT", [pk])  # noqa: S608
+    finally:
+        result = held.release()
+    assert not isinstance(result, Exception), result
+    with transaction.atomic(), connection.cursor() as cursor:  # free again once it ended
+        cursor.execute("SELECT 1 FROM accounts_user WHERE id = %s FOR NO KEY UPDATE NOWAIT", [customer.pk])
 
 
 @pytest.mark.parametrize(("limit", "active"), [("1200.00", 2), ("1100.00", 0)])

@@ -1,14 +1,18 @@
-"""core.db.row_save and rows_save write what ``Model.save(update_fields=...)`` writes, and only that."""
+"""core.db.row_save and rows_save write what ``Model.save(update_fields=...)`` writes, and only that;
+atomic_refusing_first joins its caller's transaction without a savepoint, and nothing half-done commits."""
 
 from datetime import timedelta
 from decimal import Decimal
 
 import pytest
 from django.db import DatabaseError, connection, transaction
+from django.db.transaction import TransactionManagementError
 from django.test.utils import CaptureQueriesContext
 
+from accounts.models import User
+from accounts.tests.factories import UserFactory
 from bnpl.models import Installment
-from core.db import RowSaves, row_save, rows_save
+from core.db import RowSaves, atomic_refusing_first, row_save, rows_save
 
 pytestmark = pytest.mark.django_db
 
@@ -115,3 +119,65 @@ def test_a_row_of_some_fields_becomes_the_model_the_orm_reads_with_only_them():
     # Out of the model's order, the values would land on the wrong fields: refused.
     with pytest.raises(ValueError, match="field order"):
         model_from_row(User, (user.user_id, user.pk), fields=("user_id", "id"))
+
+
+class Refused(Exception):
+    pass
+
+
+def _named(user_pk: int) -> str:
+    return User.objects.filter(pk=user_pk).values_list("full_name", flat=True).get()
+
+
+@atomic_refusing_first()
+def _locks_then_refuses(user_pk: int) -> None:
+    User.objects.select_for_update().filter(pk=user_pk).get()  # reads and locks: not a write
+    raise Refused()
+
+
+@atomic_refusing_first()
+def _writes_then_refuses(user_pk: int) -> None:
+    User.objects.filter(pk=user_pk).update(full_name="half-done")
+    raise Refused()
+
+
+@atomic_refusing_first()
+def _writes(user_pk: int) -> bool:
+    User.objects.filter(pk=user_pk).update(full_name="after")
+    return connection.in_atomic_block
+
+
+def test_inside_a_transaction_a_service_that_refuses_first_sets_no_savepoint_and_leaves_it_usable():
+    """The caller's transaction goes on after a refusal that came before any write (an
+    Idempotency-Key keeps the refusal as its answer)."""
+    user = UserFactory(full_name="before")
+    with transaction.atomic(), CaptureQueriesContext(connection) as sent:
+        with pytest.raises(Refused):
+            _locks_then_refuses(user.pk)
+        assert not connection.needs_rollback
+        User.objects.filter(pk=user.pk).update(full_name="after")  # the caller's own work goes on
+    assert not [q["sql"] for q in sent.captured_queries if "SAVEPOINT" in q["sql"]], sent.captured_queries
+    assert _named(user.pk) == "after"
+
+
+def test_inside_a_transaction_anything_raised_after_a_write_dooms_the_callers_transaction():
+    """A refusal after a write would otherwise commit the write with the caller's work:
+    the caller's transaction is marked to roll back, and its next statement fails."""
+    user = UserFactory(full_name="before")
+    with transaction.atomic():
+        with pytest.raises(Refused):
+            _writes_then_refuses(user.pk)
+        assert connection.needs_rollback
+        with pytest.raises(TransactionManagementError):
+            _named(user.pk)
+    assert _named(user.pk) == "before"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_alone_it_is_a_transaction_of_its_own():
+    user = UserFactory(full_name="before")
+    with pytest.raises(Refused):
+        _writes_then_refuses(user.pk)
+    assert _named(user.pk) == "before"
+    assert _writes(user.pk)
+    assert _named(user.pk) == "after"
