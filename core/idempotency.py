@@ -27,6 +27,7 @@ from django.http import HttpResponse
 from django.utils import timezone
 from drf_spectacular.utils import OpenApiParameter
 from rest_framework.renderers import JSONRenderer
+from rest_framework.response import Response
 
 from core.models import IdempotencyKey
 from core.problems import DATABASE_UNAVAILABLE, DomainError, FieldInvalid
@@ -215,10 +216,24 @@ def _run_once(handler, view, request, key: str, args, kwargs, *, atomic: bool):
         else:
             IdempotencyKey.objects.filter(pk=claimed.pk).delete()
         return response
-    body = JSONRenderer().render(response.data).decode()  # what the client receives, byte for byte
+    body = _rendered(view, request, response)
     with connection.cursor() as cursor:
         cursor.execute(_ANSWER_SQL, [IdempotencyKey.Status.COMPLETED, response.status_code, body, claimed.pk])
     return response
+
+
+def _rendered(view, request, response) -> str:
+    """The answer's body, byte for byte what the client receives: rendered now, as DRF would
+    render it after the view (the renderer and context its request negotiated), and kept
+    rendered, so it is not rendered twice. A renderer that writes no JSON stores JSON."""
+    renderer = getattr(request, "accepted_renderer", None)
+    if isinstance(response, Response) and isinstance(renderer, JSONRenderer):
+        response.accepted_renderer = renderer
+        response.accepted_media_type = request.accepted_media_type
+        response.renderer_context = view.get_renderer_context()
+        response.render()
+        return response.content.decode()
+    return JSONRenderer().render(response.data).decode()
 
 
 def idempotency_keys_prune() -> int:

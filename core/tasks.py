@@ -38,8 +38,10 @@ def enqueue_many(task, calls: list[tuple], *, countdown: float | None = None) ->
     app = task.app
     if app.conf.task_always_eager:
         return False
-    broker = app.conf.broker_write_url or app.conf.broker_url
-    if _broker_down_until.get(broker, 0.0) > time.monotonic():
+    # The broker's address is looked up (in Celery's layered settings, a cost on every request
+    # that queues work) only while some broker is backed off.
+    broker = _broker(app) if _broker_down_until else None
+    if broker is not None and _broker_down_until.get(broker, 0.0) > time.monotonic():
         return False
     try:
         with app.producer_or_acquire() as producer:
@@ -53,10 +55,15 @@ def enqueue_many(task, calls: list[tuple], *, countdown: float | None = None) ->
                     ignore_result=True,
                 )
     except (BrokerError, OSError):
-        _broker_down_until[broker] = time.monotonic() + BROKER_BACKOFF_SECONDS
+        _broker_down_until[broker or _broker(app)] = time.monotonic() + BROKER_BACKOFF_SECONDS
         return False
-    _broker_down_until.pop(broker, None)
+    if broker is not None:
+        _broker_down_until.pop(broker, None)
     return True
+
+
+def _broker(app) -> str:
+    return app.conf.broker_write_url or app.conf.broker_url
 
 
 _RETRY_POLICY = {"max_retries": 1, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.2}

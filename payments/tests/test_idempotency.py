@@ -1,3 +1,4 @@
+import json
 from datetime import timedelta
 from decimal import Decimal
 
@@ -30,6 +31,38 @@ def test_same_key_same_body_replays_the_same_answer(as_user, make_plan, customer
     assert again["Idempotent-Replayed"] == "true"
     assert not first.has_header("Idempotent-Replayed")
     assert Payment.objects.count() == 1
+
+
+@pytest.mark.parametrize("accept", ["application/json", "application/json; indent=4", "*/*"])
+@pytest.mark.parametrize("refused", [False, True], ids=["answer", "problem"])
+def test_the_replay_is_the_first_answer_byte_for_byte_rendered_once(as_user, make_plan, customer, accept, refused):
+    """The answer is kept as the client received it (its Accept's indent too), and the first
+    response is rendered once: the bytes sent are the bytes kept."""
+    from rest_framework.renderers import JSONRenderer
+
+    plan = make_plan(customer=customer, total="400.00")
+    client = as_user(customer)
+    path = f"/api/v1/plans/{plan.pk}/pay/"
+    body = {"amount": "500.00" if refused else "50.00"}
+    renders = []
+    original = JSONRenderer.render
+
+    def counted(self, *args, **kwargs):
+        renders.append(1)
+        return original(self, *args, **kwargs)
+
+    sent = {"data": json.dumps(body), "content_type": "application/json", "HTTP_IDEMPOTENCY_KEY": "k-b"}
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(JSONRenderer, "render", counted)
+        first = client.post(path, HTTP_ACCEPT=accept, **sent)
+    again = client.post(path, HTTP_ACCEPT=accept, **sent)
+
+    assert first.status_code == again.status_code == (422 if refused else 201)
+    assert again.content == first.content
+    assert again["Content-Type"] == first["Content-Type"]
+    assert (b"\n    " in first.content) == ("indent" in accept and not refused)  # problems are never indented
+    assert IdempotencyKey.objects.get(key="k-b").response_body.encode() == first.content
+    assert len(renders) == 1
 
 
 def test_same_key_with_another_body_is_422(as_user, make_plan, customer):
