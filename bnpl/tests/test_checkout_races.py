@@ -402,7 +402,7 @@ def test_the_customers_row_stays_locked_by_the_statement_that_found_it(merged):
         for table, pk in rows:
             locked = pytest.raises(OperationalError, match="could not obtain lock")
             with locked, transaction.atomic(), connection.cursor() as cursor:
-                cursor.execute(f"SELECT 1 FROM {table} WHERE id = %s FOR NO KEY UPDATE NOWAIT", [pk])  # noqa: S608
+                cursor.execute(f"SELECT 1 FROM {table} WHERE id = %s FOR NO KEY UPDATE NOWAIT", [pk])  # noqa: S608  # nosec B608
     finally:
         result = held.release()
     assert not isinstance(result, Exception), result

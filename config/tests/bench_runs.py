@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 # What bench/machine.py prints: the machine line, and a ratio (or a percentage) or its refusal.
 MACHINE_LINE = re.compile(r"^machine: \d+ cores, load average [\d.]+ [\d.]+ [\d.]+ \(1, 5, 15 min\)$", re.MULTILINE)
-RATIO = r"(?:\d+\.\d\dx|\d+%|refused \(other processes used \d+\.\d\d cores > 1; rerun\))"
+RATIO = r"(?:\d+\.\d\dx|\d+(?:\.\d)?%|refused \(other processes used \d+\.\d\d cores > 1; rerun\))"
 
 # One Redis database per benchmark, each flushed by its script: none may be another's, nor
 # the tests' own (REDIS_URL's).
