@@ -211,8 +211,7 @@ class PlanViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
         body = PlanCreateIn(data=request.data)
         body.is_valid(raise_exception=True)
         data = dict(body.validated_data)
-        operator = request.user if request.user.is_operator else None
-        if operator is not None and data["capture_mode"] == Plan.CaptureMode.MANUAL:
+        if request.user.is_operator and data["capture_mode"] == Plan.CaptureMode.MANUAL:
             raise FieldInvalid("capture_mode", "A plan made in the back office is ACTIVE at once; leave it automatic.")
         plan, created = plan_offer_named(
             creator=request.user,

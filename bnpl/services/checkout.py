@@ -112,6 +112,9 @@ def _offer_made(
     before; refusals come before any write. ``locked``: the customer's row as read locking
     it in this transaction."""
     try:
+        # The ORM's path (SQLite) finds a reference used before by the insert's IntegrityError,
+        # after which only a savepoint leaves the transaction usable; PostgreSQL's statement
+        # finds it writing nothing.
         with atomic_refusing_first() if postgresql() else transaction.atomic():
             return _plan_offer(customer, merchant, offer, operator, locked)
     except IntegrityError:
