@@ -13,7 +13,7 @@ import django
 django.setup()
 
 from django.conf import settings  # noqa: E402
-from django.core.wsgi import get_wsgi_application  # noqa: E402
 
 settings.ROOT_URLCONF = "bench.reference"
-application = get_wsgi_application()
+
+from config.wsgi import application  # noqa: E402, F401 - served by gunicorn

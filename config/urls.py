@@ -1,6 +1,8 @@
 """The URL map: the pages (home and portals, sign-in, the hosted checkout), the API under
 /api/v1/, probes, the OpenAPI schema and its UIs, the admin."""
 
+from importlib import import_module
+
 from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
@@ -19,17 +21,30 @@ admin.site.site_title = "BNPL operations"
 admin.site.index_title = "Operations"
 admin.site.site_url = "/"
 
+
+def _patterns(*modules: str) -> list:
+    """The URL patterns of ``modules``, in order, as one flat list: an empty-prefix include
+    per app made every request to a later app raise and catch a miss in each earlier one,
+    which cost more than matching the patterns themselves."""
+    return [pattern for module in modules for pattern in import_module(module).urlpatterns]
+
+
 api_v1 = [
     path("health/", dashboard.health_dashboard, name="health-dashboard"),
-    path("", include("accounts.api.urls")),
-    path("", include("bnpl.api.urls")),
-    path("", include("payments.api.urls")),
-    path("", include("refunds.api.urls")),
-    path("", include("settlements.api.urls")),
-    path("", include("events.api.urls")),
+    *_patterns(
+        "accounts.api.urls",
+        "bnpl.api.urls",
+        "payments.api.urls",
+        "refunds.api.urls",
+        "settlements.api.urls",
+        "events.api.urls",
+    ),
 ]
 
 urlpatterns = [
+    # The API first: its requests are most of the traffic, and every pattern before it is
+    # tried and missed on each of them.
+    path("api/v1/", include(api_v1)),
     path("", portal.home, name="home"),
     path("login/", signin.SignInView.as_view(), name="login"),
     path("logout/", signin.SignOutView.as_view(), name="logout"),
@@ -38,7 +53,6 @@ urlpatterns = [
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
     path("metrics", MetricsView.as_view(), name="metrics"),
-    path("api/v1/", include(api_v1)),
     path("webhook/refund-status/", RefundStatusWebhookView.as_view(), name="refund-status-webhook"),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     # Pages for browsers: GET only (DRF's OPTIONS metadata cannot be rendered as their HTML).

@@ -33,13 +33,15 @@ signature is wrong, and a merchant answered 429 would only retry).
 import functools
 import hashlib
 import logging
+import os
 import time
 
 from django.conf import settings
 from django.core.cache import caches
 from django.core.cache.backends.redis import RedisCache
 from redis.commands.core import Script
-from redis.exceptions import RedisError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import NoScriptError, RedisError
 from rest_framework.exceptions import Throttled
 from rest_framework.throttling import BaseThrottle
 
@@ -81,8 +83,7 @@ def _count(key: str, ttl: int) -> int | None:
     cache = caches["default"]
     try:
         if isinstance(cache, RedisCache):
-            full_key = cache.make_and_validate_key(key)
-            return _INCR(keys=[full_key], args=[ttl], client=_write_client(cache))
+            return _incr(cache, cache.make_and_validate_key(key), ttl)
         cache.add(key, 0, ttl)
         try:
             return cache.incr(key)
@@ -99,14 +100,34 @@ def _count(key: str, ttl: int) -> int | None:
         return None
 
 
-def _write_client(cache: RedisCache):
-    """The Redis client the cache writes through, made once per cache object (one per
-    thread): Django makes a new one per operation, which costs more than the round trip,
-    and has no public way to run a script."""
-    client = getattr(cache, "_throttle_client", None)
-    if client is None:
-        client = cache._throttle_client = cache._cache.get_client(write=True)
-    return client
+def _incr(cache: RedisCache, key: str, ttl: int) -> int:
+    """Run _INCR on ``key`` through the connection ``cache`` keeps for the throttle (one per
+    cache object, so per thread, and per process). redis-py's client takes a connection from
+    its pool, checks it and gives it back around every command, which cost more than the
+    round trip. A connection the server closed since its last use is opened again, once."""
+    held = getattr(cache, "_throttle_connection", None)
+    if held is None or held[0] != os.getpid():  # a forked worker opens its own
+        pool = cache._cache.get_client(write=True).connection_pool
+        held = cache._throttle_connection = (os.getpid(), pool.make_connection())
+    connection = held[1]
+    try:
+        try:
+            return _incr_on(connection, key, ttl)
+        except RedisConnectionError:
+            connection.disconnect()
+            return _incr_on(connection, key, ttl)
+    except (RedisError, OSError):
+        connection.disconnect()  # nothing half read is left for the next request
+        raise
+
+
+def _incr_on(connection, key: str, ttl: int) -> int:
+    connection.send_command("EVALSHA", _INCR.sha, 1, key, ttl)
+    try:
+        return connection.read_response()
+    except NoScriptError:  # the server forgot the script (restarted, flushed): sent whole
+        connection.send_command("EVAL", _INCR.script, 1, key, ttl)
+        return connection.read_response()
 
 
 def _hashed(value: str) -> str:

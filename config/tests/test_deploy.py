@@ -3,9 +3,11 @@ the compose-spec schema, the Kubernetes manifests against the API schemas, nginx
 ``nginx -t``, and the promises of the Dockerfile and the gunicorn settings."""
 
 import json
+import os
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import jsonschema
@@ -128,3 +130,16 @@ def test_gunicorn_settings_come_from_the_environment(monkeypatch):
     exec(compile((ROOT / "config" / "gunicorn.py").read_text(), "gunicorn.py", "exec"), namespace)  # noqa: S102 - our own gunicorn.py  # nosec B102
     assert (namespace["workers"], namespace["threads"], namespace["worker_class"]) == (3, 4, "gthread")
     assert namespace["bind"].endswith(":9001")
+
+
+def test_the_wsgi_application_imports_the_url_map_before_serving():
+    """gunicorn preloads config.wsgi in its master: the URL map (every view) must be imported
+    then, not on each forked worker's first request."""
+    script = (
+        "import sys, config.wsgi; from django.urls import get_resolver; "
+        "sys.exit(0 if 'url_patterns' in vars(get_resolver()) and 'bnpl.api.views' in sys.modules else 1)"
+    )
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings"}
+    command = [sys.executable, "-c", script]
+    result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, check=False)  # noqa: S603  # nosec B603
+    assert result.returncode == 0, result.stderr[-2000:]

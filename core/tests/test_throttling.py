@@ -9,6 +9,7 @@ from types import SimpleNamespace
 
 import pytest
 from django.contrib.auth.models import AnonymousUser
+from django.core.cache import caches
 from rest_framework_simplejwt.tokens import RefreshToken
 
 from accounts.tests.factories import DEFAULT_PASSWORD, MerchantFactory, UserFactory
@@ -273,3 +274,42 @@ def test_a_malformed_rate_stops_the_service_from_starting():
 
     assert result.returncode != 0
     assert "BNPL_THROTTLE_LOGIN" in result.stderr
+
+
+REDIS_ONLY = pytest.mark.parametrize("throttle_cache", [pytest.param("redis", marks=pytest.mark.redis)], indirect=True)
+
+
+@REDIS_ONLY
+def test_counting_goes_on_when_redis_closes_the_connection_or_forgets_the_script(rates, log_lines):
+    """The throttle's own Redis connection, closed by the server (a restart, an idle
+    timeout), or finding the script flushed, counts on: no request missed, no back-off."""
+    rates(auth="3/min")
+    request = SimpleNamespace(META={"REMOTE_ADDR": "10.0.5.1"}, headers={}, user=AnonymousUser())
+    throttle = throttling.AuthThrottle()
+    assert throttle.allow_request(request, None)
+    cache = caches["default"]
+    client = cache._cache.get_client(write=True)
+    _, connection = cache._throttle_connection
+    name = f"throttle-{uuid.uuid4().hex}"
+    connection.send_command("CLIENT", "SETNAME", name)
+    connection.read_response()
+    (held,) = [c for c in client.client_list() if c.get("name") == name]
+    assert client.client_kill_filter(_id=held["id"]) == 1
+
+    assert throttle.allow_request(request, None)
+    client.script_flush()
+    assert throttle.allow_request(request, None)
+    assert not throttle.allow_request(request, None), "all three were counted"
+    assert not [line for line in log_lines() if "Rate limits not enforced" in line]
+
+
+@REDIS_ONLY
+def test_a_forked_process_opens_its_own_throttle_connection(rates):
+    request = SimpleNamespace(META={"REMOTE_ADDR": "10.0.5.2"}, headers={}, user=AnonymousUser())
+    assert throttling.AuthThrottle().allow_request(request, None)
+    cache = caches["default"]
+    pid, inherited = cache._throttle_connection
+    cache._throttle_connection = (pid - 1, inherited)  # what a child of this process finds
+    assert throttling.AuthThrottle().allow_request(request, None)
+    assert cache._throttle_connection[0] == pid
+    assert cache._throttle_connection[1] is not inherited
