@@ -2,6 +2,7 @@
 
 import copy
 import datetime
+import decimal
 from collections.abc import Mapping
 from decimal import Decimal
 
@@ -93,9 +94,17 @@ _DATE = serializers.DateField()
 _DATETIME = serializers.DateTimeField()
 
 
+# DecimalField.to_representation's quantize, without copying the thread's context per call:
+# the context it copies is the default one (the project never changes it) with AMOUNT's digits.
+_CENT = Decimal("0.01")
+_MONEY_CONTEXT = decimal.Context(prec=AMOUNT["max_digits"])
+
+
 def money_out(value) -> str:
     """An amount as an AMOUNT DecimalField shows it ("166.67")."""
-    return _MONEY.to_representation(value)
+    if not isinstance(value, Decimal):
+        return _MONEY.to_representation(value)
+    return format(value.quantize(_CENT, context=_MONEY_CONTEXT), "f")
 
 
 def date_out(value) -> str:

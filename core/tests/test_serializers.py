@@ -1,9 +1,12 @@
 import copy
+import decimal
 import importlib
+from decimal import Decimal
 
+import pytest
 from rest_framework import serializers
 
-from core.serializers import StrictSerializer, declared_field_copy
+from core.serializers import AMOUNT, StrictSerializer, declared_field_copy, money_out
 
 
 def _strict_serializers() -> list[type[StrictSerializer]]:
@@ -72,3 +75,24 @@ def test_a_body_still_refuses_an_unknown_field_and_a_bad_value_together():
     body = _Body(data={"amount": "x", "currency": "USD"})
     assert not body.is_valid()
     assert set(body.errors) == {"amount", "currency"}
+
+
+MONEY_CASES = [
+    *("166.67", "0", "0.00", "-3.1", "1.005", "1.015", "2.675"),
+    *("999999999.99", "1E+2", "0E-10", "7.999", "-0.005"),
+]
+
+
+@pytest.mark.parametrize("text", MONEY_CASES)
+def test_money_out_shows_an_amount_as_the_decimal_field_does(text):
+    value = Decimal(text)
+    assert money_out(value) == serializers.DecimalField(**AMOUNT).to_representation(value)
+
+
+def test_money_out_refuses_what_the_decimal_field_refuses():
+    too_long = Decimal("12345678901234.5")
+    with pytest.raises(decimal.InvalidOperation):
+        serializers.DecimalField(**AMOUNT).to_representation(too_long)
+    with pytest.raises(decimal.InvalidOperation):
+        money_out(too_long)
+    assert money_out(3) == "3.00"
