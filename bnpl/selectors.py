@@ -1,5 +1,6 @@
 """Reads of plans, installments and debt, scoped by who is asking; and the plan lock."""
 
+import functools
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
@@ -75,11 +76,12 @@ def _in_plan_scope(viewer: User, sql: str, params: list) -> tuple[str, list]:
     return sql + (" AND p.merchant_id = %s" if viewer.is_merchant else " AND p.customer_id = %s"), [*params, viewer.pk]
 
 
-def _plan_with_parties(row) -> Plan:
-    """The plan of a row of the plan's columns then its customer's and merchant's user ids,
-    with ``plan.customer`` and ``plan.merchant`` carrying those ids alone."""
-    plan = model_from_row(Plan, row)
-    count = _PLAN_COLUMN_COUNT
+def _plan_with_parties(row, fields: tuple[str, ...] | None = None) -> Plan:
+    """The plan of a row of the plan's columns (or of ``fields``, customer_id and merchant_id
+    among them) then its customer's and merchant's user ids, with ``plan.customer`` and
+    ``plan.merchant`` carrying those ids alone."""
+    plan = model_from_row(Plan, row, fields=fields)
+    count = _PLAN_COLUMN_COUNT if fields is None else len(fields)
     plan.customer = User.from_db(connection.alias, _PARTY_FIELDS, [plan.customer_id, row[count]])
     plan.merchant = User.from_db(connection.alias, _PARTY_FIELDS, [plan.merchant_id, row[count + 1]])
     return plan
@@ -424,37 +426,39 @@ def _debt_status(
 # (the answer shows them), in one statement on PostgreSQL. FOR NO KEY UPDATE OF the plan only,
 # as plan_get_for_update; a plan outside the scope is neither returned nor locked.
 # (refunds/tests/test_hand_written_sql.py holds it equal to the ORM's.)
-_PLAN_LOCK_WITH_PARTIES = (  # noqa: S608 - composed of the models' own column names
-    "SELECT {columns}, c.user_id, m.user_id FROM {plans} p {customer} {merchant} WHERE p.id = %s"  # nosec B608
-).format(
-    columns=model_columns(Plan, "p"),
-    plans=Plan._meta.db_table,
-    customer=row_by_key(User, "c", "p.customer_id", "user_id"),
-    merchant=row_by_key(User, "m", "p.merchant_id", "user_id"),
-)
+@functools.cache
+def _plan_lock_with_parties(fields: tuple[str, ...] | None) -> str:
+    """The plan's columns (every one, or ``fields``'), then its parties' user ids, of plan ``%s``."""
+    columns = (
+        model_columns(Plan, "p")
+        if fields is None
+        else ", ".join(f"p.{Plan._meta.get_field(name).column}" for name in fields)
+    )
+    customer = row_by_key(User, "c", "p.customer_id", "user_id")
+    merchant = row_by_key(User, "m", "p.merchant_id", "user_id")
+    return f"SELECT {columns}, c.user_id, m.user_id FROM {Plan._meta.db_table} p {customer} {merchant} WHERE p.id = %s"  # noqa: S608  # nosec B608
 
 
-def plan_get_for_update_with_parties(*, viewer: User, pk: int) -> Plan:
+def plan_get_for_update_with_parties(*, viewer: User, pk: int, fields: tuple[str, ...] | None = None) -> Plan:
     """Plan ``pk`` if ``viewer`` may see it (plan_scope), row-locked until the transaction ends
     as ``plan_get_for_update`` locks it, with ``plan.customer`` and ``plan.merchant`` carrying
-    their public ``user_id`` (the rest of the user rows is not read). Raises Plan.DoesNotExist
-    when absent or out of scope."""
+    their public ``user_id`` (the rest of the user rows is not read). ``fields`` (attribute
+    names in the model's order, customer_id and merchant_id among them): the plan's fields
+    read, the others deferred. Raises Plan.DoesNotExist when absent or out of scope."""
     if not postgresql():
+        names = PLAN_FIELDS if fields is None else [Plan._meta.get_field(name).name for name in fields]
         locked = Plan.objects.select_for_update(of=("self",), no_key=True).filter(plan_scope(viewer))
-        return (
-            locked.select_related("customer", "merchant")
-            .only(*PLAN_FIELDS, "customer__user_id", "merchant__user_id")
-            .get(pk=pk)
-        )
+        with_parties = locked.select_related("customer", "merchant")
+        return with_parties.only(*names, "customer__user_id", "merchant__user_id").get(pk=pk)
     if not 0 < pk <= _BIGINT_MAX:
         raise Plan.DoesNotExist(f"No plan {pk}.")  # as the ORM answers for an id past the column's range
-    sql, params = _in_plan_scope(viewer, _PLAN_LOCK_WITH_PARTIES, [pk])
+    sql, params = _in_plan_scope(viewer, _plan_lock_with_parties(fields), [pk])
     with connection.cursor() as cursor:
         cursor.execute(sql + " FOR NO KEY UPDATE OF p", params)
         row = cursor.fetchone()
     if row is None:
         raise Plan.DoesNotExist(f"No plan {pk}.")
-    return _plan_with_parties(row)
+    return _plan_with_parties(row, fields)
 
 
 # The debt read (GET /api/v1/debt/{user_id}/) written out on PostgreSQL in two statements:

@@ -129,8 +129,12 @@ def _existing(merchant_id: int, plan_id: int, transaction_id: str, amount: Decim
     return refund
 
 
+# What a refund request reads of its plan: the rest of the row is neither converted nor sent.
+_PLAN_READ = ("id", "customer_id", "merchant_id", "total_amount", "currency", "status")
+
+
 def _refund_request(plan_id, transaction_id, amount, reason, requester, user_id, method) -> tuple[Refund, bool]:
-    plan = plan_get_for_update_with_parties(viewer=requester, pk=plan_id)
+    plan = plan_get_for_update_with_parties(viewer=requester, pk=plan_id, fields=_PLAN_READ)
     if user_id and user_id != plan.customer.user_id:
         raise FieldInvalid("user_id", "This is not the plan's customer.")
     taken, counted = refund_request_standing(

@@ -16,8 +16,8 @@ from bnpl.schedule import business_today
 from bnpl.selectors import (
     _DEBT_OVERDUE,
     _INSTALLMENT_PLAN,
-    _PLAN_LOCK_WITH_PARTIES,
     _PLAN_SQL,
+    _plan_lock_with_parties,
     debt_status_get_for,
     installment_plan_for,
     plan_get_for_update,
@@ -186,7 +186,7 @@ def test_the_debt_status_is_found_for_whom_the_orm_finds_it_with_the_same_figure
 def test_the_point_reads_find_their_joined_rows_by_key_whatever_the_statistics():
     # A plain join let the planner choose a merge join, which on stale statistics walks the
     # joined table's key index from its start: these joins leave it no such choice.
-    for sql in (_PLAN_SQL, _PLAN_LOCK_WITH_PARTIES, _INSTALLMENT_PLAN, _PLAN_LOCK_SQL[False]):
+    for sql in (_PLAN_SQL, _plan_lock_with_parties(None), _INSTALLMENT_PLAN, _PLAN_LOCK_SQL[False]):
         assert join_methods_without_nested_loops(sql, [1]) <= {"Nested Loop"}, sql
     assert join_methods_without_nested_loops(_PLAN_LOCK_SQL[True], [1, 1]) <= {"Nested Loop"}
     overdue = [1, Installment.Status.OVERDUE]

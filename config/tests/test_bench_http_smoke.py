@@ -53,3 +53,14 @@ def test_bench_http_measures_every_endpoint_beside_its_bare_reference():
         line = next(line for line in result.stdout.splitlines() if line.startswith(f"| {endpoint} | 4 |"))
         throughput, latency = line.split(" | ")[6:8]
         assert (throughput.endswith("%") and latency.endswith("x")) or throughput == latency, line
+
+
+def test_even_rounds_measure_each_endpoint_before_its_reference():
+    """What a cell writes is there for the next one: the order alternates between rounds."""
+    from bench.http_bench import in_turn
+
+    cells = [("floor", "", None), ("bare: a", "", None), ("A", "", "bare: a")]
+    cells += [("bare: b", "", None), ("B", "", "bare: b")]
+    assert [cell[0] for cell in in_turn(cells, 1)] == ["floor", "bare: a", "A", "bare: b", "B"]
+    assert [cell[0] for cell in in_turn(cells, 2)] == ["floor", "A", "bare: a", "B", "bare: b"]
+    assert in_turn(cells, 3) == cells

@@ -7,6 +7,7 @@ from decimal import Decimal
 import pytest
 from django.db import connection, transaction
 from django.forms.models import model_to_dict
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from accounts.tests.factories import MerchantFactory, OperatorFactory, UserFactory
@@ -140,3 +141,21 @@ def test_the_answer_is_refund_out_s(make_plan, settings):
         assert refund_out(refund) == RefundOut(refund).data
     assert refund_out(approved)["decided_at"] is not None
     assert refund_out(pending)["created_at"].endswith("Z")
+
+
+@on_postgresql
+def test_a_refund_request_sends_five_statements_reading_of_its_plan_only_what_it_uses(make_plan, as_user):
+    """The key claimed, the plan locked with its parties (its columns the request uses, no
+    other), what it has refunded, the refund, the answer kept: nothing read twice or later."""
+    plan = make_plan(total="100.00")
+    client = as_user(plan.merchant)
+    client.get("/api/v1/auth/me/")  # the caller's own row read, as any first request reads it
+    body = {"plan_id": plan.pk, "transaction_id": "rf-count", "amount": "1.00"}
+    with CaptureQueriesContext(connection) as statements:
+        answer = client.post("/api/v1/refunds/", body, format="json", HTTP_IDEMPOTENCY_KEY="rf-count")
+    assert answer.status_code == 201, answer.content
+    sent = [query["sql"] for query in statements.captured_queries if "SAVEPOINT" not in query["sql"]]
+    assert len(sent) == 5, sent
+    lock = next(sql for sql in sent if "FOR NO KEY UPDATE" in sql)
+    assert "installment_count" not in lock
+    assert answer.json()["user_id"] == plan.customer.user_id
