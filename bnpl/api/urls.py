@@ -10,7 +10,7 @@ router.register("installments", views.InstallmentViewSet, basename="installment"
 router.register("late-fees", views.LateFeeViewSet, basename="late-fee")
 
 urlpatterns = [
-    # Beside accounts' exact "auth/me/" (included first): a longer path, so neither hides the other.
+    # Beside accounts' exact "auth/me/": a longer path, so neither hides the other.
     path("auth/me/spending-power/", views.SpendingPowerView.as_view(), name="auth-me-spending-power"),
     re_path(rf"^debt/(?P<user_id>{USER_ID_IN_PATH})/$", views.DebtStatusView.as_view(), name="debt-status"),
     path("analytics/dashboard/", views.AnalyticsView.as_view(), name="analytics-dashboard"),
