@@ -30,6 +30,13 @@ _verified: dict[bytes, tuple[float, Token]] = {}
 class BearerAuthentication(JWTAuthentication):
     """simplejwt's access tokens; the user row is read without its rarely needed columns."""
 
+    # simplejwt looks the user model up in its __init__, and DRF makes an authenticator for
+    # every request: looked up once here instead.
+    user_model = User
+
+    def __init__(self) -> None:
+        """Nothing to set up: the user model is the class's."""
+
     def get_validated_token(self, raw_token: bytes) -> Token:
         """simplejwt's validated token. One this process verified before is taken again until it
         expires, without decoding it and checking its signature anew: those are the same bytes

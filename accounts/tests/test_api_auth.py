@@ -373,3 +373,11 @@ def test_a_token_user_read_written_out_is_the_row_the_orm_reads(settings):
         assert getattr(ours, name) == getattr(orms, name), name
         assert type(getattr(ours, name)) is type(getattr(orms, name)), name
     assert ours.get_deferred_fields() == {"password", "passport_number", "webhook_secret", "payout_account"}
+
+
+def test_the_bearer_authenticator_knows_the_user_model_simplejwt_would_look_up():
+    from django.contrib.auth import get_user_model
+
+    from accounts.authentication import BearerAuthentication
+
+    assert BearerAuthentication().user_model is get_user_model()
