@@ -149,18 +149,14 @@ def _refund_request(plan_id, transaction_id, amount, reason, requester, user_id,
         raise RefundExceedsPlan(
             f"At most {available} {plan.currency} can still be refunded on this plan.", refundable=str(available)
         )
-    refund = Refund(
+    saved = refund_insert(
         plan=plan,
-        merchant=plan.merchant,
-        customer=plan.customer,
-        requested_by=requester,
+        requester=requester,
         transaction_id=transaction_id,
         amount=amount,
-        currency=plan.currency,
         reason=reason,
         payout_method=method,
     )
-    saved = refund_insert(refund)
     if saved is None:
         # Another transaction committed a refund under this transaction id since the read.
         return _existing(plan.merchant_id, plan_id, transaction_id, amount, method), False
@@ -173,6 +169,7 @@ def _refund_request(plan_id, transaction_id, amount, reason, requester, user_id,
 # back), where the ORM raises IntegrityError (refunds/tests/test_hand_written_sql.py holds the
 # two rows equal).
 _INSERT_FIELDS = [field for field in Refund._meta.concrete_fields if not field.primary_key]
+_COLUMNS = [field.attname for field in Refund._meta.concrete_fields]
 _INSERT_SQL = (
     f"INSERT INTO {Refund._meta.db_table} ({', '.join(field.column for field in _INSERT_FIELDS)})"  # noqa: S608  # nosec B608
     f" VALUES ({', '.join(['%s'] * len(_INSERT_FIELDS))})"
@@ -180,28 +177,49 @@ _INSERT_SQL = (
 )
 
 
-def refund_insert(refund: Refund) -> Refund | None:
-    """Save the new ``refund`` (its created and updated times set to now, as ``save`` sets
-    them) and return it as saved; None, with nothing saved, when the merchant's transaction
-    id already names a refund. On SQLite through ``save`` (IntegrityError instead of None)."""
+def refund_insert(
+    *, plan: Plan, requester: User, transaction_id: str, amount: Decimal, reason: str, payout_method: str
+) -> Refund | None:
+    """Save a new PENDING refund of ``amount`` on ``plan`` (its ``customer`` and ``merchant``
+    loaded) requested by ``requester``, as ``save`` saves it, and return it with those four
+    rows attached; None, with nothing saved, when the merchant's transaction id already names
+    a refund. On SQLite through ``save`` (IntegrityError instead of None)."""
+    given = {
+        "plan_id": plan.pk,
+        "merchant_id": plan.merchant_id,
+        "customer_id": plan.customer_id,
+        "requested_by_id": requester.pk,
+        "transaction_id": transaction_id,
+        "amount": amount,
+        "currency": plan.currency,
+        "reason": reason,
+        "payout_method": payout_method,
+    }
+    related = {"plan": plan, "merchant": plan.merchant, "customer": plan.customer, "requested_by": requester}
     if not postgresql():
+        refund = _with_rows(Refund(**given), related)
         refund.save(force_insert=True)
         return refund
-    python_values = [field.pre_save(refund, True) for field in _INSERT_FIELDS]
-    values = [
-        field.get_db_prep_save(value, connection) for field, value in zip(_INSERT_FIELDS, python_values, strict=True)
-    ]
+    # The row's values as save() would write them (the defaults; created and updated now), and
+    # the refund built once, as read back: building it first and preparing each of its fields
+    # for the statement cost more than the statement.
+    now = timezone.now()
+    values = {field.attname: field.get_default() for field in _INSERT_FIELDS} | given
+    values["created_at"] = values["updated_at"] = now
     with connection.cursor() as cursor:
-        cursor.execute(_INSERT_SQL, values)
+        cursor.execute(_INSERT_SQL, [values[field.attname] for field in _INSERT_FIELDS])
         row = cursor.fetchone()
     if row is None:
         return None
-    fields = Refund._meta.concrete_fields
-    by_name = dict(zip((field.attname for field in _INSERT_FIELDS), python_values, strict=True)) | {"id": row[0]}
-    saved = Refund.from_db(connection.alias, [field.attname for field in fields], [by_name[f.attname] for f in fields])
-    for relation in ("plan", "merchant", "customer", "requested_by"):  # the rows it was made with
-        setattr(saved, relation, getattr(refund, relation))
-    return saved
+    values["id"] = row[0]
+    return _with_rows(Refund.from_db(connection.alias, _COLUMNS, [values[name] for name in _COLUMNS]), related)
+
+
+def _with_rows(refund: Refund, related: dict) -> Refund:
+    """``refund`` with the rows it was made with attached (not read again when used)."""
+    for name, row in related.items():
+        Refund._meta.get_field(name).set_cached_value(refund, row)
+    return refund
 
 
 def refund_status_can_apply(*, current: str, requested: str) -> bool:

@@ -94,15 +94,12 @@ def test_what_a_request_reads_of_the_refunds_made_is_what_the_orm_reads(make_pla
     ]
 
 
-def _new_refund(plan, transaction_id: str) -> Refund:
-    return Refund(
+def _new_refund(plan, transaction_id: str) -> Refund | None:
+    return refund_insert(
         plan=plan,
-        merchant_id=plan.merchant_id,
-        customer_id=plan.customer_id,
-        requested_by_id=plan.merchant_id,
+        requester=plan.merchant,
         transaction_id=transaction_id,
         amount=Decimal("12.34"),
-        currency=plan.currency,
         reason="Returned 'item'",
         payout_method=Refund.PayoutMethod.CREDIT,
     )
@@ -112,14 +109,20 @@ def _new_refund(plan, transaction_id: str) -> Refund:
 def test_the_refund_inserted_is_the_row_the_orm_saves_and_a_taken_id_saves_nothing(make_plan, monkeypatch):
     plan = make_plan()
     before = timezone.now()
-    written = refund_insert(_new_refund(plan, "rf-written"))
-    assert written is not None
+    with CaptureQueriesContext(connection) as statements:
+        written = _new_refund(plan, "rf-written")
+        assert (written.plan, written.customer, written.merchant, written.requested_by) == (
+            plan,
+            plan.customer,
+            plan.merchant,
+            plan.merchant,
+        )
+    assert len(statements.captured_queries) == 1, "its rows attached, not read again"
     assert written.pk is not None
-    assert written.plan == plan
     assert before <= written.created_at <= written.updated_at <= timezone.now()
-    assert refund_insert(_new_refund(plan, "rf-written")) is None
+    assert _new_refund(plan, "rf-written") is None
     monkeypatch.setattr("refunds.services.postgresql", lambda: False)
-    by_orm = refund_insert(_new_refund(plan, "rf-orm"))
+    by_orm = _new_refund(plan, "rf-orm")
     assert by_orm is not None
 
     def stored(refund) -> dict:
@@ -129,6 +132,7 @@ def test_the_refund_inserted_is_the_row_the_orm_saves_and_a_taken_id_saves_nothi
     assert stored(written) == stored(by_orm)
     assert Refund.objects.get(pk=written.pk).created_at == written.created_at
     assert model_to_dict(Refund.objects.get(pk=written.pk)) == model_to_dict(written)
+    assert model_to_dict(Refund.objects.get(pk=by_orm.pk)) == model_to_dict(by_orm)
     assert Refund.objects.filter(transaction_id="rf-written").count() == 1
 
 
