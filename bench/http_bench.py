@@ -81,7 +81,8 @@ def parse_args() -> argparse.Namespace:
         type=int,
         default=1,
         help="measure every cell this many times, the rounds one after the other (a reference and its "
-        "endpoint stay side by side in each); the table gives their mean requests/s and median latencies",
+        "endpoint side by side in each, which goes first alternating); the table gives their mean "
+        "requests/s and median latencies",
     )
     args = parser.parse_args()
     args.connections = [int(c) for c in args.connections.split(",") if c.strip()]
@@ -650,7 +651,8 @@ def main() -> int:
             f"{after.split('cores, ', 1)[1]}); "
             f"{args.seconds} s per cell after {args.warmup} s not counted"
             + (
-                f", {args.rounds} rounds of every cell one after the other (mean requests/s, median latencies, "
+                f", {args.rounds} rounds of every cell one after the other (each reference measured just before "
+                "its endpoint in odd rounds, just after it in even ones; mean requests/s, median latencies, "
                 "a ratio refused if any round's cell was disturbed)"
                 if args.rounds > 1
                 else ""
